@@ -6,9 +6,9 @@ Two entry points:
   into one flat (N,) batch, vLLM style, so prefill chunks and decode tokens of different requests
   share every matrix multiply; attention runs per sequence against that sequence's own cache.
 
-Batch invariance: CPU GEMM kernels pick different blockings for row counts that are not a
-multiple of 4, which changes float rounding; we pad the packed rows to a multiple of 4 so a
-row's result never depends on how many other rows share the batch.
+Batch invariance: CPU GEMM kernels pick different blockings for different row counts, which
+changes float rounding; the packed rows are padded to `row_multiple` (measured for the weight
+format in use, see quant.py) so a row's result never depends on how many rows share the batch.
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ from itertools import accumulate
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-ROW_MULTIPLE = 4
-
 
 @dataclass
 class LlamaConfig:
@@ -238,6 +235,8 @@ class Llama(nn.Module):
         if cfg.tie_embeddings:
             self.lm_head.weight = self.tok_embeddings.weight
         self.rotary = Rotary(cfg)
+        self.weight_format = "fp32"
+        self.row_multiple = 4  # batch-invariant row padding; quant.apply_weight_format measures it
 
     @torch.no_grad()
     def load_weights(self, sd: dict[str, torch.Tensor]) -> None:
@@ -271,7 +270,7 @@ class Llama(nn.Module):
         N = tokens.shape[0]
         assert N == sum(s.n for s in segments)
         pos = torch.cat([torch.arange(s.cache.length, s.cache.length + s.n) for s in segments])
-        pad = -N % ROW_MULTIPLE
+        pad = -N % self.row_multiple
         if pad:
             tokens = F.pad(tokens, (0, pad))
             pos = F.pad(pos, (0, pad))
@@ -289,5 +288,5 @@ class Llama(nn.Module):
             s.cache.length += s.n
             s.cache.tokens.extend(t.tolist())
         h = self.norm(x[last])
-        pad = -h.shape[0] % ROW_MULTIPLE
+        pad = -h.shape[0] % self.row_multiple
         return self.lm_head(F.pad(h, (0, 0, 0, pad)))[: len(segments)]

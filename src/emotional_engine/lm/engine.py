@@ -1,0 +1,437 @@
+"""Continuous-batching inference engine for the builtin decoder.
+
+One scheduler thread owns the model. Each step it packs every running request into one forward
+pass: one token per decoding request plus at most `prefill_chunk` prompt tokens of requests still
+prefilling. Requests join and leave between steps. Output is streamed per token to whichever
+thread or event loop asked for it.
+
+Isolation: a request whose logits processor raises, or whose consumer went away, ends alone. If
+the packed forward pass itself raises, each segment is retried alone and only the ones that
+still fail are ended; caches stay valid because a cache's length only advances after a pass
+succeeds.
+
+Sessions: a request may name a session; its KV cache is kept after the request ends, and the
+next request of that session prefills only the tokens after the longest common prefix. Idle
+session caches are evicted least-recently-used first when all caches together exceed the budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from emotional_engine.lm.model import KVCache, Llama, Segment
+from emotional_engine.lm.sampling import LogitsProcessor, Sampler, SamplingParams
+from emotional_engine.lm.tokenizer import BPETokenizer, StreamDecoder
+
+log = logging.getLogger(__name__)
+
+
+class ContextOverflowError(ValueError):
+    pass
+
+
+@dataclass
+class Piece:
+    """A streamed piece of output; the last one of a request carries `finish_reason` and `usage`."""
+
+    text: str
+    token_id: int | None = None
+    finish_reason: str | None = None  # stop | length | cancelled | error
+    error: str | None = None
+    usage: dict | None = None
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    ttft_ms: float = 0.0
+    total_ms: float = 0.0
+    error: str | None = None
+
+    @classmethod
+    def from_pieces(cls, pieces: list[Piece]) -> Completion:
+        last = pieces[-1] if pieces else None
+        if last is None or last.finish_reason is None:
+            raise RuntimeError("the stream ended without a finish reason")
+        u = last.usage or {}
+        return cls(
+            text="".join(p.text for p in pieces), finish_reason=last.finish_reason, error=last.error,
+            prompt_tokens=u.get("prompt_tokens", 0), completion_tokens=u.get("completion_tokens", 0),
+            cached_tokens=u.get("cached_tokens", 0), ttft_ms=u.get("ttft_ms", 0.0), total_ms=u.get("total_ms", 0.0),
+        )
+
+
+@dataclass
+class _Request:
+    id: int
+    prompt_ids: list[int]
+    params: SamplingParams
+    sampler: Sampler
+    emit: Callable[[Piece], None]
+    session_id: str | None
+    decoder: StreamDecoder
+    cache: KVCache | None = None
+    feed: list[int] = field(default_factory=list)  # tokens to push through the model next
+    out_ids: list[int] = field(default_factory=list)
+    held: str = ""  # text held back because it may be the start of a stop string
+    cached_tokens: int = 0
+    cancelled: bool = False
+    pooled: bool = False  # the cache belongs to the session pool
+    t_submit: float = field(default_factory=time.perf_counter)
+    t_first: float | None = None
+
+
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class CachePool:
+    """Session KV caches under a byte budget; idle ones are evicted least recently used first."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget = budget_bytes
+        self._idle: OrderedDict[str, KVCache] = OrderedDict()
+        self._busy: dict[str, KVCache] = {}
+        self.evictions = 0
+
+    def checkout(self, session_id: str) -> tuple[KVCache | None, bool]:
+        """(cache or None if evicted/new, whether this request owns the session's cache)."""
+        if session_id in self._busy:
+            return None, False  # a concurrent request of the same session gets a private cache
+        cache = self._idle.pop(session_id, None)
+        self._busy[session_id] = cache  # placeholder until checkin
+        return cache, True
+
+    def checkin(self, session_id: str, cache: KVCache) -> None:
+        self._busy.pop(session_id, None)
+        self._idle[session_id] = cache
+
+    def release(self, session_id: str) -> None:
+        """End a checkout without keeping the cache (its state is unknown after an error)."""
+        self._busy.pop(session_id, None)
+
+    def drop(self, session_id: str) -> None:
+        self._idle.pop(session_id, None)
+
+    def __contains__(self, session_id: str) -> bool:
+        return session_id in self._idle
+
+    def enforce(self, active_bytes: int) -> None:
+        total = active_bytes + sum(c.nbytes for c in self._idle.values())
+        while total > self.budget and self._idle:
+            sid, cache = self._idle.popitem(last=False)
+            total -= cache.nbytes
+            self.evictions += 1
+            log.debug("evicted KV cache of session %s (%d bytes)", sid, cache.nbytes)
+
+    @property
+    def idle_bytes(self) -> int:
+        return sum(c.nbytes for c in self._idle.values())
+
+
+class LMEngine:
+    def __init__(
+        self,
+        model: Llama,
+        tokenizer: BPETokenizer,
+        *,
+        max_batch: int = 16,
+        prefill_chunk: int = 256,
+        cache_budget_bytes: int = 512 * 2**20,
+        overflow: str = "truncate",
+        cache_dtype: torch.dtype = torch.float32,
+    ):
+        if overflow not in ("truncate", "error"):
+            raise ValueError("overflow must be 'truncate' or 'error'")
+        self.model = model.eval()
+        self.tok = tokenizer
+        self.cfg = model.config
+        self.max_batch = max_batch
+        self.prefill_chunk = prefill_chunk
+        self.overflow = overflow
+        self.cache_dtype = cache_dtype
+        self.pool = CachePool(cache_budget_bytes)
+        self._ids = itertools.count(1)
+        self._waiting: list[_Request] = []
+        self._running: list[_Request] = []
+        self._cv = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.steps = 0
+
+    # ---- public API -------------------------------------------------------------------------
+
+    def encode_prompt(self, prompt: str | list[dict[str, str]] | list[int]) -> list[int]:
+        """Text is encoded as is; chat messages go through the model's chat template; ids pass."""
+        if isinstance(prompt, str):
+            return self.tok.encode(prompt)
+        if all(isinstance(t, int) for t in prompt):
+            return list(prompt)  # type: ignore[arg-type]
+        return self.tok.encode(self.tok.apply_chat_template(prompt, add_generation_prompt=True))
+
+    def submit(
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        emit: Callable[[Piece], None],
+        *,
+        session_id: str | None = None,
+        processors: Sequence[LogitsProcessor] = (),
+    ) -> _Request:
+        if not prompt_ids:
+            raise ValueError("the prompt is empty")
+        prompt_ids = self._fit_context(list(prompt_ids), params)
+        r = _Request(
+            id=next(self._ids), prompt_ids=prompt_ids, params=params, sampler=Sampler(params, processors),
+            emit=emit, session_id=session_id, decoder=StreamDecoder(self.tok),
+        )
+        with self._cv:
+            if self._closed:
+                raise RuntimeError("the engine is closed")
+            self._waiting.append(r)
+            self._ensure_thread()
+            self._cv.notify()
+        return r
+
+    async def stream(
+        self,
+        prompt: str | list[dict[str, str]] | list[int],
+        params: SamplingParams | None = None,
+        *,
+        session_id: str | None = None,
+        processors: Sequence[LogitsProcessor] = (),
+    ) -> AsyncIterator[Piece]:
+        """Pieces of text as they are generated; cancelling the consumer cancels the request."""
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue[Piece] = asyncio.Queue()
+        r = self.submit(self.encode_prompt(prompt), params or SamplingParams(), lambda p: loop.call_soon_threadsafe(q.put_nowait, p),
+                        session_id=session_id, processors=processors)
+        try:
+            while True:
+                piece = await q.get()
+                yield piece
+                if piece.finish_reason is not None:
+                    return
+        finally:
+            r.cancelled = True  # no-op if it already finished
+
+    def generate(
+        self,
+        prompt: str | list[dict[str, str]] | list[int],
+        params: SamplingParams | None = None,
+        *,
+        session_id: str | None = None,
+        processors: Sequence[LogitsProcessor] = (),
+        on_piece: Callable[[Piece], None] | None = None,
+    ) -> Completion:
+        """Blocking generation; `on_piece` sees each piece as it comes."""
+        q: queue.Queue[Piece] = queue.Queue()
+        r = self.submit(self.encode_prompt(prompt), params or SamplingParams(), q.put, session_id=session_id, processors=processors)
+        pieces = []
+        try:
+            while True:
+                piece = q.get()
+                if on_piece:
+                    on_piece(piece)
+                pieces.append(piece)
+                if piece.finish_reason is not None:
+                    return Completion.from_pieces(pieces)
+        finally:
+            r.cancelled = True
+
+    def drop_session(self, session_id: str) -> None:
+        with self._cv:
+            self.pool.drop(session_id)
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    # ---- scheduler ---------------------------------------------------------------------------
+
+    def _fit_context(self, ids: list[int], params: SamplingParams) -> list[int]:
+        ctx = self.cfg.context_length
+        room = ctx - min(params.max_tokens, ctx // 2)
+        if len(ids) <= room:
+            return ids
+        if self.overflow == "error":
+            raise ContextOverflowError(
+                f"the prompt has {len(ids)} tokens; with max_tokens={params.max_tokens} at most {room} fit "
+                f"the model's context of {ctx}")
+        log.warning("prompt of %d tokens cut from the left to %d to fit the context of %d", len(ids), room, ctx)
+        return ids[-room:]
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name="lm-scheduler", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._waiting and not self._running and not self._closed:
+                    self._cv.wait()
+                if self._closed:
+                    for r in self._waiting + self._running:
+                        self._finish(r, "cancelled")
+                    return
+                self._admit()
+            try:
+                with torch.inference_mode():
+                    self._step()
+            except Exception as e:  # never let the scheduler die silently
+                log.exception("scheduler step failed")
+                for r in list(self._running):
+                    self._finish(r, "error", error=f"{type(e).__name__}: {e}")
+
+    def _admit(self) -> None:
+        while self._waiting and len(self._running) < self.max_batch:
+            r = self._waiting.pop(0)
+            cache = None
+            if r.session_id is not None:
+                cache, r.pooled = self.pool.checkout(r.session_id)
+            if cache is not None:
+                keep = min(common_prefix_len(cache.tokens, r.prompt_ids), len(r.prompt_ids) - 1)
+                cache.truncate(keep)
+                r.cached_tokens = keep
+            else:
+                cache = KVCache(self.cfg, self.cache_dtype)
+            r.cache = cache
+            r.feed = r.prompt_ids[cache.length:]
+            self._running.append(r)
+
+    def _step(self) -> None:
+        for r in [r for r in self._running if r.cancelled]:
+            self._finish(r, "cancelled")
+        if not self._running:
+            return
+        batch: list[tuple[_Request, int]] = []  # (request, tokens fed this step)
+        prefill_budget = self.prefill_chunk
+        for r in self._running:
+            if len(r.feed) == 1:
+                batch.append((r, 1))
+            elif prefill_budget > 0:
+                # a request's chunk boundaries depend only on itself, never on its batch mates
+                n = min(len(r.feed), self.prefill_chunk)
+                batch.append((r, n))
+                prefill_budget -= n
+        logits = self._forward(batch)
+        self.steps += 1
+        for (r, n), row in zip(batch, logits):
+            if r not in self._running:
+                continue  # failed in isolation
+            r.feed = r.feed[n:]
+            if r.feed:
+                continue  # still prefilling
+            try:
+                tok = r.sampler(row, r.prompt_ids, r.out_ids)
+                self._on_token(r, tok)
+            except Exception as e:
+                log.warning("request %d failed: %s", r.id, e)
+                self._finish(r, "error", error=f"{type(e).__name__}: {e}")
+
+    def _forward(self, batch: list[tuple[_Request, int]]) -> list[torch.Tensor]:
+        tokens = torch.tensor([t for r, n in batch for t in r.feed[:n]], dtype=torch.long)
+        try:
+            return list(self.model.forward_packed(tokens, [Segment(r.cache, n) for r, n in batch]))
+        except Exception:
+            if len(batch) == 1:
+                raise
+        rows = []
+        for r, n in batch:  # find the culprit: retry each segment alone
+            try:
+                rows.append(self.model.forward_packed(torch.tensor(r.feed[:n]), [Segment(r.cache, n)])[0])
+            except Exception as e:
+                log.warning("request %d failed in the forward pass: %s", r.id, e)
+                self._finish(r, "error", error=f"{type(e).__name__}: {e}")
+                rows.append(torch.empty(0))
+        return rows
+
+    def _on_token(self, r: _Request, tok: int) -> None:
+        if r.t_first is None:
+            r.t_first = time.perf_counter()
+        r.out_ids.append(tok)
+        p = r.params
+        if tok in self.tok.eos_ids and not p.ignore_eos:
+            self._finish(r, "stop")
+            return
+        text = r.held + r.decoder.push(tok)
+        finish = None
+        if p.stop:
+            hit = min((i for i in (text.find(s) for s in p.stop) if i >= 0), default=-1)
+            if hit >= 0:
+                text, finish = text[:hit], "stop"
+        if finish is None and len(r.out_ids) >= p.max_tokens:
+            finish = "length"
+        if finish is None and r.cache.length + 1 > self.cfg.context_length:
+            finish = "length"
+        if finish is not None:
+            r.held = ""
+            self._emit(r, Piece(text, tok))
+            self._finish(r, finish)
+            return
+        keep = _stop_prefix_len(text, p.stop)
+        r.held = text[len(text) - keep:] if keep else ""
+        out = text[: len(text) - keep]
+        if out:
+            self._emit(r, Piece(out, tok))
+        r.feed = [tok]
+
+    def _emit(self, r: _Request, piece: Piece) -> None:
+        try:
+            r.emit(piece)
+        except Exception:  # the consumer is gone (closed event loop, ...)
+            r.cancelled = True
+
+    def _finish(self, r: _Request, reason: str, error: str | None = None) -> None:
+        now = time.perf_counter()
+        usage = {
+            "prompt_tokens": len(r.prompt_ids), "completion_tokens": len(r.out_ids), "cached_tokens": r.cached_tokens,
+            "ttft_ms": 1000 * ((r.t_first or now) - r.t_submit), "total_ms": 1000 * (now - r.t_submit),
+        }
+        self._emit(r, Piece(r.held, None, finish_reason=reason, error=error, usage=usage))
+        r.held = ""
+        if r in self._running:
+            self._running.remove(r)
+        elif r in self._waiting:
+            self._waiting.remove(r)
+        with self._cv:
+            if r.session_id is not None and r.pooled and r.cache is not None:
+                if reason == "error":
+                    self.pool.release(r.session_id)
+                else:
+                    self.pool.checkin(r.session_id, r.cache)
+            self.pool.enforce(sum(x.cache.nbytes for x in self._running if x.cache is not None))
+
+
+def _stop_prefix_len(text: str, stops: list[str]) -> int:
+    """Length of the longest suffix of `text` that is a proper prefix of a stop string."""
+    best = 0
+    for s in stops:
+        for k in range(min(len(s) - 1, len(text)), best, -1):
+            if text.endswith(s[:k]):
+                best = k
+                break
+    return best
