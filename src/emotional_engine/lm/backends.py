@@ -8,11 +8,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import httpx
 
 from emotional_engine.lm.engine import Completion, LMEngine, Piece
 from emotional_engine.lm.gguf import embedded_model_path, load_gguf
@@ -20,6 +25,9 @@ from emotional_engine.lm.model import Llama
 from emotional_engine.lm.quant import WEIGHT_FORMATS, apply_weight_format
 from emotional_engine.lm.sampling import LogitsProcessor, SamplingParams
 from emotional_engine.lm.tokenizer import BPETokenizer
+
+if TYPE_CHECKING:
+    from emotional_engine.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +87,7 @@ class BuiltinGenerator:
         cls,
         path: str | Path | None = None,
         *,
-        weight_format: str = "int8",
+        weight_format: str = "fp16",
         max_batch: int = 16,
         cache_budget_mb: int = 512,
         overflow: str = "truncate",
@@ -104,3 +112,336 @@ class BuiltinGenerator:
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.engine.close)
+
+
+class BackendError(RuntimeError):
+    """A backend could not be reached, refused a request, or sent something unusable."""
+
+
+# Server finish reasons -> ours (stop | length | cancelled | error).
+_FINISH_REASONS = {
+    "stop": "stop", "eos": "stop", "eos_token": "stop", "stop_sequence": "stop", "end_turn": "stop",
+    "content_filter": "stop", "tool_calls": "stop", "function_call": "stop",
+    "length": "length", "max_tokens": "length", "model_length": "length",
+    "abort": "cancelled", "cancelled": "cancelled", "canceled": "cancelled",
+    "error": "error",
+}
+
+
+def _map_finish_reason(reason: str | None) -> str:
+    if reason is None:
+        return "stop"
+    return _FINISH_REASONS.get(reason, "stop")
+
+
+def _chunk_delta(chunk: dict, chat: bool) -> tuple[str, str | None]:
+    """(text, finish_reason) of choice 0 of an OpenAI-format streaming chunk (either endpoint)."""
+    choices = chunk.get("choices") or []
+    if not choices:
+        return "", None
+    choice = choices[0]
+    if chat:
+        text = (choice.get("delta") or {}).get("content") or ""
+    else:
+        text = choice.get("text") or ""
+    return text, choice.get("finish_reason")
+
+
+def _check_no_processors(backend: str, processors: Sequence[LogitsProcessor]) -> None:
+    if processors:
+        raise ValueError(
+            f"the {backend} backend cannot apply logits processors (it never sees the logits); "
+            "use the builtin backend for steering"
+        )
+
+
+def _usage(server_usage: dict | None, prompt_tokens: int, completion_tokens: int,
+           t0: float, t_first: float | None, now: float) -> dict:
+    u = server_usage or {}
+    details = u.get("prompt_tokens_details") or {}
+    return {
+        "prompt_tokens": int(u.get("prompt_tokens") or prompt_tokens),
+        "completion_tokens": int(u.get("completion_tokens") or completion_tokens),
+        "cached_tokens": int(details.get("cached_tokens") or 0),
+        "ttft_ms": 1000 * ((t_first or now) - t0),
+        "total_ms": 1000 * (now - t0),
+    }
+
+
+def _error_message(body: bytes) -> str:
+    """The server's error message from an error body in any of the usual shapes."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:500]
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, str):
+            return err
+        if isinstance(err, dict):
+            for key in ("message", "detail", "msg"):
+                if isinstance(err.get(key), str):
+                    return err[key]
+    return text[:500]
+
+
+class OpenAIGenerator:
+    """Any OpenAI-compatible server (vLLM, Ollama, llama.cpp's server), always streaming.
+
+    A `str` prompt goes to /v1/completions, a message list to /v1/chat/completions. `base_url` is the
+    server root (http://host:8000); a trailing /v1 is accepted too. The server does its own prefix
+    caching, so `session_id` is ignored.
+    """
+
+    supports_logits_processors = False
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 120.0):
+        base = base_url.rstrip("/")
+        if base.endswith("/v1"):
+            base = base[: -len("/v1")]
+        self.base_url = base
+        self.model = model
+        self.timeout = timeout
+        self.info = ModelInfo("openai", model, None, None, None)
+        headers = {"Accept": "text/event-stream"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout), headers=headers)
+
+    def request_body(self, prompt: Prompt, params: SamplingParams) -> dict:
+        """The JSON body sent for `prompt` with `params` (extra sampling fields only when not off)."""
+        body: dict = {"model": self.model}
+        if isinstance(prompt, str):
+            body["prompt"] = prompt
+        else:
+            body["messages"] = list(prompt)
+        body.update(
+            stream=True, stream_options={"include_usage": True},
+            max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
+            presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty,
+        )
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed
+        # Not in OpenAI's API; vLLM and llama.cpp's server accept them. Sent only when on, so that
+        # stricter servers are not handed fields they reject.
+        if params.top_k:
+            body["top_k"] = params.top_k
+        if params.min_p:
+            body["min_p"] = params.min_p
+        if params.repetition_penalty != 1.0:
+            body["repetition_penalty"] = params.repetition_penalty
+        if params.ignore_eos:
+            body["ignore_eos"] = True
+        return body
+
+    def stream(self, prompt: Prompt, params: SamplingParams, *, session_id: str | None = None,
+               processors: Sequence[LogitsProcessor] = ()) -> AsyncIterator[Piece]:
+        _check_no_processors("openai", processors)
+        chat = not isinstance(prompt, str)
+        url = f"{self.base_url}/v1/{'chat/completions' if chat else 'completions'}"
+        return self._stream(url, self.request_body(prompt, params), chat)
+
+    async def _stream(self, url: str, body: dict, chat: bool) -> AsyncIterator[Piece]:
+        t0 = time.perf_counter()
+        t_first: float | None = None
+        n_pieces = 0
+        finish: str | None = None
+        server_usage: dict | None = None
+        done = False
+        try:
+            async with self._client.stream("POST", url, json=body) as resp:
+                if resp.status_code >= 400:
+                    msg = _error_message(await resp.aread())
+                    raise BackendError(f"{url} answered HTTP {resp.status_code} {resp.reason_phrase}"
+                                       + (f": {msg}" if msg else ""))
+                async for line in resp.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue  # blank separators, comments, event: lines
+                    data = line[len("data:"):].strip()
+                    if data == "[DONE]":
+                        done = True
+                        break
+                    try:
+                        chunk = json.loads(data)
+                    except ValueError:
+                        raise BackendError(f"{url} sent a malformed stream event: {data[:200]!r}") from None
+                    if not isinstance(chunk, dict):
+                        raise BackendError(f"{url} sent a malformed stream event: {data[:200]!r}")
+                    if chunk.get("error"):
+                        raise BackendError(f"{url} failed mid-stream: {_error_message(data.encode())}")
+                    if chunk.get("usage"):
+                        server_usage = chunk["usage"]
+                    text, reason = _chunk_delta(chunk, chat)
+                    if text:
+                        if t_first is None:
+                            t_first = time.perf_counter()
+                        n_pieces += 1
+                        yield Piece(text=text)
+                    if reason is not None:
+                        finish = reason
+        except httpx.TimeoutException as e:
+            raise BackendError(f"{url} timed out ({type(e).__name__}, timeout {self.timeout:g} s)") from e
+        except httpx.ConnectError as e:
+            raise BackendError(f"cannot connect to {url}: {str(e) or type(e).__name__}") from e
+        except httpx.HTTPError as e:
+            raise BackendError(f"request to {url} failed: {type(e).__name__}: {e}") from e
+        if not done and finish is None:
+            raise BackendError(f"{url} closed the stream before the response was complete")
+        now = time.perf_counter()
+        yield Piece(text="", finish_reason=_map_finish_reason(finish),
+                    usage=_usage(server_usage, 0, n_pieces, t0, t_first, now))
+
+    async def complete(self, prompt, params, *, session_id=None, processors=()) -> Completion:
+        return await complete_from_stream(self.stream(prompt, params, session_id=session_id, processors=processors))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+_END = object()
+
+
+class LlamaCppGenerator:
+    """llama-cpp-python's `Llama`, when it happens to be installed (it is not a dependency).
+
+    Generation runs in a worker thread, one request at a time (a `Llama` is not thread-safe)."""
+
+    supports_logits_processors = False
+
+    def __init__(self, llm, info: ModelInfo):
+        self.llm = llm
+        self.info = info
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: str | Path, *, n_ctx: int = 4096, n_threads: int | None = None,
+             **llama_kwargs) -> LlamaCppGenerator:
+        try:
+            import llama_cpp
+        except ImportError as e:
+            raise BackendError("llama-cpp-python is not installed; pip install llama-cpp-python") from e
+        path = Path(path)
+        if not path.is_file():
+            raise BackendError(f"model file {path} does not exist")
+        llama_kwargs.setdefault("verbose", False)
+        try:
+            llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, **llama_kwargs)
+        except Exception as e:
+            raise BackendError(f"llama-cpp-python could not load {path}: {e}") from e
+        meta = getattr(llm, "metadata", None) or {}
+        info = ModelInfo("llama-cpp", meta.get("general.name") or path.stem, None, llm.n_ctx(), None)
+        return cls(llm, info)
+
+    @staticmethod
+    def request_kwargs(params: SamplingParams) -> dict:
+        """Keyword arguments for `create_completion` / `create_chat_completion` (ignore_eos is not
+        supported by llama-cpp-python and is dropped)."""
+        return dict(
+            max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
+            top_k=params.top_k, min_p=params.min_p, repeat_penalty=params.repetition_penalty,
+            presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty,
+            stop=list(params.stop) or None, seed=params.seed, stream=True,
+        )
+
+    def stream(self, prompt: Prompt, params: SamplingParams, *, session_id: str | None = None,
+               processors: Sequence[LogitsProcessor] = ()) -> AsyncIterator[Piece]:
+        _check_no_processors("llama-cpp", processors)
+        return self._stream(prompt, self.request_kwargs(params))
+
+    def _worker(self, prompt: Prompt, kwargs: dict, emit, stop: threading.Event) -> None:
+        try:
+            with self._lock:
+                if stop.is_set():
+                    return
+                if isinstance(prompt, str):
+                    it = self.llm.create_completion(prompt=prompt, **kwargs)
+                else:
+                    it = self.llm.create_chat_completion(messages=list(prompt), **kwargs)
+                try:
+                    for chunk in it:
+                        emit(chunk)
+                        if stop.is_set():
+                            break
+                finally:
+                    close = getattr(it, "close", None)
+                    if close is not None:
+                        close()
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            emit(e)
+        finally:
+            emit(_END)
+
+    async def _stream(self, prompt: Prompt, kwargs: dict) -> AsyncIterator[Piece]:
+        chat = not isinstance(prompt, str)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        stop = threading.Event()
+
+        def emit(item) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                stop.set()
+
+        t0 = time.perf_counter()
+        t_first: float | None = None
+        n_pieces = 0
+        finish: str | None = None
+        server_usage: dict | None = None
+        thread = threading.Thread(target=self._worker, args=(prompt, kwargs, emit, stop),
+                                  name="llama-cpp-generate", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise BackendError(f"llama-cpp-python failed: {type(item).__name__}: {item}") from item
+                if item.get("usage"):
+                    server_usage = item["usage"]
+                text, reason = _chunk_delta(item, chat)
+                if text:
+                    if t_first is None:
+                        t_first = time.perf_counter()
+                    n_pieces += 1
+                    yield Piece(text=text)
+                if reason is not None:
+                    finish = reason
+        finally:
+            stop.set()  # the worker stops after its current token if we were left early
+        prompt_tokens = 0
+        if not chat and server_usage is None:
+            try:
+                prompt_tokens = len(self.llm.tokenize(prompt.encode("utf-8")))
+            except Exception:  # noqa: BLE001 - usage is best effort
+                prompt_tokens = 0
+        now = time.perf_counter()
+        yield Piece(text="", finish_reason=_map_finish_reason(finish),
+                    usage=_usage(server_usage, prompt_tokens, n_pieces, t0, t_first, now))
+
+    async def complete(self, prompt, params, *, session_id=None, processors=()) -> Completion:
+        return await complete_from_stream(self.stream(prompt, params, session_id=session_id, processors=processors))
+
+    async def aclose(self) -> None:
+        def _close() -> None:
+            with self._lock:
+                close = getattr(self.llm, "close", None)
+                if close is not None:
+                    close()
+        await asyncio.to_thread(_close)
+
+
+def make_generator(settings: Settings) -> Generator:
+    """The generator the settings ask for: an OpenAI-compatible server when `openai_base_url` is
+    set, else the builtin decoder."""
+    if settings.openai_base_url:
+        return OpenAIGenerator(settings.openai_base_url, settings.openai_model or "default", settings.openai_api_key)
+    return BuiltinGenerator.load(
+        settings.model_path, weight_format=settings.weight_format, max_batch=settings.max_batch,
+        cache_budget_mb=settings.kv_cache_budget_mb, overflow=settings.context_overflow,
+        cache_dir=settings.cache_dir,
+    )

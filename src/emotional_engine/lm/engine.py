@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from emotional_engine.lm.model import KVCache, Llama, Segment
+from emotional_engine.lm.model import KVArena, KVCache, Llama, Segment
 from emotional_engine.lm.sampling import LogitsProcessor, Sampler, SamplingParams
 from emotional_engine.lm.tokenizer import BPETokenizer, StreamDecoder
 
@@ -61,6 +61,7 @@ class Completion:
     ttft_ms: float = 0.0
     total_ms: float = 0.0
     error: str | None = None
+    token_ids: list[int] = field(default_factory=list)  # filled by the builtin engine
 
     @classmethod
     def from_pieces(cls, pieces: list[Piece]) -> Completion:
@@ -170,6 +171,7 @@ class LMEngine:
         self.overflow = overflow
         self.cache_dtype = cache_dtype
         self.pool = CachePool(cache_budget_bytes)
+        self.arena = KVArena(self.cfg, cache_dtype)  # caches of running requests
         self._ids = itertools.count(1)
         self._waiting: list[_Request] = []
         self._running: list[_Request] = []
@@ -254,7 +256,9 @@ class LMEngine:
                     on_piece(piece)
                 pieces.append(piece)
                 if piece.finish_reason is not None:
-                    return Completion.from_pieces(pieces)
+                    done = Completion.from_pieces(pieces)
+                    done.token_ids = list(r.out_ids)
+                    return done
         finally:
             r.cancelled = True
 
@@ -318,6 +322,7 @@ class LMEngine:
                 r.cached_tokens = keep
             else:
                 cache = KVCache(self.cfg, self.cache_dtype)
+            self.arena.bind(cache)
             r.cache = cache
             r.feed = r.prompt_ids[cache.length:]
             self._running.append(r)
@@ -329,7 +334,7 @@ class LMEngine:
             return
         batch: list[tuple[_Request, int]] = []  # (request, tokens fed this step)
         prefill_budget = self.prefill_chunk
-        for r in self._running:
+        for r in sorted(self._running, key=lambda r: r.cache.slot):  # rows in slot order: no reshuffle
             if len(r.feed) == 1:
                 batch.append((r, 1))
             elif prefill_budget > 0:
@@ -407,23 +412,25 @@ class LMEngine:
 
     def _finish(self, r: _Request, reason: str, error: str | None = None) -> None:
         now = time.perf_counter()
+        if r in self._running:
+            self._running.remove(r)
+        elif r in self._waiting:
+            self._waiting.remove(r)
+        if r.cache is not None and r.cache.arena is not None:
+            self.arena.unbind(r.cache)
+        with self._cv:  # settle the session's cache before the caller hears the request ended
+            if r.session_id is not None and r.pooled and r.cache is not None:
+                if reason == "error":
+                    self.pool.release(r.session_id)
+                else:
+                    self.pool.checkin(r.session_id, r.cache)
+            self.pool.enforce(self.arena.bound_bytes)
         usage = {
             "prompt_tokens": len(r.prompt_ids), "completion_tokens": len(r.out_ids), "cached_tokens": r.cached_tokens,
             "ttft_ms": 1000 * ((r.t_first or now) - r.t_submit), "total_ms": 1000 * (now - r.t_submit),
         }
         self._emit(r, Piece(r.held, None, finish_reason=reason, error=error, usage=usage))
         r.held = ""
-        if r in self._running:
-            self._running.remove(r)
-        elif r in self._waiting:
-            self._waiting.remove(r)
-        with self._cv:
-            if r.session_id is not None and r.pooled and r.cache is not None:
-                if reason == "error":
-                    self.pool.release(r.session_id)
-                else:
-                    self.pool.checkin(r.session_id, r.cache)
-            self.pool.enforce(sum(x.cache.nbytes for x in self._running if x.cache is not None))
 
 
 def _stop_prefix_len(text: str, stops: list[str]) -> int:

@@ -37,8 +37,16 @@ class LlamaConfig:
     has_rope_freqs: bool = False  # Llama 3.1+: per-frequency scaling factors stored as a tensor
 
 
+def _round_up(n: int, granule: int) -> int:
+    return -(-n // granule) * granule
+
+
 class KVCache:
-    """Keys and values of one sequence for every layer, grown in place as tokens are appended."""
+    """Keys and values of one sequence for every layer: (n_layer, nkv, cap, hs) each.
+
+    Standalone, it owns its storage and grows it. Bound to a `KVArena` (while its request runs in
+    the engine), `k`/`v` are views of one arena slot, so decoding sequences share one attention call.
+    """
 
     GROW = 256  # capacity granule, in tokens
 
@@ -47,13 +55,14 @@ class KVCache:
         self.dtype = dtype
         self.length = 0
         self.tokens: list[int] = []  # ids whose K/V are stored, for prefix reuse
-        self.k = torch.empty(0)
-        self.v = torch.empty(0)
+        self.arena: KVArena | None = None
+        self.slot = -1
+        self.k = self.v = torch.empty(0)
         self._alloc(capacity)
 
     def _alloc(self, capacity: int) -> None:
         c = self.cfg
-        shape = (c.n_layer, c.n_kv_head, capacity, c.head_dim)  # (L, nkv, cap, hs)
+        shape = (c.n_layer, c.n_kv_head, capacity, c.head_dim)
         k, v = torch.empty(shape, dtype=self.dtype), torch.empty(shape, dtype=self.dtype)
         if self.length:
             k[:, :, : self.length] = self.k[:, :, : self.length]
@@ -66,8 +75,10 @@ class KVCache:
 
     def reserve(self, n_new: int) -> None:
         need = self.length + n_new
-        if need > self.capacity:
-            self._alloc(math.ceil(need * 1.5 / self.GROW) * self.GROW)
+        if self.arena is not None:
+            self.arena.ensure_capacity(need)
+        elif need > self.capacity:
+            self._alloc(_round_up(int(need * 1.5), self.GROW))
 
     def truncate(self, n: int) -> None:
         self.length = min(self.length, n)
@@ -75,7 +86,78 @@ class KVCache:
 
     @property
     def nbytes(self) -> int:
-        return self.k.numel() * self.k.element_size() * 2
+        """Bytes this cache holds on its own (a bound cache's slot belongs to the arena)."""
+        return 0 if self.arena is not None else self.k.numel() * self.k.element_size() * 2
+
+
+class KVArena:
+    """KV storage for the running batch: k, v of shape (n_layer, slots, nkv, cap, hs).
+
+    Bound caches occupy slots 0..n-1 (unbinding moves the last one into the hole), so batched
+    decode attention reads one contiguous block. Keys past a slot's length are masked; masked
+    attention gives bitwise the same result whatever the capacity, so growing the arena for one
+    sequence does not change another's output.
+    """
+
+    GROW = 256
+
+    def __init__(self, cfg: LlamaConfig, dtype: torch.dtype = torch.float32):
+        self.cfg = cfg
+        self.dtype = dtype
+        self.caches: list[KVCache] = []
+        self.k = self.v = torch.empty(cfg.n_layer, 0, cfg.n_kv_head, 0, cfg.head_dim, dtype=dtype)
+
+    @property
+    def cap(self) -> int:
+        return self.k.shape[3]
+
+    def _realloc(self, slots: int, cap: int) -> None:
+        c = self.cfg
+        shape = (c.n_layer, slots, c.n_kv_head, cap, c.head_dim)
+        # zeros, not empty: masked keys get weight 0, and 0 * a stale NaN would still be NaN
+        k, v = torch.zeros(shape, dtype=self.dtype), torch.zeros(shape, dtype=self.dtype)
+        n, old = len(self.caches), self.cap
+        if n:
+            k[:, :n, :, :old] = self.k[:, :n]
+            v[:, :n, :, :old] = self.v[:, :n]
+        self.k, self.v = k, v
+        for i, cache in enumerate(self.caches):
+            cache.k, cache.v = k[:, i], v[:, i]
+
+    def ensure_capacity(self, tokens: int) -> None:
+        if tokens > self.cap:
+            self._realloc(self.k.shape[1], _round_up(int(tokens * 1.5), self.GROW))
+
+    @property
+    def bound_bytes(self) -> int:
+        """Bytes of the slots in use."""
+        return len(self.caches) * self.k[:, :1].numel() * self.k.element_size() * 2
+
+    def bind(self, cache: KVCache) -> None:
+        """Move a standalone cache into a slot."""
+        assert cache.arena is None
+        n = len(self.caches)
+        if n == self.k.shape[1] or cache.length > self.cap:
+            self._realloc(max(self.k.shape[1], n + 1 + n // 2), max(self.cap, _round_up(cache.length + 1, self.GROW)))
+        L = cache.length
+        self.k[:, n, :, :L] = cache.k[:, :, :L]
+        self.v[:, n, :, :L] = cache.v[:, :, :L]
+        cache.k, cache.v, cache.arena, cache.slot = self.k[:, n], self.v[:, n], self, n
+        self.caches.append(cache)
+
+    def unbind(self, cache: KVCache) -> None:
+        """Give the cache its own compact storage again and free its slot."""
+        assert cache.arena is self
+        L, slot = cache.length, cache.slot
+        cache.k, cache.v = cache.k[:, :, :L].clone(), cache.v[:, :, :L].clone()
+        cache.arena, cache.slot = None, -1
+        last = self.caches.pop()
+        if last is not cache:  # move the last slot into the hole
+            n = last.length
+            self.k[:, slot, :, :n] = self.k[:, last.slot, :, :n]
+            self.v[:, slot, :, :n] = self.v[:, last.slot, :, :n]
+            last.k, last.v, last.slot = self.k[:, slot], self.v[:, slot], slot
+            self.caches[slot] = last
 
 
 @dataclass
@@ -84,6 +166,41 @@ class Segment:
 
     cache: KVCache
     n: int
+
+
+@dataclass
+class DecodeBatch:
+    """Single-token segments whose caches live in one arena: attended to in one call."""
+
+    arena: KVArena
+    rows: torch.Tensor  # (B,) packed row of each
+    slots: torch.Tensor  # (B,) arena slot of each
+    pos: torch.Tensor  # (B,) position of the new token
+    n_slots: int
+    mask: torch.Tensor  # (n_slots, 1, 1, cap) True = may attend
+
+
+@dataclass
+class PackedPlan:
+    decode: DecodeBatch | None
+    per_sequence: list[tuple[Segment, int]]  # (segment, first packed row) attended one by one
+
+    @classmethod
+    def build(cls, segments: list[Segment]) -> PackedPlan:
+        dec, rest, row = [], [], 0
+        arena = next((s.cache.arena for s in segments if s.n == 1 and s.cache.arena is not None), None)
+        for s in segments:
+            (dec if s.n == 1 and arena is not None and s.cache.arena is arena else rest).append((s, row))
+            row += s.n
+        if not dec:
+            return cls(None, rest)
+        n_slots = len(arena.caches)
+        slots = torch.tensor([s.cache.slot for s, _ in dec])
+        pos = torch.tensor([s.cache.length for s, _ in dec])
+        # slots not decoding this step get a dummy row that may see key 0 (a fully masked row is NaN)
+        limit = torch.zeros(n_slots, dtype=torch.long).index_copy_(0, slots, pos)
+        mask = torch.arange(arena.cap)[None, :] <= limit[:, None]
+        return cls(DecodeBatch(arena, torch.tensor([r for _, r in dec]), slots, pos, n_slots, mask[:, None, None, :]), rest)
 
 
 class RMSNorm(nn.Module):
@@ -109,19 +226,20 @@ class Rotary(nn.Module):
         self._sin = torch.empty(0)
 
     def tables(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sign-adjusted sin, (n, hs) each, for positions 0..n-1."""
         if self._cos.shape[0] < n:
             n = max(n, 2 * self._cos.shape[0], 256)
             t = torch.arange(n, dtype=torch.float32)
             freqs = torch.outer(t, self.inv_freq / self.rope_freqs)  # (n, hs/2)
             emb = torch.cat([freqs, freqs], dim=-1)  # (n, hs)
-            self._cos, self._sin = emb.cos(), emb.sin()
+            sin = emb.sin()
+            self._cos, self._sin = emb.cos(), torch.cat([-sin[:, : sin.shape[1] // 2], sin[:, sin.shape[1] // 2 :]], dim=1)
         return self._cos, self._sin
 
 
-def apply_rotary(x, cos, sin):
-    """x: (N, nh, hs); cos/sin: (N, 1, hs)."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+def apply_rotary(x, cos, sin_signed):
+    """x: (N, nh, hs); cos, sin_signed: (N, 1, hs). rotate_half(x) * sin == roll(x) * sin_signed."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), sin_signed)
 
 
 class CausalSelfAttention(nn.Module):
@@ -130,22 +248,24 @@ class CausalSelfAttention(nn.Module):
         self.cfg = cfg
         self.q_dim = cfg.n_head * cfg.head_dim
         self.kv_dim = cfg.n_kv_head * cfg.head_dim
+        self.scale = 1.0 / math.sqrt(cfg.head_dim)
         self.qkv = nn.Linear(cfg.n_embd, self.q_dim + 2 * self.kv_dim, bias=False)
         self.proj = nn.Linear(self.q_dim, cfg.n_embd, bias=False)
-        # Seam for emotion-aware attention: a module with `adjust_qk(q, k, ctx) -> (q, k)` and
-        # `gate(x, ctx) -> (N, nh, 1)` scaling the per-head output. None = the base model.
+        # Seam for emotion-aware attention: a module with `adjust_qk(qk, ctx) -> qk` on the
+        # (N, nh + nkv, hs) pre-rotary queries-then-keys, and `gate(x, ctx) -> (N, nh, 1)` scaling
+        # the per-head output. None = the base model.
         self.adapter: nn.Module | None = None
 
     def _project(self, x, cos, sin, ctx):
         """x: (N, C) -> q (N, nh, hs), k/v (N, nkv, hs), rotated."""
         c = self.cfg
-        q, k, v = self.qkv(x).split([self.q_dim, self.kv_dim, self.kv_dim], dim=-1)
-        q = q.view(-1, c.n_head, c.head_dim)
-        k = k.view(-1, c.n_kv_head, c.head_dim)
-        v = v.view(-1, c.n_kv_head, c.head_dim)
+        qkv = self.qkv(x)
+        qk = qkv[:, : self.q_dim + self.kv_dim].view(-1, c.n_head + c.n_kv_head, c.head_dim)  # queries, then keys
+        v = qkv[:, self.q_dim + self.kv_dim :].view(-1, c.n_kv_head, c.head_dim)
         if self.adapter is not None and ctx is not None:
-            q, k = self.adapter.adjust_qk(q, k, ctx)
-        return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
+            qk = self.adapter.adjust_qk(qk, ctx)
+        q, k = apply_rotary(qk, cos, sin).split([c.n_head, c.n_kv_head], dim=1)
+        return q, k, v
 
     def _output(self, y, x, ctx):
         """y: (N, nh, hs) attention output -> (N, C)."""
@@ -164,34 +284,35 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(B * T, -1, self.cfg.head_dim)
         return self._output(y, x.reshape(B * T, C), ctx).view(B, T, C)
 
-    def forward_packed(self, x, cos, sin, layer: int, segments: list[Segment], ctx=None):
+    def forward_packed(self, x, cos, sin, layer: int, plan: PackedPlan, ctx=None):
         """x: (N, C) packed tokens (rows past the segments are padding)."""
         c = self.cfg
-        group = c.n_head // c.n_kv_head
         q, k, v = self._project(x, cos, sin, ctx)
         y = torch.zeros_like(q)  # (N, nh, hs); padding rows stay zero
-        row = 0
-        for s in segments:
+        if plan.decode is not None:
+            d = plan.decode
+            kl, vl = d.arena.k[layer], d.arena.v[layer]  # (slots, nkv, cap, hs)
+            kl[d.slots, :, d.pos] = k[d.rows]
+            vl[d.slots, :, d.pos] = v[d.rows]
+            # the `group` query heads sharing a kv head become `group` query rows
+            qs = q.new_zeros(d.n_slots, c.n_kv_head, c.n_head // c.n_kv_head, c.head_dim)  # (S, nkv, g, hs)
+            qs[d.slots] = q[d.rows].view(-1, *qs.shape[1:])
+            out = F.scaled_dot_product_attention(qs, kl[: d.n_slots], vl[: d.n_slots], attn_mask=d.mask)
+            y[d.rows] = out[d.slots].view(-1, c.n_head, c.head_dim)
+        for s, row in plan.per_sequence:
             L, T = s.cache.length, s.n
             kc, vc = s.cache.k[layer], s.cache.v[layer]  # (nkv, cap, hs)
             kc[:, L : L + T] = k[row : row + T].transpose(0, 1)
             vc[:, L : L + T] = v[row : row + T].transpose(0, 1)
             keys, vals = kc[:, : L + T].unsqueeze(0), vc[:, : L + T].unsqueeze(0)  # (1, nkv, L+T, hs)
-            if T == 1:
-                # decode: the `group` query heads sharing a kv head become `group` query rows
-                qs = q[row].view(1, c.n_kv_head, group, c.head_dim)  # (1, nkv, g, hs)
-                out = F.scaled_dot_product_attention(qs, keys, vals)
-                y[row] = out.view(c.n_head, c.head_dim)
+            qs = q[row : row + T].transpose(0, 1).unsqueeze(0)  # (1, nh, T, hs)
+            if L == 0:
+                out = F.scaled_dot_product_attention(qs, keys, vals, is_causal=True, enable_gqa=True)
             else:
-                qs = q[row : row + T].transpose(0, 1).unsqueeze(0)  # (1, nh, T, hs)
-                if L == 0:
-                    out = F.scaled_dot_product_attention(qs, keys, vals, is_causal=True, enable_gqa=True)
-                else:
-                    # query i sits at position L+i and may see keys 0..L+i
-                    mask = torch.ones(T, L + T, dtype=torch.bool).tril(diagonal=L)
-                    out = F.scaled_dot_product_attention(qs, keys, vals, attn_mask=mask, enable_gqa=True)
-                y[row : row + T] = out[0].transpose(0, 1)
-            row += T
+                # query i sits at position L+i and may see keys 0..L+i
+                mask = torch.ones(T, L + T, dtype=torch.bool).tril(diagonal=L)
+                out = F.scaled_dot_product_attention(qs, keys, vals, attn_mask=mask, enable_gqa=True)
+            y[row : row + T] = out[0].transpose(0, 1)
         return self._output(y, x, ctx)
 
 
@@ -219,8 +340,8 @@ class Block(nn.Module):
         x = x + self.attn(self.attn_norm(x), cos, sin, ctx)
         return x + self.mlp(self.mlp_norm(x))
 
-    def forward_packed(self, x, cos, sin, layer, segments, ctx=None):
-        x = x + self.attn.forward_packed(self.attn_norm(x), cos, sin, layer, segments, ctx)
+    def forward_packed(self, x, cos, sin, layer, plan, ctx=None):
+        x = x + self.attn.forward_packed(self.attn_norm(x), cos, sin, layer, plan, ctx)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -280,9 +401,10 @@ class Llama(nn.Module):
             s.cache.reserve(s.n)
         cos, sin = self.rotary.tables(int(pos.max()) + 1)
         cos, sin = cos[pos][:, None], sin[pos][:, None]  # (N, 1, hs)
+        plan = PackedPlan.build(segments)
         x = self.tok_embeddings(tokens)
         for i, block in enumerate(self.layers):
-            x = block.forward_packed(x, cos, sin, i, segments, ctx)
+            x = block.forward_packed(x, cos, sin, i, plan, ctx)
         last = torch.tensor(list(accumulate(s.n for s in segments))) - 1  # each segment's last row
         for s, t in zip(segments, tokens[:N].split([s.n for s in segments])):
             s.cache.length += s.n

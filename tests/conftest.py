@@ -1,0 +1,87 @@
+"""Shared fixtures for the fast LM tests (tiny random-weight models only); helpers live in tiny_lm.py."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from emotional_engine.lm.gguf import TokenizerData
+from emotional_engine.lm.model import Llama
+from emotional_engine.lm.tokenizer import BPETokenizer
+from tiny_lm import make_model, make_tokenizer_data, write_gguf
+
+
+@pytest.fixture(scope="module")
+def torch_threads():
+    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine OpenMP barriers
+    turn a 2 ms decode step into 200 ms: run a module single-threaded (EE_TEST_THREADS overrides).
+    Use with `pytestmark = pytest.mark.usefixtures("torch_threads")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get("EE_TEST_THREADS", "1")))
+    yield torch.get_num_threads()
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tok_data() -> TokenizerData:
+    return make_tokenizer_data()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tok_data) -> BPETokenizer:
+    return BPETokenizer(tok_data)
+
+
+@pytest.fixture(scope="session")
+def model() -> Llama:
+    """Shared read-only tiny model (fp32). Tests that modify a model must copy it first."""
+    return make_model()
+
+
+@pytest.fixture
+def model_copy(model) -> Callable[[], Llama]:
+    return lambda: copy.deepcopy(model)
+
+
+@pytest.fixture
+def make_engine(model, tokenizer):
+    """Factory for LMEngine instances that are closed at teardown."""
+    from emotional_engine.lm.engine import LMEngine
+
+    engines = []
+
+    def make(m: Llama | None = None, **kw) -> LMEngine:
+        e = LMEngine(m if m is not None else model, tokenizer, **kw)
+        engines.append(e)
+        return e
+
+    yield make
+    for e in engines:
+        e.close()
+
+
+@pytest.fixture
+def engine(make_engine):
+    return make_engine()
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch) -> Path:
+    d = tmp_path / "ee-cache"
+    monkeypatch.setenv("EE_CACHE_DIR", str(d))
+    return d
+
+
+@pytest.fixture
+def gguf_writer(tmp_path, tok_data):
+    """write(model, name="x.gguf", **kw) -> path of a GGUF file under tmp_path."""
+
+    def write(m: Llama, fname: str = "tiny.gguf", **kw) -> Path:
+        return write_gguf(tmp_path / fname, m, kw.pop("tok", tok_data), **kw)
+
+    return write

@@ -1,0 +1,541 @@
+"""Generator backends: the OpenAI-compatible client against a real (fake) server on 127.0.0.1,
+llama-cpp-python's wrapper with and without the package, and the settings factory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from emotional_engine.config import Settings
+from emotional_engine.lm import backends
+from emotional_engine.lm.backends import (
+    BackendError,
+    Generator,
+    LlamaCppGenerator,
+    ModelInfo,
+    OpenAIGenerator,
+    make_generator,
+)
+from emotional_engine.lm.sampling import SamplingParams
+
+# --------------------------------------------------------------------------- fake OpenAI server
+
+
+class FakeOpenAI:
+    """State shared with the handler threads; tests set `mode` and friends before a request."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.requests: list[dict] = []  # {"path", "headers", "body"}
+        self.mode = "ok"  # ok | error | stall | slow | truncated | midstream_error
+        self.pieces = ["Once", " upon", " a", " time", ", é🙂"]
+        self.finish_reason = "stop"
+        self.usage: dict | None = {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16,
+                                   "prompt_tokens_details": {"cached_tokens": 3}}
+        self.error_status = 401
+        self.error_body = {"error": {"message": "Incorrect API key provided: sk-wrong",
+                                     "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}
+        self.release = threading.Event()  # lets a stalled handler go
+        self.disconnected = threading.Event()  # set when a write to the client fails
+        self.slow_chunks_sent = 0
+
+
+def _chunk(chat: bool, text: str | None, finish: str | None, role: bool = False) -> dict:
+    if chat:
+        delta = {} if text is None else {"content": text}
+        if role:
+            delta["role"] = "assistant"
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000,
+                "model": "fake", "choices": [choice]}
+    choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+    return {"id": "cmpl-1", "object": "text_completion", "created": 1700000000, "model": "fake",
+            "choices": [choice]}
+
+
+def _make_handler(state: FakeOpenAI):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # keep test output quiet
+            pass
+
+        def _send_event(self, obj) -> None:
+            data = obj if isinstance(obj, str) else json.dumps(obj)
+            self.wfile.write(f"data: {data}\n\n".encode())
+            self.wfile.flush()
+
+        def do_POST(self):
+            n = int(self.headers.get("Content-Length", 0))
+            body = json.loads(self.rfile.read(n) or b"{}")
+            state.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+            if self.path not in ("/v1/completions", "/v1/chat/completions"):
+                self.send_response(404)
+                self.end_headers()
+                return
+            if state.mode == "error":
+                raw = json.dumps(state.error_body).encode()
+                self.send_response(state.error_status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+                return
+            chat = self.path == "/v1/chat/completions"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.end_headers()
+            try:
+                if chat:
+                    self._send_event(_chunk(True, "", None, role=True))
+                if state.mode == "stall":
+                    self._send_event(_chunk(chat, state.pieces[0], None))
+                    state.release.wait(5)
+                    return
+                if state.mode == "slow":
+                    for i in range(500):
+                        self._send_event(_chunk(chat, f"w{i} ", None))
+                        state.slow_chunks_sent += 1
+                        time.sleep(0.01)
+                    return
+                for p in state.pieces:
+                    self._send_event(_chunk(chat, p, None))
+                if state.mode == "truncated":
+                    return  # connection closes with no finish reason and no [DONE]
+                if state.mode == "midstream_error":
+                    self._send_event({"error": {"message": "CUDA out of memory", "code": 500}})
+                    return
+                self._send_event(_chunk(chat, None if chat else "", state.finish_reason))
+                if state.usage is not None and body.get("stream_options", {}).get("include_usage"):
+                    self._send_event({"id": "x", "object": "chat.completion.chunk" if chat else "text_completion",
+                                      "created": 1700000000, "model": "fake", "choices": [],
+                                      "usage": state.usage})
+                self._send_event("[DONE]")
+            except (BrokenPipeError, ConnectionResetError):
+                state.disconnected.set()
+
+    return Handler
+
+
+@pytest.fixture(scope="module")
+def server():
+    state = FakeOpenAI()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(state))
+    httpd.daemon_threads = True
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield state
+    state.release.set()
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def fake(server, monkeypatch):
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    server.reset()
+    yield server
+    server.release.set()
+
+
+@pytest.fixture
+async def gen(fake):
+    g = OpenAIGenerator(fake.url, "fake-model", timeout=2.0)
+    yield g
+    await g.aclose()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- OpenAIGenerator
+
+
+def test_openai_generator_is_a_generator():
+    g = OpenAIGenerator("http://127.0.0.1:9", "m")
+    assert isinstance(g, Generator)
+    assert g.supports_logits_processors is False
+    assert g.info == ModelInfo("openai", "m", None, None, None)
+
+
+async def test_string_prompt_streams_from_completions_endpoint(fake, gen):
+    pieces = [p async for p in gen.stream("Tell me a story", SamplingParams(max_tokens=20))]
+    assert [p.text for p in pieces[:-1]] == fake.pieces  # in order, one piece per delta
+    assert "".join(p.text for p in pieces) == "Once upon a time, é🙂"
+    assert all(p.finish_reason is None for p in pieces[:-1])
+    last = pieces[-1]
+    assert last.text == "" and last.finish_reason == "stop"
+    assert len(fake.requests) == 1
+    req = fake.requests[0]
+    assert req["path"] == "/v1/completions"
+    assert req["body"]["prompt"] == "Tell me a story"
+    assert "messages" not in req["body"]
+    assert req["body"]["model"] == "fake-model"
+    assert req["body"]["stream"] is True
+    assert req["body"]["stream_options"] == {"include_usage": True}
+
+
+async def test_message_list_streams_from_chat_endpoint(fake, gen):
+    msgs = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"}]
+    c = await gen.complete(msgs, SamplingParams())
+    assert c.text == "Once upon a time, é🙂"
+    req = fake.requests[0]
+    assert req["path"] == "/v1/chat/completions"
+    assert req["body"]["messages"] == msgs
+    assert "prompt" not in req["body"]
+
+
+async def test_sampling_params_are_mapped_into_the_request(fake, gen):
+    params = SamplingParams(max_tokens=33, temperature=0.25, top_p=0.9, top_k=40, min_p=0.05,
+                            repetition_penalty=1.3, presence_penalty=0.5, frequency_penalty=-0.5,
+                            stop=["\n\n", "THE END"], seed=1234)
+    await gen.complete("x", params)
+    b = fake.requests[0]["body"]
+    assert b["max_tokens"] == 33
+    assert b["temperature"] == 0.25
+    assert b["top_p"] == 0.9
+    assert b["top_k"] == 40
+    assert b["min_p"] == 0.05
+    assert b["repetition_penalty"] == 1.3
+    assert b["presence_penalty"] == 0.5
+    assert b["frequency_penalty"] == -0.5
+    assert b["stop"] == ["\n\n", "THE END"]
+    assert b["seed"] == 1234
+
+
+async def test_off_extras_are_not_sent(fake, gen):
+    await gen.complete("x", SamplingParams(temperature=0.0))
+    b = fake.requests[0]["body"]
+    assert b["temperature"] == 0.0
+    for key in ("top_k", "min_p", "repetition_penalty", "seed", "stop", "ignore_eos"):
+        assert key not in b, key
+
+
+async def test_finish_reason_and_server_usage_come_through(fake, gen):
+    fake.finish_reason = "length"
+    c = await gen.complete([{"role": "user", "content": "Hi"}], SamplingParams())
+    assert c.finish_reason == "length"
+    assert (c.prompt_tokens, c.completion_tokens, c.cached_tokens) == (11, 5, 3)
+    assert 0 < c.ttft_ms <= c.total_ms
+
+
+async def test_usage_is_counted_when_the_server_sends_none(fake, gen):
+    fake.usage = None
+    fake.pieces = ["a", "b", "c"]
+    c = await gen.complete("x", SamplingParams())
+    assert c.text == "abc"
+    assert c.completion_tokens == 3
+    assert c.prompt_tokens == 0
+    assert 0 < c.ttft_ms <= c.total_ms
+
+
+async def test_api_key_is_sent_as_bearer_and_trailing_v1_is_accepted(fake):
+    g = OpenAIGenerator(fake.url + "/v1/", "m", api_key="sk-test")
+    try:
+        await g.complete("x", SamplingParams())
+    finally:
+        await g.aclose()
+    req = fake.requests[0]
+    assert req["path"] == "/v1/completions"
+    assert req["headers"].get("Authorization") == "Bearer sk-test"
+
+
+@pytest.mark.parametrize("status", [401, 500])
+async def test_http_error_names_url_status_and_server_message(fake, gen, status):
+    fake.mode = "error"
+    fake.error_status = status
+    fake.error_body = {"error": {"message": f"boom {status} from server", "type": "x", "code": None}}
+    with pytest.raises(BackendError) as ei:
+        await gen.complete("x", SamplingParams())
+    msg = str(ei.value)
+    assert f"{fake.url}/v1/completions" in msg
+    assert str(status) in msg
+    assert f"boom {status} from server" in msg
+
+
+async def test_vllm_style_error_body_message_is_extracted(fake, gen):
+    fake.mode = "error"
+    fake.error_status = 400
+    fake.error_body = {"object": "error", "message": "max_tokens is too large", "type": "BadRequestError",
+                       "code": 400}
+    with pytest.raises(BackendError, match="400.*max_tokens is too large"):
+        await gen.complete([{"role": "user", "content": "x"}], SamplingParams())
+
+
+async def test_refused_connection_raises_backend_error():
+    port = _free_port()  # nothing listens there any more
+    g = OpenAIGenerator(f"http://127.0.0.1:{port}", "m", timeout=2.0)
+    try:
+        with pytest.raises(BackendError, match=f"127.0.0.1:{port}/v1/completions"):
+            await g.complete("x", SamplingParams())
+    finally:
+        await g.aclose()
+
+
+async def test_stalled_server_times_out_with_backend_error(fake):
+    fake.mode = "stall"
+    g = OpenAIGenerator(fake.url, "m", timeout=0.3)
+    got = []
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(BackendError, match="timed out") as ei:
+            async for p in g.stream("x", SamplingParams()):
+                got.append(p.text)
+    finally:
+        await g.aclose()
+    assert time.perf_counter() - t0 < 2.0
+    assert got == [fake.pieces[0]]  # what came before the stall was delivered
+    assert f"{fake.url}/v1/completions" in str(ei.value)
+
+
+async def test_stream_cut_short_raises_backend_error(fake, gen):
+    fake.mode = "truncated"
+    with pytest.raises(BackendError, match="before the response was complete"):
+        await gen.complete("x", SamplingParams())
+
+
+async def test_error_event_mid_stream_raises_backend_error(fake, gen):
+    fake.mode = "midstream_error"
+    with pytest.raises(BackendError, match="CUDA out of memory"):
+        await gen.complete("x", SamplingParams())
+
+
+async def test_processors_raise_value_error(gen):
+    def proc(ids, logits):
+        return logits
+
+    with pytest.raises(ValueError, match="cannot apply"):
+        gen.stream("x", SamplingParams(), processors=[proc])
+    with pytest.raises(ValueError, match="cannot apply"):
+        await gen.complete("x", SamplingParams(), processors=[proc])
+
+
+async def test_session_id_is_accepted_and_ignored(fake, gen):
+    c = await gen.complete("x", SamplingParams(), session_id="story-1")
+    assert c.text == "".join(fake.pieces)
+    assert "session_id" not in fake.requests[0]["body"]
+
+
+async def _wait_disconnected(state: FakeOpenAI, timeout: float = 2.0) -> bool:
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if state.disconnected.is_set():
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_closing_the_stream_early_closes_the_http_stream(fake, gen):
+    fake.mode = "slow"
+    agen = gen.stream("x", SamplingParams())
+    got = []
+    async with asyncio.timeout(2):
+        async for p in agen:
+            got.append(p.text)
+            if len(got) == 2:
+                break
+        await agen.aclose()
+    assert got == ["w0 ", "w1 "]
+    # Wait *blocking* the event loop: aclose() itself must have closed the connection, not some
+    # finaliser the loop would run later.
+    assert fake.disconnected.wait(2), "aclose() left the HTTP stream open"
+    assert fake.slow_chunks_sent < 500
+
+
+async def test_breaking_out_of_async_for_closes_the_http_stream(fake, gen):
+    fake.mode = "slow"
+    async with asyncio.timeout(2):
+        async for p in gen.stream([{"role": "user", "content": "x"}], SamplingParams()):
+            assert p.text == "w0 "
+            break
+    # the dropped async generator is finalised by the event loop, which closes the response
+    assert await _wait_disconnected(fake), "the server kept streaming to a consumer that left"
+    assert fake.slow_chunks_sent < 500
+
+
+# --------------------------------------------------------------------------- LlamaCppGenerator
+
+
+def test_llama_cpp_missing_gives_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # makes `import llama_cpp` fail
+    with pytest.raises(BackendError, match=r"llama-cpp-python is not installed; pip install llama-cpp-python"):
+        LlamaCppGenerator.load("whatever.gguf")
+
+
+class FakeLlama:
+    """Stands in for llama_cpp.Llama: yields chunks in its formats, blocking like the real one."""
+
+    def __init__(self, pieces, finish="stop", delay=0.0):
+        self.pieces, self.finish, self.delay = pieces, finish, delay
+        self.calls: list[tuple[str, dict]] = []
+        self.closed_iters = 0
+        self.yielded = 0
+        self.threads: set[str] = set()
+
+    def _gen(self, chat):
+        try:
+            self.threads.add(threading.current_thread().name)
+            if chat:
+                yield {"choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}
+            for p in self.pieces:
+                time.sleep(self.delay)
+                self.yielded += 1
+                if chat:
+                    yield {"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}
+                else:
+                    yield {"choices": [{"index": 0, "text": p, "finish_reason": None}]}
+            if chat:
+                yield {"choices": [{"index": 0, "delta": {}, "finish_reason": self.finish}]}
+            else:
+                yield {"choices": [{"index": 0, "text": "", "finish_reason": self.finish}]}
+        finally:
+            self.closed_iters += 1
+
+    def create_completion(self, prompt, **kw):
+        self.calls.append(("completion", {"prompt": prompt, **kw}))
+        return self._gen(False)
+
+    def create_chat_completion(self, messages, **kw):
+        self.calls.append(("chat", {"messages": messages, **kw}))
+        return self._gen(True)
+
+    def tokenize(self, b: bytes):
+        return list(b.split())
+
+
+def _llama_gen(llm) -> LlamaCppGenerator:
+    return LlamaCppGenerator(llm, ModelInfo("llama-cpp", "fake", None, 2048, None))
+
+
+async def test_llama_cpp_streams_from_worker_thread_with_mapped_params():
+    llm = FakeLlama(["It", " was", " dark"], finish="length")
+    g = _llama_gen(llm)
+    params = SamplingParams(max_tokens=7, temperature=0.3, top_p=0.8, top_k=20, min_p=0.1,
+                            repetition_penalty=1.2, presence_penalty=0.4, frequency_penalty=0.2,
+                            stop=["."], seed=9)
+    pieces = [p async for p in g.stream("a b c", params)]
+    assert [p.text for p in pieces] == ["It", " was", " dark", ""]
+    assert pieces[-1].finish_reason == "length"
+    assert pieces[-1].usage["completion_tokens"] == 3
+    assert pieces[-1].usage["prompt_tokens"] == 3
+    kind, kw = llm.calls[0]
+    assert kind == "completion" and kw["prompt"] == "a b c"
+    assert kw == {"prompt": "a b c", "max_tokens": 7, "temperature": 0.3, "top_p": 0.8, "top_k": 20,
+                  "min_p": 0.1, "repeat_penalty": 1.2, "presence_penalty": 0.4, "frequency_penalty": 0.2,
+                  "stop": ["."], "seed": 9, "stream": True}
+    assert threading.current_thread().name not in llm.threads  # not run on the event loop's thread
+
+    msgs = [{"role": "user", "content": "hi"}]
+    c = await g.complete(msgs, SamplingParams())
+    assert c.text == "It was dark"
+    assert llm.calls[1][0] == "chat" and llm.calls[1][1]["messages"] == msgs
+
+
+async def test_llama_cpp_does_not_block_the_event_loop():
+    g = _llama_gen(FakeLlama(["a"] * 5, delay=0.04))
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    t = asyncio.create_task(ticker())
+    try:
+        c = await g.complete("x", SamplingParams())
+    finally:
+        t.cancel()
+    assert c.text == "aaaaa"
+    assert ticks >= 5  # the loop kept running during ~0.2 s of generation
+
+
+async def test_llama_cpp_early_exit_stops_the_worker():
+    llm = FakeLlama(["t"] * 200, delay=0.005)
+    g = _llama_gen(llm)
+    agen = g.stream("x", SamplingParams())
+    async for _ in agen:
+        break
+    await agen.aclose()
+    deadline = time.perf_counter() + 2
+    while llm.closed_iters == 0 and time.perf_counter() < deadline:
+        await asyncio.sleep(0.01)
+    assert llm.closed_iters == 1
+    assert llm.yielded < 200
+
+
+async def test_llama_cpp_processors_raise_value_error():
+    g = _llama_gen(FakeLlama(["a"]))
+    with pytest.raises(ValueError, match="cannot apply"):
+        g.stream("x", SamplingParams(), processors=[lambda ids, logits: logits])
+
+
+async def test_llama_cpp_errors_become_backend_error():
+    class Broken(FakeLlama):
+        def create_completion(self, prompt, **kw):
+            raise RuntimeError("kv cache full")
+
+    g = _llama_gen(Broken([]))
+    with pytest.raises(BackendError, match="kv cache full"):
+        await g.complete("x", SamplingParams())
+
+
+@pytest.mark.model
+async def test_llama_cpp_real_package():
+    pytest.importorskip("llama_cpp")
+    from emotional_engine.lm.gguf import embedded_model_path
+
+    g = LlamaCppGenerator.load(embedded_model_path(), n_ctx=512)
+    try:
+        c = await g.complete("Once upon a time", SamplingParams(max_tokens=8, temperature=0.0))
+    finally:
+        await g.aclose()
+    assert c.finish_reason in ("stop", "length")
+    assert c.completion_tokens >= 1 and c.text
+
+
+# --------------------------------------------------------------------------- factory
+
+
+async def test_make_generator_picks_openai_when_base_url_is_set():
+    g = make_generator(Settings(openai_base_url="http://127.0.0.1:9", openai_api_key="k", _env_file=None))
+    try:
+        assert isinstance(g, OpenAIGenerator)
+        assert g.info.name == "default"
+        assert g._client.headers["Authorization"] == "Bearer k"
+    finally:
+        await g.aclose()
+    g = make_generator(Settings(openai_base_url="http://127.0.0.1:9", openai_model="llama3", _env_file=None))
+    try:
+        assert g.info.name == "llama3"
+    finally:
+        await g.aclose()
+
+
+def test_make_generator_otherwise_loads_the_builtin(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_load(path=None, **kw):
+        seen["path"], seen["kw"] = path, kw
+        return "builtin"
+
+    monkeypatch.setattr(backends.BuiltinGenerator, "load", staticmethod(fake_load))
+    s = Settings(model_path=tmp_path / "m.gguf", weight_format="fp32", max_batch=3, kv_cache_budget_mb=64,
+                 context_overflow="error", cache_dir=tmp_path, openai_base_url=None, _env_file=None)
+    assert make_generator(s) == "builtin"
+    assert seen == {"path": tmp_path / "m.gguf",
+                    "kw": {"weight_format": "fp32", "max_batch": 3, "cache_budget_mb": 64,
+                           "overflow": "error", "cache_dir": tmp_path}}

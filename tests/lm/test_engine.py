@@ -1,0 +1,446 @@
+"""LMEngine on a tiny random-weight model: determinism, stopping, sessions, isolation, batch invariance."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import threading
+import time
+
+import pytest
+import torch
+
+from emotional_engine.lm.engine import Completion, ContextOverflowError, LMEngine
+from emotional_engine.lm.quant import apply_weight_format
+from emotional_engine.lm.sampling import SamplingParams
+from tiny_lm import run_concurrently
+
+pytestmark = pytest.mark.usefixtures("torch_threads")
+
+GREEDY = SamplingParams(temperature=0.0, max_tokens=16, ignore_eos=True)
+PROMPTS = ["hello", "the cat sat on the mat", "x", "naïve café 😀 and more text to prefill here", "abc def ghi"]
+
+
+def wait_until(cond, timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.005)
+    return cond()
+
+
+class Script:
+    """A logits processor that forces `ids` as the first generated tokens, then lets the model go."""
+
+    def __init__(self, ids: list[int]):
+        self.ids = list(ids)
+        self.calls = 0
+
+    def __call__(self, ids, logits):
+        i = self.calls
+        self.calls += 1
+        if i >= len(self.ids):
+            return logits
+        out = torch.full_like(logits, float("-inf"))
+        out[self.ids[i]] = 0.0
+        return out
+
+
+def generate_with_pieces(engine: LMEngine, prompt, params, **kw) -> tuple[Completion, list[str]]:
+    pieces: list[str] = []
+    c = engine.generate(prompt, params, on_piece=lambda p: pieces.append(p.text), **kw)
+    return c, pieces
+
+
+# ---- determinism ------------------------------------------------------------------------------
+
+
+def test_greedy_is_deterministic_and_prompt_dependent(engine):
+    a = engine.generate("hello", GREEDY)
+    assert a.finish_reason == "length" and a.completion_tokens == 16 and a.error is None
+    assert engine.generate("hello", GREEDY).text == a.text
+    assert engine.generate("goodbye", GREEDY).text != a.text
+
+
+def test_seed_controls_sampling(engine):
+    p = SamplingParams(temperature=1.0, max_tokens=24, ignore_eos=True, seed=1234)
+    a = engine.generate("once upon a time", p)
+    b = engine.generate("once upon a time", p)
+    assert a.text == b.text
+    others = {engine.generate("once upon a time", p.model_copy(update={"seed": s})).text for s in range(4)}
+    assert len(others | {a.text}) >= 3  # different seeds give different text
+
+
+def test_usage_counts(engine, tokenizer):
+    prompt = "the cat sat"
+    c = engine.generate(prompt, SamplingParams(temperature=0.0, max_tokens=5, ignore_eos=True))
+    assert c.prompt_tokens == len(tokenizer.encode(prompt))
+    assert c.cached_tokens == 0
+    assert c.total_ms >= c.ttft_ms > 0
+
+
+def test_chat_messages_and_token_ids_are_accepted(engine, tokenizer):
+    msgs = [{"role": "user", "content": "hi"}]
+    ids = tokenizer.encode(tokenizer.apply_chat_template(msgs))
+    a = engine.generate(msgs, GREEDY)
+    b = engine.generate(ids, GREEDY)
+    assert a.text == b.text and a.prompt_tokens == len(ids)
+
+
+def test_empty_prompt_is_rejected(engine):
+    with pytest.raises(ValueError):
+        engine.generate("", GREEDY)
+
+
+# ---- stopping ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_tokens", [1, 7, 30])
+def test_max_tokens(engine, max_tokens):
+    c = engine.generate("hello", SamplingParams(temperature=0.7, seed=0, max_tokens=max_tokens, ignore_eos=True))
+    assert c.finish_reason == "length"
+    assert c.completion_tokens == max_tokens
+
+
+def test_stop_string_cuts_and_is_never_streamed(engine, tokenizer):
+    script = tokenizer.encode("Hello world END more text")
+    c, pieces = generate_with_pieces(engine, "hi", SamplingParams(temperature=0.0, max_tokens=40, stop=["END"]),
+                                     processors=[Script(script)])
+    assert c.finish_reason == "stop"
+    assert c.text == "Hello world "
+    assert "".join(pieces) == "Hello world "
+    assert not any(ch in p for p in pieces for ch in "END")
+    assert c.completion_tokens <= len(tokenizer.encode("Hello world END"))
+
+
+def test_stop_prefix_that_does_not_complete_is_released(engine, tokenizer):
+    script = tokenizer.encode("a wxq b wxyz tail")
+    c, pieces = generate_with_pieces(engine, "hi", SamplingParams(temperature=0.0, max_tokens=40, stop=["wxyz"]),
+                                     processors=[Script(script)])
+    assert (c.text, c.finish_reason) == ("a wxq b ", "stop")
+    assert "".join(pieces) == "a wxq b "
+
+
+def test_stop_inside_a_token_and_earliest_stop_wins(engine, tokenizer):
+    script = tokenizer.encode("say the other one")  # "the" is a single token: stop "he" cuts inside it
+    assert any(tokenizer.token_text(i) == "Ġthe" for i in script)
+    c = engine.generate("hi", SamplingParams(temperature=0.0, max_tokens=40, stop=["one", "he"]), processors=[Script(script)])
+    assert (c.text, c.finish_reason) == ("say t", "stop")
+
+
+def test_stop_string_at_the_start_gives_empty_text(engine, tokenizer):
+    c = engine.generate("hi", SamplingParams(temperature=0.0, max_tokens=10, stop=["ab"]), processors=[Script(tokenizer.encode("abc"))])
+    assert (c.text, c.finish_reason) == ("", "stop")
+
+
+def test_max_tokens_releases_held_stop_prefix(engine, tokenizer):
+    script = tokenizer.encode("ok EN")
+    c = engine.generate("hi", SamplingParams(temperature=0.0, max_tokens=len(script), stop=["END"]), processors=[Script(script)])
+    assert (c.text, c.finish_reason) == ("ok EN", "length")
+
+
+def test_eos_stops(engine, tokenizer):
+    eos = next(iter(tokenizer.eos_ids))
+    script = tokenizer.encode("ab") + [eos]
+    c = engine.generate("hi", SamplingParams(temperature=0.0, max_tokens=20), processors=[Script(script)])
+    assert (c.text, c.finish_reason, c.completion_tokens) == ("ab", "stop", len(script))
+    # with ignore_eos the eos token is generated (and not shown) and generation goes on
+    c = engine.generate("hi", SamplingParams(temperature=0.0, max_tokens=20, ignore_eos=True), processors=[Script(script)])
+    assert (c.finish_reason, c.completion_tokens) == ("length", 20)
+    assert c.text.startswith("ab")
+
+
+def test_forced_token_is_obeyed_when_sampling(engine, tokenizer):
+    x = tokenizer.encode("x")[0]
+
+    def force_x(ids, logits):
+        out = torch.full_like(logits, float("-inf"))
+        out[x] = logits[x]
+        return out
+
+    p = SamplingParams(temperature=1.5, top_k=5, top_p=0.9, repetition_penalty=1.3, presence_penalty=0.5,
+                       max_tokens=12, ignore_eos=True, seed=3)
+    c = engine.generate("some prompt", p, processors=[force_x])
+    assert c.text == "x" * 12
+
+
+# ---- sessions and the cache pool ---------------------------------------------------------------
+
+
+def test_session_reuses_the_prefix(engine, tokenizer):
+    prompt = tokenizer.encode("the story so far: a cat, a hat, a bat.")
+    out = tokenizer.encode(" and then")
+    first = engine.generate(prompt, SamplingParams(temperature=0.0, max_tokens=len(out)), session_id="s1", processors=[Script(out)])
+    assert first.cached_tokens == 0 and first.completion_tokens == len(out)
+    turn2 = prompt + out + tokenizer.encode(" the end came")
+    second = engine.generate(turn2, GREEDY, session_id="s1")
+    # the cache holds the prompt and every generated token but the last (it was never fed back)
+    assert second.cached_tokens == len(prompt) + len(out) - 1
+    fresh = engine.generate(turn2, GREEDY)
+    assert fresh.cached_tokens == 0
+    assert second.text == fresh.text
+    # a third turn that diverges early reuses only the common prefix
+    turn3 = prompt[:5] + tokenizer.encode("XYZ")
+    third = engine.generate(turn3, GREEDY, session_id="s1")
+    assert third.cached_tokens == 5
+    assert third.text == engine.generate(turn3, GREEDY).text
+
+
+def test_session_same_prompt_again_keeps_one_token_to_feed(engine, tokenizer):
+    prompt = tokenizer.encode("repeat me")
+    a = engine.generate(prompt, GREEDY, session_id="s")
+    b = engine.generate(prompt, GREEDY, session_id="s")
+    assert b.cached_tokens == len(prompt) - 1
+    assert a.text == b.text
+
+
+def test_concurrent_requests_of_one_session(engine, tokenizer):
+    prompt = tokenizer.encode("shared session prompt")
+    alone = engine.generate(prompt, GREEDY).text
+    res = run_concurrently(engine, [{"prompt": prompt, "params": GREEDY, "session_id": "dup"}] * 3)
+    assert [r.text for r in res] == [alone] * 3
+    assert all(r.finish_reason == "length" for r in res)
+
+
+def test_dropped_session_is_not_reused(engine, tokenizer):
+    prompt = tokenizer.encode("drop me")
+    engine.generate(prompt, GREEDY, session_id="d")
+    assert wait_until(lambda: "d" in engine.pool)
+    engine.drop_session("d")
+    assert "d" not in engine.pool
+    assert engine.generate(prompt, GREEDY, session_id="d").cached_tokens == 0
+
+
+def test_tiny_budget_evicts_and_reprefill_matches(make_engine, tokenizer):
+    engine = make_engine(cache_budget_bytes=1)
+    prompt = tokenizer.encode("a prompt long enough to matter")
+    first = engine.generate(prompt, GREEDY, session_id="a")
+    assert wait_until(lambda: engine.pool.evictions > 0)
+    assert "a" not in engine.pool and engine.pool.idle_bytes == 0
+    again = engine.generate(prompt, GREEDY, session_id="a")
+    assert again.cached_tokens == 0
+    assert again.text == first.text
+
+
+def test_budget_for_one_cache_evicts_least_recently_used(make_engine, tokenizer):
+    probe = make_engine()
+    pa, pb = tokenizer.encode("session a says hi"), tokenizer.encode("session b says hello")
+    probe.generate(pa, GREEDY, session_id="a")
+    assert wait_until(lambda: probe.pool.idle_bytes > 0)
+    one = probe.pool.idle_bytes
+    engine = make_engine(cache_budget_bytes=int(one * 1.5))
+    ta = engine.generate(pa, GREEDY, session_id="a")
+    assert wait_until(lambda: "a" in engine.pool) and engine.pool.evictions == 0
+    engine.generate(pb, GREEDY, session_id="b")
+    assert wait_until(lambda: engine.pool.evictions == 1)
+    assert "a" not in engine.pool and "b" in engine.pool
+    again = engine.generate(pa, GREEDY, session_id="a")
+    assert again.cached_tokens == 0 and again.text == ta.text
+    assert wait_until(lambda: engine.pool.evictions == 2)
+    assert "a" in engine.pool and "b" not in engine.pool
+    assert engine.pool.idle_bytes <= engine.pool.budget
+
+
+# ---- context overflow ---------------------------------------------------------------------------
+
+
+def test_long_prompt_is_cut_from_the_left(engine, model, caplog):
+    ctx = model.config.context_length
+    ids = [int(i) for i in torch.randint(0, 256, (ctx + 30,), generator=torch.Generator().manual_seed(0))]
+    p = SamplingParams(temperature=0.0, max_tokens=8, ignore_eos=True)
+    with caplog.at_level(logging.WARNING, logger="emotional_engine.lm.engine"):
+        c = engine.generate(ids, p)
+    assert any("cut from the left" in r.getMessage() for r in caplog.records)
+    room = ctx - 8
+    assert c.prompt_tokens == room
+    assert (c.finish_reason, c.completion_tokens) == ("length", 8)
+    assert c.text == engine.generate(ids[-room:], p).text
+
+
+def test_overflow_error_mode_raises(make_engine, model):
+    engine = make_engine(overflow="error")
+    ids = list(range(model.config.context_length + 1))
+    with pytest.raises(ContextOverflowError, match="context"):
+        engine.generate(ids, SamplingParams(max_tokens=8))
+    # a prompt that fits still runs
+    assert engine.generate(ids[:20], SamplingParams(max_tokens=3, temperature=0.0, ignore_eos=True)).completion_tokens == 3
+
+
+def test_generation_stops_at_the_context_end(engine, model):
+    ctx = model.config.context_length
+    p = SamplingParams(temperature=0.0, max_tokens=1000, ignore_eos=True)
+    ids = list(range(10, 10 + ctx))  # gets cut to ctx // 2 tokens: max_tokens > ctx // 2
+    c = engine.generate(ids, p)
+    assert c.prompt_tokens == ctx // 2
+    assert c.finish_reason == "length"
+    assert c.completion_tokens < 1000
+    assert c.prompt_tokens + c.completion_tokens <= ctx + 1  # the last token is sampled, never fed
+
+
+def test_invalid_overflow_mode(model, tokenizer):
+    with pytest.raises(ValueError):
+        LMEngine(model, tokenizer, overflow="wrap")
+
+
+# ---- isolation ---------------------------------------------------------------------------------
+
+
+def test_failing_processor_fails_only_its_request(engine):
+    alone = [engine.generate(p, GREEDY).text for p in PROMPTS[:3]]
+
+    def boom_later():
+        n = [0]
+
+        def proc(ids, logits):
+            n[0] += 1
+            if n[0] == 4:
+                raise RuntimeError("boom from the processor")
+            return logits
+
+        return proc
+
+    jobs = [
+        {"prompt": PROMPTS[0], "params": GREEDY},
+        {"prompt": "bad one", "params": GREEDY, "processors": [boom_later()]},
+        {"prompt": PROMPTS[1], "params": GREEDY},
+        {"prompt": "worse one", "params": GREEDY, "processors": [lambda ids, logits: 1 / 0]},
+        {"prompt": PROMPTS[2], "params": GREEDY},
+    ]
+    res = run_concurrently(engine, jobs)
+    assert [res[i].text for i in (0, 2, 4)] == alone
+    assert all(res[i].finish_reason == "length" for i in (0, 2, 4))
+    assert res[1].finish_reason == "error" and "boom from the processor" in res[1].error
+    assert res[1].completion_tokens == 3
+    assert res[3].finish_reason == "error" and "ZeroDivisionError" in res[3].error
+    # the engine still serves
+    assert engine.generate(PROMPTS[0], GREEDY).text == alone[0]
+
+
+def test_bad_token_id_fails_only_its_request(engine, model):
+    alone = [engine.generate(p, GREEDY).text for p in PROMPTS[:2]]
+    jobs = [
+        {"prompt": PROMPTS[0], "params": GREEDY},
+        {"prompt": [1, 2, model.config.vocab_size + 5], "params": GREEDY},
+        {"prompt": PROMPTS[1], "params": GREEDY},
+    ]
+    res = run_concurrently(engine, jobs)
+    assert res[1].finish_reason == "error" and res[1].error
+    assert [res[0].text, res[2].text] == alone
+    assert engine.generate(PROMPTS[1], GREEDY).text == alone[1]
+
+
+async def test_cancelling_a_stream_leaves_the_engine_serving(engine):
+    calls = []
+
+    def slow(ids, logits):
+        calls.append(1)
+        time.sleep(0.003)
+        return logits
+
+    long = SamplingParams(temperature=0.0, max_tokens=60, ignore_eos=True)
+    n = 0
+    async for piece in engine.stream("cancel me", long, processors=[slow]):
+        n += 1
+        break
+    assert n == 1
+    # the abandoned generator is closed by the loop; the request is cancelled and stops early
+    seen = -1
+    for _ in range(100):  # wait until the processor is no longer being called
+        await asyncio.sleep(0.02)
+        if len(calls) == seen:
+            break
+        seen = len(calls)
+    assert len(calls) < 60
+    # other requests are served normally
+    pieces = [p async for p in engine.stream(PROMPTS[1], GREEDY)]
+    assert pieces[-1].finish_reason == "length"
+    assert "".join(p.text for p in pieces) == engine.generate(PROMPTS[1], GREEDY).text
+
+
+async def test_stream_reports_usage_and_matches_generate(engine):
+    pieces = [p async for p in engine.stream(PROMPTS[0], GREEDY)]
+    assert all(p.finish_reason is None for p in pieces[:-1])
+    last = pieces[-1]
+    assert last.finish_reason == "length" and last.usage["completion_tokens"] == 16
+    assert "".join(p.text for p in pieces) == engine.generate(PROMPTS[0], GREEDY).text
+
+
+def test_close_cancels_and_rejects_new_requests(make_engine):
+    engine = make_engine()
+    assert engine.generate("warm up", SamplingParams(max_tokens=2, temperature=0.0)).completion_tokens >= 1
+    engine.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        engine.generate("after close", GREEDY)
+
+
+# ---- batch invariance through the engine ------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["fp32", "fp16"])
+def fmt_model(request, model):
+    return apply_weight_format(copy.deepcopy(model), request.param)
+
+
+class Recorder:
+    """A pass-through logits processor that keeps every logits row it is given."""
+
+    def __init__(self):
+        self.rows: list[torch.Tensor] = []
+
+    def __call__(self, ids, logits):
+        self.rows.append(logits.clone())
+        return logits
+
+
+def assert_same_logits(a: Recorder, b: Recorder, what: str):
+    assert len(a.rows) == len(b.rows), what
+    for step, (x, y) in enumerate(zip(a.rows, b.rows)):
+        assert torch.equal(x, y), f"{what}: step {step} differs by {(x - y).abs().max().item()}"
+
+
+@pytest.mark.parametrize("sampling", ["greedy", "seeded"])
+def test_alone_equals_batched(make_engine, fmt_model, sampling):
+    engine = make_engine(fmt_model, prefill_chunk=8)  # long prompts prefill over several steps
+    if sampling == "greedy":
+        params = [GREEDY] * len(PROMPTS)
+    else:
+        params = [SamplingParams(temperature=0.9, top_p=0.95, max_tokens=16, ignore_eos=True, seed=100 + i) for i in range(len(PROMPTS))]
+    rec_alone = [Recorder() for _ in PROMPTS]
+    alone = [engine.generate(p, sp, processors=[r]) for p, sp, r in zip(PROMPTS, params, rec_alone)]
+    assert len({c.text for c in alone}) == len(PROMPTS)
+    steps_alone = engine.steps
+
+    # all submitted at once: one packed batch mixing prefill chunks and decode steps
+    rec = [Recorder() for _ in PROMPTS]
+    batched = run_concurrently(engine, [{"prompt": p, "params": sp, "processors": [r]} for p, sp, r in zip(PROMPTS, params, rec)])
+    assert [c.text for c in batched] == [c.text for c in alone]
+    assert engine.steps - steps_alone < steps_alone / 2  # the requests really shared forward passes
+    for i in range(len(PROMPTS)):  # the logits themselves are bitwise equal, not merely the argmax
+        assert_same_logits(rec_alone[i], rec[i], f"{fmt_model.weight_format} prompt {i}")
+
+    # from several threads, staggered, so requests join and leave a running batch
+    results: dict[int, str] = {}
+    rec = [Recorder() for _ in PROMPTS]
+    barrier = threading.Barrier(len(PROMPTS))
+
+    def worker(i):
+        barrier.wait()
+        time.sleep(0.002 * i)
+        results[i] = engine.generate(PROMPTS[i], params[i], processors=[rec[i]]).text
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(PROMPTS))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [results[i] for i in range(len(PROMPTS))] == [c.text for c in alone]
+    for i in range(len(PROMPTS)):
+        assert_same_logits(rec_alone[i], rec[i], f"{fmt_model.weight_format} prompt {i} (threads)")
+
+
+def test_prefill_chunk_size_does_not_change_greedy_text(make_engine, model):
+    small, big = make_engine(prefill_chunk=3), make_engine(prefill_chunk=256)
+    for p in PROMPTS:
+        assert small.generate(p, GREEDY).text == big.generate(p, GREEDY).text

@@ -1,0 +1,100 @@
+"""BPETokenizer (built from GGUF tokenizer data) and StreamDecoder, on a tiny byte-level vocabulary."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from emotional_engine.lm.tokenizer import BPETokenizer, StreamDecoder
+from tiny_lm import VOCAB_SIZE
+
+TEXTS = [
+    "hello world",
+    "the other there, then the end.",
+    "naïve café, crème brûlée — déjà vu",
+    "emoji 😀🎉👍🏽 and flags 🇯🇵; CJK 日本語テキスト; math ∑∫√",
+    "tabs\tand\nnewlines\r\n  double  spaces ",
+    "Ünïcödé ß ø Å ł ğ ş",
+    "",
+]
+
+
+def test_vocab_matches_the_model(tokenizer, model):
+    assert tokenizer.vocab_size == VOCAB_SIZE == model.config.vocab_size
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_round_trip(tokenizer, text):
+    ids = tokenizer.encode(text)
+    assert all(0 <= i < tokenizer.vocab_size for i in ids)
+    assert tokenizer.decode(ids) == text
+
+
+def test_merges_are_applied(tokenizer):
+    ids = tokenizer.encode("the")
+    assert len(ids) == 2 and tokenizer.token_text(ids[1]) == "he"  # "t" + merged "he"
+    ids = tokenizer.encode(" the")
+    assert [tokenizer.token_text(i) for i in ids] == ["Ġthe"]  # the merge chain Ġ t -> Ġt he
+    # bytes without merges map one to one to their ids
+    assert tokenizer.encode("é") == list("é".encode())
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_stream_decoder_pieces_join_to_the_full_decode(tokenizer, text):
+    ids = tokenizer.encode(text)
+    dec = StreamDecoder(tokenizer)
+    pieces = [dec.push(i) for i in ids]
+    assert "".join(pieces) == tokenizer.decode(ids) == text
+    assert not any("\ufffd" in p for p in pieces)
+
+
+def test_stream_decoder_holds_back_split_characters(tokenizer):
+    ids = tokenizer.encode("😀")
+    assert len(ids) == 4  # four bytes, four byte-level tokens
+    dec = StreamDecoder(tokenizer)
+    assert [dec.push(i) for i in ids] == ["", "", "", "😀"]
+
+
+def test_stream_decoder_skips_special_tokens(tokenizer):
+    im_end = tokenizer.encode("<|im_end|>")
+    ids = tokenizer.encode("hé") + im_end + tokenizer.encode("llo")
+    dec = StreamDecoder(tokenizer)
+    assert "".join(dec.push(i) for i in ids) == "héllo"
+
+
+def test_special_tokens_are_single_ids(tokenizer, tok_data):
+    start, end = tok_data.tokens.index("<|im_start|>"), tok_data.tokens.index("<|im_end|>")
+    ids = tokenizer.encode("<|im_start|>user\nhi<|im_end|>")
+    assert ids[0] == start and ids[-1] == end
+    assert ids.count(start) == 1 and ids.count(end) == 1
+    assert ids[1:-1] == tokenizer.encode("user\nhi")
+    assert tokenizer.special_ids == {start, end, tok_data.tokens.index("<|endoftext|>")}
+    assert tokenizer.eos_ids == {end}
+    assert tokenizer.decode(ids) == "user\nhi"
+    assert tokenizer.decode(ids, skip_special=False) == "<|im_start|>user\nhi<|im_end|>"
+
+
+def test_chatml_template(tokenizer):
+    msgs = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi 😀"}]
+    text = tokenizer.apply_chat_template(msgs)
+    assert text == "<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nHi 😀<|im_end|>\n<|im_start|>assistant\n"
+    assert tokenizer.apply_chat_template(msgs, add_generation_prompt=False) == text.removesuffix("<|im_start|>assistant\n")
+    ids = tokenizer.encode(text)
+    assert ids.count(tokenizer.encode("<|im_start|>")[0]) == 3
+
+
+def test_template_from_the_file_and_bos(tok_data):
+    data = dataclasses.replace(
+        tok_data, bos_id=tok_data.tokens.index("<|endoftext|>"), add_bos=True,
+        chat_template="{{ bos_token }}{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}{{ eos_token }}{% endfor %}",
+    )
+    tok = BPETokenizer(data)
+    assert tok.apply_chat_template([{"role": "user", "content": "x"}]) == "<|endoftext|>[user]x<|im_end|>"
+    assert tok.encode("hi")[0] == data.bos_id and tok.decode(tok.encode("hi")) == "hi"
+
+
+def test_template_raise_exception_is_a_value_error(tok_data):
+    tok = BPETokenizer(dataclasses.replace(tok_data, chat_template="{{ raise_exception('no system role') }}"))
+    with pytest.raises(ValueError, match="no system role"):
+        tok.apply_chat_template([{"role": "system", "content": "x"}])
