@@ -20,12 +20,16 @@ Every number is measured in this process, in this run; nothing is read from earl
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # before anything imports tqdm (transformers' GGUF loader)
+
 import argparse
 import gc
 import json
 import math
-import os
 import platform
+import queue
 import resource
 import sys
 import threading
@@ -75,7 +79,47 @@ PPL_TARGET_PCT = 1.0
 TARGET_VS_LLAMA_CPP_B1 = 0.6
 TARGET_VS_LLAMA_CPP_B16 = 4.0
 
-console = Console(highlight=False)
+STALL_S = 180.0  # no output from a request for this long = the engine is stuck
+
+# rich falls back to 80 columns when stdout is not a terminal, which wraps the wide tables
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 180)
+
+
+class EngineFailure(RuntimeError):
+    """The engine stopped answering (its scheduler thread died or stalled) or a request failed."""
+
+
+def generate(engine: LMEngine, prompt_ids: list[int], params: SamplingParams, *, session_id: str | None = None,
+             on_piece: Callable[[Piece], None] | None = None) -> Completion:
+    """LMEngine.generate, but never blocks forever: it fails fast if the scheduler thread is gone
+    and after STALL_S seconds without a piece. Same submit/queue path, so the same timings."""
+    q: queue.Queue[Piece] = queue.Queue()
+    r = engine.submit(prompt_ids, params, q.put, session_id=session_id)
+    pieces: list[Piece] = []
+    last = time.perf_counter()
+    try:
+        while True:
+            try:
+                piece = q.get(timeout=1.0)
+            except queue.Empty:
+                thread = getattr(engine, "_thread", None)
+                if thread is not None and not thread.is_alive():
+                    raise EngineFailure("the engine's scheduler thread died (its traceback is on stderr)") from None
+                if time.perf_counter() - last > STALL_S:
+                    raise EngineFailure(f"no output from the engine for {STALL_S:.0f} s") from None
+                continue
+            last = time.perf_counter()
+            if on_piece is not None:
+                on_piece(piece)
+            pieces.append(piece)
+            if piece.finish_reason is not None:
+                done = Completion.from_pieces(pieces)
+                done.token_ids = list(r.out_ids)
+                if done.finish_reason == "error":
+                    raise EngineFailure(f"request failed in the engine: {done.error}")
+                return done
+    finally:
+        r.cancelled = True  # no-op if it already finished
 
 
 # ---- small helpers ------------------------------------------------------------------------------
@@ -125,6 +169,21 @@ def peak_rss_bytes() -> int:
 
 def mib(b: int) -> float:
     return b / 2**20
+
+
+def kv_state(engine: LMEngine) -> dict:
+    """Size of the engine's KV storage: the arena of running requests (if the engine has one) and the
+    idle session caches. Read defensively: these are engine internals."""
+    out: dict = {}
+    try:
+        arena = getattr(engine, "arena", None)
+        if arena is not None and getattr(arena, "k", None) is not None and arena.k.dim() == 5:
+            out["kv_arena_mib"] = mib(arena.k.numel() * arena.k.element_size() * 2)
+            out["kv_arena_slots"], out["kv_arena_cap_tokens"] = int(arena.k.shape[1]), int(arena.k.shape[3])
+        out["kv_session_pool_mib"] = mib(engine.pool.idle_bytes)
+    except Exception:  # noqa: BLE001 - diagnostics only
+        pass
+    return out
 
 
 def machine_info() -> dict:
@@ -182,11 +241,11 @@ def bench_prefill(engine: LMEngine, prompts: Prompts, lengths: list[int], reps: 
     """One request at a time through the engine with max_tokens=1; prefill time = Completion.ttft_ms
     (submit -> first token sampled), so it includes the engine's 256-token prefill chunking."""
     greedy1 = SamplingParams(max_tokens=1, temperature=0)
-    engine.generate(prompts.make(max(lengths)), greedy1)  # warm-up: RoPE tables, allocator, kernels
+    generate(engine, prompts.make(max(lengths)), greedy1)  # warm-up: RoPE tables, allocator, kernels
     rows = []
     for n in lengths:
         ids = prompts.make(n)
-        ttfts = repeat(lambda: engine.generate(ids, greedy1).ttft_ms, reps, budget_s)
+        ttfts = repeat(lambda: generate(engine, ids, greedy1).ttft_ms, reps, budget_s)
         rates = [n / (t / 1000) for t in ttfts]
         rows.append({"prompt_tokens": n, "reps": len(ttfts), "tok_s_median": median(rates),
                      "ms_median": median(ttfts), "ms_p95": p95(ttfts)})
@@ -214,7 +273,7 @@ def run_concurrent(engine: LMEngine, prompt_list: list[list[int]], max_tokens: i
 
         barrier.wait()
         try:
-            results[i] = engine.generate(prompt_list[i], params, on_piece=on_piece)
+            results[i] = generate(engine, prompt_list[i], params, on_piece=on_piece)
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
@@ -273,16 +332,16 @@ def bench_session(engine: LMEngine, prompts: Prompts, turns: int, cold_reps: int
     sid = "lm-speed-bench-session"
     ids = prompts.make(SESSION_BASE_TOKENS + turns * SESSION_TURN_TOKENS, offset=5)
     engine.drop_session(sid)
-    first = engine.generate(ids[:SESSION_BASE_TOKENS], greedy1, session_id=sid)  # builds the kept cache
+    first = generate(engine, ids[:SESSION_BASE_TOKENS], greedy1, session_id=sid)  # builds the kept cache
     ttfts, cached = [], []
     for k in range(1, turns + 1):
-        c = engine.generate(ids[: SESSION_BASE_TOKENS + k * SESSION_TURN_TOKENS], greedy1, session_id=sid)
+        c = generate(engine, ids[: SESSION_BASE_TOKENS + k * SESSION_TURN_TOKENS], greedy1, session_id=sid)
         ttfts.append(c.ttft_ms)
         cached.append(c.cached_tokens)
     engine.drop_session(sid)
     # For contrast: the same first turn (520 tokens) with no session, i.e. a full prefill.
     cold_ids = ids[: SESSION_BASE_TOKENS + SESSION_TURN_TOKENS]
-    cold = [engine.generate(cold_ids, greedy1).ttft_ms for _ in range(cold_reps)]
+    cold = [generate(engine, cold_ids, greedy1).ttft_ms for _ in range(cold_reps)]
     reused = min(cached) >= SESSION_BASE_TOKENS
     return {"base_tokens": SESSION_BASE_TOKENS, "turn_tokens": SESSION_TURN_TOKENS, "turns": turns,
             "build_ttft_ms": first.ttft_ms, "ttft_ms_median": median(ttfts), "ttft_ms_p95": p95(ttfts),
@@ -356,11 +415,11 @@ def bench_transformers(path: Path, prompt: list[int], max_tokens: int, reps: int
     eos = getattr(model.generation_config, "eos_token_id", None)
     pad = eos[0] if isinstance(eos, list) else eos
 
-    def once() -> dict:
+    def once(n_new: int = max_tokens) -> dict:
         clk = Clock()
         t0 = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(x, attention_mask=mask, max_new_tokens=max_tokens, min_new_tokens=max_tokens,
+            out = model.generate(x, attention_mask=mask, max_new_tokens=n_new, min_new_tokens=n_new,
                                  do_sample=False, streamer=clk, pad_token_id=pad)
         t1 = time.perf_counter()
         new = out[0, x.shape[1]:].tolist()
@@ -368,7 +427,7 @@ def bench_transformers(path: Path, prompt: list[int], max_tokens: int, reps: int
         return {"e2e": len(new) / (t1 - t0), "decode": (len(new) - 1) / max(t1 - first, 1e-9),
                 "ttft_ms": (first - t0) * 1000, "tokens": new}
 
-    once()  # warm-up
+    once(min(8, max_tokens))  # warm-up (short: eager transformers is the slowest thing in this run)
     runs = repeat(once, reps, budget_s)
     del model
     gc.collect()
@@ -475,24 +534,54 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def write_json(path: Path, res: dict) -> None:
+    def strip(o):  # token ids are for the agreement check only; keep the JSON about numbers
+        if isinstance(o, dict):
+            return {k: strip(v) for k, v in o.items() if k != "token_ids"}
+        if isinstance(o, list):
+            return [strip(v) for v in o]
+        return o
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(strip(res), indent=2, default=str) + "\n", encoding="utf-8")
+    console.print(f"wrote {path}")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    res: dict = {}
+    t_start = time.perf_counter()
+    try:
+        run(args, res)
+        rc = 0
+    except EngineFailure as e:
+        console.print(f"[bold red]benchmark aborted:[/bold red] {e}")
+        res["error"] = str(e)
+        rc = 1
+    res["elapsed_s"] = time.perf_counter() - t_start
+    console.print(f"total time {res['elapsed_s']:.0f} s"
+                  + ("  [yellow](--quick: smoke test only, do not quote these numbers)[/yellow]" if args.quick else ""))
+    if args.json:
+        write_json(args.json, res)
+    return rc
+
+
+def run(args: argparse.Namespace, res: dict) -> None:
     q = args.quick
     max_tokens = args.max_tokens or (16 if q else 128)
     primary = "fp16" if "fp16" in args.formats else args.formats[0]
     others = [f for f in args.formats if f != primary]
     path = Path(args.model) if args.model else embedded_model_path()
-    t_start = time.perf_counter()
 
     # repeat counts and per-section time budgets (a section stops repeating once its budget is spent)
     reps = dict(prefill=1 if q else 5, b1=1 if q else 3, b4=1 if q else 3, b16=1 if q else 2, ref=1 if q else 3,
                 turns=3 if q else 10, cold=1 if q else 3, ppl_windows=1 if q else 64, base=1 if q else 3)
-    budget = dict(prefill=20.0, b1=30.0, b4=30.0, b16=60.0, ref=30.0, base=45.0)
+    budget = dict(prefill=15.0, b1=25.0, b4=25.0, b16=45.0, ref=20.0, base=30.0)
 
-    res: dict = {"machine": machine_info(), "model": str(path), "quick": q, "max_tokens": max_tokens,
-                 "formats": args.formats, "primary_format": primary}
+    res.update(machine=machine_info(), model=str(path), quick=q, max_tokens=max_tokens, formats=args.formats,
+               primary_format=primary)
     m = res["machine"]
     console.print(f"[bold]builtin LM benchmark[/bold]  {path.name}")
     console.print(f"CPU: {m['cpu']}  |  logical CPUs {m['logical_cpus']} (usable {m['usable_cpus']}, physical cores "
@@ -509,7 +598,7 @@ def main(argv=None) -> int:
     engine = gen.engine
     res["load"] = {"format": primary, "load_s": time.perf_counter() - t, "row_multiple": engine.model.row_multiple}
     mem = {"before_load_rss_mib": mib(rss0), "after_load_rss_mib": mib(rss_bytes()),
-           "after_load_peak_mib": mib(peak_rss_bytes())}
+           "after_load_peak_mib": mib(peak_rss_bytes()), "after_load_kv": kv_state(engine)}
     res["memory"] = mem
     console.print(f"loaded in {res['load']['load_s']:.1f} s (batch-invariant row multiple {engine.model.row_multiple}); "
                   f"RSS {mem['after_load_rss_mib']:.0f} MiB (before load {mem['before_load_rss_mib']:.0f} MiB)")
@@ -529,12 +618,13 @@ def main(argv=None) -> int:
 
     # ---- 2. decode ----------------------------------------------------------------------------
     t0 = section(f"2. decode ({max_tokens} tokens per request, greedy, ignore_eos, {DECODE_PROMPT_TOKENS}-token prompts)")
-    engine.generate(prompts.make(DECODE_PROMPT_TOKENS), SamplingParams(max_tokens=4, temperature=0, ignore_eos=True))
+    generate(engine, prompts.make(DECODE_PROMPT_TOKENS), SamplingParams(max_tokens=4, temperature=0, ignore_eos=True))
     decode: dict[str, dict[str, dict]] = {primary: {}}
     for b, key in ((1, "b1"), (4, "b4"), (16, "b16")):
         decode[primary][str(b)] = bench_decode(engine, prompts, b, max_tokens, reps[key], budget[key])
     mem["after_b16_rss_mib"] = mib(rss_bytes())
     mem["after_b16_peak_mib"] = mib(peak_rss_bytes())
+    mem["after_b16_kv"] = kv_state(engine)
     res["decode"] = decode
     console.print(decode_table(f"decode, {primary}", [(primary, r) for r in decode[primary].values()]))
     took(t0, res, "decode")
@@ -556,11 +646,19 @@ def main(argv=None) -> int:
     # ---- 4. memory (printed here, measured at load and right after the batch-16 run) -----------
     t0 = section("4. memory")
     tb = Table(title="resident memory (MiB)", title_justify="left")
-    for col in ("when", "RSS", "peak RSS so far (ru_maxrss)"):
+    for col in ("when", "RSS", "peak RSS so far (ru_maxrss)", "KV arena (slots x tokens)", "idle session KV"):
         tb.add_column(col, justify="right")
-    tb.add_row("before load", fmt(mem["before_load_rss_mib"], 0), "-")
-    tb.add_row(f"after load ({primary})", fmt(mem["after_load_rss_mib"], 0), fmt(mem["after_load_peak_mib"], 0))
-    tb.add_row("after 16 concurrent", fmt(mem["after_b16_rss_mib"], 0), fmt(mem["after_b16_peak_mib"], 0))
+
+    def kv_cols(kv: dict) -> tuple[str, str]:
+        arena = (f"{kv['kv_arena_mib']:,.0f} ({kv['kv_arena_slots']} x {kv['kv_arena_cap_tokens']})"
+                 if "kv_arena_mib" in kv else "-")
+        return arena, fmt(kv.get("kv_session_pool_mib"), 0)
+
+    tb.add_row("before load", fmt(mem["before_load_rss_mib"], 0), "-", "-", "-")
+    tb.add_row(f"after load ({primary})", fmt(mem["after_load_rss_mib"], 0), fmt(mem["after_load_peak_mib"], 0),
+               *kv_cols(mem["after_load_kv"]))
+    tb.add_row("after 16 concurrent", fmt(mem["after_b16_rss_mib"], 0), fmt(mem["after_b16_peak_mib"], 0),
+               *kv_cols(mem["after_b16_kv"]))
     console.print(tb)
     took(t0, res, "memory")
 
@@ -574,7 +672,7 @@ def main(argv=None) -> int:
     for f in others:
         console.print(f"[dim]loading {f} ...[/dim]")
         g2 = BuiltinGenerator.load(path, weight_format=f)
-        g2.engine.generate(prompts.make(DECODE_PROMPT_TOKENS), SamplingParams(max_tokens=4, temperature=0, ignore_eos=True))
+        generate(g2.engine, prompts.make(DECODE_PROMPT_TOKENS), SamplingParams(max_tokens=4, temperature=0, ignore_eos=True))
         decode[f] = {"1": bench_decode(g2.engine, prompts, 1, max_tokens, reps["ref"], budget["ref"])}
         ppl[f] = perplexity(g2.engine.model, held_ids, PPL_WINDOW, reps["ppl_windows"])
         g2.engine.close()
@@ -655,29 +753,13 @@ def main(argv=None) -> int:
     res["ratios"] = ratios
     console.rule("[bold]summary")
     tb = Table(title="ratios (same run, same machine)", title_justify="left")
-    for col in ("ratio", "ours tok/s", "baseline tok/s", "ratio", "target", "result"):
-        tb.add_column(col, justify="right" if col != "ratio" else "left")
+    for col in ("comparison", "ours tok/s", "baseline tok/s", "ratio", "target", "result"):
+        tb.add_column(col, justify="left" if col == "comparison" else "right")
     for r in ratios:
         base_txt = fmt(r["baseline"]) if r["baseline"] is not None else r["baseline_status"]
         tb.add_row(r["ratio"], fmt(r["ours"]), base_txt, "-" if r["value"] is None else f"{r['value']:.2f}x",
                    "-" if r["target"] is None else f">= {r['target']:g}x", verdict(r["meets_target"]))
     console.print(tb)
-    res["elapsed_s"] = time.perf_counter() - t_start
-    console.print(f"total time {res['elapsed_s']:.0f} s"
-                  + ("  [yellow](--quick: smoke test only, do not quote these numbers)[/yellow]" if q else ""))
-
-    if args.json:
-        def strip(o):  # token ids are for the agreement check only; keep the JSON about numbers
-            if isinstance(o, dict):
-                return {k: strip(v) for k, v in o.items() if k not in ("token_ids",)}
-            if isinstance(o, list):
-                return [strip(v) for v in o]
-            return o
-
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(strip(res), indent=2, default=str) + "\n", encoding="utf-8")
-        console.print(f"wrote {args.json}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -96,8 +96,7 @@ class BuiltinGenerator:
         if weight_format not in WEIGHT_FORMATS:
             raise ValueError(f"weight format {weight_format!r} is unknown; choose one of {', '.join(WEIGHT_FORMATS)}")
         g, sd = load_gguf(path or embedded_model_path(), cache_dir=cache_dir)
-        model = Llama(g.config)
-        model.load_weights(sd)
+        model = Llama.from_state_dict(g.config, sd)
         apply_weight_format(model, weight_format)
         engine = LMEngine(model, BPETokenizer(g.tokenizer), max_batch=max_batch,
                           cache_budget_bytes=cache_budget_mb * 2**20, overflow=overflow)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 # Types we promise to read; gguf's numpy dequantiser covers them (and a few more).
 SUPPORTED_TYPES = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", "Q2_K", "Q3_K"}
-CACHE_FORMAT = 2  # bump when the cached state-dict layout changes
+CACHE_FORMAT = 3  # bump when the cached state-dict layout changes
 
 
 class ModelFileError(ValueError):
@@ -216,25 +216,30 @@ def default_cache_dir() -> Path:
 
 
 def load_gguf(path: str | os.PathLike, cache_dir: Path | None = None) -> tuple[GGUFModel, dict[str, torch.Tensor]]:
-    """Metadata plus fp32 weights, from the on-disk cache when the same file was loaded before."""
+    """Metadata plus fp32 weights, from the on-disk cache when the same file was loaded before.
+
+    Parsing a GGUF's metadata takes seconds (tens of thousands of vocabulary strings), so the
+    cache holds the parsed metadata too."""
     path = Path(path).expanduser()
-    cfg, tok, name = read_metadata(path)
+    if not path.is_file():
+        _reader(path)  # raises the precise error
     sha = file_sha256(path)
     cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
     cached = cache_dir / f"{sha[:32]}.v{CACHE_FORMAT}.pt"
-    sd = None
     if cached.exists():
         try:
-            sd = torch.load(cached, mmap=True, weights_only=True)
+            blob = torch.load(cached, mmap=True, weights_only=True)
+            cfg, tok = LlamaConfig(**blob["config"]), TokenizerData(**blob["tokenizer"])
+            return GGUFModel(path, sha, cfg, tok, blob["name"]), blob["weights"]
         except Exception as e:  # a half-written or stale cache is rebuilt, never fatal
             log.warning("ignoring unreadable weight cache %s: %s", cached, e)
-    if sd is None:
-        sd = dequantize_state_dict(path, cfg)
-        try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(f".tmp{os.getpid()}")
-            torch.save(sd, tmp)
-            os.replace(tmp, cached)  # atomic: readers never see a partial file
-        except OSError as e:
-            log.warning("could not write weight cache %s: %s", cached, e)
+    cfg, tok, name = read_metadata(path)
+    sd = dequantize_state_dict(path, cfg)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"config": asdict(cfg), "tokenizer": asdict(tok), "name": name, "weights": sd}, tmp)
+        os.replace(tmp, cached)  # atomic: readers never see a partial file
+    except OSError as e:
+        log.warning("could not write weight cache %s: %s", cached, e)
     return GGUFModel(path=path, sha256=sha, config=cfg, tokenizer=tok, name=name), sd

@@ -177,7 +177,8 @@ class DecodeBatch:
     slots: torch.Tensor  # (B,) arena slot of each
     pos: torch.Tensor  # (B,) position of the new token
     n_slots: int
-    mask: torch.Tensor  # (n_slots, 1, 1, cap) True = may attend
+    bias: torch.Tensor  # (n_slots * nkv, g, cap) additive mask: 0 may attend, -inf may not
+    identity: bool  # segment i is row i and slot i, and every slot decodes: no gather/scatter needed
 
 
 @dataclass
@@ -199,8 +200,13 @@ class PackedPlan:
         pos = torch.tensor([s.cache.length for s, _ in dec])
         # slots not decoding this step get a dummy row that may see key 0 (a fully masked row is NaN)
         limit = torch.zeros(n_slots, dtype=torch.long).index_copy_(0, slots, pos)
-        mask = torch.arange(arena.cap)[None, :] <= limit[:, None]
-        return cls(DecodeBatch(arena, torch.tensor([r for _, r in dec]), slots, pos, n_slots, mask[:, None, None, :]), rest)
+        blocked = torch.arange(arena.cap)[None, :] > limit[:, None]  # (S, cap)
+        c = arena.cfg
+        bias = torch.zeros(n_slots, c.n_kv_head, c.n_head // c.n_kv_head, arena.cap)
+        bias.masked_fill_(blocked[:, None, None, :], float("-inf"))
+        rows = torch.tensor([r for _, r in dec])
+        identity = len(dec) == len(segments) == n_slots and bool((slots == torch.arange(n_slots)).all())
+        return cls(DecodeBatch(arena, rows, slots, pos, n_slots, bias.view(-1, *bias.shape[2:]), identity), rest)
 
 
 class RMSNorm(nn.Module):
@@ -210,7 +216,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        # by hand: F.rms_norm on CPU takes a slower path with dtype round trips
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True).add_(self.eps)) * self.weight
 
 
 class Rotary(nn.Module):
@@ -291,14 +298,24 @@ class CausalSelfAttention(nn.Module):
         y = torch.zeros_like(q)  # (N, nh, hs); padding rows stay zero
         if plan.decode is not None:
             d = plan.decode
+            S, B = d.n_slots, d.rows.shape[0]
             kl, vl = d.arena.k[layer], d.arena.v[layer]  # (slots, nkv, cap, hs)
-            kl[d.slots, :, d.pos] = k[d.rows]
-            vl[d.slots, :, d.pos] = v[d.rows]
-            # the `group` query heads sharing a kv head become `group` query rows
-            qs = q.new_zeros(d.n_slots, c.n_kv_head, c.n_head // c.n_kv_head, c.head_dim)  # (S, nkv, g, hs)
-            qs[d.slots] = q[d.rows].view(-1, *qs.shape[1:])
-            out = F.scaled_dot_product_attention(qs, kl[: d.n_slots], vl[: d.n_slots], attn_mask=d.mask)
-            y[d.rows] = out[d.slots].view(-1, c.n_head, c.head_dim)
+            kl[d.slots, :, d.pos] = k[:B] if d.identity else k[d.rows]
+            vl[d.slots, :, d.pos] = v[:B] if d.identity else v[d.rows]
+            # the `group` query heads sharing a kv head become `group` query rows: (S*nkv, g, hs)
+            if d.identity:
+                qs = q[:B].reshape(S * c.n_kv_head, -1, c.head_dim)
+            else:
+                qs = q.new_zeros(S, c.n_head, c.head_dim)
+                qs[d.slots] = q[d.rows]
+                qs = qs.view(S * c.n_kv_head, -1, c.head_dim)
+            keys = kl[:S].view(S * c.n_kv_head, -1, c.head_dim)  # (S*nkv, cap, hs)
+            vals = vl[:S].view(S * c.n_kv_head, -1, c.head_dim)
+            att = torch.softmax(torch.baddbmm(d.bias, qs, keys.transpose(1, 2), alpha=self.scale), dim=-1)
+            out = torch.bmm(att, vals).view(S, c.n_head, c.head_dim)  # (S, nh, hs)
+            if d.identity and not plan.per_sequence:
+                return self._output(F.pad(out, (0, 0, 0, 0, 0, q.shape[0] - B)), x, ctx)
+            y[d.rows] = out[d.slots]
         for s, row in plan.per_sequence:
             L, T = s.cache.length, s.n
             kc, vc = s.cache.k[layer], s.cache.v[layer]  # (nkv, cap, hs)
@@ -358,6 +375,15 @@ class Llama(nn.Module):
         self.rotary = Rotary(cfg)
         self.weight_format = "fp32"
         self.row_multiple = 4  # batch-invariant row padding; quant.apply_weight_format measures it
+
+    @classmethod
+    def from_state_dict(cls, cfg: LlamaConfig, sd: dict[str, torch.Tensor]) -> Llama:
+        """Build without the cost of random initialisation: parameters start on the meta device."""
+        with torch.device("meta"):
+            model = cls(cfg)
+        model.rotary = Rotary(cfg)  # buffers are computed, not loaded
+        model.load_weights(sd)
+        return model
 
     @torch.no_grad()
     def load_weights(self, sd: dict[str, torch.Tensor]) -> None:

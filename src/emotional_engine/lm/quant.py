@@ -60,18 +60,19 @@ def apply_weight_format(model: Llama, fmt: str) -> Llama:
 @torch.inference_mode()
 def batch_invariant_row_multiple(model: Llama, max_rows: int = 64, candidates=(1, 2, 3, 4, 6, 8, 12, 16)) -> int:
     """Smallest m such that, for every distinct projection, rows computed in calls of any multiple
-    of m rows (up to `max_rows`, plus one large call) equal the same rows computed in one call."""
+    of m rows (up to `max_rows`, plus one prefill-sized call for the inner projections; the head
+    only ever sees one row per sequence) equal the same rows computed in one call."""
     seen, layers = set(), []
     for parent, name in _linears(model):
         lin = getattr(parent, name)
-        key = (type(lin), lin.in_features, lin.out_features)
+        key = (type(lin), lin.in_features, lin.out_features, name == "lm_head")
         if key not in seen:
             seen.add(key)
-            layers.append(lin)
+            layers.append((lin, name == "lm_head"))
     g = torch.Generator().manual_seed(0)
     for m in candidates:
-        sizes = [*range(m, max_rows + 1, m), 4 * max_rows - (4 * max_rows) % m]
-        if all(_invariant(lin, sizes, g) for lin in layers):
+        small = list(range(m, max_rows + 1, m))
+        if all(_invariant(lin, small if head else [*small, 4 * max_rows - (4 * max_rows) % m], g) for lin, head in layers):
             return m
     raise RuntimeError("no row multiple makes this CPU's GEMM batch invariant; use weight format fp32")
 
