@@ -1,0 +1,36 @@
+"""The `emotional-engine` CLI, run for real on the embedded model."""
+
+import pytest
+from typer.testing import CliRunner
+
+from emotional_engine.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.model
+def test_lm_streams_a_completion_and_the_seed_fixes_it(embedded_path):
+    args = ["lm", "Write one sentence about a heron.", "--max-tokens", "12", "--seed", "3"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert len(first.stdout.strip()) > 10
+    assert "tokens" in first.stderr  # the closing line with counts and speed
+    again = runner.invoke(app, args)
+    assert again.stdout == first.stdout
+    other = runner.invoke(app, [*args[:-1], "4"])
+    assert other.exit_code == 0
+
+
+def test_lm_refuses_a_file_that_is_not_gguf(tmp_path):
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(b"this is not a model")
+    result = runner.invoke(app, ["lm", "hi", "--model", str(bad)])
+    assert result.exit_code == 2
+    assert str(bad) in result.stderr and "not a GGUF file" in result.stderr
+
+
+def test_lm_names_a_missing_file(tmp_path):
+    missing = tmp_path / "nope.gguf"
+    result = runner.invoke(app, ["lm", "hi", "--model", str(missing)])
+    assert result.exit_code == 2
+    assert str(missing) in result.stderr and "not found" in result.stderr
