@@ -98,3 +98,18 @@ def test_template_raise_exception_is_a_value_error(tok_data):
     tok = BPETokenizer(dataclasses.replace(tok_data, chat_template="{{ raise_exception('no system role') }}"))
     with pytest.raises(ValueError, match="no system role"):
         tok.apply_chat_template([{"role": "system", "content": "x"}])
+
+
+def _pieces(data, pre: str, text: str) -> list[str]:
+    tok = BPETokenizer(dataclasses.replace(data, pre=pre))
+    return [p for p, _ in tok._tk.pre_tokenizer.pre_tokenize_str(text)]
+
+
+def test_pre_tokenizers_follow_llama_cpp_names(tok_data, caplog):
+    # SmolLM2 ("smollm"): every digit alone, then GPT-2's split
+    assert _pieces(tok_data, "smollm", "x 12345") == ["x", "Ġ", "1", "2", "3", "4", "5"]
+    # Llama 3 ("llama-bpe"): digits in groups of three, case-insensitive contractions
+    assert _pieces(tok_data, "llama-bpe", "I'M 12345") == ["I", "'M", "Ġ", "123", "45"]
+    # an unknown name falls back to GPT-2's split and says so
+    assert _pieces(tok_data, "mystery", "a 12345") == ["a", "Ġ12345"]
+    assert "mystery" in caplog.text
