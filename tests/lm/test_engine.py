@@ -444,3 +444,16 @@ def test_prefill_chunk_size_does_not_change_greedy_text(make_engine, model):
     small, big = make_engine(prefill_chunk=3), make_engine(prefill_chunk=256)
     for p in PROMPTS:
         assert small.generate(p, GREEDY).text == big.generate(p, GREEDY).text
+
+
+def test_arena_grown_during_a_step_serves_the_next_request(make_engine, tokenizer):
+    # a prompt longer than the arena's first capacity makes it grow inside a step; the next
+    # request must still be admitted (regression: the grown arena was an inference tensor
+    # written outside inference mode, which killed the scheduler)
+    eng = make_engine(prefill_chunk=16)
+    eng.arena.GROW = 8
+    long = eng.generate(list(range(1, 60)), GREEDY.model_copy(update={"max_tokens": 4}))
+    assert long.finish_reason == "length"
+    assert eng.arena.k.numel() == 0  # released once idle
+    again = eng.generate("the end", GREEDY.model_copy(update={"max_tokens": 4}))
+    assert again.finish_reason == "length" and again.completion_tokens == 4

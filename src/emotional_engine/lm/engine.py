@@ -292,6 +292,7 @@ class LMEngine:
             self._thread = threading.Thread(target=self._loop, name="lm-scheduler", daemon=True)
             self._thread.start()
 
+    @torch.inference_mode()  # every tensor the scheduler touches (arena, caches) is an inference tensor
     def _loop(self) -> None:
         while True:
             with self._cv:
@@ -303,8 +304,7 @@ class LMEngine:
                     return
                 self._admit()
             try:
-                with torch.inference_mode():
-                    self._step()
+                self._step()
             except Exception as e:  # never let the scheduler die silently
                 log.exception("scheduler step failed")
                 for r in list(self._running):
@@ -322,7 +322,12 @@ class LMEngine:
                 r.cached_tokens = keep
             else:
                 cache = KVCache(self.cfg, self.cache_dtype)
-            self.arena.bind(cache)
+            try:
+                self.arena.bind(cache)
+            except Exception as e:  # e.g. out of memory: this request fails, the engine goes on
+                log.exception("request %d could not be admitted", r.id)
+                self._finish(r, "error", error=f"{type(e).__name__}: {e}")
+                continue
             r.cache = cache
             r.feed = r.prompt_ids[cache.length:]
             self._running.append(r)
@@ -418,9 +423,11 @@ class LMEngine:
             self._waiting.remove(r)
         if r.cache is not None and r.cache.arena is not None:
             self.arena.unbind(r.cache)
+            if not self.arena.caches:
+                self.arena.release()  # idle: give the working memory back
         with self._cv:  # settle the session's cache before the caller hears the request ended
-            if r.session_id is not None and r.pooled and r.cache is not None:
-                if reason == "error":
+            if r.session_id is not None and r.pooled:
+                if reason == "error" or r.cache is None:  # a cache of unknown state is not kept
                     self.pool.release(r.session_id)
                 else:
                     self.pool.checkin(r.session_id, r.cache)

@@ -124,6 +124,11 @@ class KVArena:
         for i, cache in enumerate(self.caches):
             cache.k, cache.v = k[:, i], v[:, i]
 
+    def release(self) -> None:
+        """Free the storage; only when no cache is bound."""
+        assert not self.caches
+        self.k = self.v = self.k.new_zeros(self.cfg.n_layer, 0, self.cfg.n_kv_head, 0, self.cfg.head_dim)
+
     def ensure_capacity(self, tokens: int) -> None:
         if tokens > self.cap:
             self._realloc(self.k.shape[1], _round_up(int(tokens * 1.5), self.GROW))
