@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import httpx
 
-from emotional_engine.lm.engine import Completion, LMEngine, Piece
+from emotional_engine.lm.engine import Completion, LMEngine, Piece, run_in_passing_thread
 from emotional_engine.lm.gguf import embedded_model_path, load_gguf
 from emotional_engine.lm.model import Llama
 from emotional_engine.lm.quant import WEIGHT_FORMATS, apply_weight_format
@@ -95,9 +95,12 @@ class BuiltinGenerator:
     ) -> BuiltinGenerator:
         if weight_format not in WEIGHT_FORMATS:
             raise ValueError(f"weight format {weight_format!r} is unknown; choose one of {', '.join(WEIGHT_FORMATS)}")
-        g, sd = load_gguf(path or embedded_model_path(), cache_dir=cache_dir)
-        model = Llama.from_state_dict(g.config, sd)
-        apply_weight_format(model, weight_format)
+
+        def build():
+            g, sd = load_gguf(path or embedded_model_path(), cache_dir=cache_dir)
+            return g, apply_weight_format(Llama.from_state_dict(g.config, sd), weight_format)
+
+        g, model = run_in_passing_thread(build)
         engine = LMEngine(model, BPETokenizer(g.tokenizer), max_batch=max_batch,
                           cache_budget_bytes=cache_budget_mb * 2**20, overflow=overflow)
         info = ModelInfo("builtin", g.name, g.sha256, g.config.context_length, weight_format)
