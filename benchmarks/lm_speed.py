@@ -43,7 +43,7 @@ from rich.console import Console
 from rich.table import Table
 
 from emotional_engine.lm.backends import BuiltinGenerator
-from emotional_engine.lm.engine import Completion, LMEngine, Piece
+from emotional_engine.lm.engine import Completion, LMEngine, Piece, common_prefix_len
 from emotional_engine.lm.gguf import embedded_model_path
 from emotional_engine.lm.quant import WEIGHT_FORMATS
 from emotional_engine.lm.sampling import SamplingParams
@@ -374,15 +374,6 @@ def perplexity(model, ids: list[int], window: int, max_windows: int) -> dict:
 
 
 # ---- 6. baselines -------------------------------------------------------------------------------
-
-
-def same_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def bench_transformers(path: Path, prompt: list[int], max_tokens: int, reps: int, budget_s: float) -> dict:
@@ -720,7 +711,7 @@ def run(args: argparse.Namespace, res: dict) -> None:
     for name, label in (("transformers", "transformers fp32"), ("llama_cpp", "llama.cpp Q4_1")):
         b = base[name]
         if b.get("status") == "ok":
-            b["same_prefix_as_ours"] = same_prefix(b["token_ids"], ours_ref_tokens)
+            b["same_prefix_as_ours"] = common_prefix_len(b["token_ids"], ours_ref_tokens)
             tb.add_row(f"{label} {b['version']}", "ok", fmt(b["load_s"]), str(b["reps"]), fmt(b["decode_tok_s"]),
                        fmt(b["e2e_tok_s"]), fmt(b["ttft_ms_median"], 0),
                        f"{b['same_prefix_as_ours']}/{len(b['token_ids'])}")

@@ -188,6 +188,35 @@ def _error_message(body: bytes) -> str:
     return text[:500]
 
 
+class _DeltaTally:
+    """Follows a stream of OpenAI-format chunks: text deltas, finish reason, usage, timing."""
+
+    def __init__(self, chat: bool):
+        self.chat = chat
+        self.t0 = time.perf_counter()
+        self.t_first: float | None = None
+        self.n_pieces = 0
+        self.finish: str | None = None
+        self.usage: dict | None = None  # the server's, when it sends one
+
+    def feed(self, chunk: dict) -> str:
+        """The chunk's text ('' for none)."""
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        text, reason = _chunk_delta(chunk, self.chat)
+        if text:
+            if self.t_first is None:
+                self.t_first = time.perf_counter()
+            self.n_pieces += 1
+        if reason is not None:
+            self.finish = reason
+        return text
+
+    def last_piece(self, prompt_tokens: int = 0) -> Piece:
+        return Piece(text="", finish_reason=_map_finish_reason(self.finish),
+                     usage=_usage(self.usage, prompt_tokens, self.n_pieces, self.t0, self.t_first, time.perf_counter()))
+
+
 class OpenAIGenerator:
     """Any OpenAI-compatible server (vLLM, Ollama, llama.cpp's server), always streaming.
 
@@ -247,11 +276,7 @@ class OpenAIGenerator:
         return self._stream(url, self.request_body(prompt, params), chat)
 
     async def _stream(self, url: str, body: dict, chat: bool) -> AsyncIterator[Piece]:
-        t0 = time.perf_counter()
-        t_first: float | None = None
-        n_pieces = 0
-        finish: str | None = None
-        server_usage: dict | None = None
+        tally = _DeltaTally(chat)
         done = False
         try:
             async with self._client.stream("POST", url, json=body) as resp:
@@ -274,27 +299,17 @@ class OpenAIGenerator:
                         raise BackendError(f"{url} sent a malformed stream event: {data[:200]!r}")
                     if chunk.get("error"):
                         raise BackendError(f"{url} failed mid-stream: {_error_message(data.encode())}")
-                    if chunk.get("usage"):
-                        server_usage = chunk["usage"]
-                    text, reason = _chunk_delta(chunk, chat)
-                    if text:
-                        if t_first is None:
-                            t_first = time.perf_counter()
-                        n_pieces += 1
+                    if text := tally.feed(chunk):
                         yield Piece(text=text)
-                    if reason is not None:
-                        finish = reason
         except httpx.TimeoutException as e:
             raise BackendError(f"{url} timed out ({type(e).__name__}, timeout {self.timeout:g} s)") from e
         except httpx.ConnectError as e:
             raise BackendError(f"cannot connect to {url}: {str(e) or type(e).__name__}") from e
         except httpx.HTTPError as e:
             raise BackendError(f"request to {url} failed: {type(e).__name__}: {e}") from e
-        if not done and finish is None:
+        if not done and tally.finish is None:
             raise BackendError(f"{url} closed the stream before the response was complete")
-        now = time.perf_counter()
-        yield Piece(text="", finish_reason=_map_finish_reason(finish),
-                    usage=_usage(server_usage, 0, n_pieces, t0, t_first, now))
+        yield tally.last_piece()
 
     async def complete(self, prompt, params, *, session_id=None, processors=()) -> Completion:
         return await complete_from_stream(self.stream(prompt, params, session_id=session_id, processors=processors))
@@ -388,11 +403,7 @@ class LlamaCppGenerator:
             except RuntimeError:  # the loop is closed: nobody is listening any more
                 stop.set()
 
-        t0 = time.perf_counter()
-        t_first: float | None = None
-        n_pieces = 0
-        finish: str | None = None
-        server_usage: dict | None = None
+        tally = _DeltaTally(chat)
         thread = threading.Thread(target=self._worker, args=(prompt, kwargs, emit, stop),
                                   name="llama-cpp-generate", daemon=True)
         thread.start()
@@ -403,27 +414,17 @@ class LlamaCppGenerator:
                     break
                 if isinstance(item, BaseException):
                     raise BackendError(f"llama-cpp-python failed: {type(item).__name__}: {item}") from item
-                if item.get("usage"):
-                    server_usage = item["usage"]
-                text, reason = _chunk_delta(item, chat)
-                if text:
-                    if t_first is None:
-                        t_first = time.perf_counter()
-                    n_pieces += 1
+                if text := tally.feed(item):
                     yield Piece(text=text)
-                if reason is not None:
-                    finish = reason
         finally:
             stop.set()  # the worker stops after its current token if we were left early
         prompt_tokens = 0
-        if not chat and server_usage is None:
+        if not chat and tally.usage is None:
             try:
                 prompt_tokens = len(self.llm.tokenize(prompt.encode("utf-8")))
             except Exception:  # noqa: BLE001 - usage is best effort
                 prompt_tokens = 0
-        now = time.perf_counter()
-        yield Piece(text="", finish_reason=_map_finish_reason(finish),
-                    usage=_usage(server_usage, prompt_tokens, n_pieces, t0, t_first, now))
+        yield tally.last_piece(prompt_tokens)
 
     async def complete(self, prompt, params, *, session_id=None, processors=()) -> Completion:
         return await complete_from_stream(self.stream(prompt, params, session_id=session_id, processors=processors))
