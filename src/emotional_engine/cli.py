@@ -55,5 +55,15 @@ def lm(
                f"{done.completion_tokens / max(done.total_ms, 1e-9) * 1000:.1f} tokens/s]", err=True)
 
 
+@app.command()
+def arcs(points: Annotated[int, typer.Option(min=2, max=50, help="samples shown per arc")] = 6):
+    """List the named emotional arcs with their valence at evenly spaced points."""
+    from emotional_engine.arcs import NAMED_ARCS, get_arc
+
+    for name in NAMED_ARCS:
+        curve = " ".join(f"{v:+.2f}" for v in get_arc(name).targets(points))
+        typer.echo(f"{name:<15} {curve}")
+
+
 if __name__ == "__main__":
     app()
