@@ -1,0 +1,94 @@
+"""Technical-quality agent: repetition and loops, cut-off sentences, readability, length.
+
+Readability is textstat's Flesch-Kincaid grade against a ceiling per audience; length must be
+within 10% of what was asked; a text whose last sentence is unfinished is trimmed back to its
+last full sentence (the repair), and one that repeats itself is flagged for regeneration.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import textstat
+from pydantic import BaseModel, Field
+
+from emotional_engine.domain import Audience
+
+GRADE_CEILING: dict[str, float] = {"children": 6.0, "teen": 10.0, "adult": 16.0}
+LENGTH_TOLERANCE = 0.10
+REPEATED_4GRAM_LIMIT = 0.12  # share of 4-grams that occur more than once
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
+_WORD = re.compile(r"[\w'’-]+")
+
+
+class TechnicalReport(BaseModel):
+    words: int
+    target_words: int | None
+    length_ok: bool
+    repeated_4grams: float = Field(description="share of 4-grams occurring more than once")
+    repeated_sentences: list[str]
+    cut_off: bool
+    grade: float
+    grade_ceiling: float
+    issues: list[str]
+    score: float = Field(ge=0.0, le=1.0)
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def split_sentences(text: str) -> list[str]:
+    parts = re.split(r"(?<=[.!?…])\s+|(?<=[.!?…][\"'”’)\]])\s+", text.strip())
+    return [p.strip() for p in parts if p.strip()]
+
+
+def repeated_ngram_share(tokens: list[str], n: int = 4) -> float:
+    grams = Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+    total = sum(grams.values())
+    return 0.0 if total == 0 else sum(c for c in grams.values() if c > 1) / total
+
+
+def trim_to_last_sentence(text: str) -> str:
+    """Drop an unfinished last sentence (the model stopped mid-way); keep the text if none is whole."""
+    text = text.rstrip()
+    if not text or _SENTENCE_END.search(text):
+        return text
+    cut = max(text.rfind(c) for c in ".!?…")
+    if cut < 0:
+        return text
+    end = cut + 1
+    while end < len(text) and text[end] in "\"'”’)]":
+        end += 1
+    return text[:end]
+
+
+def check_text(text: str, audience: Audience, target_words: int | None = None) -> TechnicalReport:
+    toks = words(text)
+    sentences = split_sentences(text)
+    normalised = [" ".join(words(s)) for s in sentences]
+    repeated = sorted({s for s, c in Counter(normalised).items() if c > 1 and len(s.split()) >= 4})
+    rep = repeated_ngram_share(toks)
+    cut_off = bool(text.strip()) and not _SENTENCE_END.search(text.rstrip())
+    grade = float(textstat.flesch_kincaid_grade(text)) if toks else 0.0
+    ceiling = GRADE_CEILING[audience]
+    length_ok = target_words is None or abs(len(toks) - target_words) <= LENGTH_TOLERANCE * target_words
+    issues = []
+    if rep > REPEATED_4GRAM_LIMIT:
+        issues.append(f"repetitive: {rep:.0%} of 4-word sequences repeat")
+    if repeated:
+        issues.append(f"loops: {len(repeated)} sentence(s) repeated")
+    if cut_off:
+        issues.append("the last sentence is cut off")
+    if grade > ceiling:
+        issues.append(f"reading grade {grade:.1f} is above {ceiling:g} for a {audience} audience")
+    if not length_ok:
+        issues.append(f"{len(toks)} words, asked for {target_words} (more than {LENGTH_TOLERANCE:.0%} off)")
+    # each problem costs a share of the score, repetition in proportion to how bad it is
+    score = 1.0 - min(1.0, rep) * 0.5 - 0.15 * bool(repeated) - 0.15 * cut_off - 0.1 * (grade > ceiling) - 0.1 * (not length_ok)
+    return TechnicalReport(
+        words=len(toks), target_words=target_words, length_ok=length_ok, repeated_4grams=round(rep, 4),
+        repeated_sentences=repeated, cut_off=cut_off, grade=round(grade, 2), grade_ceiling=ceiling,
+        issues=issues, score=round(max(0.0, score), 4),
+    )

@@ -1,0 +1,51 @@
+"""Technical-quality checks, each proven on a planted problem and on clean text."""
+
+import pytest
+
+from emotional_engine.agents.technical import check_text, repeated_ngram_share, split_sentences, trim_to_last_sentence
+
+CLEAN = (
+    "Amara carried the lantern down to the harbour before dawn. The boats were still tied, and the water "
+    "slapped quietly against their hulls. She counted them twice, because her grandfather had taught her to. "
+    "When the first gull cried, she laughed and set the lantern on the wall."
+)
+
+
+def test_clean_text_has_no_issues():
+    r = check_text(CLEAN, "teen", target_words=len(CLEAN.split()))
+    assert r.issues == [] and r.score == 1.0 and not r.cut_off and r.length_ok
+
+
+def test_planted_loop_is_caught():
+    looped = CLEAN + " The boats were still tied, and the water slapped quietly against their hulls." * 3
+    r = check_text(looped, "adult")
+    assert r.repeated_sentences and any("loops" in i for i in r.issues)
+    assert r.repeated_4grams > 0.12 and r.score < 0.8
+
+
+def test_cut_off_sentence_is_caught_and_trimmed():
+    cut = CLEAN + " Then she turned toward the"
+    r = check_text(cut, "adult")
+    assert r.cut_off and "cut off" in " ".join(r.issues)
+    assert trim_to_last_sentence(cut) == CLEAN
+    assert trim_to_last_sentence('He said, "Go." And then') == 'He said, "Go."'
+    assert trim_to_last_sentence("no sentence ends here") == "no sentence ends here"
+
+
+def test_readability_depends_on_the_audience():
+    dense = ("The municipality's infrastructural rehabilitation necessitated comprehensive intergovernmental "
+             "consultation regarding environmental sustainability considerations and socioeconomic ramifications.")
+    assert any("reading grade" in i for i in check_text(dense, "children").issues)
+    assert not any("reading grade" in i for i in check_text(CLEAN, "children").issues)
+
+
+@pytest.mark.parametrize("n, ok", [(45, True), (55, True), (44, False), (56, False)])
+def test_length_within_ten_percent(n, ok):
+    text = " ".join(["word"] * (n - 1)) + " end."
+    assert check_text(text, "adult", target_words=50).length_ok is ok
+
+
+def test_sentence_split_and_ngram_share():
+    assert split_sentences('One. "Two!" Three? Four') == ["One.", '"Two!"', "Three?", "Four"]
+    assert repeated_ngram_share("a b c d a b c d".split()) == pytest.approx(2 / 5)
+    assert repeated_ngram_share([]) == 0.0
