@@ -56,6 +56,146 @@ def lm(
 
 
 @app.command()
+def generate(
+    premise: Annotated[str, typer.Option(help="what the story is about (story material, not instructions)")],
+    arc: Annotated[str, typer.Option(help="rags_to_riches, tragedy, man_in_a_hole, icarus, cinderella, oedipus")] = "man_in_a_hole",
+    arc_points: Annotated[Optional[str], typer.Option(help='a custom arc, "t,v;t,v;..." (overrides --arc)')] = None,
+    culture: Annotated[str, typer.Option(help="a BCP 47 tag; see `emotional-engine cultures`")] = "en-US",
+    audience: Annotated[str, typer.Option(help="children, teen or adult")] = "adult",
+    words: Annotated[int, typer.Option(help="length of the story in words (50-20,000)")] = 600,
+    seed: Annotated[Optional[int], typer.Option(help="same seed, same story")] = None,
+    format: Annotated[str, typer.Option("--format", help="json or markdown")] = "markdown",
+    out: Annotated[Optional[Path], typer.Option(help="write the story here instead of stdout")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="a llama GGUF file (default: the embedded SmolLM2)")] = None,
+    candidates: Annotated[int, typer.Option(min=1, max=8, help="candidates written per scene")] = 4,
+):
+    """Write a story whose measured emotions follow the arc."""
+    from pydantic import ValidationError
+    from rich.progress import Progress
+
+    from emotional_engine.arcs import parse_arc_points
+    from emotional_engine.config import get_settings
+    from emotional_engine.domain import StoryRequest
+    from emotional_engine.engine import Engine
+
+    if format not in ("json", "markdown"):
+        typer.echo("error: --format must be json or markdown", err=True)
+        raise typer.Exit(2)
+    try:
+        arc_value = parse_arc_points(arc_points).points if arc_points else arc
+        request = StoryRequest(premise=premise, arc=arc_value, culture=culture, audience=audience, words=words, seed=seed)
+    except (ValidationError, ValueError) as e:
+        typer.echo(f"error: {_validation_message(e)}", err=True)
+        raise typer.Exit(2) from None
+    settings = get_settings()
+    if model is not None:
+        settings = settings.model_copy(update={"model_path": model})
+    engine = Engine(settings, candidates=candidates)
+    with Progress(transient=True, console=_stderr_console()) as progress:
+        task = progress.add_task("planning", total=None)
+
+        def on_event(e):
+            if e.kind == "plan":
+                progress.update(task, total=len(e.data.scenes), description="writing scenes")
+            elif e.kind == "scene_done":
+                progress.update(task, advance=1, description=f"scene {e.data.index + 1} done ({e.data.measured.emotion})")
+
+        try:
+            story = engine.generate(request, on_event)
+        except ModelFileError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+    text = story.model_dump_json(indent=2) if format == "json" else _markdown(story)
+    if out:
+        out.write_text(text + "\n", encoding="utf-8")
+        typer.echo(f"wrote {out}", err=True)
+    else:
+        typer.echo(text)
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _validation_message(e: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError):
+        return "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'request'}: {err['msg']}" for err in e.errors())
+    return str(e)
+
+
+def _markdown(story) -> str:
+    rows = "\n".join(f"| {s.index + 1} | {s.target.emotion} {s.target.valence:+.2f} | "
+                     f"{s.measured.emotion} {s.measured.valence:+.2f} |" for s in story.scenes if s.measured)
+    q = story.quality
+    return (f"# {story.title}\n\n{story.text}\n\n---\n\n| scene | target | measured |\n|---|---|---|\n{rows}\n\n"
+            f"Quality: overall {q.overall:.2f} (emotion fit {q.emotion_fit:.2f}, characters {q.character_consistency:.2f}, "
+            f"culture {q.cultural_fit:.2f}, coherence {q.coherence:.2f}, diversity {q.diversity:.2f})"
+            + (f"\n\nDegraded: {', '.join(story.degraded)}" if story.degraded else ""))
+
+
+@app.command()
+def analyze(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a text file")],
+    windows: Annotated[int, typer.Option(min=1, max=100, help="equal parts of the text")] = 10,
+):
+    """The emotional arc of any text: valence, arousal and top emotion per window."""
+    from emotional_engine.emotion import analyze as analyze_text
+
+    text = file.read_text(encoding="utf-8")
+    if not text.strip():
+        typer.echo(f"error: {file} is empty", err=True)
+        raise typer.Exit(2)
+    typer.echo("window  valence  arousal  emotion")
+    for w in analyze_text(text, windows):
+        typer.echo(f"{w.index + 1:>6}  {w.valence:+.3f}   {w.arousal:+.3f}   {w.emotion}")
+
+
+@app.command()
+def play(
+    premise: Annotated[str, typer.Option(help="what the story is about")],
+    culture: Annotated[str, typer.Option(help="a BCP 47 tag")] = "en-US",
+    audience: Annotated[str, typer.Option(help="children, teen or adult")] = "adult",
+    arc: Annotated[str, typer.Option(help="the arc the beats follow")] = "man_in_a_hole",
+    turns: Annotated[int, typer.Option(min=2, max=500, help="turns the arc is spread over")] = 12,
+    seed: Annotated[Optional[int], typer.Option()] = None,
+):
+    """An interactive story in the terminal: type what happens next, read the next beat (empty line ends)."""
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from emotional_engine.domain import StoryRequest
+    from emotional_engine.engine import Engine
+
+    try:
+        request = StoryRequest(premise=premise, culture=culture, audience=audience, arc=arc, seed=seed)
+    except (ValidationError, ValueError) as e:
+        typer.echo(f"error: {_validation_message(e)}", err=True)
+        raise typer.Exit(2) from None
+
+    async def loop():
+        session = await Engine().session(request, turns)
+        typer.echo(f"Characters: {', '.join(c.name + ' (' + c.role + ')' for c in session.cast)}")
+        while True:
+            try:
+                action = input("\n> ").strip()
+            except EOFError:
+                break
+            if not action:
+                break
+            async for sentence in session.stream_turn(action):
+                sys.stdout.write(sentence)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+
+    asyncio.run(loop())
+
+
+@app.command()
 def arcs(points: Annotated[int, typer.Option(min=2, max=50, help="samples shown per arc")] = 6):
     """List the named emotional arcs with their valence at evenly spaced points."""
     from emotional_engine.arcs import NAMED_ARCS, get_arc
@@ -63,6 +203,15 @@ def arcs(points: Annotated[int, typer.Option(min=2, max=50, help="samples shown 
     for name in NAMED_ARCS:
         curve = " ".join(f"{v:+.2f}" for v in get_arc(name).targets(points))
         typer.echo(f"{name:<15} {curve}")
+
+
+@app.command()
+def cultures():
+    """List the supported cultures: BCP 47 tag, then the culture's name."""
+    from emotional_engine.culture import supported_cultures
+
+    for tag, name in supported_cultures():
+        typer.echo(f"{tag:<7} {name}")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,10 @@ def repeated_ngram_share(tokens: list[str], n: int = 4) -> float:
     return 0.0 if total == 0 else sum(c for c in grams.values() if c > 1) / total
 
 
+def ends_a_sentence(text: str) -> bool:
+    return bool(_SENTENCE_END.search(text.rstrip()))
+
+
 def trim_to_last_sentence(text: str) -> str:
     """Drop an unfinished last sentence (the model stopped mid-way); keep the text if none is whole."""
     text = text.rstrip()
@@ -70,7 +74,7 @@ def check_text(text: str, audience: Audience, target_words: int | None = None) -
     normalised = [" ".join(words(s)) for s in sentences]
     repeated = sorted({s for s, c in Counter(normalised).items() if c > 1 and len(s.split()) >= 4})
     rep = repeated_ngram_share(toks)
-    cut_off = bool(text.strip()) and not _SENTENCE_END.search(text.rstrip())
+    cut_off = bool(text.strip()) and not ends_a_sentence(text)
     grade = float(textstat.flesch_kincaid_grade(text)) if toks else 0.0
     ceiling = GRADE_CEILING[audience]
     length_ok = target_words is None or abs(len(toks) - target_words) <= LENGTH_TOLERANCE * target_words

@@ -1,0 +1,72 @@
+"""Emotional-intelligence agent: steer each scene towards its target emotion and close the loop.
+
+Guidance has two levers: a note for the prompt (the mood, what characters do and feel) and
+sampling settings (a little hotter for high-arousal targets). Several candidates are written per
+scene; each is measured by the emotion model and the one nearest the target wins. When the winner
+still misses, the next scene's target valence is pushed the other way by part of the miss, so the
+story's arc as a whole stays on course.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from emotional_engine.domain import Emotion, SceneTarget
+
+# what each target emotion asks of the writing (prompt notes, not a lexicon for measuring)
+MOOD: dict[str, str] = {
+    "joy": "The mood is joyful and warm: delight, laughter, relief, things going well.",
+    "trust": "The mood is tender and trusting: kindness, loyalty, people relying on each other.",
+    "fear": "The mood is frightening and tense: danger, dread, a threat coming closer.",
+    "surprise": "The mood is astonished: something unexpected happens that changes everything.",
+    "sadness": "The mood is sad and heavy: loss, grief, loneliness, tears.",
+    "disgust": "The mood is repelled: something foul, rotten or morally revolting.",
+    "anger": "The mood is angry: injustice, rage, a bitter quarrel.",
+    "anticipation": "The mood is expectant: hope, plans, waiting for what comes next.",
+    "neutral": "The mood is calm and matter-of-fact.",
+}
+HIGH_AROUSAL = {"fear", "surprise", "anger", "joy"}
+MISS_GAIN = 0.5  # share of a scene's valence miss that the next scene's target absorbs
+
+
+class Measured(Protocol):
+    valence: float
+    scores: dict[str, float]
+
+
+class Guidance(BaseModel):
+    note: str
+    temperature: float
+
+
+class Choice(BaseModel):
+    index: int
+    distance: float
+    distances: list[float]
+
+
+def guidance(target: SceneTarget, base_temperature: float) -> Guidance:
+    lean = "bright" if target.valence > 0.5 else "dark" if target.valence < -0.5 else "balanced"
+    note = f"{MOOD[target.emotion]} Overall the scene feels {lean}."
+    temp = base_temperature + (0.1 if target.emotion in HIGH_AROUSAL else 0.0)
+    return Guidance(note=note, temperature=round(min(temp, 1.5), 3))
+
+
+def distance(measured: Measured, target: SceneTarget) -> float:
+    """0 when the valence and the target emotion are both hit; at most 2."""
+    return abs(measured.valence - target.valence) / 2 + (1.0 - measured.scores.get(target.emotion, 0.0))
+
+
+def choose(measured: list[Measured], target: SceneTarget) -> Choice:
+    d = [round(distance(m, target), 4) for m in measured]
+    best = min(range(len(d)), key=d.__getitem__)
+    return Choice(index=best, distance=d[best], distances=d)
+
+
+def compensate(next_target: SceneTarget, target: SceneTarget, measured_valence: float) -> SceneTarget:
+    """Shift the next target by part of this scene's valence miss, within [-1, 1]."""
+    miss = target.valence - measured_valence
+    v = max(-1.0, min(1.0, next_target.valence + MISS_GAIN * miss))
+    return SceneTarget(valence=round(v, 4), emotion=next_target.emotion)

@@ -1,0 +1,44 @@
+"""Quality-assurance agent: the story's final scores, each in [0, 1], with the reasons.
+
+- emotion_fit: 1 - distance/2 per scene (see agents.emotion.distance), averaged.
+- character_consistency, cultural_fit: from the character and cultural agents.
+- coherence: cosine similarity of sentence embeddings between consecutive scenes and between each
+  scene and the premise, clipped to [0, 1] and averaged.
+- diversity: distinct-2, the share of word bigrams that are distinct.
+- overall: the mean of the five.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from emotional_engine.agents.technical import words
+from emotional_engine.domain import Quality
+
+
+def distinct_2(text: str) -> float:
+    toks = words(text)
+    bigrams = list(zip(toks, toks[1:]))
+    return 1.0 if not bigrams else len(set(bigrams)) / len(bigrams)
+
+
+def coherence(embed, premise: str, scenes: list[str]) -> float:
+    """`embed(texts) -> (N, D)` unit vectors; 1.0 for a single scene close to its premise."""
+    if not scenes:
+        return 0.0
+    v = np.asarray(embed([premise, *scenes]), dtype=np.float64)
+    v /= np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12)
+    sims = [v[0] @ v[i] for i in range(1, len(v))] + [v[i] @ v[i + 1] for i in range(1, len(v) - 1)]
+    return float(np.clip(sims, 0.0, 1.0).mean())
+
+
+def assess(*, emotion_distances: list[float], character_consistency: float, cultural_fit: float,
+           coherence_score: float, text: str, reasons: list[str]) -> Quality:
+    emotion_fit = float(np.mean([1.0 - d / 2 for d in emotion_distances])) if emotion_distances else 0.0
+    diversity = distinct_2(text)
+    parts = [emotion_fit, character_consistency, cultural_fit, coherence_score, diversity]
+    return Quality(
+        emotion_fit=round(emotion_fit, 4), character_consistency=round(character_consistency, 4),
+        cultural_fit=round(cultural_fit, 4), coherence=round(coherence_score, 4), diversity=round(diversity, 4),
+        overall=round(float(np.mean(parts)), 4), reasons=reasons,
+    )

@@ -1,0 +1,133 @@
+"""Types every layer shares: the story request and the story the engine returns.
+
+The JSON form of `Story` is a contract other tools read (see docs/architecture.md): fields may be
+added, never removed or renamed without bumping `SCHEMA_VERSION`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from emotional_engine.arcs import Arc, get_arc
+
+SCHEMA_VERSION = "1.0"
+EMOTIONS = ("joy", "trust", "fear", "surprise", "sadness", "disgust", "anger", "anticipation", "neutral")
+Emotion = Literal["joy", "trust", "fear", "surprise", "sadness", "disgust", "anger", "anticipation", "neutral"]
+Audience = Literal["children", "teen", "adult"]
+
+
+class CastMember(BaseModel):
+    """A character the caller asks for; missing details are filled in by the character agent."""
+
+    name: str = Field(min_length=1, max_length=80)
+    role: str = Field("supporting", max_length=80)
+    pronouns: str = Field("they/them", max_length=20)
+    traits: list[str] = Field(default_factory=list, max_length=12)
+    goals: list[str] = Field(default_factory=list, max_length=6)
+
+
+class StorySampling(BaseModel):
+    """The sampler settings a story request may set; the rest are the engine's."""
+
+    temperature: float = Field(0.8, ge=0.0, le=2.0)
+    top_p: float = Field(0.92, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(1.1, ge=1.0, le=2.0)
+
+
+class StoryRequest(BaseModel):
+    premise: str = Field(min_length=1, max_length=2000)
+    arc: str | list[tuple[float, float]] = Field("man_in_a_hole", description="a named arc or 2-20 (t, valence) points")
+    culture: str = Field("en-US", description="a supported BCP 47 tag")
+    audience: Audience = "adult"
+    words: int = Field(600, ge=50, le=20000)
+    cast: list[CastMember] = Field(default_factory=list, max_length=20)
+    seed: int | None = None
+    language: str | None = Field(None, description="passed to backends that can write other languages")
+    sampling: StorySampling = Field(default_factory=StorySampling)
+
+    @field_validator("premise")
+    @classmethod
+    def _premise_has_text(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("the premise is empty")
+        return v
+
+    @field_validator("culture")
+    @classmethod
+    def _known_culture(cls, v: str) -> str:
+        from emotional_engine.culture import load_profile  # raises ValueError naming the closest tags
+
+        return load_profile(v).tag
+
+    @model_validator(mode="after")
+    def _valid_arc(self) -> StoryRequest:
+        self.arc_curve()  # raises ValueError with what is wrong
+        return self
+
+    def arc_curve(self) -> Arc:
+        if isinstance(self.arc, str):
+            return get_arc(self.arc)
+        return Arc(points=self.arc)
+
+
+class SceneTarget(BaseModel):
+    valence: float = Field(ge=-1.0, le=1.0)
+    emotion: Emotion
+
+
+class Measurement(BaseModel):
+    valence: float = Field(ge=-1.0, le=1.0)
+    arousal: float = Field(ge=-1.0, le=1.0)
+    emotion: Emotion
+    scores: dict[str, float]
+
+
+class Scene(BaseModel):
+    index: int
+    text: str
+    target: SceneTarget
+    measured: Measurement | None = None
+
+
+class Character(BaseModel):
+    name: str
+    role: str
+    pronouns: str
+    traits: list[str] = Field(default_factory=list)
+    goals: list[str] = Field(default_factory=list)
+    relationships: dict[str, str] = Field(default_factory=dict)
+    states: list[Emotion] = Field(default_factory=list, description="emotional state per scene")
+
+
+class Quality(BaseModel):
+    emotion_fit: float = Field(ge=0.0, le=1.0)
+    character_consistency: float = Field(ge=0.0, le=1.0)
+    cultural_fit: float = Field(ge=0.0, le=1.0)
+    coherence: float = Field(ge=0.0, le=1.0)
+    diversity: float = Field(ge=0.0, le=1.0)
+    overall: float = Field(ge=0.0, le=1.0)
+    reasons: list[str] = Field(default_factory=list)
+
+
+class ArcOut(BaseModel):
+    name: str
+    target: list[float] = Field(description="one valence in [-1, 1] per scene")
+
+
+class Story(BaseModel):
+    schema_version: str = SCHEMA_VERSION
+    title: str
+    text: str
+    culture: str
+    language: str
+    arc: ArcOut
+    scenes: list[Scene]
+    characters: list[Character]
+    quality: Quality
+    safety: dict[str, object] = Field(default_factory=dict)
+    degraded: list[str] = Field(default_factory=list, description="agents that failed or timed out")
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    provenance: dict[str, object] = Field(default_factory=dict)

@@ -1,0 +1,79 @@
+"""The public story API: `Engine(settings).generate(StoryRequest) -> Story`, async and streamed.
+
+The engine owns the long-lived parts (the language model behind its `Generator`, the emotion
+model and its sentence embedder), loads them on first use, and hands them to the orchestrator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from emotional_engine.agents.orchestrator import Deps, Event, write_story
+from emotional_engine.config import Settings, get_settings
+from emotional_engine.domain import Story, StoryRequest
+from emotional_engine.lm.backends import Generator, make_generator
+from emotional_engine.session import StorySession
+
+
+class Engine:
+    def __init__(self, settings: Settings | None = None, *, generator: Generator | None = None,
+                 emotion=None, candidates: int = 4, agent_timeout_s: float = 30.0):
+        self.settings = settings or get_settings()
+        self._generator = generator
+        self._emotion = emotion
+        self.candidates = candidates
+        self.agent_timeout_s = agent_timeout_s
+
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            self._generator = make_generator(self.settings)
+        return self._generator
+
+    @property
+    def emotion(self):
+        if self._emotion is None:
+            from emotional_engine.emotion import EmotionModel
+
+            self._emotion = EmotionModel.load()
+        return self._emotion
+
+    def deps(self) -> Deps:
+        model = self.emotion
+        return Deps(generator=self.generator, emotion=model,
+                    embed=lambda texts: model.embedder.encode(texts, batch_size=32, normalize_embeddings=True),
+                    candidates=self.candidates, agent_timeout_s=self.agent_timeout_s)
+
+    async def agenerate(self, request: StoryRequest, on_event=None) -> Story:
+        deps = await asyncio.to_thread(self.deps)  # first use loads models: keep the loop free
+        return await write_story(request, deps, on_event or (lambda e: None))
+
+    def generate(self, request: StoryRequest, on_event=None) -> Story:
+        return asyncio.run(self.agenerate(request, on_event))
+
+    async def session(self, request: StoryRequest, turns: int = 12) -> StorySession:
+        """An interactive story: `await s.turn(action)` or `async for text in s.stream_turn(action)`."""
+        return StorySession(request, await asyncio.to_thread(self.deps), turns)
+
+    async def stream(self, request: StoryRequest) -> AsyncIterator[Event]:
+        """plan, scene_started, text, scene_done ... story_done, as they happen."""
+        q: asyncio.Queue[Event | BaseException] = asyncio.Queue()
+
+        async def run():
+            try:
+                await self.agenerate(request, q.put_nowait)
+            except BaseException as e:  # handed to the consumer
+                q.put_nowait(e)
+
+        task = asyncio.create_task(run())
+        try:
+            while True:
+                item = await q.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item.kind == "story_done":
+                    return
+        finally:
+            task.cancel()

@@ -1,0 +1,35 @@
+"""The emotional-intelligence agent's choices, on measured scores made by hand."""
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from emotional_engine.agents.emotion import choose, compensate, distance, guidance
+from emotional_engine.domain import SceneTarget
+
+
+@dataclass
+class M:
+    valence: float
+    scores: dict = field(default_factory=dict)
+
+
+def test_the_candidate_nearest_the_target_wins():
+    target = SceneTarget(valence=-0.6, emotion="fear")
+    cands = [M(0.5, {"joy": 0.8}), M(-0.5, {"fear": 0.7}), M(-0.7, {"sadness": 0.9, "fear": 0.05})]
+    c = choose(cands, target)
+    assert c.index == 1 and c.distances[1] < min(c.distances[0], c.distances[2])
+    assert distance(M(-0.6, {"fear": 1.0}), target) == 0.0
+
+
+def test_a_miss_is_compensated_in_the_next_scene():
+    target, nxt = SceneTarget(valence=-0.8, emotion="sadness"), SceneTarget(valence=-0.2, emotion="sadness")
+    pushed = compensate(nxt, target, measured_valence=-0.2)  # the scene came out 0.6 too bright
+    assert pushed.valence == pytest.approx(-0.5)
+    assert compensate(SceneTarget(valence=-0.9, emotion="fear"), target, 0.8).valence == -1.0  # clipped
+
+
+def test_guidance_names_the_mood_and_warms_high_arousal():
+    g = guidance(SceneTarget(valence=0.7, emotion="joy"), 0.8)
+    assert "joyful" in g.note and "bright" in g.note and g.temperature == pytest.approx(0.9)
+    assert guidance(SceneTarget(valence=-0.5, emotion="sadness"), 0.8).temperature == pytest.approx(0.8)
