@@ -14,6 +14,7 @@ from emotional_engine.config import Settings, get_settings
 from emotional_engine.domain import Story, StoryRequest
 from emotional_engine.lm.backends import Generator, make_generator
 from emotional_engine.session import StorySession
+from emotional_engine.threads import run_model
 
 
 class Engine:
@@ -40,13 +41,16 @@ class Engine:
         return self._emotion
 
     def deps(self) -> Deps:
+        from emotional_engine.agents.cultural import name_index
+
+        name_index()  # built once (every culture's names), here rather than inside the first scene
         model = self.emotion
         return Deps(generator=self.generator, emotion=model,
                     embed=lambda texts: model.embedder.encode(texts, batch_size=32, normalize_embeddings=True),
                     candidates=self.candidates, agent_timeout_s=self.agent_timeout_s)
 
     async def agenerate(self, request: StoryRequest, on_event=None) -> Story:
-        deps = await asyncio.to_thread(self.deps)  # first use loads models: keep the loop free
+        deps = await run_model(self.deps)  # first use loads models: off the loop, in the model worker
         return await write_story(request, deps, on_event or (lambda e: None))
 
     def generate(self, request: StoryRequest, on_event=None) -> Story:
@@ -54,7 +58,7 @@ class Engine:
 
     async def session(self, request: StoryRequest, turns: int = 12) -> StorySession:
         """An interactive story: `await s.turn(action)` or `async for text in s.stream_turn(action)`."""
-        return StorySession(request, await asyncio.to_thread(self.deps), turns)
+        return StorySession(request, await run_model(self.deps), turns)
 
     async def stream(self, request: StoryRequest) -> AsyncIterator[Event]:
         """plan, scene_started, text, scene_done ... story_done, as they happen."""

@@ -23,6 +23,7 @@ from emotional_engine.agents.technical import ends_a_sentence, split_sentences
 from emotional_engine.culture import load_profile
 from emotional_engine.domain import Measurement, SceneTarget, StoryRequest
 from emotional_engine.lm.sampling import SamplingParams
+from emotional_engine.threads import run_model
 
 BEAT_WORDS = 80
 RECENT_BEATS = 6  # beats of story carried in the prompt
@@ -119,8 +120,6 @@ class StorySession:
 
 
 async def _measure(deps: Deps, text: str) -> Measurement:
-    import asyncio
-
-    (m,) = await asyncio.to_thread(deps.emotion.score_passages, [text])
+    (m,) = await run_model(deps.emotion.score_passages, [text])
     return Measurement(valence=max(-1.0, min(1.0, m.valence)), arousal=max(-1.0, min(1.0, m.arousal)),
                        emotion=m.emotion, scores=m.scores)

@@ -49,3 +49,10 @@ def test_sentence_split_and_ngram_share():
     assert split_sentences('One. "Two!" Three? Four') == ["One.", '"Two!"', "Three?", "Four"]
     assert repeated_ngram_share("a b c d a b c d".split()) == pytest.approx(2 / 5)
     assert repeated_ngram_share([]) == 0.0
+
+
+def test_meta_lines_are_stripped():
+    from emotional_engine.agents.technical import strip_meta_lines
+
+    text = "Scene 2: The storm\n## Part one\nIntroduce the protagonist in a dramatic way:\nRain fell on the roofs.\nShe said: go."
+    assert strip_meta_lines(text) == "Rain fell on the roofs.\nShe said: go."

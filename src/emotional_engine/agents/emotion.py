@@ -59,8 +59,9 @@ def distance(measured: Measured, target: SceneTarget) -> float:
     return abs(measured.valence - target.valence) / 2 + (1.0 - measured.scores.get(target.emotion, 0.0))
 
 
-def choose(measured: list[Measured], target: SceneTarget) -> Choice:
-    d = [round(distance(m, target), 4) for m in measured]
+def choose(measured: list[Measured], target: SceneTarget, penalties: list[float] | None = None) -> Choice:
+    """The candidate nearest the target; `penalties` (e.g. for a length far off) add to distances."""
+    d = [round(distance(m, target) + (penalties[i] if penalties else 0.0), 4) for i, m in enumerate(measured)]
     best = min(range(len(d)), key=d.__getitem__)
     return Choice(index=best, distance=d[best], distances=d)
 

@@ -33,6 +33,7 @@ from emotional_engine.culture import load_profile
 from emotional_engine.domain import ArcOut, Character, Measurement, Scene, Story, StoryRequest
 from emotional_engine.lm.backends import Generator
 from emotional_engine.lm.sampling import SamplingParams
+from emotional_engine.threads import run_model
 
 
 class EmotionScorer(Protocol):
@@ -121,12 +122,15 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
     t0 = time.perf_counter()
     done = await asyncio.gather(*(deps.generator.complete(messages, p) for p in params))
     timing.lm_ms += 1000 * (time.perf_counter() - t0)
-    texts = [technical_agent.trim_to_last_sentence(d.text.strip()) or d.text.strip() for d in done]
+    texts = [technical_agent.trim_to_last_sentence(technical_agent.strip_meta_lines(d.text)) or d.text.strip()
+             for d in done]
 
     t0 = time.perf_counter()
-    measured = await asyncio.to_thread(deps.emotion.score_passages, texts)
+    measured = await run_model(deps.emotion.score_passages, texts)
     timing.models_ms += 1000 * (time.perf_counter() - t0)
-    choice = emotion_agent.choose(measured, sp.target)
+    # a candidate far from the scene's length loses up to 0.5: emotion decides among usable ones
+    length_miss = [min(1.0, abs(len(t.split()) - sp.words) / sp.words) * 0.5 for t in texts]
+    choice = emotion_agent.choose(measured, sp.target, length_miss)
     text = texts[choice.index]
     names = [c.name for c in cast]
 
@@ -173,7 +177,7 @@ class _Repaired(BaseModel):
 async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], outcomes: list[SceneOutcome],
                   story_text: str, seed: int, timing: _Timing, t_start: float) -> Story:
     t0 = time.perf_counter()
-    coherence = await asyncio.to_thread(quality_agent.coherence, deps.embed, request.premise,
+    coherence = await run_model(quality_agent.coherence, deps.embed, request.premise,
                                         [o.scene.text for o in outcomes])
     timing.models_ms += 1000 * (time.perf_counter() - t0)
     reasons = [r for o in outcomes for r in o.reasons]

@@ -50,6 +50,14 @@ def repeated_ngram_share(tokens: list[str], n: int = 4) -> float:
     return 0.0 if total == 0 else sum(c for c in grams.values() if c > 1) / total
 
 
+_META_LINE = re.compile(r"^\s*(#+\s.*|\*\*[^*]+\*\*:?|(scene|part|chapter|title)\b[^.!?]{0,60}:?|[^.!?]{1,80}:)\s*$", re.I)
+
+
+def strip_meta_lines(text: str) -> str:
+    """Drop lines the model wrote about the story instead of in it: headings, "Scene 2:", "Title: ..."."""
+    return "\n".join(line for line in text.splitlines() if not _META_LINE.match(line)).strip()
+
+
 def ends_a_sentence(text: str) -> bool:
     return bool(_SENTENCE_END.search(text.rstrip()))
 

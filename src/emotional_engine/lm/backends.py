@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import httpx
 
-from emotional_engine.lm.engine import Completion, LMEngine, Piece, run_in_passing_thread
+from emotional_engine.lm.engine import Completion, LMEngine, Piece
+from emotional_engine.threads import run_in_passing_thread
 from emotional_engine.lm.gguf import embedded_model_path, load_gguf
 from emotional_engine.lm.model import Llama
 from emotional_engine.lm.quant import WEIGHT_FORMATS, apply_weight_format

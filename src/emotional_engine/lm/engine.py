@@ -26,7 +26,6 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import torch
 
@@ -35,7 +34,6 @@ from emotional_engine.lm.sampling import LogitsProcessor, Sampler, SamplingParam
 from emotional_engine.lm.tokenizer import BPETokenizer, StreamDecoder
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class ContextOverflowError(ValueError):
@@ -96,30 +94,6 @@ class _Request:
     pooled: bool = False  # the cache belongs to the session pool
     t_submit: float = field(default_factory=time.perf_counter)
     t_first: float | None = None
-
-
-def run_in_passing_thread(fn: Callable[[], T]) -> T:
-    """Run torch work in a thread that exits afterwards, so its OpenMP thread team goes with it.
-
-    libgomp keeps a team per thread that ever ran a parallel region; once two teams exist on a
-    2-core machine it throttles spinning and every parallel region pays a futex wake-up, which
-    made the scheduler thread's decode steps about 1.8x slower after a load in the main thread.
-    """
-    out: list = []
-    err: list[BaseException] = []
-
-    def target():
-        try:
-            out.append(fn())
-        except BaseException as e:  # re-raised in the caller
-            err.append(e)
-
-    t = threading.Thread(target=target, name="lm-loader")
-    t.start()
-    t.join()
-    if err:
-        raise err[0]
-    return out[0]
 
 
 def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
