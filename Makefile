@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/emotional-engine lm "Write the opening of a story about a lighthouse keeper who finds a letter." --max-tokens 120 --seed 7
+	$(BIN)/emotional-engine generate --premise "A lighthouse keeper finds a letter from her lost brother." \
+		--arc man_in_a_hole --culture en-GB --words 450 --seed 7 --candidates 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

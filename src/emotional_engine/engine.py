@@ -41,9 +41,11 @@ class Engine:
         return self._emotion
 
     def deps(self) -> Deps:
+        from emotional_engine.agents import technical as technical_agent
         from emotional_engine.agents.cultural import name_index
 
         name_index()  # built once (every culture's names), here rather than inside the first scene
+        technical_agent.check_text("Warm up.", "adult")  # textstat loads its pronunciation dictionary
         model = self.emotion
         return Deps(generator=self.generator, emotion=model,
                     embed=lambda texts: model.embedder.encode(texts, batch_size=32, normalize_embeddings=True),

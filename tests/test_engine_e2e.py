@@ -1,0 +1,58 @@
+"""One real story end to end with the embedded model and the emotion model (marked `model`)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from emotional_engine.cli import app
+from emotional_engine.domain import EMOTIONS, StoryRequest
+from emotional_engine.engine import Engine
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def engine(embedded_path):
+    from emotional_engine.config import Settings
+
+    return Engine(Settings(model_path=embedded_path, max_batch=4), candidates=2)
+
+
+def test_a_real_story_follows_the_contract_and_the_seed(engine):
+    req = StoryRequest(premise="A girl in Nairobi teaches her grandmother to ride a bicycle.", culture="sw-KE",
+                       words=150, seed=4, arc="rags_to_riches")
+    story = engine.generate(req)
+    assert story.text.strip() and len(story.scenes) == 1
+    sc = story.scenes[0]
+    assert sc.measured is not None and sc.measured.emotion in EMOTIONS and -1 <= sc.measured.valence <= 1
+    assert abs(sum(sc.measured.scores.values()) - 1) < 1e-3
+    assert len(story.characters) == 3 and story.culture == "sw-KE"
+    assert story.provenance["model_sha256"] and story.provenance["seed"] == 4
+    assert 0 <= story.quality.overall <= 1 and story.timings_ms["language_model"] > 0
+    again = engine.generate(req)
+    assert again.text == story.text  # same request, same seed, same model: the same story
+
+
+def test_generate_cli_prints_the_json_contract(embedded_path, monkeypatch):
+    monkeypatch.setenv("EE_MODEL_PATH", str(embedded_path))
+    from emotional_engine.config import get_settings
+
+    get_settings.cache_clear()
+    result = CliRunner().invoke(app, ["generate", "--premise", "A kite festival in Lagos.", "--culture", "yo-NG",
+                                      "--words", "100", "--seed", "2", "--candidates", "1", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    story = json.loads(result.stdout)
+    for key in ("schema_version", "title", "text", "culture", "language", "arc", "scenes", "characters", "quality",
+                "safety", "degraded", "timings_ms", "provenance"):
+        assert key in story
+    assert story["arc"]["name"] == "man_in_a_hole" and len(story["arc"]["target"]) == len(story["scenes"])
+    assert set(story["quality"]) >= {"emotion_fit", "character_consistency", "cultural_fit", "coherence",
+                                     "diversity", "overall", "reasons"}
+
+
+def test_generate_cli_explains_bad_input():
+    result = CliRunner().invoke(app, ["generate", "--premise", "x", "--culture", "xx-YY"])
+    assert result.exit_code == 2 and "culture" in result.stderr
+    result = CliRunner().invoke(app, ["generate", "--premise", "x", "--arc-points", "0,0;0,1"])
+    assert result.exit_code == 2 and "strictly increasing" in result.stderr
