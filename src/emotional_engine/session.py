@@ -93,11 +93,11 @@ class StorySession:
         pending, sent = "", []
         async for piece in self.deps.generator.stream(messages, params, session_id=self.id):
             pending += piece.text
-            parts = split_sentences(pending)
+            parts = split_sentences(pending, normalize=False)
             if len(parts) < 2:
                 continue
             pending = parts[-1]  # still being written
-            for s in parts[:-1]:
+            for s in (" ".join(p.split()) for p in parts[:-1] if p.strip()):
                 clean, _ = cultural_agent.check_and_repair(s, self.profile.tag, names, len(self.beats))
                 sent.append(clean)
                 yield clean + " "

@@ -14,6 +14,7 @@ import textstat
 from pydantic import BaseModel, Field
 
 from emotional_engine.domain import Audience
+from emotional_engine.emotion.model import split_sentences
 
 GRADE_CEILING: dict[str, float] = {"children": 6.0, "teen": 10.0, "adult": 16.0}
 LENGTH_TOLERANCE = 0.10
@@ -37,11 +38,6 @@ class TechnicalReport(BaseModel):
 
 def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
-
-
-def split_sentences(text: str) -> list[str]:
-    parts = re.split(r"(?<=[.!?…])\s+|(?<=[.!?…][\"'”’)\]])\s+", text.strip())
-    return [p.strip() for p in parts if p.strip()]
 
 
 def repeated_ngram_share(tokens: list[str], n: int = 4) -> float:

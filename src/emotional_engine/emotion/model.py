@@ -47,11 +47,16 @@ class ArcWindow:
     scores: dict[str, float] = field(default_factory=dict)
 
 
-_SENT = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])|\n\s*\n+")
+# a sentence ends at . ! ? … (and any closing quote or bracket, which stays with it) when the next
+# one starts with a capital or a digit; blank lines always end one
+_SENT = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"'”’)\]]))\s+(?=[\"'“‘(\[]?[A-Z0-9])|\n\s*\n+")
 
 
-def split_sentences(text: str) -> list[str]:
-    """Split prose into sentences (on . ! ? … followed by a capitalised word, and on blank lines)."""
+def split_sentences(text: str, normalize: bool = True) -> list[str]:
+    """Split prose into sentences (on . ! ? … followed by a capitalised word, and on blank lines).
+    `normalize=False` keeps each part's own whitespace, for text that is still being streamed."""
+    if not normalize:
+        return _SENT.split(text)
     out = []
     for part in _SENT.split(text.strip()):
         part = " ".join(part.split())
