@@ -8,7 +8,7 @@ pytest puts tests/ on sys.path because tests/conftest.py lives there.
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,6 @@ import torch
 
 from emotional_engine.lm.gguf import TokenizerData
 from emotional_engine.lm.model import Llama, LlamaConfig
-from emotional_engine.lm.tokenizer import BPETokenizer
 
 # ---- tokenizer -------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
-from emotional_engine.domain import Emotion, SceneTarget
+from emotional_engine.domain import SceneTarget
 
 # what each target emotion asks of the writing (prompt notes, not a lexicon for measuring)
 MOOD: dict[str, str] = {
