@@ -25,6 +25,7 @@ class Engine:
         self._emotion = emotion
         self.candidates = candidates
         self.agent_timeout_s = agent_timeout_s
+        self._deps: Deps | None = None
 
     @property
     def generator(self) -> Generator:
@@ -41,6 +42,12 @@ class Engine:
         return self._emotion
 
     def deps(self) -> Deps:
+        """The loaded models and settings the orchestrator needs; built once."""
+        if self._deps is None:
+            self._deps = self._build_deps()
+        return self._deps
+
+    def _build_deps(self) -> Deps:
         from emotional_engine.agents import technical as technical_agent
         from emotional_engine.agents.cultural import name_index
 
