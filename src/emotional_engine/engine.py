@@ -56,7 +56,19 @@ class Engine:
         model = self.emotion
         return Deps(generator=self.generator, emotion=model,
                     embed=lambda texts: model.embedder.encode(texts, batch_size=32, normalize_embeddings=True),
-                    candidates=self.candidates, agent_timeout_s=self.agent_timeout_s)
+                    candidates=self.candidates, agent_timeout_s=self.agent_timeout_s,
+                    steering=self._steering_table(model))
+
+    def _steering_table(self, model):
+        """The logit-steering table for the generator's vocabulary, when it takes logits processors."""
+        vocabulary = getattr(self.generator, "vocabulary", None)
+        if not self.settings.logit_steering or not self.generator.supports_logits_processors or vocabulary is None:
+            return None
+        from emotional_engine.emotion.model import HEAD_PATH
+        from emotional_engine.emotion.steering import load_or_build
+        from emotional_engine.lm.gguf import default_cache_dir
+
+        return load_or_build(vocabulary(), model, HEAD_PATH, self.settings.cache_dir or default_cache_dir())
 
     async def agenerate(self, request: StoryRequest, on_event=None) -> Story:
         deps = await run_model(self.deps)  # first use loads models: off the loop, in the model worker

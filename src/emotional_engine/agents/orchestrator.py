@@ -22,18 +22,23 @@ from pydantic import BaseModel
 
 from emotional_engine import __version__
 from emotional_engine.agents import character as character_agent
-from emotional_engine.agents import cultural as cultural_agent
 from emotional_engine.agents import emotion as emotion_agent
 from emotional_engine.agents import quality as quality_agent
 from emotional_engine.agents import technical as technical_agent
 from emotional_engine.agents.base import run_parallel
+from emotional_engine.agents.gate import SentenceCheck, SentenceGate
 from emotional_engine.agents.prompts import scene_messages
 from emotional_engine.agents.story import StoryPlan, plan_story
+from emotional_engine.agents.streaming import Sentence, SentenceStream
 from emotional_engine.culture import load_profile
 from emotional_engine.domain import ArcOut, Character, Measurement, Scene, Story, StoryRequest
+from emotional_engine.emotion.steering import LogitBias, TokenAffect
 from emotional_engine.lm.backends import Generator
 from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.threads import run_model
+
+
+SELECT_AFTER_SENTENCES = 2  # candidates race to this many sentences before one is chosen
 
 
 class EmotionScorer(Protocol):
@@ -47,6 +52,8 @@ class Deps:
     embed: Callable[[list[str]], np.ndarray]
     candidates: int = 4
     agent_timeout_s: float = 30.0
+    steering: TokenAffect | None = None  # logit steering table for the generator's vocabulary
+    sentence_checks: list[SentenceCheck] = field(default_factory=list)  # fast checks beyond names
 
 
 @dataclass
@@ -85,6 +92,7 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
     profile = load_profile(request.culture)
     cast = character_agent.build_cast(request.model_copy(update={"seed": seed}), profile)
     plan = plan_story(request, profile.story.structure, [cast[0].name])
+    gate = SentenceGate(profile.tag, [c.name for c in cast], seed, deps.sentence_checks)
     on_event(Event("plan", plan))
     targets = [s.target for s in plan.scenes]
     outcomes: list[SceneOutcome] = []
@@ -94,11 +102,11 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
         lm0, models0 = timing.lm_ms, timing.models_ms
         on_event(Event("scene_started", {"index": i, "target": targets[i]}))
         plan.scenes[i] = scene_plan = scene_plan.model_copy(update={"target": targets[i]})
-        outcome = await _write_scene(request, deps, profile, plan, cast, i, story_text, seed, timing)
+        outcome = await _write_scene(request, deps, profile, plan, cast, i, story_text, seed, timing, gate, on_event)
         outcomes.append(outcome)
         text = outcome.scene.text
-        story_text = f"{story_text}\n\n{text}" if story_text else text
-        on_event(Event("text", text))
+        if text:
+            story_text = f"{story_text}\n\n{text}" if story_text else text
         on_event(Event("scene_done", outcome.scene))
         if i + 1 < len(targets) and outcome.scene.measured is not None:
             targets[i + 1] = emotion_agent.compensate(targets[i + 1], targets[i], outcome.scene.measured.valence)
@@ -111,7 +119,8 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
 
 
 async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list[Character], i: int,
-                       story_text: str, seed: int, timing: _Timing) -> SceneOutcome:
+                       story_text: str, seed: int, timing: _Timing, gate: SentenceGate,
+                       on_event: Callable[[Event], None]) -> SceneOutcome:
     sp = plan.scenes[i]
     guide = emotion_agent.guidance(sp.target, request.sampling.temperature)
     messages = scene_messages(request, profile, plan, cast, sp, guide, story_text)
@@ -119,59 +128,67 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
     params = [SamplingParams(max_tokens=int(sp.words * 1.7) + 16, temperature=guide.temperature,
                              top_p=request.sampling.top_p, repetition_penalty=request.sampling.repetition_penalty,
                              seed=seed * 1009 + i * 31 + k) for k in range(n)]
+    steer = deps.steering is not None and deps.generator.supports_logits_processors
+    processors = [[LogitBias(deps.steering.bias(sp.target.emotion, sp.target.valence,
+                                                emotion_agent.steering_strength(k, n)))] if steer else []
+                  for k in range(n)]
+    # the candidates race to their first sentences; the one nearest the target goes on, the rest stop
     t0 = time.perf_counter()
-    done = await asyncio.gather(*(deps.generator.complete(messages, p) for p in params))
+    streams = [SentenceStream(deps.generator.stream(messages, p, processors=procs))
+               for p, procs in zip(params, processors)]
+    await asyncio.gather(*(s.fill(SELECT_AFTER_SENTENCES) for s in streams))
     timing.lm_ms += 1000 * (time.perf_counter() - t0)
-    texts = [technical_agent.trim_to_last_sentence(technical_agent.strip_meta_lines(d.text)) or d.text.strip()
-             for d in done]
+    t0 = time.perf_counter()
+    openings = await run_model(deps.emotion.score_passages, [s.buffered_text() for s in streams])
+    timing.models_ms += 1000 * (time.perf_counter() - t0)
+    choice = emotion_agent.choose(openings, sp.target)
+    for k, s in enumerate(streams):
+        if k != choice.index:
+            await s.aclose()
+
+    report = gate.start_scene()
+    chosen, text = streams[choice.index], ""
+    while True:
+        t0 = time.perf_counter()
+        sentence = await chosen.next_sentence()
+        timing.lm_ms += 1000 * (time.perf_counter() - t0)
+        if sentence is None:
+            break
+        shown = await gate.check(sentence.text)
+        if shown is None:
+            continue
+        piece = Sentence(shown, sentence.new_paragraph).joined_to(text)
+        text += piece
+        on_event(Event("text", {"scene": i, "text": piece if (text != piece or not story_text) else "\n\n" + piece}))
 
     t0 = time.perf_counter()
-    measured = await run_model(deps.emotion.score_passages, texts)
+    (m,) = await run_model(deps.emotion.score_passages, [text or "."])
     timing.models_ms += 1000 * (time.perf_counter() - t0)
-    # a candidate far from the scene's length loses up to 0.5: emotion decides among usable ones
-    length_miss = [min(1.0, abs(len(t.split()) - sp.words) / sp.words) * 0.5 for t in texts]
-    choice = emotion_agent.choose(measured, sp.target, length_miss)
-    text = texts[choice.index]
-    names = [c.name for c in cast]
 
     async def technical():
         return await asyncio.to_thread(technical_agent.check_text, text, request.audience, sp.words)
-
-    async def cultural():
-        fixed, report = await asyncio.to_thread(cultural_agent.check_and_repair, text, profile.tag, names, seed + i)
-        return _Repaired(text=fixed, report=report)
 
     async def character():
         return await asyncio.to_thread(character_agent.check_mentions, text, cast)
 
     results = await run_parallel({
         "technical": (technical, deps.agent_timeout_s),
-        "cultural": (cultural, deps.agent_timeout_s),
         "character": (character, deps.agent_timeout_s),
     })
     degraded = [name for name, r in results.items() if not r.ok]
-    reasons: list[str] = []
-    cultural_fit = character_consistency = 1.0
-    if results["cultural"].ok:
-        text = results["cultural"].output.text
-        cultural_fit = results["cultural"].output.report.cultural_fit
-        reasons += results["cultural"].output.report.reasons
+    reasons = [f"scene {i + 1}: {r}" for r in report.reasons]
+    character_consistency = 1.0
     if results["character"].ok:
         character_consistency = results["character"].output.character_consistency
         reasons += results["character"].output.reasons
     if results["technical"].ok:
         reasons += [f"scene {i + 1}: {issue}" for issue in results["technical"].output.issues]
-    m = measured[choice.index]
-    scene = Scene(index=i, text=text, target=sp.target,
-                  measured=Measurement(valence=float(np.clip(m.valence, -1, 1)), arousal=float(np.clip(m.arousal, -1, 1)),
-                                       emotion=m.emotion, scores=m.scores))
-    return SceneOutcome(scene=scene, distance=choice.distance, character_consistency=character_consistency,
-                        cultural_fit=cultural_fit, reasons=reasons, degraded=degraded)
-
-
-class _Repaired(BaseModel):
-    text: str
-    report: cultural_agent.CulturalReport
+    measured = Measurement(valence=float(np.clip(m.valence, -1, 1)), arousal=float(np.clip(m.arousal, -1, 1)),
+                           emotion=m.emotion, scores=m.scores)
+    scene = Scene(index=i, text=text, target=sp.target, measured=measured)
+    return SceneOutcome(scene=scene, distance=emotion_agent.distance(m, sp.target),
+                        character_consistency=character_consistency, cultural_fit=report.cultural_fit,
+                        reasons=reasons, degraded=degraded)
 
 
 async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], outcomes: list[SceneOutcome],
@@ -204,6 +221,7 @@ async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], o
                     "orchestration_overhead_per_scene": round(float(np.mean(timing.per_scene_overhead_ms)), 2)},
         provenance={"engine": __version__, "backend": info.backend, "model": info.name, "model_sha256": info.sha256,
                     "weight_format": info.weight_format, "seed": seed, "candidates": deps.candidates,
+                    "logit_steering": deps.steering is not None and deps.generator.supports_logits_processors,
                     "structure": plan.structure, "sampling": request.sampling.model_dump()},
     )
 
