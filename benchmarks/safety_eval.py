@@ -38,7 +38,21 @@ def evaluate(model=None, path: Path = TEST) -> dict:
                                         labels=list(CATEGORIES)).tolist()
     res["audiences"] = {a: _decisions(rows, preds, a, action_for) for a in AUDIENCES}
     res["ms_per_sentence"] = 1000 * dt / len(rows)
+    res["ms_one_sentence"] = _one_at_a_time(texts[:40])
     return res
+
+
+def _one_at_a_time(texts) -> dict:
+    """Latency of checking one sentence per call, as the streaming path does."""
+    from emotional_engine.safety import SafetyChecker
+
+    checker = SafetyChecker.load()
+    ms = []
+    for t in texts:
+        t0 = time.perf_counter()
+        checker.check_sentences([t], "children")
+        ms.append(1000 * (time.perf_counter() - t0))
+    return {"median": float(np.median(ms)), "p95": float(np.percentile(ms, 95))}
 
 
 def _hard_negatives(rows, preds) -> float:
@@ -75,7 +89,9 @@ def main() -> None:
     print(f"category accuracy  {res['accuracy']:.3f}")
     print(f"severity accuracy (category right)  {res['severity_accuracy']:.3f}")
     print(f"safe sentences still allowed for children  {res['hard_negatives_passed']:.3f}")
-    print(f"scoring time per sentence (batched)  {res['ms_per_sentence']:.1f} ms\n")
+    print(f"scoring time per sentence (batched)  {res['ms_per_sentence']:.1f} ms")
+    one = res["ms_one_sentence"]
+    print(f"one sentence per call (streaming)  {one['median']:.1f} ms median, {one['p95']:.1f} ms p95\n")
     print(f"{'category':<12}{'precision':>10}{'recall':>8}{'F1':>7}{'n':>5}")
     for k, v in res["per_category"].items():
         print(f"{k:<12}{v['precision']:>10.3f}{v['recall']:>8.3f}{v['f1']:>7.3f}{v['n']:>5}")

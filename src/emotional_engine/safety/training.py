@@ -5,8 +5,11 @@
 Features are the emotion model's (MiniLM embedding + VADER, `emotion.model.features`); the head is
 a multinomial logistic regression over `labels.CLASSES` (safe, and each category at severity 1 and
 2). Its C, class weighting and the `safe` threshold of the decision rule (`model.decide`) are
-chosen by stratified 5-fold cross-validation on the category macro-F1; the same folds give the
-reported held-out metrics. The head is then refitted on the whole file. `--compare-mlp` scores a small MLP on the same folds (the
+chosen by stratified 5-fold cross-validation, recall first, as a safety check should be: for each
+(C, class weighting) the threshold is the lowest that finds at least UNSAFE_RECALL_TARGET of the
+unsafe sentences (any unsafe category counts), and of those settings the one with the best
+category macro-F1 wins. The same folds give the reported held-out metrics. The head is then
+refitted on the whole file. `--compare-mlp` scores a small MLP on the same folds (the
 logistic head is kept unless the MLP measurably beats it). tests/data/safety_test.jsonl is never
 read here.
 """
@@ -27,7 +30,8 @@ TRAIN_PATH = Path(__file__).parent / "data" / "train.jsonl"
 VADER_WEIGHT = 1.0
 CS = (8.0, 32.0, 128.0)
 CLASS_WEIGHTS = ("balanced", None)
-THRESHOLDS = (0.5, 0.4, 0.3)
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)  # p(safe) needed to call a sentence safe
+UNSAFE_RECALL_TARGET = 0.9
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -46,12 +50,14 @@ def category_metrics(rows: list[dict], q: np.ndarray, threshold: float = SAFE_TH
     y = [r["category"] for r in rows]
     yhat = [p.category for p in preds]
     p, r, f, n = precision_recall_fscore_support(y, yhat, labels=list(CATEGORIES), zero_division=0)
+    unsafe = [pr.category != "safe" for r, pr in zip(rows, preds) if r["category"] != "safe"]
     hit = [(r["severity"], pr.severity) for r, pr in zip(rows, preds)
            if r["category"] != "safe" and pr.category == r["category"]]
     return {
         "macro_f1": float(f1_score(y, yhat, labels=list(CATEGORIES), average="macro", zero_division=0)),
         "accuracy": float(np.mean([a == b for a, b in zip(y, yhat)])),
         "severity_accuracy": float(np.mean([a == b for a, b in hit])) if hit else 0.0,
+        "unsafe_recall": float(np.mean(unsafe)) if unsafe else 1.0,  # unsafe called unsafe, any category
         "per_category": {k: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "n": int(n[i])}
                          for i, k in enumerate(CATEGORIES)},
     }
@@ -87,13 +93,19 @@ def train(data: Path = TRAIN_PATH, out: Path = HEAD_PATH, seed: int = 0, compare
             q = _out_of_fold(logistic(c, weight), x, y, folds)
             for th in THRESHOLDS:
                 cv[(c, weight, th)] = category_metrics(rows, q, th)
-    best = max(cv, key=lambda k: cv[k]["macro_f1"])
+    # per (C, weight): the lowest threshold reaching the recall target (else the highest threshold)
+    candidates = []
+    for c in CS:
+        for weight in CLASS_WEIGHTS:
+            ok = [th for th in THRESHOLDS if cv[(c, weight, th)]["unsafe_recall"] >= UNSAFE_RECALL_TARGET]
+            candidates.append((c, weight, ok[0] if ok else THRESHOLDS[-1]))
+    best = max(candidates, key=lambda k: (cv[k]["unsafe_recall"] >= UNSAFE_RECALL_TARGET, cv[k]["macro_f1"]))
     c, weight, threshold = best
     report = {
         "n": len(rows),
         "counts": {k: int((y == i).sum()) for i, k in enumerate(CLASSES)},
-        "cv_macro_f1": {f"C={k[0]:g} class_weight={k[1]} safe_threshold={k[2]}": round(v["macro_f1"], 4)
-                        for k, v in cv.items()},
+        "cv_macro_f1_and_unsafe_recall": {f"C={k[0]:g} class_weight={k[1]} safe_threshold={k[2]}":
+                                          (round(v["macro_f1"], 4), round(v["unsafe_recall"], 4)) for k, v in cv.items()},
         "chosen": {"C": c, "class_weight": weight, "safe_threshold": threshold},
         "cv": cv[best],
     }
