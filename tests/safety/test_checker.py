@@ -136,3 +136,26 @@ async def test_repair_of_several_sentences_runs_them_concurrently(checker):
     new, report = await checker.repair(f"{GRAPHIC} {STUBBORN} {SWEAR}", "children", regenerate)
     assert new == "Ada sang. Ada sang. Ada sang." and peak == 3
     assert [r.index for r in report.repairs] == [0, 1, 2] and isinstance(report, SafetyReport)
+
+
+async def test_a_failing_regenerate_counts_as_a_failed_try(checker):
+    calls = 0
+
+    async def regenerate(sentence, reason):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("backend down")
+        return "Ada hid behind the well."
+
+    new, report = await checker.repair(f"{GRAPHIC} Ada ran home.", "children", regenerate)
+    assert new == "Ada hid behind the well. Ada ran home."
+    assert report.repairs[0].attempts == 2 and report.status == "repaired"
+
+
+async def test_repair_refuses_a_bad_culture_before_regenerating(checker):
+    async def regenerate(sentence, reason):
+        raise AssertionError("should not be called")
+
+    with pytest.raises(ValueError, match="unknown culture"):
+        await checker.repair(GRAPHIC, "children", regenerate, culture="xx-YY")

@@ -8,6 +8,7 @@ the event loop are not stalled.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,7 @@ from .policy import Action, action_for
 Status = Literal["passed", "repaired", "flagged", "blocked"]
 Regenerate = Callable[[str, str], Awaitable[str]]  # (sentence, reason) -> a replacement sentence
 MAX_TRIES = 2
+log = logging.getLogger(__name__)
 
 
 class SentenceVerdict(BaseModel):
@@ -114,7 +116,9 @@ class SafetyChecker:
                      culture: str | None = None) -> tuple[str, SafetyReport]:
         """The text with every blocked sentence regenerated (at most MAX_TRIES tries, each re-checked)
         or, when every try is still blocked, dropped; other sentences are kept as they are.
-        Returns the new text and its report (status `repaired` when anything was replaced or dropped)."""
+        Returns the new text and its report (status `repaired` when anything was replaced or dropped).
+        A `regenerate` call that raises counts as a failed try, so one bad call costs a sentence, not the text."""
+        notes = culture_notes(culture, audience)  # a bad culture fails before any work
         paras: list[list[str | None]] = paragraphs(text)
         flat = [(pi, si) for pi, p in enumerate(paras) for si in range(len(p))]
         verdicts = await self.acheck_sentences([paras[pi][si] for pi, si in flat], audience)
@@ -131,7 +135,7 @@ class SafetyChecker:
             if v is not None:
                 final.append(v)
         new_text = join([[s for s in p if s is not None] for p in paras])
-        report = _report(final, audience, culture_notes(culture, audience), [r for r, _ in done])
+        report = _report(final, audience, notes, [r for r, _ in done])
         return new_text, report
 
     async def _repair_one(self, index: int, verdict: SentenceVerdict, audience: Audience,
@@ -139,7 +143,11 @@ class SafetyChecker:
         """Up to MAX_TRIES replacements, each re-checked; the first that is not blocked wins."""
         first_reason = reason = _reason(verdict, audience)
         for attempt in range(1, MAX_TRIES + 1):
-            candidate = " ".join((await regenerate(verdict.sentence, reason)).split())
+            try:
+                candidate = " ".join((await regenerate(verdict.sentence, reason)).split())
+            except Exception:
+                log.warning("safety repair: regenerate failed for sentence %d (try %d)", index, attempt, exc_info=True)
+                continue
             if not candidate:
                 continue
             (v,) = await self.acheck_sentences([candidate], audience)
