@@ -10,9 +10,9 @@ from emotional_engine.safety import CATEGORIES, SafetyChecker, SafetyModel
 pytestmark = pytest.mark.model
 
 # Measured on tests/data/safety_test.jsonl (benchmarks/safety_eval.py, docs/benchmarks.md): category
-# macro-F1 0.753, block recall for children 0.892; the floors are those minus 0.05.
-MACRO_F1_FLOOR = 0.70
-CHILDREN_BLOCK_RECALL_FLOOR = 0.84
+# macro-F1 0.780, block recall for children 0.886; the floors are those minus 0.05.
+MACRO_F1_FLOOR = 0.73
+CHILDREN_BLOCK_RECALL_FLOOR = 0.83
 TEST_SET = Path(__file__).resolve().parents[1] / "data" / "safety_test.jsonl"
 TRAIN_SET = Path(__file__).resolve().parents[2] / "src" / "emotional_engine" / "safety" / "data" / "train.jsonl"
 
