@@ -5,11 +5,11 @@ severity 1 and 2).
 Per sentence, with q the head's probabilities over the 15 classes:
 
     p(category) = q(category:1) + q(category:2)             p(safe) = q(safe)
-    safe            if p(safe) >= safe_threshold (0.5)
+    safe            if p(safe) >= safe_threshold (chosen in training, stored in the head file)
     otherwise       category = argmax of p over the unsafe categories,
                     severity = 2 if q(category:2) >= q(category:1) else 1
 
-So a sentence is called unsafe only when most of the mass is on unsafe classes, and its category
+So a sentence is called unsafe only when p(safe) falls below the threshold, and its category
 is the one that holds most of that mass.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from emotional_engine.emotion.model import features
 from .labels import CATEGORIES, CLASSES, UNSAFE
 
 HEAD_PATH = Path(__file__).parent / "data" / "head.npz"
-SAFE_THRESHOLD = 0.5
+SAFE_THRESHOLD = 0.5  # the default of `decide`; the shipped head carries its own
 
 # (15,) -> (8,): which head classes add up to each category
 _CLASS_TO_CATEGORY = np.array([[float(c == k or c.startswith(k + ":")) for k in CATEGORIES] for c in CLASSES])
