@@ -13,6 +13,7 @@ from emotional_engine.agents.orchestrator import Deps, Event, write_story
 from emotional_engine.config import Settings, get_settings
 from emotional_engine.domain import Story, StoryRequest
 from emotional_engine.lm.backends import Generator, make_generator
+from emotional_engine.safety import SafetyChecker
 from emotional_engine.session import StorySession
 from emotional_engine.threads import run_model
 
@@ -57,7 +58,7 @@ class Engine:
         return Deps(generator=self.generator, emotion=model,
                     embed=lambda texts: model.embedder.encode(texts, batch_size=32, normalize_embeddings=True),
                     candidates=self.candidates, agent_timeout_s=self.agent_timeout_s,
-                    steering=self._steering_table(model))
+                    steering=self._steering_table(model), safety=SafetyChecker.load())
 
     def _steering_table(self, model):
         """The logit-steering table for the generator's vocabulary, when it takes logits processors."""

@@ -166,3 +166,62 @@ async def test_no_processors_reach_a_backend_that_cannot_take_them():
     d = deps(steering=table)
     await write_story(StoryRequest(premise="A kite festival.", words=150, seed=1), d)
     assert all(p == [] for p in d.generator.processors)
+
+
+class FakeSafetyModel:
+    """Sentences mentioning 'blood' are strong gore; everything else is safe."""
+
+    def predict(self, texts):
+        from emotional_engine.safety.model import Prediction
+
+        return [Prediction(category="gore", severity=2, probability=0.9, scores={}) if "blood" in t else
+                Prediction(category="safe", severity=0, probability=0.95, scores={}) for t in texts]
+
+
+class BloodyGenerator(FakeGenerator):
+    """Scenes carry a gory sentence; the rewrite prompt gets a clean one, or a gory one for 'stubborn'."""
+
+    def __init__(self, stubborn=False):
+        super().__init__()
+        self.stubborn, self.rewrites = stubborn, []
+
+    async def stream(self, prompt, params, *, session_id=None, processors=()):
+        self.prompts.append(prompt)
+        self.processors.append(list(processors))
+        mood = MOODS[params.seed % 4]
+        for w in f"The harbour woke in {mood}. There was blood on the pier. Everyone felt {mood}. Then".split(" "):
+            await asyncio.sleep(0)
+            yield Piece(text=w + " ")
+
+    async def complete(self, prompt, params, *, session_id=None, processors=()):
+        from emotional_engine.lm.engine import Completion
+
+        self.rewrites.append(prompt)
+        return Completion(text="There was more blood." if self.stubborn else "There was a mess on the pier.",
+                          finish_reason="stop")
+
+
+@pytest.mark.parametrize("stubborn", [False, True])
+async def test_blocked_sentences_are_rewritten_or_dropped_before_they_are_shown(stubborn):
+    from emotional_engine.safety import SafetyChecker
+
+    d = deps(safety=SafetyChecker(FakeSafetyModel()))
+    d.generator = BloodyGenerator(stubborn)
+    events = []
+    story = await write_story(StoryRequest(premise="A harbour.", words=150, seed=1, audience="children"), d,
+                              events.append)
+    shown = "".join(e.data["text"] for e in events if e.kind == "text")
+    assert "blood" not in shown and "blood" not in story.text and shown == story.text
+    assert ("mess on the pier" in story.text) != stubborn
+    rewrite = d.generator.rewrites[0]
+    assert "<sentence>\nThere was blood on the pier.\n</sentence>" in rewrite[1]["content"]
+    assert "children" in rewrite[0]["content"]
+    assert story.safety["status"] == "repaired" and story.safety["audience"] == "children"
+    (r,) = story.safety["repairs"]
+    assert r["original"] == "There was blood on the pier." and (r["replacement"] is None) == stubborn
+    assert len(d.generator.rewrites) == (2 if stubborn else 1)  # two tries, then the sentence goes
+
+
+async def test_without_a_checker_the_story_says_safety_was_not_checked():
+    story = await write_story(StoryRequest(premise="A harbour.", words=150, seed=1), deps())
+    assert story.safety["status"] == "not checked"

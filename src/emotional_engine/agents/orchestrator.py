@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -31,7 +32,7 @@ from emotional_engine.agents import quality as quality_agent
 from emotional_engine.agents import technical as technical_agent
 from emotional_engine.agents.base import run_parallel
 from emotional_engine.agents.gate import SentenceCheck, SentenceGate
-from emotional_engine.agents.prompts import scene_messages
+from emotional_engine.agents.prompts import rewrite_messages, scene_messages
 from emotional_engine.agents.story import StoryPlan, plan_story
 from emotional_engine.agents.streaming import Sentence, SentenceStream
 from emotional_engine.culture import load_profile
@@ -39,6 +40,7 @@ from emotional_engine.domain import ArcOut, Character, Measurement, Scene, Story
 from emotional_engine.emotion.steering import LogitBias, TokenAffect
 from emotional_engine.lm.backends import Generator
 from emotional_engine.lm.sampling import SamplingParams
+from emotional_engine.safety import Repair, SafetyChecker
 from emotional_engine.threads import run_model
 
 
@@ -57,7 +59,8 @@ class Deps:
     candidates: int = 4
     agent_timeout_s: float = 30.0
     steering: TokenAffect | None = None  # logit steering table for the generator's vocabulary
-    sentence_checks: list[SentenceCheck] = field(default_factory=list)  # fast checks beyond names
+    safety: SafetyChecker | None = None  # the audience check every sentence passes; None: not checked
+    sentence_checks: list[SentenceCheck] = field(default_factory=list)  # further fast checks
 
 
 @dataclass
@@ -96,7 +99,9 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
     profile = load_profile(request.culture)
     cast = character_agent.build_cast(request.model_copy(update={"seed": seed}), profile)
     plan = plan_story(request, profile.story.structure, [cast[0].name])
-    gate = SentenceGate(profile.tag, [c.name for c in cast], seed, deps.sentence_checks)
+    safety_repairs: list[Repair] = []
+    checks = [*([safety_check(request, deps, seed, safety_repairs)] if deps.safety else []), *deps.sentence_checks]
+    gate = SentenceGate(profile.tag, [c.name for c in cast], seed, checks)
     on_event(Event("plan", plan))
     targets = [s.target for s in plan.scenes]
     outcomes: list[SceneOutcome] = []
@@ -117,7 +122,7 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
         elapsed = 1000 * (time.perf_counter() - t_scene)
         timing.per_scene_overhead_ms.append(elapsed - (timing.lm_ms - lm0) - (timing.models_ms - models0))
 
-    story = await _finish(request, deps, plan, cast, outcomes, story_text, seed, timing, t_start)
+    story = await _finish(request, deps, plan, cast, outcomes, story_text, seed, timing, t_start, safety_repairs)
     on_event(Event("story_done", story))
     return story
 
@@ -196,10 +201,16 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
 
 
 async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], outcomes: list[SceneOutcome],
-                  story_text: str, seed: int, timing: _Timing, t_start: float) -> Story:
+                  story_text: str, seed: int, timing: _Timing, t_start: float, safety_repairs: list) -> Story:
     t0 = time.perf_counter()
     coherence = await run_model(quality_agent.coherence, deps.embed, request.premise,
                                         [o.scene.text for o in outcomes])
+    safety = {"status": "not checked", "note": "no safety checker is configured"}
+    if deps.safety is not None:
+        report = await deps.safety.acheck_text(story_text, request.audience, request.culture)
+        if safety_repairs and report.status in ("passed", "flagged"):
+            report = report.model_copy(update={"status": "repaired"})
+        safety = report.model_copy(update={"repairs": safety_repairs}).model_dump()
     timing.models_ms += 1000 * (time.perf_counter() - t0)
     reasons = [r for o in outcomes for r in o.reasons]
     quality = quality_agent.assess(
@@ -218,7 +229,7 @@ async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], o
         language=request.language or "en",
         arc=ArcOut(name=plan.arc_name, target=[s.target.valence for s in plan.scenes]),
         scenes=[o.scene for o in outcomes], characters=cast, quality=quality,
-        safety={"status": "not checked", "note": "the audience safety check is not built yet"},
+        safety=safety,
         degraded=degraded,
         timings_ms={"total": round(timing.total_ms, 1), "language_model": round(timing.lm_ms, 1),
                     "emotion_and_embedding_models": round(timing.models_ms, 1),
@@ -228,6 +239,28 @@ async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], o
                     "logit_steering": deps.steering is not None and deps.generator.supports_logits_processors,
                     "structure": plan.structure, "sampling": request.sampling.model_dump()},
     )
+
+
+def safety_check(request: StoryRequest, deps: Deps, seed: int, repairs: list[Repair]) -> SentenceCheck:
+    """The audience check as a gate check: a blocked sentence is rewritten by the generator (each try
+    re-checked) or dropped; what was repaired is kept for the story's safety report."""
+
+    async def regenerate(sentence: str, reason: str) -> str:
+        params = SamplingParams(max_tokens=80, temperature=0.7, top_p=0.9, stop=["\n"],
+                                seed=seed + zlib.crc32(f"{sentence}|{reason}".encode()))
+        done = await deps.generator.complete(rewrite_messages(sentence, reason, request.audience), params)
+        return technical_agent.trim_to_last_sentence(done.text.strip())
+
+    async def check(sentence: str) -> tuple[str | None, str | None]:
+        fixed, report = await deps.safety.repair(sentence, request.audience, regenerate)
+        if not report.repairs:
+            return sentence, None
+        r = report.repairs[0]
+        repairs.append(r.model_copy(update={"index": len(repairs)}))
+        action = "rewrote" if r.replacement else "dropped"
+        return (fixed or None), f"safety: {action} a sentence ({r.reason})"
+
+    return check
 
 
 def _title(premise: str) -> str:
