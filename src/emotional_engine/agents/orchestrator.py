@@ -241,18 +241,25 @@ async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], o
     )
 
 
-def safety_check(request: StoryRequest, deps: Deps, seed: int, repairs: list[Repair]) -> SentenceCheck:
-    """The audience check as a gate check: a blocked sentence is rewritten by the generator (each try
-    re-checked) or dropped; what was repaired is kept for the story's safety report."""
+def sentence_rewriter(request: StoryRequest, deps: Deps, seed: int):
+    """(sentence, reason) -> the model's rewrite of one sentence, for the gate's repairs."""
 
-    async def regenerate(sentence: str, reason: str) -> str:
+    async def rewrite(sentence: str, reason: str) -> str:
         params = SamplingParams(max_tokens=80, temperature=0.7, top_p=0.9, stop=["\n"],
                                 seed=seed + zlib.crc32(f"{sentence}|{reason}".encode()))
         done = await deps.generator.complete(rewrite_messages(sentence, reason, request.audience), params)
         return technical_agent.trim_to_last_sentence(done.text.strip())
 
+    return rewrite
+
+
+def safety_check(request: StoryRequest, deps: Deps, seed: int, repairs: list[Repair]) -> SentenceCheck:
+    """The audience check as a gate check: a blocked sentence is rewritten by the generator (each try
+    re-checked) or dropped; what was repaired is kept for the story's safety report."""
+    rewrite = sentence_rewriter(request, deps, seed)
+
     async def check(sentence: str) -> tuple[str | None, str | None]:
-        fixed, report = await deps.safety.repair(sentence, request.audience, regenerate)
+        fixed, report = await deps.safety.repair(sentence, request.audience, rewrite)
         if not report.repairs:
             return sentence, None
         r = report.repairs[0]
