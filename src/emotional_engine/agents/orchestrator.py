@@ -4,8 +4,9 @@ agents check the chosen one in parallel, repair, and remember. Knows nothing of 
 Per scene: the emotional-intelligence agent's guidance goes into the prompt and the sampler; the
 candidates are written concurrently (the builtin runtime batches them into shared forward
 passes); the emotion model scores all candidates in one batched call in a worker thread; the
-technical, cultural and character agents then run in parallel under a timeout each. An agent that
-fails or times out is skipped and named in `degraded`.
+technical and cultural agents then run in parallel under a timeout each, and the character agent
+checks the culturally repaired text (its facts, such as who has died, carry over from scene to scene).
+An agent that fails or times out is skipped and named in `degraded`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from emotional_engine.agents import cultural as cultural_agent
 from emotional_engine.agents import emotion as emotion_agent
 from emotional_engine.agents import quality as quality_agent
 from emotional_engine.agents import technical as technical_agent
-from emotional_engine.agents.base import run_parallel
+from emotional_engine.agents.base import run_agent, run_parallel
+from emotional_engine.agents.character_check import CharacterChecker
 from emotional_engine.agents.prompts import scene_messages
 from emotional_engine.agents.story import StoryPlan, plan_story
 from emotional_engine.culture import load_profile
@@ -72,6 +74,7 @@ class SceneOutcome(BaseModel):
     cultural_fit: float
     reasons: list[str]
     degraded: list[str]
+    states: dict[str, str] = {}  # cast member -> emotion in this scene (those the scene mentions)
 
 
 def _seed(request: StoryRequest) -> int:
@@ -85,6 +88,7 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
     profile = load_profile(request.culture)
     cast = character_agent.build_cast(request.model_copy(update={"seed": seed}), profile)
     plan = plan_story(request, profile.story.structure, [cast[0].name])
+    checker = character_agent.checker_for(cast, profile)
     on_event(Event("plan", plan))
     targets = [s.target for s in plan.scenes]
     outcomes: list[SceneOutcome] = []
@@ -94,7 +98,7 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
         lm0, models0 = timing.lm_ms, timing.models_ms
         on_event(Event("scene_started", {"index": i, "target": targets[i]}))
         plan.scenes[i] = scene_plan = scene_plan.model_copy(update={"target": targets[i]})
-        outcome = await _write_scene(request, deps, profile, plan, cast, i, story_text, seed, timing)
+        outcome = await _write_scene(request, deps, profile, plan, cast, checker, i, story_text, seed, timing)
         outcomes.append(outcome)
         text = outcome.scene.text
         story_text = f"{story_text}\n\n{text}" if story_text else text
@@ -110,8 +114,8 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
     return story
 
 
-async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list[Character], i: int,
-                       story_text: str, seed: int, timing: _Timing) -> SceneOutcome:
+async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list[Character],
+                       checker: CharacterChecker, i: int, story_text: str, seed: int, timing: _Timing) -> SceneOutcome:
     sp = plan.scenes[i]
     guide = emotion_agent.guidance(sp.target, request.sampling.temperature)
     messages = scene_messages(request, profile, plan, cast, sp, guide, story_text)
@@ -138,27 +142,34 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
         return await asyncio.to_thread(technical_agent.check_text, text, request.audience, sp.words)
 
     async def cultural():
-        fixed, report = await asyncio.to_thread(cultural_agent.check_and_repair, text, profile.tag, names, seed + i)
+        fixed, report = await cultural_agent.check_and_repair_all(text, profile.tag, request.audience, names,
+                                                                  deps.generator, seed + i)
         return _Repaired(text=fixed, report=report)
-
-    async def character():
-        return await asyncio.to_thread(character_agent.check_mentions, text, cast)
 
     results = await run_parallel({
         "technical": (technical, deps.agent_timeout_s),
         "cultural": (cultural, deps.agent_timeout_s),
-        "character": (character, deps.agent_timeout_s),
     })
+    if results["cultural"].ok:
+        text = results["cultural"].output.text
+
+    async def character():  # after the cultural repair, so both do not rewrite the same sentence
+        fixed, report, final = await character_agent.check_and_repair(text, checker, deps.generator, seed + i)
+        states = await run_model(character_agent.scene_states, final, deps.emotion.score_passages)
+        return _Checked(text=fixed, report=report, states=states)
+
+    results["character"] = await run_agent("character", character, deps.agent_timeout_s)
     degraded = [name for name, r in results.items() if not r.ok]
     reasons: list[str] = []
     cultural_fit = character_consistency = 1.0
     if results["cultural"].ok:
-        text = results["cultural"].output.text
         cultural_fit = results["cultural"].output.report.cultural_fit
         reasons += results["cultural"].output.report.reasons
+    states: dict[str, str] = {}
     if results["character"].ok:
-        character_consistency = results["character"].output.character_consistency
-        reasons += results["character"].output.reasons
+        text, states = results["character"].output.text, results["character"].output.states
+        character_consistency = results["character"].output.report.character_consistency
+        reasons += results["character"].output.report.reasons
     if results["technical"].ok:
         reasons += [f"scene {i + 1}: {issue}" for issue in results["technical"].output.issues]
     m = measured[choice.index]
@@ -166,12 +177,18 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
                   measured=Measurement(valence=float(np.clip(m.valence, -1, 1)), arousal=float(np.clip(m.arousal, -1, 1)),
                                        emotion=m.emotion, scores=m.scores))
     return SceneOutcome(scene=scene, distance=choice.distance, character_consistency=character_consistency,
-                        cultural_fit=cultural_fit, reasons=reasons, degraded=degraded)
+                        cultural_fit=cultural_fit, reasons=reasons, degraded=degraded, states=states)
 
 
 class _Repaired(BaseModel):
     text: str
     report: cultural_agent.CulturalReport
+
+
+class _Checked(BaseModel):
+    text: str
+    report: character_agent.CharacterReport
+    states: dict[str, str]
 
 
 async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], outcomes: list[SceneOutcome],
@@ -187,8 +204,11 @@ async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], o
         cultural_fit=float(np.mean([o.cultural_fit for o in outcomes])),
         coherence_score=coherence, text=story_text, reasons=reasons,
     )
-    for c in cast:  # each character's state per scene: the scene's measured emotion
-        c.states = [o.scene.measured.emotion for o in outcomes if o.scene.measured is not None]
+    for c in cast:  # each character's state per scene: read from their sentences; else as before; else the scene's
+        c.states = []
+        for o in outcomes:
+            scene_mood = o.scene.measured.emotion if o.scene.measured is not None else "neutral"
+            c.states.append(o.states.get(c.name) or (c.states[-1] if c.states else scene_mood))
     degraded = sorted({d for o in outcomes for d in o.degraded})
     timing.total_ms = 1000 * (time.perf_counter() - t_start)
     info = deps.generator.info
