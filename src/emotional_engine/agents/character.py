@@ -37,6 +37,7 @@ from emotional_engine.agents.character_check import (
 from emotional_engine.agents.rewrite import Rewrite, regenerate
 from emotional_engine.culture import CultureProfile, NameGenerator
 from emotional_engine.domain import Character, StoryRequest
+from emotional_engine.emotion.model import split_sentences
 from emotional_engine.lm.backends import Generator
 
 PRONOUNS = {"female": "she/her", "male": "he/him"}
@@ -137,8 +138,11 @@ async def check_and_repair(text: str, checker: CharacterChecker, generator: Gene
     sentence_checker = CharacterChecker(checker.cast, facts=facts_now, person_names=checker.person_names)
     sentence_checker.prefixes, sentence_checker.suffixes = checker.prefixes, checker.suffixes
 
-    def still_bad(sentence: str) -> str | None:
-        found = sentence_checker.check(sentence).findings
+    def still_bad(sentence: str, before: str) -> str | None:
+        """The new sentence checked after the one before it, so its pronouns have someone to point to."""
+        context = split_sentences(before)[-1:] if before else []
+        found = [f for f in sentence_checker.check(" ".join([*context, sentence])).findings
+                 if f.sentence_index == len(context)]
         return found[0].reason if found else None
 
     flagged = [(f.sentence, f"{f.kind.replace('_', ' ')}: {f.reason}") for f in to_regenerate]

@@ -109,7 +109,7 @@ async def check_and_repair_all(text: str, culture: str, audience: Audience, cast
     bad = bad_names + len({f.sentence_index for f in findings})
     fit = 1.0 if not sentences else max(0.0, 1.0 - bad / len(sentences))
 
-    def still_bad(sentence: str) -> str | None:
+    def still_bad(sentence: str, _before: str) -> str | None:
         hits = check_sentence(sentence, culture, audience)
         return hits[0][1].reason if hits else None
 

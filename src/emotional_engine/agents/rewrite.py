@@ -41,8 +41,10 @@ def first_sentence(reply: str) -> str:
 
 
 async def regenerate(text: str, flagged: list[tuple[str, str]], generator: Generator,
-                     still_bad: Callable[[str], str | None], seed: int = 0, tries: int = 2) -> tuple[str, list[Rewrite]]:
-    """`flagged`: (sentence as it stands in `text`, reason). `still_bad(new)` -> a reason, or None when it passes."""
+                     still_bad: Callable[[str, str], str | None], seed: int = 0,
+                     tries: int = 2) -> tuple[str, list[Rewrite]]:
+    """`flagged`: (sentence as it stands in `text`, reason). `still_bad(new, text_before)` -> a reason, or None
+    when the new sentence passes the checker that flagged the old one."""
     rewrites = []
     done: set[str] = set()
     for k, (sentence, reason) in enumerate(flagged):
@@ -55,7 +57,7 @@ async def regenerate(text: str, flagged: list[tuple[str, str]], generator: Gener
             params = SamplingParams(max_tokens=96, temperature=0.7, top_p=0.95, seed=seed * 7919 + k * 31 + attempt)
             reply = await generator.complete(rewrite_messages(before, sentence, reason), params)
             candidate = first_sentence(reply.text)
-            if candidate and candidate != sentence and still_bad(candidate) is None:
+            if candidate and candidate != sentence and still_bad(candidate, before) is None:
                 new = candidate
                 break
         if new is None:  # drop it, and the space before it
