@@ -46,7 +46,7 @@ class FakeEmotion:
     def score_passages(self, texts):
         out = []
         for t in texts:
-            mood = next(m for m in MOODS if m in t)
+            mood = next((m for m in MOODS if m in t), "joy")
             scores = {e: (0.9 if e == mood else 0.1 / 8) for e in EMOTIONS}
             out.append(Score(VALENCE[mood], 0.0, mood, scores))
         return out
@@ -122,3 +122,26 @@ def test_request_validation_messages(bad, msg):
 
     with pytest.raises(ValidationError, match=msg):
         StoryRequest(**bad)
+
+
+class StrayGenerator(FakeGenerator):
+    """Writes scenes in which a stranger called Hans keeps turning up, and a cliché."""
+
+    async def complete(self, prompt, params, *, session_id=None, processors=()):
+        done = await super().complete(prompt, params)
+        if "Write scene" not in prompt[-1]["content"]:  # a sentence rewrite: answer with a clean sentence
+            return Completion(text="The boats went out.", finish_reason="stop")
+        hero = re.search(r"^- (\w+)", prompt[0]["content"], re.M).group(1)
+        return Completion(text=f"{hero} met Hans by the water. Hans laughed. The exotic beauty of the bay was all around. "
+                               + done.text, finish_reason="length")
+
+
+async def test_planted_strays_and_clichés_are_repaired_and_lower_the_scores():
+    req = StoryRequest(premise="A fisherman's daughter saves the harbour.", words=300, seed=4)
+    story = await write_story(req, Deps(generator=StrayGenerator(), emotion=FakeEmotion(), embed=fake_embed))
+    clean = await write_story(req, deps())
+    assert "Hans" not in story.text and "exotic beauty" not in story.text
+    assert story.quality.character_consistency < clean.quality.character_consistency == 1.0
+    assert story.quality.cultural_fit < clean.quality.cultural_fit == 1.0
+    assert any("Hans" in r for r in story.quality.reasons)
+    assert all(len(c.states) == len(story.scenes) for c in story.characters)
