@@ -5,7 +5,9 @@ Each passage carries its cast sheet, earlier facts and the expected errors (kind
 offending sentence). A finding is a true positive when its kind matches an expected error whose span
 lies in the finding's sentence; a second finding on an already matched error is a duplicate (neither
 true nor false); any other finding is a false positive. The split is fixed in the data: every second
-passage of each group is held out ("test"), decided before the checker was tuned on "dev".
+passage of each group is held out ("test"), decided before the checker was tuned on "dev". After one
+look at "test" led to general fixes, 40 more passages in five other cultures ("fresh") were written
+and scored once, untouched by any tuning.
 
     python benchmarks/character_checker.py [--split dev|test|all]
 """
@@ -87,10 +89,10 @@ def sensitivity_findings(record: dict):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--split", choices=("dev", "test", "all"), default="all")
+    ap.add_argument("--split", choices=("dev", "test", "fresh", "all"), default="all")
     ap.add_argument("--show-misses", action="store_true")
     args = ap.parse_args()
-    splits = ("dev", "test") if args.split == "all" else (args.split,)
+    splits = ("dev", "test", "fresh") if args.split == "all" else (args.split,)
 
     passages = load("character_passages.jsonl")
     t0 = time.perf_counter()
@@ -98,6 +100,8 @@ def main() -> int:
     warm = time.perf_counter() - t0
     for split in splits:
         records = [r for r in passages if r["split"] == split]
+        if not records:
+            continue
         t0 = time.perf_counter()
         result = score(records, character_findings, KINDS)
         ms = 1000 * (time.perf_counter() - t0) / len(records)
@@ -110,6 +114,8 @@ def main() -> int:
     labelled = load("sensitivity_passages.jsonl")
     for split in splits:
         records = [r for r in labelled if r["split"] == split]
+        if not records:
+            continue
         result = score(records, sensitivity_findings, ("stereotype", "sensitivity"))
         table(f"sensitivity and stereotype checker, {split} split", result, len(records))
         if args.show_misses:

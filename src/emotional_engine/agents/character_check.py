@@ -121,7 +121,7 @@ _KIN_B = re.compile(rf"\b(?P<name>{_NAME}),\s+(?P<owner>{_NAME}(?:'s|’s)|her|h
 
 # --- death and action
 _DEATH_AFTER = re.compile(
-    r"^(?:\s*\w+){0,3}?\s*(?:died|drowned|perished|passed away|was killed|had been killed|was murdered|was dead|"
+    r"^(?:\s+[\w,]+){0,3}?\s+(?:died|drowned|perished|passed away|was killed|had been killed|was murdered|was dead|"
     r"had died|lay dead|was lost at sea|was executed|fell dead|was shot dead|succumbed|breathed (?:his|her|their) last|"
     r"was buried|was laid to rest)\b"
     # "Nomsa fell ill in the winter and died": a clause joined by "and", with nobody else named in it
@@ -382,7 +382,7 @@ class CharacterChecker:
                 window, compatible = [compatible[0]], []
             if not compatible:  # before calling it wrong, look two sentences further back for someone it fits
                 compatible = [c for c in self._window(sentences, mentions, k, further=True)
-                              if c.gender == p.gender and _who(c)]
+                              if c.gender in (None, p.gender)]
             if compatible:
                 c = compatible[0]
                 p.referent = True
@@ -407,21 +407,23 @@ class CharacterChecker:
         return findings
 
     def _window(self, sentences, mentions: list[Mention], k: int, further: bool = False) -> list[Mention]:
-        """Candidates for pronoun k, most recent first: its sentence, then the previous one (further back
-        while empty); later in the sentence when it opens with a subordinator ('When she came, Amara ...').
+        """Candidates for pronoun k in order of preference: its sentence (most recent first), then the previous
+        one from its start (further back while empty); later in the sentence when it opens with a
+        subordinator ('When she came, Amara ...').
         `further`: the two sentences before that window instead."""
         p = mentions[k]
         before = [m for m in mentions[:k] if not m.quoted and (m.kind != "pronoun" or m.referent)]
         if further:
-            return [m for m in reversed(before) if p.sentence - 3 <= m.sentence <= p.sentence - 2]
+            return [m for m in before if p.sentence - 3 <= m.sentence <= p.sentence - 2][::-1]
         same = [m for m in reversed(before) if m.sentence == p.sentence]
         first_word = sentences[p.sentence].text.split(maxsplit=1)[0].lower().strip("\"“'")
         if first_word in SUBORDINATORS:
             same += [m for m in mentions[k + 1:] if m.sentence == p.sentence and m.kind != "pronoun" and not m.quoted]
-        window = same + [m for m in reversed(before) if m.sentence == p.sentence - 1]
+        # earlier sentences are read from their start, so their subject comes first (Hobbs' order)
+        window = same + [m for m in before if m.sentence == p.sentence - 1]
         back = 2
         while not window and back <= 3 and p.sentence - back >= 0:
-            window = [m for m in reversed(before) if m.sentence == p.sentence - back]
+            window = [m for m in before if m.sentence == p.sentence - back]
             back += 1
         return window
 
