@@ -64,9 +64,12 @@ def premise_gender(premise: str) -> str | None:
 
 
 def premise_people(premise: str) -> list[str]:
-    """Person names in the premise ("Amara, a fisherman's daughter, ...")."""
+    """Person names in the premise ("Amara, a fisherman's daughter, ..."); not after a preposition of place
+    ("a night market in Victoria")."""
+    places = re.findall(r"\b(?:in|to|from|at|near|of|across|around)\s+([A-Z][\w’'-]+)", premise)
     words = re.findall(r"\b[A-Z][\w’'-]+\b", premise)
-    return [w for w in dict.fromkeys(words) if w in all_person_names() and not is_ordinary(w, inflected=False)]
+    return [w for w in dict.fromkeys(words)
+            if w in all_person_names() and not is_ordinary(w, inflected=False) and w not in places]
 
 
 def build_cast(request: StoryRequest, profile: CultureProfile, size: int = 3) -> list[Character]:
