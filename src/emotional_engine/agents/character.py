@@ -138,8 +138,7 @@ async def check_and_repair(text: str, checker: CharacterChecker, generator: Gene
     result = checker.check(text)
     fixed, changes, to_regenerate = repair(text, result.findings)
     facts_now = StoryFacts(dead=sorted(set(checker.facts.dead) | set(result.learned.dead)), kin=checker.facts.kin)
-    sentence_checker = CharacterChecker(checker.cast, facts=facts_now, person_names=checker.person_names)
-    sentence_checker.prefixes, sentence_checker.suffixes = checker.prefixes, checker.suffixes
+    sentence_checker = CharacterChecker(checker.cast, checker.profile, facts_now, checker.person_names)
 
     def still_bad(sentence: str, before: str) -> str | None:
         """The new sentence checked after the one before it, so its pronouns have someone to point to."""

@@ -287,6 +287,7 @@ class CharacterChecker:
     def __init__(self, cast: list[Character], profile: CultureProfile | None = None, facts: StoryFacts | None = None,
                  person_names: set[str] | None = None):
         self.cast = cast
+        self.profile = profile
         self.by_name = {c.name: c for c in cast}
         self.facts = facts or StoryFacts()
         self.gender = {c.name: _gender(c.pronouns) for c in cast}
