@@ -13,6 +13,7 @@ finding, measured before repair; the reasons say what was found and what was don
 
 from __future__ import annotations
 
+import asyncio
 import re
 from functools import cache
 
@@ -103,7 +104,8 @@ async def check_and_repair_all(text: str, culture: str, audience: Audience, cast
     """Foreign names replaced, then every sentence with a sensitivity or stereotype finding regenerated
     (or dropped when two rewrites still break a rule)."""
     sentences = split_sentences(text)
-    text, report = check_and_repair(text, culture, cast_names, seed)
+    # off the event loop: the first call builds the name index
+    text, report = await asyncio.to_thread(check_and_repair, text, culture, cast_names, seed)
     findings = check_sensitivity(text, culture, audience)
     bad_names = sum(any(re.search(rf"\b{re.escape(w)}\b", s) for w in report.foreign_names) for s in sentences)
     bad = bad_names + len({f.sentence_index for f in findings})

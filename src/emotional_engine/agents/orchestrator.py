@@ -88,7 +88,7 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
     profile = load_profile(request.culture)
     cast = character_agent.build_cast(request.model_copy(update={"seed": seed}), profile)
     plan = plan_story(request, profile.story.structure, [cast[0].name])
-    checker = character_agent.checker_for(cast, profile)
+    checker = await asyncio.to_thread(character_agent.checker_for, cast, profile)  # first use loads name lists
     on_event(Event("plan", plan))
     targets = [s.target for s in plan.scenes]
     outcomes: list[SceneOutcome] = []
