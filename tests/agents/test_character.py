@@ -37,6 +37,13 @@ def test_a_person_the_premise_names_becomes_the_protagonist():
     assert cast[0].name == "Emeka" and cast[0].pronouns == "he/him" and cast[0].role == "protagonist"
     req = StoryRequest(premise="A fisherman's daughter saves the harbour.", culture="yo-NG", seed=1)
     assert build_cast(req, YO)[0].pronouns == "she/her"  # the premise's words choose the protagonist's pronouns
+    req = StoryRequest(premise="Funmilayo, a fisherman's daughter, keeps her late brother's boat.", culture="yo-NG")
+    assert (build_cast(req, YO)[0].name, build_cast(req, YO)[0].pronouns) == ("Funmilayo", "she/her")  # apposition
+    req = StoryRequest(premise="A blind potter and her grandfather prepare for the festival.", culture="ja-JP", seed=2)
+    hero = build_cast(req, load_profile("ja-JP"))[0]
+    assert hero.pronouns == "she/her" and "blind" in hero.traits  # the first gendered word; a known trait
+    req = StoryRequest(premise="A night market in Victoria.", culture="en-AU", seed=2)
+    assert build_cast(req, load_profile("en-AU"))[0].name != "Victoria"  # a place, not a person
 
 
 def test_clean_text_with_aliases_address_and_two_genders_is_consistent():
@@ -44,6 +51,9 @@ def test_clean_text_with_aliases_address_and_two_genders_is_consistent():
             "Mama Ify laughed at them both. Okafor-ji, a neighbour called to Chidi, is your sister right?")
     r = check_mentions(text, CAST, YO)
     assert r.findings == [] and r.character_consistency == 1.0
+    # a capitalised word that starts a line or a quotation is no name ("My", "May")
+    assert check_mentions('Amara wrote:\nMy dear brother, come home. "May the river keep you," she said.',
+                          CAST, YO).findings == []
     assert r.mentions["Amara Okafor"] >= 3 and r.mentions["Chidi Okafor"] >= 3
 
 

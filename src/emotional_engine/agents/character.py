@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from emotional_engine.agents.character_check import (
+    ANTONYMS,
     Change,
     CharacterChecker,
     CheckResult,
@@ -59,17 +60,27 @@ class CharacterReport(BaseModel):
 
 
 def premise_gender(premise: str) -> str | None:
-    f, m = len(_FEMALE.findall(premise)), len(_MALE.findall(premise))
-    return "female" if f > m else "male" if m > f else None
+    """The protagonist's gender from the premise's first gendered word ("A blind potter and her grandfather")."""
+    f, m = _FEMALE.search(premise), _MALE.search(premise)
+    if f and (not m or f.start() < m.start()):
+        return "female"
+    return "male" if m else None
 
 
 def premise_people(premise: str) -> list[str]:
-    """Person names in the premise ("Amara, a fisherman's daughter, ..."); not after a preposition of place
-    ("a night market in Victoria")."""
-    places = re.findall(r"\b(?:in|to|from|at|near|of|across|around)\s+([A-Z][\w’'-]+)", premise)
+    """Person names in the premise: known names, and unknown capitalised words in apposition ("Funmilayo, a
+    fisherman's daughter") or after "named"; never after a preposition of place ("a night market in Victoria")."""
+    places = set(re.findall(r"\b(?:in|to|from|at|near|of|across|around)\s+([A-Z][\w’'-]+)", premise))
+    introduced = set(re.findall(r"\b([A-Z][\w’'-]+),\s+(?:a|an|the)\b", premise))
+    introduced |= set(re.findall(r"\b(?:named|called)\s+([A-Z][\w’'-]+)", premise))
     words = re.findall(r"\b[A-Z][\w’'-]+\b", premise)
-    return [w for w in dict.fromkeys(words)
-            if w in all_person_names() and not is_ordinary(w, inflected=False) and w not in places]
+    return [w for w in dict.fromkeys(words) if w not in places and not is_ordinary(w, inflected=False)
+            and (w in all_person_names() or w in introduced)]
+
+
+def premise_traits(premise: str) -> list[str]:
+    """Traits the checker knows that the premise gives ("A blind potter")."""
+    return [t for t in ANTONYMS if re.search(rf"\b{re.escape(t)}\b", premise, re.IGNORECASE)]
 
 
 def build_cast(request: StoryRequest, profile: CultureProfile, size: int = 3) -> list[Character]:
@@ -87,6 +98,9 @@ def build_cast(request: StoryRequest, profile: CultureProfile, size: int = 3) ->
     for role in ROLES[len(cast):size]:
         p = gen.person(gender if role == "protagonist" and gender else None)
         cast.append(Character(name=p.full, role=role, pronouns=PRONOUNS[p.gender], traits=rng.sample(TRAITS, 2)))
+    hero = next((c for c in cast if c.role == "protagonist"), cast[0])
+    if not request.cast:  # the premise describes the protagonist the engine chose
+        hero.traits = list(dict.fromkeys([*premise_traits(request.premise), *hero.traits]))[:4]
     _fill_goals_and_relationships(cast, request.premise, profile, rng)
     return cast
 

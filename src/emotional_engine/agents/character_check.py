@@ -366,10 +366,17 @@ class CharacterChecker:
                 elif low in PERSON_NOUNS or w in MR_MRS:
                     out.append(Mention(start, start + len(w), si, "noun", (), PERSON_NOUNS.get(low, MR_MRS.get(w)),
                                        quoted, w))
-                elif w[:1].isupper() and self._is_stray(w, words, i, i == 0 or words[i - 1] in self.prefixes and i == 1):
+                elif w[:1].isupper() and self._is_stray(w, words, i, self._starts(s.text, toks, i, words)):
                     out.append(Mention(start, start + len(w), si, "stray", (), None, quoted, w))
                 i += 1
         return out
+
+    def _starts(self, text: str, toks: list, i: int, words: list[str]) -> bool:
+        """Token i starts a sentence, a line, a quotation or a heading ("Mr Hans" counts as a start too)."""
+        if i == 0 or i == 1 and words[0] in self.prefixes:
+            return True
+        gap = text[toks[i - 1].end(): toks[i].start()]
+        return any(ch in gap for ch in "\n:\"“‘—(")
 
     # -- pronouns ------------------------------------------------------------------------------------
     def resolve(self, sentences: list[_Sentence], mentions: list[Mention]) -> list[Finding]:
