@@ -29,6 +29,8 @@ def test_clean_text_and_sentence_starts_are_left_alone():
     fixed, report = check_and_repair(text, "ja-JP", cast_names=["Haruto"])
     assert fixed == text and report.foreign_names == {} and report.cultural_fit == 1.0
     assert foreign_names("They met Haruto.", "ja-JP") == {}
+    # "He" is a Chinese surname, but an English pronoun first (seen in a real story: "... and He smiled")
+    assert "He" in name_index() and foreign_names("Night fell, and He smiled.", "yo-NG") == {}
 
 
 async def test_a_stereotype_is_regenerated_and_cultural_fit_falls():

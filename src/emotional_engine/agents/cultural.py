@@ -29,6 +29,10 @@ from emotional_engine.emotion.model import split_sentences
 from emotional_engine.lm.backends import Generator
 
 _CAPITALISED = re.compile(r"\b[A-Z][a-zà-ÿ'’-]+\b")
+# English words that are also names somewhere (He, a Chinese surname; May; Will): never a foreign name
+_FUNCTION_WORDS = set("he she it we they you him her his hers its our their my me us them i a an the and but or "
+                      "if so as at in on to by of for from with may will can shall might must do did not no yes "
+                      "this that these those there here then than when where who what how why all any some".split())
 
 
 class CulturalReport(BaseModel):
@@ -68,7 +72,7 @@ def foreign_names(text: str, culture: str, allowed: set[str] = frozenset()) -> d
     found = {}
     for word in name_like_words(text):
         tags = index.get(word)
-        if tags and culture not in tags and word not in allowed:
+        if tags and culture not in tags and word not in allowed and word.lower() not in _FUNCTION_WORDS:
             found[word] = sorted(tags)
     return found
 
