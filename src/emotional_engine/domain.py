@@ -26,6 +26,8 @@ class CastMember(BaseModel):
     pronouns: str = Field("they/them", max_length=20)
     traits: list[str] = Field(default_factory=list, max_length=12)
     goals: list[str] = Field(default_factory=list, max_length=6)
+    aliases: list[str] = Field(default_factory=list, max_length=12, description="nicknames and forms of address")
+    relationships: dict[str, str] = Field(default_factory=dict, description="other cast member -> what they are to this one")
 
 
 class StorySampling(BaseModel):
@@ -98,7 +100,9 @@ class Character(BaseModel):
     pronouns: str
     traits: list[str] = Field(default_factory=list)
     goals: list[str] = Field(default_factory=list)
-    relationships: dict[str, str] = Field(default_factory=dict)
+    aliases: list[str] = Field(default_factory=list, description="nicknames and forms of address that name this one")
+    relationships: dict[str, str] = Field(default_factory=dict,
+                                          description="other cast member -> what they are to this one (brother, rival)")
     states: list[Emotion] = Field(default_factory=list, description="emotional state per scene")
 
 

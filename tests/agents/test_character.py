@@ -1,9 +1,20 @@
-"""Cast building and mention tracking, on planted unknown names and on clean text."""
+"""The character agent: cast building, and planted errors caught and repaired with a fake generator."""
 
-from emotional_engine.agents.character import build_cast, check_mentions
-from emotional_engine.agents.cultural import name_index
+from dataclasses import dataclass
+
+from emotional_engine.agents.character import build_cast, check_and_repair, check_mentions, checker_for, scene_states
+from emotional_engine.agents.character_check import StoryFacts
 from emotional_engine.culture import load_profile
-from emotional_engine.domain import CastMember, StoryRequest
+from emotional_engine.domain import CastMember, Character, StoryRequest
+from fakes import ScriptedGenerator
+
+CAST = [
+    Character(name="Amara Okafor", role="protagonist", pronouns="she/her", traits=["blind", "kind"],
+              relationships={"Chidi Okafor": "brother"}, aliases=["Mama Ify"]),
+    Character(name="Chidi Okafor", role="ally", pronouns="he/him", traits=["brave"]),
+    Character(name="Bisi Adeyemi", role="rival", pronouns="she/her", traits=["secretive"]),
+]
+YO = load_profile("yo-NG")
 
 
 def test_cast_is_completed_from_the_culture_and_deterministic():
@@ -14,16 +25,93 @@ def test_cast_is_completed_from_the_culture_and_deterministic():
     assert cast[0].name == "Aoi Tanaka"
     assert all(c.pronouns in ("she/her", "he/him") for c in cast[1:])
     assert [c.name for c in build_cast(req, load_profile("ja-JP"))] == [c.name for c in cast]
+    # a relationship graph and goals
+    assert cast[0].relationships == {cast[1].name: "friend", cast[2].name: "rival"}
+    assert cast[1].relationships == {"Aoi Tanaka": "friend"} and cast[2].relationships == {"Aoi Tanaka": "rival"}
+    assert cast[0].goals == ["A kite festival"] and all(c.goals for c in cast)
 
 
-def test_mentions_and_a_planted_stranger():
-    req = StoryRequest(premise="A kite festival", culture="en-US", seed=1)
-    cast = build_cast(req, load_profile("en-US"))
-    hero = cast[0].name.split()[0]
-    stranger = next(n for n, tags in sorted(name_index().items())
-                    if "en-US" in tags and n not in {w for c in cast for w in c.name.split()} and n.isalpha())
-    clean = f"At dawn {hero} climbed the hill. Later {hero}'s kite rose."
-    r = check_mentions(clean, cast)
-    assert r.mentions[cast[0].name] == 2 and r.unknown_names == [] and r.character_consistency == 1.0
-    r = check_mentions(clean + f" Then {stranger} arrived.", cast)
-    assert r.unknown_names == [stranger] and r.character_consistency == round(2 / 3, 4)
+def test_a_person_the_premise_names_becomes_the_protagonist():
+    req = StoryRequest(premise="Emeka, a fisherman's son, finds a letter from his lost brother.", culture="yo-NG", seed=1)
+    cast = build_cast(req, YO)
+    assert cast[0].name == "Emeka" and cast[0].pronouns == "he/him" and cast[0].role == "protagonist"
+    req = StoryRequest(premise="A fisherman's daughter saves the harbour.", culture="yo-NG", seed=1)
+    assert build_cast(req, YO)[0].pronouns == "she/her"  # the premise's words choose the protagonist's pronouns
+    req = StoryRequest(premise="Funmilayo, a fisherman's daughter, keeps her late brother's boat.", culture="yo-NG")
+    assert (build_cast(req, YO)[0].name, build_cast(req, YO)[0].pronouns) == ("Funmilayo", "she/her")  # apposition
+    req = StoryRequest(premise="A blind potter and her grandfather prepare for the festival.", culture="ja-JP", seed=2)
+    hero = build_cast(req, load_profile("ja-JP"))[0]
+    assert hero.pronouns == "she/her" and "blind" in hero.traits  # the first gendered word; a known trait
+    req = StoryRequest(premise="A night market in Victoria.", culture="en-AU", seed=2)
+    assert build_cast(req, load_profile("en-AU"))[0].name != "Victoria"  # a place, not a person
+
+
+def test_clean_text_with_aliases_address_and_two_genders_is_consistent():
+    text = ("Amara and Chidi argued about the roof. She wanted it fixed; he wanted to wait. "
+            "Mama Ify laughed at them both. Okafor-ji, a neighbour called to Chidi, is your sister right?")
+    r = check_mentions(text, CAST, YO)
+    assert r.findings == [] and r.character_consistency == 1.0
+    # a capitalised word that starts a line or a quotation is no name ("My", "May")
+    assert check_mentions('Amara wrote:\nMy dear brother, come home. "May the river keep you," she said.',
+                          CAST, YO).findings == []
+    assert r.mentions["Amara Okafor"] >= 3 and r.mentions["Chidi Okafor"] >= 3
+
+
+async def test_a_planted_foreign_name_is_replaced_consistently_and_consistency_falls():
+    text = "Amara met Hans at the gate. Hans smiled at her and Hans carried the basket."
+    checker = checker_for(CAST, YO)
+    fixed, report, _ = await check_and_repair(text, checker, ScriptedGenerator())
+    assert report.unknown_names == ["Hans"] and "Hans" not in fixed
+    stand_in = report.changes[0].new
+    assert stand_in in ("Chidi", "Bisi") and fixed.count(stand_in) == 3
+    assert report.character_consistency < 0.7
+    assert check_mentions(fixed, CAST, YO).character_consistency == 1.0
+
+
+async def test_a_wrong_pronoun_is_fixed():
+    text = "Amara walked to the well before sunrise. He filled two buckets and carried them on his head."
+    fixed, report, _ = await check_and_repair(text, checker_for(CAST, YO), ScriptedGenerator())
+    assert fixed == "Amara walked to the well before sunrise. She filled two buckets and carried them on her head."
+    assert {f.kind for f in report.findings} == {"wrong_pronoun"} and report.character_consistency < 1.0
+
+
+async def test_the_dead_acting_is_flagged_and_the_sentence_regenerated_with_facts_from_an_earlier_scene():
+    checker = checker_for(CAST, YO)
+    await check_and_repair("Chidi drowned in the river that spring. Amara wept for a week.", checker, ScriptedGenerator())
+    assert checker.facts.dead == ["Chidi Okafor"]  # learned in scene 1
+    gen = ScriptedGenerator("Amara carried the basket home alone.")
+    text = "The market was loud. Chidi carried the basket home for Amara."
+    fixed, report, _ = await check_and_repair(text, checker, gen)
+    assert [f.kind for f in report.findings] == ["dead_acting"]
+    assert fixed == "The market was loud. Amara carried the basket home alone."
+    assert "Chidi Okafor died earlier" in gen.prompts[0][1]["content"]  # the reason goes to the model
+    # remembering the dead is no error
+    assert check_mentions("Amara remembered how Chidi used to sing.", CAST, YO, StoryFacts(dead=["Chidi Okafor"])).findings == []
+
+
+async def test_a_contradiction_the_model_cannot_fix_is_dropped():
+    gen = ScriptedGenerator("She saw the river glitter.", "Amara watched the boats.")  # both still contradict "blind"
+    text = "Amara sat by the water. She saw the river glitter in the sun. Then she went home."
+    fixed, report, _ = await check_and_repair(text, checker_for(CAST, YO), gen)
+    assert [f.kind for f in report.findings] == ["contradiction"] and len(gen.prompts) == 2
+    assert fixed == "Amara sat by the water. Then she went home." and report.rewrites[0].new is None
+
+
+def test_kinship_contradicts_the_sheet_and_earlier_scenes():
+    assert check_mentions("Amara's sister Chidi came home.", CAST, YO).findings[0].kind == "contradiction"
+    facts = StoryFacts(kin={"Bisi Adeyemi": {"Chidi Okafor": "cousin"}})
+    r = check_mentions("Bisi hugged her husband Chidi at the door.", CAST, YO, facts)
+    assert [f.kind for f in r.findings] == ["contradiction"] and "cousin" in r.findings[0].reason
+    assert check_mentions("Amara hugged her brother Chidi at the door.", CAST, YO).findings == []
+
+
+def test_states_per_character_come_from_their_own_sentences():
+    @dataclass
+    class Score:
+        emotion: str
+
+    def score(passages):
+        return [Score("joy" if "laughed" in p else "sadness") for p in passages]
+
+    result = checker_for(CAST, YO).check("Amara laughed at the joke. Chidi wept by the river. He could not stop.")
+    assert scene_states(result, score) == {"Amara Okafor": "joy", "Chidi Okafor": "sadness"}

@@ -60,7 +60,7 @@ class FakeEmotion:
     def score_passages(self, texts):
         out = []
         for t in texts:
-            mood = next(m for m in MOODS if m in t)
+            mood = next((m for m in MOODS if m in t), "joy")
             scores = {e: (0.9 if e == mood else 0.1 / 8) for e in EMOTIONS}
             out.append(Score(VALENCE[mood], 0.0, mood, scores))
         return out
@@ -215,7 +215,7 @@ async def test_blocked_sentences_are_rewritten_or_dropped_before_they_are_shown(
     assert ("mess on the pier" in story.text) != stubborn
     rewrite = d.generator.rewrites[0]
     assert "<sentence>\nThere was blood on the pier.\n</sentence>" in rewrite[1]["content"]
-    assert "children" in rewrite[0]["content"]
+    assert "children" in rewrite[1]["content"]
     assert story.safety["status"] == "repaired" and story.safety["audience"] == "children"
     (r,) = story.safety["repairs"]
     assert r["original"] == "There was blood on the pier." and (r["replacement"] is None) == stubborn
@@ -225,3 +225,32 @@ async def test_blocked_sentences_are_rewritten_or_dropped_before_they_are_shown(
 async def test_without_a_checker_the_story_says_safety_was_not_checked():
     story = await write_story(StoryRequest(premise="A harbour.", words=150, seed=1), deps())
     assert story.safety["status"] == "not checked"
+
+
+class StrayGenerator(FakeGenerator):
+    """Scenes in which a stranger called Hans keeps turning up, and a cliché; rewrites come back clean."""
+
+    async def stream(self, prompt, params, *, session_id=None, processors=()):
+        hero = re.search(r"^- (\w+)", prompt[0]["content"], re.M).group(1)
+        yield Piece(text=f"{hero} met Hans by the water. Hans laughed. The exotic beauty of the bay was all around. ")
+        async for piece in super().stream(prompt, params, session_id=session_id, processors=processors):
+            yield piece
+
+    async def complete(self, prompt, params, *, session_id=None, processors=()):
+        from emotional_engine.lm.engine import Completion
+
+        return Completion(text="The boats went out.", finish_reason="stop")
+
+
+async def test_planted_strays_and_cliches_are_repaired_before_they_are_shown_and_lower_the_scores():
+    req = StoryRequest(premise="A fisherman's daughter saves the harbour.", words=300, seed=4)
+    events = []
+    story = await write_story(req, Deps(generator=StrayGenerator(), emotion=FakeEmotion(), embed=fake_embed),
+                              events.append)
+    clean = await write_story(req, deps())
+    shown = "".join(e.data["text"] for e in events if e.kind == "text")
+    assert shown == story.text and "Hans" not in story.text and "exotic beauty" not in story.text
+    assert story.quality.character_consistency < clean.quality.character_consistency == 1.0
+    assert story.quality.cultural_fit < clean.quality.cultural_fit == 1.0
+    assert any("Hans" in r for r in story.quality.reasons)
+    assert all(len(c.states) == len(story.scenes) for c in story.characters)

@@ -43,21 +43,24 @@ def sentence_names(sentence: str) -> set[str]:
     return names
 
 
-# (sentence) -> (sentence or None to drop it, reason or None)
-SentenceCheck = Callable[[str], Awaitable[tuple[str | None, str | None]]]
+# (sentence, the story text shown before it) -> (sentence or None to drop it, reason or None)
+SentenceCheck = Callable[[str, str], Awaitable[tuple[str | None, str | None]]]
+CONTEXT_CHARS = 400  # of the text shown so far, handed to the checks
 
 
 @dataclass
 class SceneGateReport:
     foreign_names: dict[str, list[str]] = field(default_factory=dict)  # name -> cultures it belongs to
-    names_seen: set[str] = field(default_factory=set)
+    sentences: int = 0  # sentences the model wrote in this scene
+    culturally_flagged: int = 0  # of them: a foreign name or a sensitivity/stereotype finding
     dropped: int = 0
+    raw: list[str] = field(default_factory=list)  # the sentences as written, before any repair
     reasons: list[str] = field(default_factory=list)
 
     @property
     def cultural_fit(self) -> float:
-        seen = max(1, len(self.names_seen | set(self.foreign_names)))
-        return round(1.0 - len(self.foreign_names) / seen, 4)
+        """The share of the scene's sentences with no cultural finding."""
+        return round(1.0 - self.culturally_flagged / self.sentences, 4) if self.sentences else 1.0
 
 
 class SentenceGate:
@@ -69,10 +72,14 @@ class SentenceGate:
         self._used = set(self.allowed)
         self.checks = list(checks or [])
         self.scene = SceneGateReport()
+        self.shown = ""  # the story text shown so far
 
     def start_scene(self) -> SceneGateReport:
         """A fresh report for the next scene; replacements carry over."""
         self.scene = SceneGateReport()
+        for check in self.checks:
+            if hasattr(check, "start_scene"):
+                check.start_scene()
         return self.scene
 
     def _local_name(self) -> str:
@@ -82,12 +89,10 @@ class SentenceGate:
         self._used.add(new)
         return new
 
-    def _replace_names(self, sentence: str) -> str:
+    def _replace_names(self, sentence: str) -> tuple[str, bool]:
         index = name_index()
-        words = sentence_names(sentence)
-        found = {w: sorted(index[w]) for w in words
+        found = {w: sorted(index[w]) for w in sentence_names(sentence)
                  if w in index and self.culture not in index[w] and w not in self.allowed}
-        self.scene.names_seen |= {w for w in words if w in index or w in self.allowed}
         for word in sorted(found):
             if word not in self.replacements:
                 self.replacements[word] = self._local_name()
@@ -96,20 +101,31 @@ class SentenceGate:
             self.scene.foreign_names[word] = found[word]
         for old, new in self.replacements.items():  # earlier replacements too, wherever the name recurs
             sentence = re.sub(rf"\b{re.escape(old)}\b", new, sentence)
-        return sentence
+        return sentence, bool(found)
 
     async def check(self, sentence: str) -> str | None:
-        """The sentence as it may be shown, or None when it must not be."""
+        """The sentence as it may be shown, or None when it must not be. Call `shown_as` with what
+        was finally shown (with its separator) so the next checks see it."""
         text = strip_meta_lines(sentence)
         if not text:
             return None
-        text = self._replace_names(text)
+        self.scene.sentences += 1
+        self.scene.raw.append(text)
+        text, foreign = self._replace_names(text)
+        flagged = foreign
+        before = self.shown[-CONTEXT_CHARS:]
         for check in self.checks:
-            out, reason = await check(text)
+            out, reason = await check(text, before)
             if reason:
                 self.scene.reasons.append(reason)
+                flagged |= getattr(check, "kind", "") == "cultural"
             if out is None:
                 self.scene.dropped += 1
+                self.scene.culturally_flagged += flagged
                 return None
             text = out
+        self.scene.culturally_flagged += flagged
         return text
+
+    def shown_as(self, piece: str) -> None:
+        self.shown += piece

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -31,8 +30,10 @@ from emotional_engine.agents import emotion as emotion_agent
 from emotional_engine.agents import quality as quality_agent
 from emotional_engine.agents import technical as technical_agent
 from emotional_engine.agents.base import run_parallel
-from emotional_engine.agents.gate import SentenceCheck, SentenceGate
-from emotional_engine.agents.prompts import rewrite_messages, scene_messages
+from emotional_engine.agents.character_check import CharacterChecker
+from emotional_engine.agents.gate import SentenceGate
+from emotional_engine.agents.prompts import scene_messages
+from emotional_engine.agents.sentence_checks import CharacterCheck, SafetyCheck, SensitivityCheck, rewriter
 from emotional_engine.agents.story import StoryPlan, plan_story
 from emotional_engine.agents.streaming import Sentence, SentenceStream
 from emotional_engine.culture import load_profile
@@ -40,7 +41,7 @@ from emotional_engine.domain import ArcOut, Character, Measurement, Scene, Story
 from emotional_engine.emotion.steering import LogitBias, TokenAffect
 from emotional_engine.lm.backends import Generator
 from emotional_engine.lm.sampling import SamplingParams
-from emotional_engine.safety import Repair, SafetyChecker
+from emotional_engine.safety import SafetyChecker
 from emotional_engine.threads import run_model
 
 
@@ -60,7 +61,6 @@ class Deps:
     agent_timeout_s: float = 30.0
     steering: TokenAffect | None = None  # logit steering table for the generator's vocabulary
     safety: SafetyChecker | None = None  # the audience check every sentence passes; None: not checked
-    sentence_checks: list[SentenceCheck] = field(default_factory=list)  # further fast checks
 
 
 @dataclass
@@ -86,6 +86,7 @@ class SceneOutcome(BaseModel):
     cultural_fit: float
     reasons: list[str]
     degraded: list[str]
+    states: dict[str, str] = {}  # cast member -> emotion in this scene (those the scene mentions)
 
 
 def _seed(request: StoryRequest) -> int:
@@ -99,8 +100,11 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
     profile = load_profile(request.culture)
     cast = character_agent.build_cast(request.model_copy(update={"seed": seed}), profile)
     plan = plan_story(request, profile.story.structure, [cast[0].name])
-    safety_repairs: list[Repair] = []
-    checks = [*([safety_check(request, deps, seed, safety_repairs)] if deps.safety else []), *deps.sentence_checks]
+    checker = await asyncio.to_thread(character_agent.checker_for, cast, profile)  # first use loads name lists
+    rewrite = rewriter(deps.generator, seed)
+    safety = SafetyCheck(deps.safety, request.audience, rewrite) if deps.safety else None
+    checks = [*([safety] if safety else []), SensitivityCheck(profile.tag, request.audience, rewrite),
+              CharacterCheck(checker, rewrite)]
     gate = SentenceGate(profile.tag, [c.name for c in cast], seed, checks)
     on_event(Event("plan", plan))
     targets = [s.target for s in plan.scenes]
@@ -111,7 +115,8 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
         lm0, models0 = timing.lm_ms, timing.models_ms
         on_event(Event("scene_started", {"index": i, "target": targets[i]}))
         plan.scenes[i] = scene_plan = scene_plan.model_copy(update={"target": targets[i]})
-        outcome = await _write_scene(request, deps, profile, plan, cast, i, story_text, seed, timing, gate, on_event)
+        outcome = await _write_scene(request, deps, profile, plan, cast, checker, i, story_text, seed, timing, gate,
+                                     on_event)
         outcomes.append(outcome)
         text = outcome.scene.text
         if text:
@@ -122,13 +127,14 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
         elapsed = 1000 * (time.perf_counter() - t_scene)
         timing.per_scene_overhead_ms.append(elapsed - (timing.lm_ms - lm0) - (timing.models_ms - models0))
 
-    story = await _finish(request, deps, plan, cast, outcomes, story_text, seed, timing, t_start, safety_repairs)
+    story = await _finish(request, deps, plan, cast, outcomes, story_text, seed, timing, t_start,
+                          safety.repairs if safety else [])
     on_event(Event("story_done", story))
     return story
 
 
-async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list[Character], i: int,
-                       story_text: str, seed: int, timing: _Timing, gate: SentenceGate,
+async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list[Character], checker: CharacterChecker,
+                       i: int, story_text: str, seed: int, timing: _Timing, gate: SentenceGate,
                        on_event: Callable[[Event], None]) -> SceneOutcome:
     sp = plan.scenes[i]
     guide = emotion_agent.guidance(sp.target, request.sampling.temperature)
@@ -168,7 +174,9 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
             continue
         piece = Sentence(shown, sentence.new_paragraph).joined_to(text)
         text += piece
-        on_event(Event("text", {"scene": i, "text": piece if (text != piece or not story_text) else "\n\n" + piece}))
+        delta = piece if (text != piece or not story_text) else "\n\n" + piece
+        gate.shown_as(delta)
+        on_event(Event("text", {"scene": i, "text": delta}))
 
     t0 = time.perf_counter()
     (m,) = await run_model(deps.emotion.score_passages, [text or "."])
@@ -178,7 +186,12 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
         return await asyncio.to_thread(technical_agent.check_text, text, request.audience, sp.words)
 
     async def character():
-        return await asyncio.to_thread(character_agent.check_mentions, text, cast)
+        """Consistency of the text as written (before the gate's repairs); states and facts from the final text."""
+        as_written = await asyncio.to_thread(checker.check, " ".join(report.raw))
+        final = await asyncio.to_thread(checker.check, text)
+        checker.learn(final)
+        states = await run_model(character_agent.scene_states, final, deps.emotion.score_passages)
+        return _Checked(character_consistency=as_written.character_consistency, states=states)
 
     results = await run_parallel({
         "technical": (technical, deps.agent_timeout_s),
@@ -186,10 +199,10 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
     })
     degraded = [name for name, r in results.items() if not r.ok]
     reasons = [f"scene {i + 1}: {r}" for r in report.reasons]
-    character_consistency = 1.0
+    character_consistency, states = 1.0, {}
     if results["character"].ok:
         character_consistency = results["character"].output.character_consistency
-        reasons += results["character"].output.reasons
+        states = results["character"].output.states
     if results["technical"].ok:
         reasons += [f"scene {i + 1}: {issue}" for issue in results["technical"].output.issues]
     measured = Measurement(valence=float(np.clip(m.valence, -1, 1)), arousal=float(np.clip(m.arousal, -1, 1)),
@@ -197,7 +210,12 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
     scene = Scene(index=i, text=text, target=sp.target, measured=measured)
     return SceneOutcome(scene=scene, distance=emotion_agent.distance(m, sp.target),
                         character_consistency=character_consistency, cultural_fit=report.cultural_fit,
-                        reasons=reasons, degraded=degraded)
+                        reasons=reasons, degraded=degraded, states=states)
+
+
+class _Checked(BaseModel):
+    character_consistency: float
+    states: dict[str, str]
 
 
 async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], outcomes: list[SceneOutcome],
@@ -219,8 +237,11 @@ async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], o
         cultural_fit=float(np.mean([o.cultural_fit for o in outcomes])),
         coherence_score=coherence, text=story_text, reasons=reasons,
     )
-    for c in cast:  # each character's state per scene: the scene's measured emotion
-        c.states = [o.scene.measured.emotion for o in outcomes if o.scene.measured is not None]
+    for c in cast:  # each character's state per scene: read from their sentences; else as before; else the scene's
+        c.states = []
+        for o in outcomes:
+            scene_mood = o.scene.measured.emotion if o.scene.measured is not None else "neutral"
+            c.states.append(o.states.get(c.name) or (c.states[-1] if c.states else scene_mood))
     degraded = sorted({d for o in outcomes for d in o.degraded})
     timing.total_ms = 1000 * (time.perf_counter() - t_start)
     info = deps.generator.info
@@ -239,35 +260,6 @@ async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], o
                     "logit_steering": deps.steering is not None and deps.generator.supports_logits_processors,
                     "structure": plan.structure, "sampling": request.sampling.model_dump()},
     )
-
-
-def sentence_rewriter(request: StoryRequest, deps: Deps, seed: int):
-    """(sentence, reason) -> the model's rewrite of one sentence, for the gate's repairs."""
-
-    async def rewrite(sentence: str, reason: str) -> str:
-        params = SamplingParams(max_tokens=80, temperature=0.7, top_p=0.9, stop=["\n"],
-                                seed=seed + zlib.crc32(f"{sentence}|{reason}".encode()))
-        done = await deps.generator.complete(rewrite_messages(sentence, reason, request.audience), params)
-        return technical_agent.trim_to_last_sentence(done.text.strip())
-
-    return rewrite
-
-
-def safety_check(request: StoryRequest, deps: Deps, seed: int, repairs: list[Repair]) -> SentenceCheck:
-    """The audience check as a gate check: a blocked sentence is rewritten by the generator (each try
-    re-checked) or dropped; what was repaired is kept for the story's safety report."""
-    rewrite = sentence_rewriter(request, deps, seed)
-
-    async def check(sentence: str) -> tuple[str | None, str | None]:
-        fixed, report = await deps.safety.repair(sentence, request.audience, rewrite)
-        if not report.repairs:
-            return sentence, None
-        r = report.repairs[0]
-        repairs.append(r.model_copy(update={"index": len(repairs)}))
-        action = "rewrote" if r.replacement else "dropped"
-        return (fixed or None), f"safety: {action} a sentence ({r.reason})"
-
-    return check
 
 
 def _title(premise: str) -> str:

@@ -115,6 +115,27 @@ class Sensitivities(_Strict):
     adult: list[str] = NonEmpty
 
 
+class SensitivityCheck(_Strict):
+    """A known pattern the sensitivity checker looks for (culture/sensitivity.py); matched case-insensitively per
+    sentence. It applies to its audience and the younger ones, like the sensitivities lists."""
+
+    pattern: str = Field(min_length=3)
+    reason: str = Field(min_length=3)
+    kind: Literal["sensitivity", "stereotype"] = "sensitivity"
+    audience: Audience = "adult"
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        import re
+
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"pattern {v!r} is not a regular expression: {e}") from e
+        return v
+
+
 class CultureProfile(_Strict):
     tag: str = Field(pattern=r"^[a-z]{2,3}-[A-Z]{2}$")
     name: str = Field(min_length=1)
@@ -126,6 +147,7 @@ class CultureProfile(_Strict):
     story: Story
     sensitivities: Sensitivities
     avoid_stereotypes: list[str] = NonEmpty
+    checks: list[SensitivityCheck] = []
 
     @field_validator("language")
     @classmethod
