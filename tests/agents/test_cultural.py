@@ -31,31 +31,3 @@ def test_clean_text_and_sentence_starts_are_left_alone():
     assert foreign_names("They met Haruto.", "ja-JP") == {}
     # "He" is a Chinese surname, but an English pronoun first (seen in a real story: "... and He smiled")
     assert "He" in name_index() and foreign_names("Night fell, and He smiled.", "yo-NG") == {}
-
-
-async def test_a_stereotype_is_regenerated_and_cultural_fit_falls():
-    from emotional_engine.agents.cultural import check_and_repair_all
-    from fakes import ScriptedGenerator
-
-    gen = ScriptedGenerator("The waiter set down the drinks and wished them a good evening.")
-    text = "Wanjiku sat in the café. Hakuna matata, the waiter grinned as he set down the drinks. She paid and left."
-    fixed, report = await check_and_repair_all(text, "sw-KE", "adult", ["Wanjiku Kamau"], gen, seed=1)
-    assert "Hakuna matata" not in fixed and "wished them a good evening" in fixed
-    assert [f.kind for f in report.sensitivity] == ["stereotype"] and report.rewrites[0].new
-    assert report.cultural_fit == round(1 - 1 / 3, 4) and any("rewrote" in r for r in report.reasons)
-    assert "hakuna matata" in gen.prompts[0][1]["content"].lower()  # the model is told what is wrong
-
-    clean = "Wanjiku sat in the café. The waiter set down two cups of chai. She paid with M-Pesa and left."
-    same, report = await check_and_repair_all(clean, "sw-KE", "adult", ["Wanjiku Kamau"], ScriptedGenerator())
-    assert same == clean and report.cultural_fit == 1.0 and report.sensitivity == []
-
-
-async def test_a_sentence_the_model_cannot_fix_is_dropped():
-    from emotional_engine.agents.cultural import check_and_repair_all
-    from fakes import ScriptedGenerator
-
-    gen = ScriptedGenerator("The exotic beauty smiled again.")  # still a cliché, twice
-    text = "Aoi opened the shop. The exotic beauty smiled at the customers. It was a slow morning."
-    fixed, report = await check_and_repair_all(text, "ja-JP", "adult", ["Aoi Tanaka"], gen)
-    assert fixed == "Aoi opened the shop. It was a slow morning." and report.rewrites[0].new is None
-    assert len(gen.prompts) == 2

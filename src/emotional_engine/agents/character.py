@@ -6,10 +6,10 @@ other roles get names from the culture's generator, two traits each, a goal (the
 the premise; the rival's comes from the culture's conflict sources) and a relationship graph
 (protagonist - ally: friends; protagonist - rival: rivals).
 
-Checking and repair use `agents.character_check` (the rule-based reader of mentions, pronouns, the
-dead, traits and kinship): stray names and wrong pronouns are substituted; a sentence where the
-dead act or a trait or fact is contradicted is regenerated through the Generator, or dropped
-(`agents.rewrite`). The checker's facts (deaths, kinship) carry from scene to scene. Each
+Checking uses `agents.character_check` (the rule-based reader of mentions, pronouns, the dead,
+traits and kinship); the repairs run per sentence in the gate before text is shown
+(`agents/sentence_checks.CharacterCheck`): stray names and wrong pronouns are substituted; a
+sentence where the dead act or a trait or fact is contradicted is rewritten by the model, or dropped. The checker's facts (deaths, kinship) carry from scene to scene. Each
 character's emotional state per scene is the emotion model's reading of the sentences that mention
 them. character_consistency is the share of mentions (names, aliases, forms of address, resolved
 pronouns, stray names) that agree with the sheet and with earlier facts, before repair.
@@ -26,20 +26,15 @@ from pydantic import BaseModel, Field
 
 from emotional_engine.agents.character_check import (
     ANTONYMS,
-    Change,
     CharacterChecker,
     CheckResult,
     Finding,
     StoryFacts,
     all_person_names,
     is_ordinary,
-    repair,
 )
-from emotional_engine.agents.rewrite import Rewrite, regenerate
 from emotional_engine.culture import CultureProfile, NameGenerator
 from emotional_engine.domain import Character, StoryRequest
-from emotional_engine.emotion.model import split_sentences
-from emotional_engine.lm.backends import Generator
 
 PRONOUNS = {"female": "she/her", "male": "he/him"}
 ROLES = ("protagonist", "ally", "rival")
@@ -51,8 +46,6 @@ _MALE = re.compile(r"\b(?:he|him|his|man|boy|son|father|brother|husband|grandfat
 
 class CharacterReport(BaseModel):
     findings: list[Finding] = Field(default_factory=list)
-    changes: list[Change] = Field(default_factory=list, description="names and pronouns substituted")
-    rewrites: list[Rewrite] = Field(default_factory=list, description="sentences regenerated or dropped")
     mentions: dict[str, int] = Field(description="cast member -> times mentioned")
     unknown_names: list[str]
     character_consistency: float = Field(ge=0.0, le=1.0)
@@ -128,11 +121,9 @@ def checker_for(cast: list[Character], profile: CultureProfile | None = None,
     return CharacterChecker(cast, profile, facts)
 
 
-def _report(result: CheckResult, changes=(), rewrites=()) -> CharacterReport:
+def _report(result: CheckResult) -> CharacterReport:
     reasons = [f"{f.kind.replace('_', ' ')}: {f.reason} in {f.sentence!r}" for f in result.findings]
-    reasons += [f"replaced {c.old} with {c.new}" for c in changes]
-    reasons += [f"{'rewrote' if r.new else 'dropped'} {r.old!r}" for r in rewrites]
-    return CharacterReport(findings=result.findings, changes=list(changes), rewrites=list(rewrites),
+    return CharacterReport(findings=result.findings,
                            mentions=result.mentions,
                            unknown_names=sorted({f.span for f in result.findings if f.kind == "foreign_name"}),
                            character_consistency=result.character_consistency, reasons=reasons)
@@ -142,30 +133,6 @@ def check_mentions(text: str, cast: list[Character], profile: CultureProfile | N
                    facts: StoryFacts | None = None) -> CharacterReport:
     """Check without repairing."""
     return _report(checker_for(cast, profile, facts).check(text))
-
-
-async def check_and_repair(text: str, checker: CharacterChecker, generator: Generator,
-                           seed: int = 0) -> tuple[str, CharacterReport, CheckResult]:
-    """Check, substitute names and pronouns, regenerate (or drop) sentences the dead act in or that
-    contradict the sheet; the checker learns the repaired text's facts. Returns the text, the report
-    (scored before repair) and the check of the repaired text (for per-character states)."""
-    result = checker.check(text)
-    fixed, changes, to_regenerate = repair(text, result.findings)
-    facts_now = StoryFacts(dead=sorted(set(checker.facts.dead) | set(result.learned.dead)), kin=checker.facts.kin)
-    sentence_checker = CharacterChecker(checker.cast, checker.profile, facts_now, checker.person_names)
-
-    def still_bad(sentence: str, before: str) -> str | None:
-        """The new sentence checked after the one before it, so its pronouns have someone to point to."""
-        context = split_sentences(before)[-1:] if before else []
-        found = [f for f in sentence_checker.check(" ".join([*context, sentence])).findings
-                 if f.sentence_index == len(context)]
-        return found[0].reason if found else None
-
-    flagged = [(f.sentence, f"{f.kind.replace('_', ' ')}: {f.reason}") for f in to_regenerate]
-    fixed, rewrites = await regenerate(fixed, flagged, generator, still_bad, seed=seed)
-    final = checker.check(fixed)
-    checker.learn(final)
-    return fixed, _report(result, changes, rewrites), final
 
 
 def scene_states(result: CheckResult, score_passages: Callable[[list[str]], list[Any]]) -> dict[str, str]:

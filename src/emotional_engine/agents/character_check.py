@@ -667,31 +667,3 @@ def _swap(word: str, sentence: str, offset: int) -> str:
 
 _AFTER_OBJECT = set("to and or but as at in on up down out off from with into for by back away again that than "
                     "the a an this these those".split())
-
-
-class Change(BaseModel):
-    kind: Kind
-    old: str
-    new: str
-    sentence_index: int
-
-
-def repair(text: str, findings: list[Finding]) -> tuple[str, list[Change], list[Finding]]:
-    """Fix what substitution can fix: a stray name becomes its stand-in everywhere it occurs; a wrong
-    pronoun becomes the right one. Returns the text, what changed, and the findings whose sentence
-    must be regenerated (dead acting, contradictions, strays with no stand-in)."""
-    edits: list[tuple[int, int, str]] = []
-    changes, regenerate = [], []
-    for f in findings:
-        if f.kind == "foreign_name" and f.fix:
-            for m in re.finditer(rf"\b{re.escape(f.span)}\b", text):
-                edits.append((m.start(), m.end(), f.fix))
-            changes.append(Change(kind=f.kind, old=f.span, new=f.fix, sentence_index=f.sentence_index))
-        elif f.kind == "wrong_pronoun" and f.fix:
-            edits.append((f.start, f.start + len(f.span), f.fix))
-            changes.append(Change(kind=f.kind, old=f.span, new=f.fix, sentence_index=f.sentence_index))
-        else:
-            regenerate.append(f)
-    for start, end, new in sorted(set(edits), reverse=True):
-        text = text[:start] + new + text[end:]
-    return text, changes, regenerate

@@ -4,8 +4,9 @@ Names: which culture a name belongs to comes from the names each culture's gener
 (`culture.known_names`). A capitalised word of the text, away from a sentence start, that is in
 another culture's names and not in the story culture's is a foreign name; it is replaced everywhere
 with one local name. Sensitivities and stereotypes: `culture.sensitivity` (a rule checker for known
-patterns, from the profiles' data) flags sentences; each is regenerated through the Generator and
-kept when the checker passes it, else dropped (`agents.rewrite`).
+patterns, from the profiles' data). Both run per sentence in the gate before text is shown
+(`agents/gate.py`, `agents/sentence_checks.py`); a flagged sentence is rewritten through the
+Generator and kept when the checker passes it, else dropped.
 
 cultural_fit is the share of sentences that carried no foreign name and no sensitivity or stereotype
 finding, measured before repair; the reasons say what was found and what was done.
@@ -13,20 +14,14 @@ finding, measured before repair; the reasons say what was found and what was don
 
 from __future__ import annotations
 
-import asyncio
 import re
 from functools import cache
 
 from pydantic import BaseModel, Field
 
-from emotional_engine.agents.rewrite import Rewrite, regenerate
 from emotional_engine.culture import NameGenerator, load_profile, profile_tags
 from emotional_engine.culture.names import known_names
-from emotional_engine.culture.profiles import Audience
-from emotional_engine.culture.sensitivity import SensitivityFinding, check_sentence
-from emotional_engine.culture.sensitivity import check as check_sensitivity
 from emotional_engine.emotion.model import split_sentences
-from emotional_engine.lm.backends import Generator
 
 _CAPITALISED = re.compile(r"\b[A-Z][a-zà-ÿ'’-]+\b")
 # English words that are also names somewhere (He, a Chinese surname; May; Will): never a foreign name
@@ -39,8 +34,6 @@ class CulturalReport(BaseModel):
     culture: str
     foreign_names: dict[str, list[str]] = Field(description="name -> cultures it belongs to")
     replacements: dict[str, str]
-    sensitivity: list[SensitivityFinding] = Field(default_factory=list)
-    rewrites: list[Rewrite] = Field(default_factory=list, description="flagged sentences regenerated or dropped")
     cultural_fit: float = Field(ge=0.0, le=1.0)
     reasons: list[str]
 
@@ -101,28 +94,3 @@ def check_and_repair(text: str, culture: str, cast_names: list[str], seed: int =
     reasons = [f"replaced {old} (a name from {', '.join(found[old])}) with {new}" for old, new in replacements.items()]
     return text, CulturalReport(culture=culture, foreign_names=found, replacements=replacements,
                                 cultural_fit=round(fit, 4), reasons=reasons)
-
-
-async def check_and_repair_all(text: str, culture: str, audience: Audience, cast_names: list[str],
-                               generator: Generator, seed: int = 0) -> tuple[str, CulturalReport]:
-    """Foreign names replaced, then every sentence with a sensitivity or stereotype finding regenerated
-    (or dropped when two rewrites still break a rule)."""
-    sentences = split_sentences(text)
-    # off the event loop: the first call builds the name index
-    text, report = await asyncio.to_thread(check_and_repair, text, culture, cast_names, seed)
-    findings = check_sensitivity(text, culture, audience)
-    bad_names = sum(any(re.search(rf"\b{re.escape(w)}\b", s) for w in report.foreign_names) for s in sentences)
-    bad = bad_names + len({f.sentence_index for f in findings})
-    fit = 1.0 if not sentences else max(0.0, 1.0 - bad / len(sentences))
-
-    def still_bad(sentence: str, _before: str) -> str | None:
-        hits = check_sentence(sentence, culture, audience)
-        return hits[0][1].reason if hits else None
-
-    flagged = [(f.sentence, f"{f.kind}: {f.reason} ('{f.span}')") for f in findings]
-    text, rewrites = await regenerate(text, flagged, generator, still_bad, seed=seed)
-    reasons = report.reasons + [
-        f"{'rewrote' if r.new else 'dropped'} a sentence ({r.reason}): {r.old!r}" + (f" -> {r.new!r}" if r.new else "")
-        for r in rewrites]
-    return text, report.model_copy(update={"sensitivity": findings, "rewrites": rewrites, "cultural_fit": round(fit, 4),
-                                           "reasons": reasons})

@@ -98,6 +98,7 @@ class CharacterCheck:
     def __init__(self, checker: CharacterChecker, rewrite: Rewriter):
         self.checker, self.rewrite = checker, rewrite
         self.context: list[str] = []
+        self.stand_ins: dict[str, str] = {}  # stray name -> the cast member it became, for the whole story
 
     def start_scene(self) -> None:
         self.context = []
@@ -124,8 +125,9 @@ class CharacterCheck:
             sentence = sentence[:at] + f.fix + sentence[at + len(f.span):]
             reasons.append(f"character: {f.span} -> {f.fix} ({f.reason})")
         for f in (f for f in found if f.fix and f.kind == "foreign_name"):
-            sentence = re.sub(rf"\b{re.escape(f.span)}\b", f.fix, sentence)
-            reasons.append(f"character: {f.span} -> {f.fix} ({f.reason})")
+            fix = self.stand_ins.setdefault(f.span, f.fix)
+            sentence = re.sub(rf"\b{re.escape(f.span)}\b", fix, sentence)
+            reasons.append(f"character: {f.span} -> {fix} ({f.reason})")
         rest = self._problem(sentence)
         if rest is not None:
             out, why = _outcome(await rewrite_until(sentence, rest, before, self.rewrite, self._problem), "character")
