@@ -7,9 +7,9 @@ model and its sentence embedder), loads them on first use, and hands them to the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
-from emotional_engine.agents.orchestrator import Deps, Event, write_story
+from emotional_engine.agents.orchestrator import Deps, Event, SceneOutcome, write_story
 from emotional_engine.config import Settings, get_settings
 from emotional_engine.domain import Story, StoryRequest
 from emotional_engine.lm.backends import Generator, make_generator
@@ -58,9 +58,10 @@ class Engine:
                     embed=lambda texts: model.embedder.encode(texts, batch_size=32, normalize_embeddings=True),
                     candidates=self.candidates, agent_timeout_s=self.agent_timeout_s)
 
-    async def agenerate(self, request: StoryRequest, on_event=None) -> Story:
+    async def agenerate(self, request: StoryRequest, on_event=None, done: Sequence[SceneOutcome] = ()) -> Story:
+        """`done`: checkpointed scenes of an interrupted run (same request and seed) to resume after."""
         deps = await run_model(self.deps)  # first use loads models: off the loop, in the model worker
-        return await write_story(request, deps, on_event or (lambda e: None))
+        return await write_story(request, deps, on_event or (lambda e: None), done)
 
     def generate(self, request: StoryRequest, on_event=None) -> Story:
         return asyncio.run(self.agenerate(request, on_event))
