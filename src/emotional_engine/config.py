@@ -24,6 +24,14 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
     openai_api_key: str | None = None
     openai_model: str | None = None
+    # Storage and cache (the HTTP service)
+    database_url: str | None = Field(None, description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; "
+                                     "default: a SQLite file engine.db in cache_dir or ~/.local/share/emotional-engine")
+    redis_url: str | None = Field(None, description="redis://host:6379/0 for the shared cache level; None: in-process only")
+    cache_l1_size: int = Field(1024, ge=1, description="entries in the in-process cache")
+    cache_ttl_s: int = Field(3600, ge=1, description="time to live of cached stories and beats, every level")
+    cache_l3_max_rows: int = Field(10_000, ge=1, description="rows of the SQL cache level before the oldest go")
+    session_idle_ttl_s: int = Field(1800, ge=1, description="an interactive session expires after this long idle")
     # HTTP service (`emotional-engine serve`)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
