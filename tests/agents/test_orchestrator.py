@@ -122,3 +122,17 @@ def test_request_validation_messages(bad, msg):
 
     with pytest.raises(ValidationError, match=msg):
         StoryRequest(**bad)
+
+
+async def test_a_story_resumes_after_its_checkpointed_scenes():
+    req = StoryRequest(premise="A fisherman's daughter saves the harbour.", arc="man_in_a_hole", words=600, seed=5)
+    events = []
+    full = await write_story(req, deps(), events.append)
+    checkpoints = [e.data for e in events if e.kind == "checkpoint"]
+    assert len(checkpoints) == len(full.scenes) == 4
+    d = deps()
+    resumed_events = []
+    resumed = await write_story(req, d, resumed_events.append, done=checkpoints[:2])
+    assert resumed.text == full.text and resumed.quality == full.quality
+    assert len(d.generator.prompts) == 2 * 4  # only the two unfinished scenes were written
+    assert [e.data["index"] for e in resumed_events if e.kind == "scene_started"] == [2, 3]
