@@ -214,5 +214,21 @@ def cultures():
         typer.echo(f"{tag:<7} {name}")
 
 
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="address to listen on (default EE_HOST, 127.0.0.1)")] = None,
+    port: Annotated[Optional[int], typer.Option(help="port (default EE_PORT, 8000)")] = None,
+):
+    """Run the HTTP API (OpenAPI docs at /docs); the embedded model and a SQLite file unless configured."""
+    import uvicorn
+
+    from emotional_engine.config import get_settings
+    from emotional_engine.service import create_app
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
+                log_level="info", timeout_graceful_shutdown=10)
+
+
 if __name__ == "__main__":
     app()
