@@ -119,3 +119,21 @@ async def test_feedback_is_stored_and_exported(app_client):
         assert (await c.post(f"/v1/stories/{story_id}/feedback", json={"rating": 9})).status_code == 422
         metrics = (await c.get("/metrics")).text
         assert "ee_user_satisfaction 4.0" in metrics and "ee_feedback_count 1.0" in metrics
+
+
+async def test_persistence_on_postgresql_across_a_restart(app_client, settings, postgres_url, make_key):
+    s = settings.model_copy(update={"database_url": postgres_url})
+    key = make_key(s)
+    async with app_client(s, key=key) as c:
+        story_id = (await c.post("/v1/stories", json=STORY)).json()["id"]
+        sid = (await c.post("/v1/sessions", json={"premise": "A harbour at dawn.", "seed": 1})).json()["id"]
+        await c.post(f"/v1/sessions/{sid}/turns", json={"action": "I row out."})
+    async with app_client(s, key=key) as c:
+        assert (await c.get(f"/v1/stories/{story_id}")).status_code == 200
+        assert len((await c.get(f"/v1/sessions/{sid}")).json()["beats"]) == 1
+        assert (await c.post("/v1/stories", json=STORY)).json()["cached"] is True  # L3 on PostgreSQL
+        store = Store.from_settings(s)
+        (info,) = store.list_keys()
+        usage = store.usage(info.id)
+        store.close()
+        assert usage.requests == 2 and usage.tokens > 0  # the story and the beat were charged to the key

@@ -15,7 +15,7 @@ from emotional_engine.agents.orchestrator import SceneOutcome
 from emotional_engine.domain import StoryRequest
 from emotional_engine.service import metering
 from emotional_engine.service.errors import ApiError
-from emotional_engine.service.serving import keep_story
+from emotional_engine.service.serving import account, keep_story
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class JobRunner:
                         try:
                             story = await svc.engine.agenerate(request, on_event, done)
                         finally:
-                            await svc.limiter.add_tokens(key_id, usage.tokens)
+                            await account(svc, key_id, usage)
                     break
                 except ApiError as e:  # no slot now: a job waits rather than fails
                     await asyncio.sleep(e.retry_after or 1.0)

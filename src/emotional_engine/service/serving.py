@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 
 from pydantic_core import to_jsonable_python
 
@@ -15,6 +16,15 @@ from emotional_engine.service.state import Service
 from emotional_engine.storage.cache import is_cacheable, request_cache_key
 
 log = logging.getLogger(__name__)
+
+
+async def account(service: Service, key_id: str, usage: metering.Usage) -> None:
+    """Charge a generation's tokens to the key: its rate limit, and its stored usage."""
+    await service.limiter.add_tokens(key_id, usage.tokens)
+    try:
+        await asyncio.to_thread(service.store.record_usage, key_id, 1, usage.tokens)
+    except Exception as e:  # usage is bookkeeping: a database outage must not fail the answer
+        log.warning("usage not recorded: %s", e)
 
 
 def cache_key(service: Service, request: StoryRequest) -> str | None:
@@ -62,7 +72,7 @@ async def generate_story(service: Service, key_id: str, request: StoryRequest, o
         try:
             story = await service.engine.agenerate(request, on_event)
         finally:
-            await service.limiter.add_tokens(key_id, usage.tokens)
+            await account(service, key_id, usage)
     return (await keep_story(service, key_id, request, story))[1]
 
 
@@ -82,3 +92,12 @@ def event_json(event) -> str:
     """An Engine event as an SSE data line (pydantic models and dataclasses to JSON)."""
     return json.dumps(to_jsonable_python(event.data), ensure_ascii=False)
 
+
+
+def stream_failure(service: Service) -> dict:
+    """The SSE error event for an unexpected failure mid-stream (logged with an incident id)."""
+    incident = uuid.uuid4().hex[:12]
+    log.exception("stream failed (incident %s)", incident)
+    service.metrics.errors.labels("internal").inc()
+    return {"event": "error", "data": json.dumps({"error": {"type": "internal", "message": (
+        f"generation failed (incident {incident}); it is logged, try again or report the incident id")}})}

@@ -10,7 +10,7 @@ from sse_starlette.sse import EventSourceResponse
 from emotional_engine.agents.character import build_cast
 from emotional_engine.culture import load_profile
 from emotional_engine.domain import StoryRequest
-from emotional_engine.service import metering
+from emotional_engine.service import metering, serving
 from emotional_engine.service.deps import KeyId, ServiceDep
 from emotional_engine.service.errors import ApiError, not_found
 from emotional_engine.service.protocol import ActionIn, CharacterOut, ErrorBody, SessionCreate, SessionOut
@@ -83,6 +83,8 @@ async def _stream(service, session_id, key_id, action, undo_first):
             yield {"event": kind, "data": data.model_dump_json() if kind == "beat" else json.dumps(data)}
     except ApiError as e:
         yield {"event": "error", "data": json.dumps({"error": {"type": e.type, "message": e.message}})}
+    except Exception:
+        yield serving.stream_failure(service)
 
 
 async def _play(service, session_id: str, key_id: str, action: str | None, undo_first: bool):
@@ -106,7 +108,7 @@ async def _play(service, session_id: str, key_id: str, action: str | None, undo_
                 async for sentence in live.stream_turn(action):
                     yield "sentence", sentence
             finally:
-                await service.limiter.add_tokens(key_id, usage.tokens)
+                await serving.account(service, key_id, usage)
         beat = live.beats[-1]
         try:
             if undo_first:  # the old beat goes only once its replacement is written

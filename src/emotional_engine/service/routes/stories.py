@@ -54,9 +54,11 @@ async def _events(service, key_id: str, body: StoryRequest):
                         return
                     yield {"event": event.kind, "data": serving.event_json(event)}
             finally:
-                await asyncio.shield(service.limiter.add_tokens(key_id, usage.tokens))
+                await asyncio.shield(serving.account(service, key_id, usage))
     except ApiError as e:
         yield {"event": "error", "data": json.dumps({"error": {"type": e.type, "message": e.message}})}
+    except Exception:
+        yield serving.stream_failure(service)
 
 
 @router.get("/{story_id}", response_model=StoryOut, responses=ERRORS | {404: {"model": ErrorBody}})
