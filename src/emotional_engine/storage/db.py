@@ -344,7 +344,7 @@ class Store:
         if kind is not None:
             query = query.where(FeedbackRow.kind == kind)
         with self._tx() as s:
-            counts = dict(s.execute(query).tuples().all())
+            counts = {rating: n for rating, n in s.execute(query)}
         distribution = {r: counts.get(r, 0) for r in range(1, 6)}
         n = sum(distribution.values())
         mean = sum(r * c for r, c in distribution.items()) / n if n else None
