@@ -10,6 +10,7 @@ import time
 import pytest
 import redis
 
+from emotional_engine.config import Settings
 from emotional_engine.domain import StoryRequest
 from emotional_engine.storage import MultiLevelCache, Store, is_cacheable, request_cache_key
 from emotional_engine.storage import cache as cache_module
@@ -107,6 +108,17 @@ def test_the_in_process_level_is_bounded():
         c.put(f"k{i}", b"v")
     assert c.get("k0") == (None, None)
     assert c.get("k2") == (b"v", "l1")
+
+
+def test_built_from_settings(redis_url, namespace, store):
+    settings = Settings(redis_url=redis_url, cache_l1_size=1, cache_ttl_s=120)
+    c = MultiLevelCache.from_settings(settings, store, namespace=namespace)
+    c.put("a", b"1")
+    c.put("b", b"2")  # pushes "a" out of the one-entry L1
+    assert c.get("a") == (b"1", "l2")
+    assert store.cache_get("a") == b"1"
+    assert MultiLevelCache.from_settings(Settings()).stats()["l2"]["configured"] is False
+    c.close()
 
 
 def test_values_are_bytes():

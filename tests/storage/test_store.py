@@ -1,5 +1,6 @@
 """Every Store method on SQLite and PostgreSQL: stories, sessions, jobs, feedback, usage, L3 cache."""
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -42,6 +43,15 @@ def test_turns_append_in_order_and_undo_removes_the_last(store, key_id):
     record = store.get_session(sid, key_id)
     assert [(t.index, t.action) for t in record.turns] == [(0, "act 0"), (1, "act 1"), (2, "again")]
     assert record.request == {"premise": "p"} and record.status == "active"
+
+
+def test_concurrent_turns_of_one_session_queue_and_get_distinct_indexes(store, key_id):
+    sid = store.create_session(key_id, {}, ttl_s=60)
+    with ThreadPoolExecutor(4) as pool:
+        indexes = list(pool.map(lambda i: store.add_turn(sid, key_id, f"a{i}", {"i": i}), range(24)))
+    assert sorted(indexes) == list(range(24))
+    turns = store.get_session(sid, key_id).turns
+    assert [t.index for t in turns] == list(range(24)) and sorted(t.beat["i"] for t in turns) == list(range(24))
 
 
 def test_undo_on_an_empty_session_returns_none(store, key_id):

@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from emotional_engine import __version__
 
 if TYPE_CHECKING:
+    from emotional_engine.config import Settings
     from emotional_engine.storage.db import Store
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,11 @@ class MultiLevelCache:
         self._counts = {level: Counter() for level in LEVELS}
         self._down_until = {"l2": 0.0, "l3": 0.0}  # timer value before which a failed level is skipped
         self._down = {"l2": False, "l3": False}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: Store | None = None, **kw) -> MultiLevelCache:
+        ttl = settings.cache_ttl_s
+        return cls(settings.cache_l1_size, ttl, settings.redis_url, store, ttl, ttl, **kw)
 
     # ---- bookkeeping ------------------------------------------------------------------------
 

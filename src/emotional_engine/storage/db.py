@@ -194,43 +194,36 @@ class Store:
         return session_id
 
     def _playable_session(self, s: Session, session_id: str, key_id: str) -> SessionRow:
-        """The session row, locked for this transaction on PostgreSQL (turns of one session serialise)."""
-        row = s.scalar(select(SessionRow).where(SessionRow.id == session_id, SessionRow.key_id == key_id)
-                       .with_for_update())
-        if row is None:
+        """The session's row, locked for the rest of the transaction, with its expiry pushed out.
+        The lock is an UPDATE, the first statement: it takes SQLite's write lock and PostgreSQL's row
+        lock before anything is read, so concurrent turns of one session queue instead of racing."""
+        now = self.now()
+        locked = s.execute(update(SessionRow).where(SessionRow.id == session_id, SessionRow.key_id == key_id)
+                           .values(last_active_at=now))
+        if locked.rowcount == 0:
             raise NotFoundError(f"no session {session_id}")
-        if row.status != "active" or row.expires_at <= self.now():
+        row = s.scalars(select(SessionRow).where(SessionRow.id == session_id)
+                        .execution_options(populate_existing=True)).one()
+        if row.status != "active" or row.expires_at <= now:
             raise SessionExpiredError(f"session {session_id} expired after {row.ttl_s} s idle; it can still be read")
+        row.expires_at = now + timedelta(seconds=row.ttl_s)  # the transaction's rollback undoes both
         return row
 
-    def _touch(self, row: SessionRow) -> None:
-        row.last_active_at = self.now()
-        row.expires_at = row.last_active_at + timedelta(seconds=row.ttl_s)
-
     def add_turn(self, session_id: str, key_id: str, action: str, beat: dict) -> int:
-        """Append a turn; returns its index (0, 1, ...). Committed before returning. Concurrent
-        appends to one session get distinct indexes (the unique index decides, the loser retries)."""
-        for attempt in range(5):
-            try:
-                with self._tx() as s:
-                    row = self._playable_session(s, session_id, key_id)
-                    last = s.scalar(select(func.max(TurnRow.index)).where(TurnRow.session_id == session_id))
-                    index = 0 if last is None else last + 1
-                    s.add(TurnRow(session_id=session_id, index=index, action=action, beat=beat, created_at=self.now()))
-                    self._touch(row)
-                return index
-            except IntegrityError:
-                if attempt == 4:
-                    raise
-        raise AssertionError("unreachable")
+        """Append a turn; returns its index (0, 1, ...), committed before returning."""
+        with self._tx() as s:
+            self._playable_session(s, session_id, key_id)
+            last = s.scalar(select(func.max(TurnRow.index)).where(TurnRow.session_id == session_id))
+            index = 0 if last is None else last + 1
+            s.add(TurnRow(session_id=session_id, index=index, action=action, beat=beat, created_at=self.now()))
+        return index
 
     def pop_turn(self, session_id: str, key_id: str) -> dict | None:
         """Remove the last turn (undo) and return it as {index, action, beat}; None if there is none."""
         with self._tx() as s:
-            row = self._playable_session(s, session_id, key_id)
+            self._playable_session(s, session_id, key_id)
             turn = s.scalar(select(TurnRow).where(TurnRow.session_id == session_id)
                             .order_by(TurnRow.index.desc()).limit(1))
-            self._touch(row)
             if turn is None:
                 return None
             s.delete(turn)
@@ -252,7 +245,7 @@ class Store:
         """Push the session's expiry out by its time to live; False if it is missing or already expired."""
         try:
             with self._tx() as s:
-                self._touch(self._playable_session(s, session_id, key_id))
+                self._playable_session(s, session_id, key_id)
             return True
         except (NotFoundError, SessionExpiredError):
             return False
