@@ -241,3 +241,10 @@ def test_ping_says_whether_the_database_answers(store):
     down = Store("postgresql+psycopg://postgres@127.0.0.1:1/none")
     assert down.ping() is False
     down.close()
+
+
+@pytest.mark.parametrize("url,message", [("not a url", "not a database URL"),
+                                         ("mysql://u@h/db", "'mysql' is not supported")])
+def test_a_bad_database_url_is_named(url, message):
+    with pytest.raises(ValueError, match=message):
+        Store(url)
