@@ -19,6 +19,14 @@ PG_HOST = os.environ.get("EE_TEST_POSTGRES", "postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("EE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+def pytest_collection_modifyitems(items):
+    """Mark what needs PostgreSQL or Redis, so `-m 'not services'` can deliberately leave it out."""
+    for item in items:
+        on_postgres = getattr(item, "callspec", None) and item.callspec.params.get("store_url") == "postgresql"
+        if on_postgres or {"postgres_admin", "redis_url"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
+
 class Clock:
     """A settable UTC clock for the store (expiry, usage minutes) without sleeping."""
 
