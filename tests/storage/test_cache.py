@@ -121,9 +121,13 @@ def test_built_from_settings(redis_url, namespace, store):
     c.close()
 
 
-def test_values_are_bytes():
+def test_values_are_bytes_and_keys_fit_every_level():
     with pytest.raises(TypeError, match="bytes"):
         MultiLevelCache().put("k", "a string")
+    with pytest.raises(ValueError, match="1-64"):
+        MultiLevelCache().put("k" * 65, b"v")
+    with pytest.raises(ValueError, match="1-64"):
+        MultiLevelCache().get("")
 
 
 def test_events_feed_metrics(make_cache):

@@ -226,6 +226,14 @@ def test_cache_put_replaces_and_refreshes(store, clock):
     assert store.cache_get("k") == b"new"
 
 
+def test_cache_keys_are_limited_the_same_on_every_backend(store):
+    store.cache_put("k" * 64, b"v", ttl_s=30)
+    with pytest.raises(ValueError, match="1-64"):
+        store.cache_put("k" * 65, b"v", ttl_s=30)
+    with pytest.raises(ValueError, match="1-64"):
+        store.cache_get("")
+
+
 def test_cache_keeps_only_the_newest_rows(store, clock):  # the fixture's store holds 5 rows at most
     for i in range(8):
         store.cache_put(f"k{i}", str(i).encode(), ttl_s=3600)

@@ -25,7 +25,7 @@ from sqlalchemy.pool import StaticPool
 from emotional_engine.storage import keys, migrate
 from emotional_engine.storage.records import (ApiKeyInfo, JobRecord, SessionRecord, TurnRecord, Usage,
                                               UsageWindow)
-from emotional_engine.storage.schema import (ApiKey, CacheRow, FeedbackRow, JobRow, SessionRow, StoryRow, TurnRow,
+from emotional_engine.storage.schema import (CACHE_KEY_MAX, ApiKey, CacheRow, FeedbackRow, JobRow, SessionRow, StoryRow, TurnRow,
                                              UsageRow)
 
 if TYPE_CHECKING:
@@ -368,11 +368,13 @@ class Store:
     # ---- the cache's third level ------------------------------------------------------------
 
     def cache_get(self, key: str) -> bytes | None:
+        _check_cache_key(key)
         with self._sessions.begin() as s:
             return s.scalar(select(CacheRow.value).where(CacheRow.key == key, CacheRow.expires_at > self.now()))
 
     def cache_put(self, key: str, value: bytes, ttl_s: float) -> None:
         """Insert or replace; then drop expired rows and, beyond `cache_max_rows`, the oldest."""
+        _check_cache_key(key)
         if ttl_s <= 0:
             raise ValueError("a cache entry's time to live must be positive")
         now = self.now()
@@ -384,6 +386,11 @@ class Store:
                 newest_first = select(CacheRow.key).order_by(CacheRow.created_at.desc(), CacheRow.key)
                 stale = newest_first.offset(self.cache_max_rows).subquery()
                 s.execute(delete(CacheRow).where(CacheRow.key.in_(select(stale.c.key))))
+
+
+def _check_cache_key(key: str) -> None:
+    if not 1 <= len(key) <= CACHE_KEY_MAX:  # the column's width, enforced the same on every backend
+        raise ValueError(f"cache keys are 1-{CACHE_KEY_MAX} characters (request_cache_key gives 64 hex digits)")
 
 
 def _key_info(row: ApiKey) -> ApiKeyInfo:
