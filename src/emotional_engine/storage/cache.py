@@ -28,8 +28,10 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from emotional_engine import __version__
+from emotional_engine.storage.schema import CACHE_KEY_MAX
 
 if TYPE_CHECKING:
+    from emotional_engine.config import Settings
     from emotional_engine.storage.db import Store
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,11 @@ class MultiLevelCache:
         self._counts = {level: Counter() for level in LEVELS}
         self._down_until = {"l2": 0.0, "l3": 0.0}  # timer value before which a failed level is skipped
         self._down = {"l2": False, "l3": False}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: Store | None = None, **kw) -> MultiLevelCache:
+        ttl = settings.cache_ttl_s
+        return cls(settings.cache_l1_size, ttl, settings.redis_url, store, ttl, ttl, **kw)
 
     # ---- bookkeeping ------------------------------------------------------------------------
 
@@ -204,6 +211,7 @@ class MultiLevelCache:
 
     def get(self, key: str) -> tuple[bytes, str] | tuple[None, None]:
         """(value, level it came from) or (None, None). A hit below L1 is copied upwards."""
+        _check_key(key)
         if (value := self._l1_get(key)) is not None:
             return value, "l1"
         if (value := self._remote_get("l2", key)) is not None:
@@ -217,12 +225,14 @@ class MultiLevelCache:
 
     def put(self, key: str, value: bytes) -> None:
         """Write through every level."""
+        _check_key(key)
         _check_bytes(value)
         self._l1_put(key, value)
         self._remote_put("l2", key, value)
         self._remote_put("l3", key, value)
 
     async def aget(self, key: str) -> tuple[bytes, str] | tuple[None, None]:
+        _check_key(key)
         if (value := self._l1_get(key)) is not None:
             return value, "l1"
         if (value := await self._aremote_get("l2", key)) is not None:
@@ -235,6 +245,7 @@ class MultiLevelCache:
         return None, None
 
     async def aput(self, key: str, value: bytes) -> None:
+        _check_key(key)
         _check_bytes(value)
         self._l1_put(key, value)
         await self._aremote_put("l2", key, value)
@@ -248,6 +259,12 @@ class MultiLevelCache:
         if self._aredis is not None:
             await self._aredis.aclose()
         self.close()
+
+
+def _check_key(key: str) -> None:
+    # the SQL level's limit, applied to every level so a key behaves the same wherever it lands
+    if not isinstance(key, str) or not 1 <= len(key) <= CACHE_KEY_MAX:
+        raise ValueError(f"cache keys are strings of 1-{CACHE_KEY_MAX} characters (see request_cache_key)")
 
 
 def _check_bytes(value: Any) -> None:

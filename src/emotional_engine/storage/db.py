@@ -10,8 +10,7 @@ key never learns whether another key's id exists.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,14 +18,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import Engine, create_engine, delete, event, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from emotional_engine.storage import keys, migrate
 from emotional_engine.storage.records import (ApiKeyInfo, JobRecord, SessionRecord, TurnRecord, Usage,
                                               UsageWindow)
-from emotional_engine.storage.schema import (ApiKey, CacheRow, FeedbackRow, JobRow, SessionRow, StoryRow, TurnRow,
+from emotional_engine.storage.schema import (CACHE_KEY_MAX, ApiKey, CacheRow, FeedbackRow, JobRow, SessionRow, StoryRow, TurnRow,
                                              UsageRow)
 
 if TYPE_CHECKING:
@@ -58,8 +57,14 @@ def _new_id() -> str:
 
 
 def _make_engine(url: str) -> Engine:
-    u = make_url(url)
-    if u.get_backend_name() != "sqlite":
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"not a database URL: {url!r} (e.g. sqlite:///engine.db or "
+                         "postgresql+psycopg://user@host:5432/db)") from None
+    if u.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError(f"database {u.get_backend_name()!r} is not supported: use sqlite or postgresql")
+    if u.get_backend_name() == "postgresql":
         # pre-ping: a restarted database is noticed on the next checkout, not on a failed query
         return create_engine(u, pool_pre_ping=True, connect_args={"connect_timeout": 3})
     if u.database in (None, "", ":memory:"):
@@ -108,16 +113,12 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    @contextmanager
-    def _tx(self) -> Iterator[Session]:
-        with self._sessions.begin() as s:
-            yield s
-
-    def _upsert(self, s: Session, model, values: dict[str, Any], keys_: list[str], set_: dict[str, Any]) -> None:
+    def _upsert(self, s: Session, model, values: dict[str, Any], conflict: list[str],
+                updates: Callable[[Any], dict[str, Any]]) -> None:
+        """INSERT ... ON CONFLICT DO UPDATE; `updates(excluded)` gives the new values of an existing row."""
         insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         stmt = insert(model).values(**values)
-        s.execute(stmt.on_conflict_do_update(index_elements=keys_, set_={k: v(stmt.excluded) if callable(v) else v
-                                                                          for k, v in set_.items()}))
+        s.execute(stmt.on_conflict_do_update(index_elements=conflict, set_=updates(stmt.excluded)))
 
     # ---- API keys ---------------------------------------------------------------------------
 
@@ -132,7 +133,7 @@ class Store:
             row = ApiKey(id=_new_id(), name=name, prefix=keys.prefix_of(plain), salt=salt,
                          key_hash=keys.hash_key(plain, salt), created_at=self.now())
             try:
-                with self._tx() as s:
+                with self._sessions.begin() as s:
                     s.add(row)
                 return plain, _key_info(row)
             except IntegrityError:
@@ -143,14 +144,14 @@ class Store:
         """The key's record if the plain key is valid and not revoked; None otherwise."""
         if not keys.well_formed(plain):
             return None
-        with self._tx() as s:
+        with self._sessions.begin() as s:
             row = s.scalar(select(ApiKey).where(ApiKey.prefix == keys.prefix_of(plain)))
         if row is None or row.revoked_at is not None or not keys.matches(plain, row.salt, row.key_hash):
             return None
         return _key_info(row)
 
     def list_keys(self) -> list[ApiKeyInfo]:
-        with self._tx() as s:
+        with self._sessions.begin() as s:
             return [_key_info(r) for r in s.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id))]
 
     def revoke_key(self, key_id_or_prefix: str) -> bool:
@@ -158,7 +159,7 @@ class Store:
         ref = key_id_or_prefix.strip()
         if keys.well_formed(ref):
             ref = keys.prefix_of(ref)
-        with self._tx() as s:
+        with self._sessions.begin() as s:
             done = s.execute(update(ApiKey).where((ApiKey.id == ref) | (ApiKey.prefix == ref),
                                                   ApiKey.revoked_at.is_(None)).values(revoked_at=self.now()))
             return done.rowcount > 0
@@ -168,14 +169,14 @@ class Store:
     def save_story(self, key_id: str, request: dict, story: dict) -> str:
         story_id = _new_id()
         try:
-            with self._tx() as s:
+            with self._sessions.begin() as s:
                 s.add(StoryRow(id=story_id, key_id=key_id, request=request, story=story, created_at=self.now()))
         except IntegrityError:
             raise NotFoundError(f"no API key {key_id}") from None
         return story_id
 
     def get_story(self, story_id: str, key_id: str) -> dict | None:
-        with self._tx() as s:
+        with self._sessions.begin() as s:
             row = s.scalar(select(StoryRow).where(StoryRow.id == story_id, StoryRow.key_id == key_id))
         return None if row is None else row.story
 
@@ -186,7 +187,7 @@ class Store:
             raise ValueError("a session's idle time to live must be positive")
         now, session_id = self.now(), _new_id()
         try:
-            with self._tx() as s:
+            with self._sessions.begin() as s:
                 s.add(SessionRow(id=session_id, key_id=key_id, request=request, status="active", ttl_s=ttl_s,
                                  created_at=now, last_active_at=now, expires_at=now + timedelta(seconds=ttl_s)))
         except IntegrityError:
@@ -194,50 +195,43 @@ class Store:
         return session_id
 
     def _playable_session(self, s: Session, session_id: str, key_id: str) -> SessionRow:
-        """The session row, locked for this transaction on PostgreSQL (turns of one session serialise)."""
-        row = s.scalar(select(SessionRow).where(SessionRow.id == session_id, SessionRow.key_id == key_id)
-                       .with_for_update())
-        if row is None:
+        """The session's row, locked for the rest of the transaction, with its expiry pushed out.
+        The lock is an UPDATE, the first statement: it takes SQLite's write lock and PostgreSQL's row
+        lock before anything is read, so concurrent turns of one session queue instead of racing."""
+        now = self.now()
+        locked = s.execute(update(SessionRow).where(SessionRow.id == session_id, SessionRow.key_id == key_id)
+                           .values(last_active_at=now))
+        if locked.rowcount == 0:
             raise NotFoundError(f"no session {session_id}")
-        if row.status != "active" or row.expires_at <= self.now():
+        row = s.scalars(select(SessionRow).where(SessionRow.id == session_id)
+                        .execution_options(populate_existing=True)).one()
+        if row.status != "active" or row.expires_at <= now:
             raise SessionExpiredError(f"session {session_id} expired after {row.ttl_s} s idle; it can still be read")
+        row.expires_at = now + timedelta(seconds=row.ttl_s)  # the transaction's rollback undoes both
         return row
 
-    def _touch(self, row: SessionRow) -> None:
-        row.last_active_at = self.now()
-        row.expires_at = row.last_active_at + timedelta(seconds=row.ttl_s)
-
     def add_turn(self, session_id: str, key_id: str, action: str, beat: dict) -> int:
-        """Append a turn; returns its index (0, 1, ...). Committed before returning. Concurrent
-        appends to one session get distinct indexes (the unique index decides, the loser retries)."""
-        for attempt in range(5):
-            try:
-                with self._tx() as s:
-                    row = self._playable_session(s, session_id, key_id)
-                    last = s.scalar(select(func.max(TurnRow.index)).where(TurnRow.session_id == session_id))
-                    index = 0 if last is None else last + 1
-                    s.add(TurnRow(session_id=session_id, index=index, action=action, beat=beat, created_at=self.now()))
-                    self._touch(row)
-                return index
-            except IntegrityError:
-                if attempt == 4:
-                    raise
-        raise AssertionError("unreachable")
+        """Append a turn; returns its index (0, 1, ...), committed before returning."""
+        with self._sessions.begin() as s:
+            self._playable_session(s, session_id, key_id)
+            last = s.scalar(select(func.max(TurnRow.index)).where(TurnRow.session_id == session_id))
+            index = 0 if last is None else last + 1
+            s.add(TurnRow(session_id=session_id, index=index, action=action, beat=beat, created_at=self.now()))
+        return index
 
     def pop_turn(self, session_id: str, key_id: str) -> dict | None:
         """Remove the last turn (undo) and return it as {index, action, beat}; None if there is none."""
-        with self._tx() as s:
-            row = self._playable_session(s, session_id, key_id)
+        with self._sessions.begin() as s:
+            self._playable_session(s, session_id, key_id)
             turn = s.scalar(select(TurnRow).where(TurnRow.session_id == session_id)
                             .order_by(TurnRow.index.desc()).limit(1))
-            self._touch(row)
             if turn is None:
                 return None
             s.delete(turn)
             return {"index": turn.index, "action": turn.action, "beat": turn.beat}
 
     def get_session(self, session_id: str, key_id: str) -> SessionRecord | None:
-        with self._tx() as s:
+        with self._sessions.begin() as s:
             row = s.scalar(select(SessionRow).where(SessionRow.id == session_id, SessionRow.key_id == key_id))
             if row is None:
                 return None
@@ -251,8 +245,8 @@ class Store:
     def touch_session(self, session_id: str, key_id: str) -> bool:
         """Push the session's expiry out by its time to live; False if it is missing or already expired."""
         try:
-            with self._tx() as s:
-                self._touch(self._playable_session(s, session_id, key_id))
+            with self._sessions.begin() as s:
+                self._playable_session(s, session_id, key_id)
             return True
         except (NotFoundError, SessionExpiredError):
             return False
@@ -260,13 +254,13 @@ class Store:
     def expire_idle(self, now: datetime | None = None) -> int:
         """Mark sessions idle past their expiry as expired; returns how many. Their turns stay readable."""
         now = now or self.now()
-        with self._tx() as s:
+        with self._sessions.begin() as s:
             done = s.execute(update(SessionRow).where(SessionRow.status == "active", SessionRow.expires_at <= now)
                              .values(status="expired"))
             return done.rowcount
 
     def delete_session(self, session_id: str, key_id: str) -> bool:
-        with self._tx() as s:
+        with self._sessions.begin() as s:
             done = s.execute(delete(SessionRow).where(SessionRow.id == session_id, SessionRow.key_id == key_id))
             return done.rowcount > 0
 
@@ -275,7 +269,7 @@ class Store:
     def create_job(self, key_id: str, request: dict) -> str:
         now, job_id = self.now(), _new_id()
         try:
-            with self._tx() as s:
+            with self._sessions.begin() as s:
                 s.add(JobRow(id=job_id, key_id=key_id, request=request, status="queued", progress={},
                              created_at=now, updated_at=now))
         except IntegrityError:
@@ -283,7 +277,7 @@ class Store:
         return job_id
 
     def _advance_job(self, job_id: str, **values) -> bool:
-        with self._tx() as s:
+        with self._sessions.begin() as s:
             done = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status.in_(UNFINISHED))
                              .values(updated_at=self.now(), **values))
             return done.rowcount > 0
@@ -300,20 +294,20 @@ class Store:
         return self._advance_job(job_id, status="failed", error=message)
 
     def cancel_job(self, job_id: str, key_id: str) -> bool:
-        with self._tx() as s:
+        with self._sessions.begin() as s:
             done = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.key_id == key_id,
                                                   JobRow.status.in_(UNFINISHED))
                              .values(status="cancelled", updated_at=self.now()))
             return done.rowcount > 0
 
     def get_job(self, job_id: str, key_id: str) -> JobRecord | None:
-        with self._tx() as s:
+        with self._sessions.begin() as s:
             row = s.scalar(select(JobRow).where(JobRow.id == job_id, JobRow.key_id == key_id))
         return None if row is None else _job_record(row)
 
     def unfinished_jobs(self) -> list[JobRecord]:
         """Queued and running jobs, oldest first: what a restarted server resumes."""
-        with self._tx() as s:
+        with self._sessions.begin() as s:
             rows = s.scalars(select(JobRow).where(JobRow.status.in_(UNFINISHED)).order_by(JobRow.created_at)).all()
         return [_job_record(r) for r in rows]
 
@@ -329,7 +323,7 @@ class Store:
         if comment is not None and len(comment) > MAX_COMMENT:
             raise ValueError(f"a comment is at most {MAX_COMMENT} characters")
         target = StoryRow if kind == "story" else SessionRow
-        with self._tx() as s:
+        with self._sessions.begin() as s:
             if s.scalar(select(target.id).where(target.id == target_id, target.key_id == key_id)) is None:
                 return None
             row = FeedbackRow(kind=kind, target_id=target_id, key_id=key_id, rating=rating, comment=comment,
@@ -343,8 +337,8 @@ class Store:
         query = select(FeedbackRow.rating, func.count()).group_by(FeedbackRow.rating)
         if kind is not None:
             query = query.where(FeedbackRow.kind == kind)
-        with self._tx() as s:
-            counts = dict(s.execute(query).tuples().all())
+        with self._sessions.begin() as s:
+            counts = {rating: n for rating, n in s.execute(query)}
         distribution = {r: counts.get(r, 0) for r in range(1, 6)}
         n = sum(distribution.values())
         mean = sum(r * c for r, c in distribution.items()) / n if n else None
@@ -357,16 +351,16 @@ class Store:
         if requests < 0 or tokens < 0:
             raise ValueError("usage counts cannot be negative")
         minute = self.now().replace(second=0, microsecond=0)
-        with self._tx() as s:
+        with self._sessions.begin() as s:
             self._upsert(s, UsageRow, dict(key_id=key_id, minute=minute, requests=requests, tokens=tokens),
-                         ["key_id", "minute"], {"requests": lambda ex: UsageRow.requests + ex.requests,
-                                                "tokens": lambda ex: UsageRow.tokens + ex.tokens})
+                         ["key_id", "minute"], lambda new: {"requests": UsageRow.requests + new.requests,
+                                                            "tokens": UsageRow.tokens + new.tokens})
 
     def usage(self, key_id: str, since: datetime | None = None) -> Usage:
         query = select(UsageRow).where(UsageRow.key_id == key_id).order_by(UsageRow.minute)
         if since is not None:
             query = query.where(UsageRow.minute >= since)
-        with self._tx() as s:
+        with self._sessions.begin() as s:
             rows = s.scalars(query).all()
         return Usage(key_id=key_id, requests=sum(r.requests for r in rows), tokens=sum(r.tokens for r in rows),
                      minutes=[UsageWindow(minute=r.minute, requests=r.requests, tokens=r.tokens) for r in rows])
@@ -374,23 +368,29 @@ class Store:
     # ---- the cache's third level ------------------------------------------------------------
 
     def cache_get(self, key: str) -> bytes | None:
-        with self._tx() as s:
+        _check_cache_key(key)
+        with self._sessions.begin() as s:
             return s.scalar(select(CacheRow.value).where(CacheRow.key == key, CacheRow.expires_at > self.now()))
 
     def cache_put(self, key: str, value: bytes, ttl_s: float) -> None:
         """Insert or replace; then drop expired rows and, beyond `cache_max_rows`, the oldest."""
+        _check_cache_key(key)
         if ttl_s <= 0:
             raise ValueError("a cache entry's time to live must be positive")
         now = self.now()
-        with self._tx() as s:
-            self._upsert(s, CacheRow, dict(key=key, value=value, created_at=now,
-                                           expires_at=now + timedelta(seconds=ttl_s)),
-                         ["key"], {"value": value, "created_at": now, "expires_at": now + timedelta(seconds=ttl_s)})
+        row = dict(value=value, created_at=now, expires_at=now + timedelta(seconds=ttl_s))
+        with self._sessions.begin() as s:
+            self._upsert(s, CacheRow, dict(key=key, **row), ["key"], lambda new: row)
             s.execute(delete(CacheRow).where(CacheRow.expires_at <= now))
             if s.scalar(select(func.count()).select_from(CacheRow)) > self.cache_max_rows:
                 newest_first = select(CacheRow.key).order_by(CacheRow.created_at.desc(), CacheRow.key)
                 stale = newest_first.offset(self.cache_max_rows).subquery()
                 s.execute(delete(CacheRow).where(CacheRow.key.in_(select(stale.c.key))))
+
+
+def _check_cache_key(key: str) -> None:
+    if not 1 <= len(key) <= CACHE_KEY_MAX:  # the column's width, enforced the same on every backend
+        raise ValueError(f"cache keys are 1-{CACHE_KEY_MAX} characters (request_cache_key gives 64 hex digits)")
 
 
 def _key_info(row: ApiKey) -> ApiKeyInfo:

@@ -35,6 +35,7 @@ class Base(DeclarativeBase):
 
 
 ID = String(32)  # uuid4().hex
+CACHE_KEY_MAX = 64  # a SHA-256 in hex
 
 
 class ApiKey(Base):
@@ -127,7 +128,7 @@ class CacheRow(Base):
 
     __tablename__ = "cache_entries"
 
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(CACHE_KEY_MAX), primary_key=True)
     value: Mapped[bytes]
     created_at: Mapped[datetime] = mapped_column(index=True)
     expires_at: Mapped[datetime]
