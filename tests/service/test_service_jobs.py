@@ -2,7 +2,7 @@
 
 import asyncio
 
-from conftest import FakeGenerator
+from service_fakes import FakeGenerator
 
 LONG = {"premise": "A lighthouse keeper finds a letter.", "words": 600, "seed": 11}
 

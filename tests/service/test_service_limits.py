@@ -3,7 +3,9 @@
 import asyncio
 import uuid
 
-from conftest import FakeGenerator
+import pytest
+
+from service_fakes import FakeGenerator
 
 STORY = {"premise": "A kite festival.", "words": 150}
 
@@ -62,6 +64,7 @@ async def test_concurrent_generations_per_key_are_limited(app_client, settings):
         assert (await first).status_code == 200
 
 
+@pytest.mark.services
 async def test_two_app_instances_share_limits_through_redis(app_client, settings, redis_url, make_key):
     s = settings.model_copy(update={"rate_limit_requests_per_min": 3, "redis_url": redis_url})
     key = make_key(s)
@@ -70,6 +73,7 @@ async def test_two_app_instances_share_limits_through_redis(app_client, settings
         assert codes == [200, 200, 200, 429]
 
 
+@pytest.mark.services
 async def test_a_shared_redis_cache_serves_the_other_instance(app_client, tmp_path, settings, redis_url, make_key):
     story = {**STORY, "premise": f"A kite festival {uuid.uuid4().hex}.", "seed": 1}
     s1 = settings.model_copy(update={"redis_url": redis_url})

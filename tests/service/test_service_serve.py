@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from conftest import free_port
+from service_fakes import free_port
 
 
 @pytest.mark.model

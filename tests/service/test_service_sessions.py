@@ -4,6 +4,7 @@ import asyncio
 import json
 
 import httpx
+from service_fakes import parse_sse
 
 from emotional_engine.storage import Store
 
@@ -74,16 +75,6 @@ async def test_empty_action_is_refused(app_client):
         assert r.status_code == 422 and "empty" in r.json()["error"]["message"]
 
 
-def _sse(text: str) -> list[tuple[str, str]]:
-    events, kind = [], None
-    for line in text.splitlines():
-        if line.startswith("event:"):
-            kind = line.split(":", 1)[1].strip()
-        elif line.startswith("data:"):
-            events.append((kind, line.split(":", 1)[1].strip()))
-    return events
-
-
 async def test_a_streamed_turn_sends_sentences_then_the_committed_beat(live_server, make_key, settings):
     url, app = live_server()
     key = make_key()
@@ -92,7 +83,7 @@ async def test_a_streamed_turn_sends_sentences_then_the_committed_beat(live_serv
         async with c.stream("POST", f"/v1/sessions/{sid}/turns", json={"action": "I follow the lanterns."},
                             headers={"Accept": "text/event-stream"}) as r:
             assert r.headers["content-type"].startswith("text/event-stream")
-            events = _sse((await r.aread()).decode())
+            events = parse_sse((await r.aread()).decode())
         kinds = [k for k, _ in events]
         assert kinds[0] == "sentence" and kinds[-1] == "beat" and kinds.count("beat") == 1
         beat = json.loads(events[-1][1])

@@ -1,8 +1,6 @@
 """Stories over HTTP: auth, per-key isolation, the cache, persistence across a restart, size limits."""
 
-import json
-
-import httpx
+import pytest
 
 from emotional_engine.storage import Store
 
@@ -121,6 +119,7 @@ async def test_feedback_is_stored_and_exported(app_client):
         assert "ee_user_satisfaction 4.0" in metrics and "ee_feedback_count 1.0" in metrics
 
 
+@pytest.mark.services
 async def test_persistence_on_postgresql_across_a_restart(app_client, settings, postgres_url, make_key):
     s = settings.model_copy(update={"database_url": postgres_url})
     key = make_key(s)

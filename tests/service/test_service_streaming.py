@@ -6,8 +6,8 @@ import json
 
 import httpx
 
-from conftest import FakeGenerator
-from test_service_sessions import _sse
+from service_fakes import FakeGenerator
+from service_fakes import parse_sse
 
 STORY = {"premise": "A fisherman's daughter saves the harbour.", "words": 300, "seed": 5}
 
@@ -18,7 +18,7 @@ async def test_story_events_stream_end_to_end(live_server, make_key):
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as c:
         async with c.stream("POST", "/v1/stories", json=STORY, headers={"Accept": "text/event-stream"}) as r:
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-            events = _sse((await r.aread()).decode())
+            events = parse_sse((await r.aread()).decode())
         kinds = [k for k, _ in events]
         assert kinds[0] == "plan" and kinds[1] == "scene_started" and kinds[-1] == "story_done"
         assert "checkpoint" not in kinds and kinds.count("scene_done") == kinds.count("scene_started") >= 2
@@ -39,7 +39,7 @@ async def test_a_client_that_disconnects_stops_the_generation(live_server, make_
                 lines.append(line)
                 if line.startswith("event: scene_done"):
                     break  # leave after the first scene
-        scenes = len(json.loads(_sse("\n".join(lines))[0][1])["scenes"])
+        scenes = len(json.loads(parse_sse("\n".join(lines))[0][1])["scenes"])
         await asyncio.sleep(0.5)
         calls = gen.calls
         await asyncio.sleep(1.0)
