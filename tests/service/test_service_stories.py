@@ -39,6 +39,10 @@ async def test_a_key_sees_only_its_own_stories(app_client, make_key):
         story_id = (await c.post("/v1/stories", json=STORY)).json()["id"]
         r = await c.get(f"/v1/stories/{story_id}", headers={"Authorization": f"Bearer {other}"})
         assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
+        # the same seeded request from the other key: the cached story, as the other key's own copy
+        mine = (await c.post("/v1/stories", json=STORY, headers={"Authorization": f"Bearer {other}"})).json()
+        assert mine["cached"] is True and mine["id"] != story_id
+        assert (await c.get(f"/v1/stories/{mine['id']}")).status_code == 404
 
 
 async def test_a_repeated_seeded_request_is_answered_from_the_cache(app_client):
@@ -48,7 +52,7 @@ async def test_a_repeated_seeded_request_is_answered_from_the_cache(app_client):
         calls = gen.calls
         second = (await c.post("/v1/stories", json=STORY)).json()
         assert second["cached"] is True and gen.calls == calls  # no generation
-        assert second["text"] == first["text"] and second["id"] != first["id"]
+        assert second["text"] == first["text"] and second["id"] == first["id"]  # the key's own copy
         unseeded = {**STORY, "seed": None}
         await c.post("/v1/stories", json=unseeded)
         assert gen.calls > calls  # a request without a seed is never cached

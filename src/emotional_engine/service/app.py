@@ -14,11 +14,10 @@ from contextlib import asynccontextmanager, suppress
 from fastapi import FastAPI
 
 from emotional_engine import __version__
-from emotional_engine.config import Settings
+from emotional_engine.config import Settings, get_settings
 from emotional_engine.engine import Engine
 from emotional_engine.lm.backends import Generator, make_generator
 from emotional_engine.service import auth, errors
-from emotional_engine.service.deps import get_settings
 from emotional_engine.service.jobs import JobRunner
 from emotional_engine.service.limits import GenerationGate
 from emotional_engine.service.metering import MeteredGenerator
@@ -93,7 +92,6 @@ def create_app(settings: Settings | None = None, *, generator: Generator | None 
     app.add_middleware(BodyLimitAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=metrics_of)
     for r in (stories, jobs, sessions, analyze, feedback, catalog, health):
         app.include_router(r.router)
-    app.dependency_overrides.setdefault(get_settings, lambda: settings)
     return app
 
 

@@ -7,17 +7,18 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from emotional_engine.config import Settings
-from emotional_engine.config import get_settings as _get_settings
 from emotional_engine.service.auth import authenticate
 from emotional_engine.service.state import Service
 
 
-def get_settings() -> Settings:
-    return _get_settings()
-
-
-def get_service(request: Request) -> Service:
+# async: a plain `def` dependency would cost a thread-pool hop on every request
+async def get_service(request: Request) -> Service:
     return request.app.state.service
+
+
+async def get_settings(request: Request) -> Settings:
+    """The app's settings: those given to `create_app` (tests pass their own), else the environment's."""
+    return request.app.state.service.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -61,7 +61,12 @@ async def cached_story(service: Service, key_id: str, request: StoryRequest) -> 
     value, _level = await service.cache.aget(key)
     if value is None:
         return None
-    story_id = await save_story(service, key_id, request, json.loads(value))
+    # the same key asking again gets the same story under the same id: saved once, not on every hit
+    story_id = service.cached_story_ids.get((key_id, key))
+    if story_id is None:
+        story_id = await save_story(service, key_id, request, json.loads(value))
+        if story_id is not None:
+            service.cached_story_ids[(key_id, key)] = story_id
     return with_id(value, story_id, cached=True)
 
 
@@ -85,6 +90,8 @@ async def keep_story(service: Service, key_id: str, request: StoryRequest, story
     key = cache_key(service, request)
     if key is not None:
         await service.cache.aput(key, story_json)
+        if story_id is not None:
+            service.cached_story_ids[(key_id, key)] = story_id
     return story_id, with_id(story_json, story_id, cached=False)
 
 

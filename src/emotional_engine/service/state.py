@@ -28,5 +28,7 @@ class Service:
     sessions: LiveSessions
     jobs: object = None  # service.jobs.JobRunner, set once built
     verified_keys: TTLCache = field(default_factory=lambda: TTLCache(maxsize=10_000, ttl=KEY_MEMO_TTL_S))
+    # (key id, cache key) -> the id of that key's copy of a cached story
+    cached_story_ids: TTLCache = field(default_factory=lambda: TTLCache(maxsize=100_000, ttl=3600))
     model_loaded: bool = False
     local_key_id: str | None = None  # the identity of every caller when auth is off
