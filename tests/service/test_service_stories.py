@@ -140,3 +140,22 @@ async def test_persistence_on_postgresql_across_a_restart(app_client, settings, 
         usage = store.usage(info.id)
         store.close()
         assert usage.requests == 2 and usage.tokens > 0  # the story and the beat were charged to the key
+
+
+async def test_database_down_serves_cached_stories_and_refuses_sessions(app_client):
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    async with app_client() as c:
+        first = (await c.post("/v1/stories", json=STORY)).json()
+        store = c.app.state.service.store
+        # the database goes away: every store call now fails to connect (a closed port)
+        dead = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/none", connect_args={"connect_timeout": 1})
+        store.engine, store._sessions = dead, sessionmaker(dead)
+        r = await c.post("/v1/stories", json=STORY)
+        assert r.status_code == 200 and r.json()["cached"] is True and r.json()["text"] == first["text"]
+        r = await c.post("/v1/sessions", json={"premise": "A harbour at dawn."})
+        assert r.status_code == 503 and r.json()["error"]["type"] == "database_unavailable"
+        assert r.headers["retry-after"]
+        ready = (await c.get("/readyz")).json()
+        assert ready["status"] == "degraded" and any(p.startswith("database") for p in ready["degraded"])
