@@ -212,6 +212,7 @@ async def latency_tables(c: httpx.AsyncClient, n: int, conc: int) -> list[str]:
         rows.append(f"| beat | {name} | {tally.row(time.perf_counter() - t0)} |")
     # stories: one at a time (no seed), concurrent without cache (distinct seeds), concurrent warm cache
     for name, workers, seeds in (("one at a time", 1, None), (f"concurrent ({conc}), no cache", conc, "fresh"),
+                                 ("one at a time, cache warm", 1, "warm"),
                                  (f"concurrent ({conc}), cache warm", conc, "warm")):
         if seeds == "warm":
             await story(c, 7)  # fills the cache

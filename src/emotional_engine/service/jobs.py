@@ -16,6 +16,7 @@ from emotional_engine.domain import StoryRequest
 from emotional_engine.service import metering
 from emotional_engine.service.errors import ApiError
 from emotional_engine.service.serving import account, keep_story
+from emotional_engine.service.storecalls import call
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class JobRunner:
         self.service.gate.check(key_id)
         if request.seed is None:  # fixed now, so that a resumed job continues the same story
             request = request.model_copy(update={"seed": random.randrange(2**31)})
-        job_id = await asyncio.to_thread(self.service.store.create_job, key_id, request.model_dump(mode="json"))
+        job_id = await call(self.service, self.service.store.create_job, key_id, request.model_dump(mode="json"))
         self._start(job_id, key_id, request, {})
         return job_id
 

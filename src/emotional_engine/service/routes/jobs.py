@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -12,6 +10,7 @@ from emotional_engine.service.deps import KeyId, ServiceDep
 from emotional_engine.service.errors import ApiError, not_found
 from emotional_engine.service.protocol import ErrorBody, JobOut
 from emotional_engine.service.routes.stories import ERRORS
+from emotional_engine.service.storecalls import call
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -25,12 +24,12 @@ async def create_job(body: StoryRequest, key_id: KeyId, service: ServiceDep):
 
 @router.get("/{job_id}", response_model=JobOut, responses=ERRORS | {404: {"model": ErrorBody}})
 async def get_job(job_id: str, key_id: KeyId, service: ServiceDep) -> JobOut:
-    job = await asyncio.to_thread(service.store.get_job, job_id, key_id)
+    job = await call(service, service.store.get_job, job_id, key_id)
     if job is None:
         raise not_found("job", job_id)
     story = None
     if job.status == "done" and job.story_id:
-        story = await asyncio.to_thread(service.store.get_story, job.story_id, key_id)
+        story = await call(service, service.store.get_story, job.story_id, key_id)
     progress = {"scenes_done": len(job.progress.get("outcomes", [])),
                 "scenes_total": job.progress.get("scenes_total")}
     return JobOut(id=job.id, status=job.status, progress=progress, story_id=job.story_id, story=story,
@@ -40,8 +39,8 @@ async def get_job(job_id: str, key_id: KeyId, service: ServiceDep) -> JobOut:
 @router.delete("/{job_id}", response_model=JobOut, responses=ERRORS | {404: {"model": ErrorBody},
                                                                      409: {"model": ErrorBody}})
 async def cancel_job(job_id: str, key_id: KeyId, service: ServiceDep) -> JobOut:
-    if not await asyncio.to_thread(service.store.cancel_job, job_id, key_id):
-        job = await asyncio.to_thread(service.store.get_job, job_id, key_id)
+    if not await call(service, service.store.cancel_job, job_id, key_id):
+        job = await call(service, service.store.get_job, job_id, key_id)
         if job is None:
             raise not_found("job", job_id)
         raise ApiError(409, "conflict", f"job {job_id} is already {job.status}; only queued or running jobs "

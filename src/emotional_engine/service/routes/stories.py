@@ -14,6 +14,7 @@ from emotional_engine.service import metering, serving
 from emotional_engine.service.deps import KeyId, ServiceDep
 from emotional_engine.service.errors import ApiError, not_found
 from emotional_engine.service.protocol import ErrorBody, JobOut, StoryOut
+from emotional_engine.service.storecalls import call
 
 router = APIRouter(prefix="/v1/stories", tags=["stories"])
 ERRORS = {401: {"model": ErrorBody}, 422: {"model": ErrorBody}, 429: {"model": ErrorBody},
@@ -63,7 +64,7 @@ async def _events(service, key_id: str, body: StoryRequest):
 
 @router.get("/{story_id}", response_model=StoryOut, responses=ERRORS | {404: {"model": ErrorBody}})
 async def get_story(story_id: str, key_id: KeyId, service: ServiceDep):
-    story = await asyncio.to_thread(service.store.get_story, story_id, key_id)
+    story = await call(service, service.store.get_story, story_id, key_id)
     if story is None:
         raise not_found("story", story_id)
     return Response(serving.with_id(json.dumps(story).encode(), story_id, False), media_type="application/json")
