@@ -228,8 +228,31 @@ async def latency_tables(c: httpx.AsyncClient, n: int, conc: int) -> list[str]:
     return rows
 
 
+async def ttft_buckets(c: httpx.AsyncClient) -> dict[float, float]:
+    """The server's cumulative beat time-to-first-token histogram: {upper bound s: count}."""
+    out = {}
+    for line in (await c.get("/metrics")).text.splitlines():
+        if line.startswith('ee_time_to_first_token_seconds_bucket{kind="beat"'):
+            le = line.split('le="')[1].split('"')[0]
+            out[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def bucket_quantile(before: dict, after: dict, q: float) -> str:
+    """The histogram bucket the q-quantile of the observations between two scrapes falls in, as '<= X ms'."""
+    delta = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    total = delta[-1][1] if delta else 0
+    if not total:
+        return "-"
+    for le, n in delta:
+        if n >= q * total:
+            return f"<= {le * 1000:.0f}" if le != float("inf") else "> 10000"
+    return "-"
+
+
 async def users_row(c: httpx.AsyncClient, users: int, reading_s: float, duration_s: float, server) -> str:
     tally = Tally()
+    buckets0 = await ttft_buckets(c)
     cpu0 = server.cpu_times()
     rss = [server.memory_info().rss]
     stop = time.perf_counter() + duration_s
@@ -263,7 +286,9 @@ async def users_row(c: httpx.AsyncClient, users: int, reading_s: float, duration
     shed = sum(r.status == 503 for r in tally.results)
     other = sum(not r.ok and r.status != 503 for r in tally.results)
     rate = len(ok) / max(1, len(tally.results)) * 100
-    return (f"| {users} | {rate:.1f}% | {shed} | {other} | {pct(firsts, 50):.0f} | {pct(firsts, 99):.0f} | "
+    buckets1 = await ttft_buckets(c)
+    return (f"| {users} | {rate:.1f}% | {shed} | {other} | {bucket_quantile(buckets0, buckets1, 0.5)} | "
+            f"{bucket_quantile(buckets0, buckets1, 0.99)} | {pct(firsts, 50):.0f} | {pct(firsts, 99):.0f} | "
             f"{pct(totals, 50):.0f} | {len(ok) / wall:.2f} | {cpu:.0f}% | {max(rss) / 2**20:.0f} |")
 
 
@@ -279,10 +304,11 @@ async def run_client(args, server_pid: int) -> None:
             for row in await latency_tables(c, args.requests, args.concurrency):
                 print(row, flush=True)
         if args.users:
-            print(f"\nsimulated users, {args.reading_s:.0f} s reading time, {args.duration_s:.0f} s per row; "
-                  "first text = first streamed sentence\n")
-            print("| users | success | shed (503) | other failures | first text P50 ms | P99 ms | beat P50 ms | "
-                  "beats/s | server CPU | server RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|")
+            print(f"\nsimulated users, {args.reading_s:.0f} s reading time, {args.duration_s:.0f} s per row; TTFT = "
+                  "server's first LM token (histogram bucket); first text = first streamed sentence at the client\n")
+            print("| users | success | shed (503) | other failures | TTFT P50 ms | TTFT P99 ms | first text P50 ms | "
+                  "P99 ms | beat P50 ms | beats/s | server CPU | server RSS MiB |\n"
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|")
             for u in args.users:
                 print(await users_row(c, u, args.reading_s, args.duration_s, server), flush=True)
 

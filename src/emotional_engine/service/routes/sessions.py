@@ -89,6 +89,7 @@ async def _stream(service, session_id, key_id, action, undo_first):
 
 async def _play(service, session_id: str, key_id: str, action: str | None, undo_first: bool):
     """("sentence", text) as the beat is written, then ("beat", Beat) once the turn is committed."""
+    usage = metering.begin("beat")  # time to first token counts from here: waiting for a slot included
     async with service.sessions.lock(session_id):
         record = await _record(service, session_id, key_id)
         if record.status != "active":
@@ -103,7 +104,6 @@ async def _play(service, session_id: str, key_id: str, action: str | None, undo_
             beats = beats[:-1]
         async with service.gate.slot(key_id):
             live = await service.sessions.get(session_id, record.request, record.request.get("turns", 12), beats)
-            usage = metering.begin("beat")
             try:
                 async for sentence in live.stream_turn(action):
                     yield "sentence", sentence

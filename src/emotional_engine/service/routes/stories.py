@@ -42,8 +42,8 @@ async def _events(service, key_id: str, body: StoryRequest):
     """plan, scene_started, text, scene_done ... story_done (with the story's id); generation stops
     when the client goes away (the response cancels this generator, which cancels the Engine's task)."""
     try:
+        usage = metering.begin("story")
         async with service.gate.slot(key_id):
-            usage = metering.begin("story")
             try:
                 async for event in service.engine.stream(body):
                     if event.kind == "checkpoint":
