@@ -36,6 +36,7 @@ import psutil
 
 HERE = Path(__file__).resolve().parent
 BEAT_TOKENS = 40
+STATUS = {0: "transport error", 599: "error event", 200: "no beat"}
 PREMISE = "A lighthouse keeper finds a letter from her lost brother."
 
 
@@ -284,7 +285,10 @@ async def users_row(c: httpx.AsyncClient, users: int, reading_s: float, duration
     firsts = [r.first_s * 1000 for r in ok if r.first_s is not None]
     totals = [r.total_s * 1000 for r in ok]
     shed = sum(r.status == 503 for r in tally.results)
-    other = sum(not r.ok and r.status != 503 for r in tally.results)
+    from collections import Counter
+
+    other = Counter(r.status for r in tally.results if not r.ok and r.status != 503)
+    other = ", ".join(f"{n}x {STATUS.get(k, k)}" for k, n in sorted(other.items())) or "0"
     rate = len(ok) / max(1, len(tally.results)) * 100
     buckets1 = await ttft_buckets(c)
     return (f"| {users} | {rate:.1f}% | {shed} | {other} | {bucket_quantile(buckets0, buckets1, 0.5)} | "

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     max_concurrent_per_key: int = Field(4, ge=1, description="generations one key may run at once")
     generation_slots: int = Field(16, ge=1, description="generations running at once (the LM batches them)")
     generation_queue: int = Field(64, ge=0, description="generations waiting for a slot before 503s")
+    generation_max_wait_s: float = Field(10.0, gt=0, description="a request waits this long for a slot, then 503")
     job_words_threshold: int = Field(1500, ge=50, description="stories longer than this run as jobs (202)")
     session_turns: int = Field(12, ge=2, le=500, description="turns a session's arc is spread over")
 

@@ -46,7 +46,7 @@ def build_service(settings: Settings, generator: Generator, emotion=None, candid
     limiter = RateLimiter(settings.rate_limit_requests_per_min, settings.rate_limit_tokens_per_min,
                           settings.redis_url, on_limit=lambda kind: metrics.rate_limited.labels(kind).inc())
     gate = GenerationGate(settings.generation_slots, settings.generation_queue, settings.max_concurrent_per_key,
-                          metrics=metrics)
+                          max_wait_s=settings.generation_max_wait_s, metrics=metrics)
     service = Service(settings=settings, engine=engine, store=store, cache=cache, limiter=limiter, gate=gate,
                       metrics=metrics, sessions=LiveSessions(engine, MAX_LIVE_SESSIONS, settings.session_idle_ttl_s))
     service.jobs = JobRunner(service)

@@ -68,28 +68,33 @@ async def undo(session_id: str, key_id: KeyId, service: ServiceDep) -> SessionOu
 
 
 async def _turn(service, session_id: str, key_id: str, action: str | None, request: Request, undo_first: bool):
+    """A slot is taken first (429/503 as a status, before any stream starts), then the session's lock."""
+    usage = metering.begin("beat")  # time to first token counts from here: waiting for a slot included
     if "text/event-stream" in request.headers.get("accept", ""):
-        service.gate.check(key_id)
-        await _record(service, session_id, key_id)  # 404/410 before the stream starts
-        return EventSourceResponse(_stream(service, session_id, key_id, action, undo_first), ping=15)
-    async for kind, data in _play(service, session_id, key_id, action, undo_first):
-        if kind == "beat":
-            return data
+        await _record(service, session_id, key_id)  # 404 before the stream starts
+        ticket = await service.gate.acquire(key_id)
+        return EventSourceResponse(_stream(service, session_id, key_id, action, undo_first, usage, ticket), ping=15)
+    async with service.gate.slot(key_id):
+        async for kind, data in _play(service, session_id, key_id, action, undo_first, usage):
+            if kind == "beat":
+                return data
 
 
-async def _stream(service, session_id, key_id, action, undo_first):
+async def _stream(service, session_id, key_id, action, undo_first, usage, ticket):
     try:
-        async for kind, data in _play(service, session_id, key_id, action, undo_first):
+        async for kind, data in _play(service, session_id, key_id, action, undo_first, usage):
             yield {"event": kind, "data": data.model_dump_json() if kind == "beat" else json.dumps(data)}
     except ApiError as e:
         yield {"event": "error", "data": json.dumps({"error": {"type": e.type, "message": e.message}})}
     except Exception:
         yield serving.stream_failure(service)
+    finally:
+        ticket.release()
 
 
-async def _play(service, session_id: str, key_id: str, action: str | None, undo_first: bool):
-    """("sentence", text) as the beat is written, then ("beat", Beat) once the turn is committed."""
-    usage = metering.begin("beat")  # time to first token counts from here: waiting for a slot included
+async def _play(service, session_id: str, key_id: str, action: str | None, undo_first: bool, usage):
+    """("sentence", text) as the beat is written, then ("beat", Beat) once the turn is committed.
+    The caller holds a generation slot."""
     async with service.sessions.lock(session_id):
         record = await _record(service, session_id, key_id)
         if record.status != "active":
@@ -99,16 +104,13 @@ async def _play(service, session_id: str, key_id: str, action: str | None, undo_
         if undo_first:
             if not beats:
                 raise ApiError(409, "conflict", "the session has no beat to regenerate")
-            action = record.turns[-1].action
-        if undo_first:
-            beats = beats[:-1]
-        async with service.gate.slot(key_id):
-            live = await service.sessions.get(session_id, record.request, record.request.get("turns", 12), beats)
-            try:
-                async for sentence in live.stream_turn(action):
-                    yield "sentence", sentence
-            finally:
-                await serving.account(service, key_id, usage)
+            action, beats = record.turns[-1].action, beats[:-1]
+        live = await service.sessions.get(session_id, record.request, record.request.get("turns", 12), beats)
+        try:
+            async for sentence in live.stream_turn(action):
+                yield "sentence", sentence
+        finally:
+            await serving.account(service, key_id, usage)
         beat = live.beats[-1]
         try:
             if undo_first:  # the old beat goes only once its replacement is written

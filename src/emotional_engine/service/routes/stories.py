@@ -30,36 +30,35 @@ async def create_story(body: StoryRequest, request: Request, key_id: KeyId, serv
         return JSONResponse(JobOut(id=job_id, status="queued").model_dump(mode="json"), status_code=202,
                             headers={"Location": f"/v1/jobs/{job_id}"})
     if "text/event-stream" in request.headers.get("accept", ""):
-        service.gate.check(key_id)  # refuse before the stream starts
-        return EventSourceResponse(_events(service, key_id, body), ping=15)
+        usage = metering.begin("story")
+        ticket = await service.gate.acquire(key_id)  # 429/503 as a status, before the stream starts
+        return EventSourceResponse(_events(service, key_id, body, usage, ticket), ping=15)
     cached = await serving.cached_story(service, key_id, body)
     if cached is not None:
         return Response(cached, media_type="application/json")
     return Response(await serving.generate_story(service, key_id, body), media_type="application/json")
 
 
-async def _events(service, key_id: str, body: StoryRequest):
+async def _events(service, key_id: str, body: StoryRequest, usage, ticket):
     """plan, scene_started, text, scene_done ... story_done (with the story's id); generation stops
     when the client goes away (the response cancels this generator, which cancels the Engine's task)."""
     try:
-        usage = metering.begin("story")
-        async with service.gate.slot(key_id):
-            try:
-                async for event in service.engine.stream(body):
-                    if event.kind == "checkpoint":
-                        continue
-                    if event.kind == "story_done":
-                        story_id, _ = await serving.keep_story(service, key_id, body, event.data)
-                        data = json.loads(serving.with_id(event.data.model_dump_json().encode(), story_id, False))
-                        yield {"event": "story_done", "data": json.dumps(data, ensure_ascii=False)}
-                        return
-                    yield {"event": event.kind, "data": serving.event_json(event)}
-            finally:
-                await asyncio.shield(serving.account(service, key_id, usage))
+        async for event in service.engine.stream(body):
+            if event.kind == "checkpoint":
+                continue
+            if event.kind == "story_done":
+                story_id, _ = await serving.keep_story(service, key_id, body, event.data)
+                data = json.loads(serving.with_id(event.data.model_dump_json().encode(), story_id, False))
+                yield {"event": "story_done", "data": json.dumps(data, ensure_ascii=False)}
+                return
+            yield {"event": event.kind, "data": serving.event_json(event)}
     except ApiError as e:
         yield {"event": "error", "data": json.dumps({"error": {"type": e.type, "message": e.message}})}
     except Exception:
         yield serving.stream_failure(service)
+    finally:
+        ticket.release()
+        await asyncio.shield(serving.account(service, key_id, usage))
 
 
 @router.get("/{story_id}", response_model=StoryOut, responses=ERRORS | {404: {"model": ErrorBody}})
