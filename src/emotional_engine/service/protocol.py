@@ -21,7 +21,7 @@ class ErrorBody(BaseModel):
 
 
 class StoryOut(Story):
-    id: str
+    id: str | None = Field(description="the story's id; null when the database was unreachable (not kept)")
     cached: bool = Field(False, description="answered from the cache (a repeated request with a seed)")
 
 
