@@ -125,7 +125,8 @@ def serve(args) -> None:
                         job_words_threshold=5000, session_idle_ttl_s=3600)
     kw = {}
     if args.lm == "simulated":
-        kw = dict(generator=SimulatedDecoder(args.step_ms, args.per_seq_ms, args.max_batch), emotion=ConstantEmotion())
+        kw = dict(generator=SimulatedDecoder(args.step_ms, args.per_seq_ms, args.max_batch), emotion=ConstantEmotion(),
+                  check_safety=False)
     app = create_app(settings, candidates=args.candidates, **kw)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", backlog=4096)
 

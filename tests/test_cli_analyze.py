@@ -13,8 +13,10 @@ def test_analyze_prints_a_window_per_part_and_tracks_the_turn(tmp_path):
     sad = "She wept alone at the grave, heartbroken and grieving for her son. " * 6
     f = tmp_path / "story.txt"
     f.write_text(happy + sad)
-    result = CliRunner().invoke(app, ["analyze", str(f), "--windows", "4"])
+    png = tmp_path / "arc.png"
+    result = CliRunner().invoke(app, ["analyze", str(f), "--windows", "4", "--plot", str(png)])
     assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:4] == b"\x89PNG"
     rows = [line.split() for line in result.stdout.strip().splitlines()[1:]]
     assert len(rows) == 4
     valences = [float(r[1]) for r in rows]

@@ -30,8 +30,23 @@ def test_a_real_story_follows_the_contract_and_the_seed(engine):
     assert len(story.characters) == 3 and story.culture == "sw-KE"
     assert story.provenance["model_sha256"] and story.provenance["seed"] == 4
     assert 0 <= story.quality.overall <= 1 and story.timings_ms["language_model"] > 0
+    assert story.provenance["logit_steering"] is True
+    assert story.safety["status"] in ("passed", "flagged", "repaired") and story.safety["sentences"] >= 2
     again = engine.generate(req)
     assert again.text == story.text  # same request, same seed, same model: the same story
+
+
+async def test_streaming_gives_the_same_story_sentence_by_sentence(engine):
+    req = StoryRequest(premise="A boy in Osaka finds a lost cat before the festival.", culture="ja-JP",
+                       words=120, seed=9, arc="cinderella")
+    events = [e async for e in engine.stream(req)]
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "plan" and kinds[-1] == "story_done"
+    texts = [e.data["text"] for e in events if e.kind == "text"]
+    story = events[-1].data
+    assert len(texts) >= 2 and "".join(texts) == story.text
+    assert kinds.index("text") < kinds.index("scene_done")  # text arrives before the scene is finished
+    assert (await engine.agenerate(req)).text == story.text
 
 
 def test_generate_cli_prints_the_json_contract(embedded_path, monkeypatch):

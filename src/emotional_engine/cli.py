@@ -68,6 +68,7 @@ def generate(
     out: Annotated[Optional[Path], typer.Option(help="write the story here instead of stdout")] = None,
     model: Annotated[Optional[Path], typer.Option(help="a llama GGUF file (default: the embedded SmolLM2)")] = None,
     candidates: Annotated[int, typer.Option(min=1, max=8, help="candidates written per scene")] = 4,
+    plot: Annotated[Optional[Path], typer.Option(help="draw the target and measured arcs to this PNG file")] = None,
 ):
     """Write a story whose measured emotions follow the arc."""
     from pydantic import ValidationError
@@ -106,6 +107,11 @@ def generate(
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
     text = story.model_dump_json(indent=2) if format == "json" else _markdown(story)
+    if plot:
+        from emotional_engine.plotting import plot_story
+
+        plot_story(story, plot, engine.emotion.analyze(story.text, 10))
+        typer.echo(f"wrote {plot}", err=True)
     if out:
         out.write_text(text + "\n", encoding="utf-8")
         typer.echo(f"wrote {out}", err=True)
@@ -141,6 +147,7 @@ def _markdown(story) -> str:
 def analyze(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a text file")],
     windows: Annotated[int, typer.Option(min=1, max=100, help="equal parts of the text")] = 10,
+    plot: Annotated[Optional[Path], typer.Option(help="draw the arc to this PNG file")] = None,
 ):
     """The emotional arc of any text: valence, arousal and top emotion per window."""
     from emotional_engine.emotion import analyze as analyze_text
@@ -149,9 +156,15 @@ def analyze(
     if not text.strip():
         typer.echo(f"error: {file} is empty", err=True)
         raise typer.Exit(2)
+    arc = analyze_text(text, windows)
     typer.echo("window  valence  arousal  emotion")
-    for w in analyze_text(text, windows):
+    for w in arc:
         typer.echo(f"{w.index + 1:>6}  {w.valence:+.3f}   {w.arousal:+.3f}   {w.emotion}")
+    if plot:
+        from emotional_engine.plotting import plot_windows
+
+        plot_windows(arc, plot, title=f"emotional arc of {file.name}")
+        typer.echo(f"wrote {plot}", err=True)
 
 
 @app.command()

@@ -13,14 +13,17 @@ from emotional_engine.agents.orchestrator import Deps, Event, SceneOutcome, writ
 from emotional_engine.config import Settings, get_settings
 from emotional_engine.domain import Story, StoryRequest
 from emotional_engine.lm.backends import Generator, make_generator
+from emotional_engine.safety import SafetyChecker
 from emotional_engine.session import StorySession
 from emotional_engine.threads import run_model
 
 
 class Engine:
     def __init__(self, settings: Settings | None = None, *, generator: Generator | None = None,
-                 emotion=None, candidates: int = 4, agent_timeout_s: float = 30.0):
+                 emotion=None, candidates: int = 4, agent_timeout_s: float = 30.0, check_safety: bool = True):
+        """`check_safety=False` leaves out the audience safety check (tests on fake models)."""
         self.settings = settings or get_settings()
+        self.check_safety = check_safety
         self._generator = generator
         self._emotion = emotion
         self.candidates = candidates
@@ -56,7 +59,20 @@ class Engine:
         model = self.emotion
         return Deps(generator=self.generator, emotion=model,
                     embed=lambda texts: model.embedder.encode(texts, batch_size=32, normalize_embeddings=True),
-                    candidates=self.candidates, agent_timeout_s=self.agent_timeout_s)
+                    candidates=self.candidates, agent_timeout_s=self.agent_timeout_s,
+                    steering=self._steering_table(model),
+                    safety=SafetyChecker.load() if self.check_safety else None)
+
+    def _steering_table(self, model):
+        """The logit-steering table for the generator's vocabulary, when it takes logits processors."""
+        vocabulary = getattr(self.generator, "vocabulary", None)
+        if not self.settings.logit_steering or not self.generator.supports_logits_processors or vocabulary is None:
+            return None
+        from emotional_engine.emotion.model import HEAD_PATH
+        from emotional_engine.emotion.steering import load_or_build
+        from emotional_engine.lm.gguf import default_cache_dir
+
+        return load_or_build(vocabulary(), model, HEAD_PATH, self.settings.cache_dir or default_cache_dir())
 
     async def agenerate(self, request: StoryRequest, on_event=None, done: Sequence[SceneOutcome] = ()) -> Story:
         """`done`: checkpointed scenes of an interrupted run (same request and seed) to resume after."""

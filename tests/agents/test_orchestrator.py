@@ -5,30 +5,44 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 import pytest
 
 from emotional_engine.agents import orchestrator, technical
 from emotional_engine.agents.orchestrator import Deps, write_story
 from emotional_engine.domain import EMOTIONS, StoryRequest
 from emotional_engine.lm.backends import ModelInfo
-from emotional_engine.lm.engine import Completion
+from emotional_engine.lm.engine import Piece
 
 MOODS = ["joy", "fear", "sadness", "anticipation"]  # candidate k writes in MOODS[k % 4]
 
 
 class FakeGenerator:
+    """Candidate k writes in MOODS[seed % 4], a word at a time; records prompts and closed streams."""
+
     info = ModelInfo("fake", "fake-model")
     supports_logits_processors = False
 
     def __init__(self):
         self.prompts = []
+        self.closed = 0  # streams stopped before their end
+        self.processors = []
 
-    async def complete(self, prompt, params, *, session_id=None, processors=()):
+    async def stream(self, prompt, params, *, session_id=None, processors=()):
         self.prompts.append(prompt)
+        self.processors.append(list(processors))
         mood = MOODS[params.seed % 4]
-        await asyncio.sleep(0)
         text = f"The harbour woke in {mood}. Everyone felt {mood} as the boats went out. It was a {mood} morning"
-        return Completion(text=text, finish_reason="length", completion_tokens=20)
+        words = text.split(" ")
+        finished = False
+        try:
+            for j, w in enumerate(words):
+                await asyncio.sleep(0)
+                last = j == len(words) - 1
+                yield Piece(text=w if j == 0 else " " + w, finish_reason="length" if last else None)
+            finished = True
+        finally:
+            self.closed += not finished
 
 
 @dataclass
@@ -68,11 +82,15 @@ async def test_each_scene_takes_the_candidate_nearest_its_target():
     events = []
     story = await write_story(req, d, events.append)
     assert len(story.scenes) == 4 and len(d.generator.prompts) == 16  # 4 candidates per scene
+    assert d.generator.closed == 12  # the three losers of each scene stop after their opening
     for sc in story.scenes:
         best = min(MOODS, key=lambda m: abs(VALENCE[m] - sc.target.valence) / 2 + (1 - (0.9 if m == sc.target.emotion else 0.0125)))
         assert sc.measured.emotion == best
     assert story.scenes[0].text.endswith("out.")  # the cut-off last sentence was trimmed
     assert [e.kind for e in events][:2] == ["plan", "scene_started"] and events[-1].kind == "story_done"
+    # the text events, sentence by sentence, add up to the story
+    texts = [e.data["text"] for e in events if e.kind == "text"]
+    assert len(texts) == 8 and "".join(texts) == story.text
     assert story.degraded == [] and 0 <= story.quality.overall <= 1
     assert story.timings_ms["orchestration_overhead_per_scene"] >= 0
 
@@ -122,6 +140,91 @@ def test_request_validation_messages(bad, msg):
 
     with pytest.raises(ValidationError, match=msg):
         StoryRequest(**bad)
+
+
+async def test_candidates_are_steered_at_rising_strengths_when_the_backend_takes_processors():
+    from emotional_engine.agents.emotion import steering_strength
+    from emotional_engine.emotion.steering import LogitBias, TokenAffect
+
+    table = TokenAffect(3, np.arange(3), np.full((3, len(EMOTIONS)), 1 / len(EMOTIONS), np.float32),
+                        np.array([0.9, -0.6, -0.8], np.float32))
+    d = deps(steering=table)
+    d.generator.supports_logits_processors = True
+    story = await write_story(StoryRequest(premise="A kite festival.", words=150, seed=1), d)
+    target = story.scenes[0].target
+    procs = d.generator.processors[:4]
+    assert all(len(p) == 1 and isinstance(p[0], LogitBias) for p in procs)
+    for k, (p,) in enumerate(procs):
+        assert torch.allclose(p.bias, table.bias(target.emotion, target.valence, steering_strength(k, 4)))
+    assert [steering_strength(k, 4) for k in range(4)] == sorted({steering_strength(k, 4) for k in range(4)})
+
+
+async def test_no_processors_reach_a_backend_that_cannot_take_them():
+    from emotional_engine.emotion.steering import TokenAffect
+
+    table = TokenAffect(3, np.arange(3), np.zeros((3, len(EMOTIONS)), np.float32), np.zeros(3, np.float32))
+    d = deps(steering=table)
+    await write_story(StoryRequest(premise="A kite festival.", words=150, seed=1), d)
+    assert all(p == [] for p in d.generator.processors)
+
+
+class FakeSafetyModel:
+    """Sentences mentioning 'blood' are strong gore; everything else is safe."""
+
+    def predict(self, texts):
+        from emotional_engine.safety.model import Prediction
+
+        return [Prediction(category="gore", severity=2, probability=0.9, scores={}) if "blood" in t else
+                Prediction(category="safe", severity=0, probability=0.95, scores={}) for t in texts]
+
+
+class BloodyGenerator(FakeGenerator):
+    """Scenes carry a gory sentence; the rewrite prompt gets a clean one, or a gory one for 'stubborn'."""
+
+    def __init__(self, stubborn=False):
+        super().__init__()
+        self.stubborn, self.rewrites = stubborn, []
+
+    async def stream(self, prompt, params, *, session_id=None, processors=()):
+        self.prompts.append(prompt)
+        self.processors.append(list(processors))
+        mood = MOODS[params.seed % 4]
+        for w in f"The harbour woke in {mood}. There was blood on the pier. Everyone felt {mood}. Then".split(" "):
+            await asyncio.sleep(0)
+            yield Piece(text=w + " ")
+
+    async def complete(self, prompt, params, *, session_id=None, processors=()):
+        from emotional_engine.lm.engine import Completion
+
+        self.rewrites.append(prompt)
+        return Completion(text="There was more blood." if self.stubborn else "There was a mess on the pier.",
+                          finish_reason="stop")
+
+
+@pytest.mark.parametrize("stubborn", [False, True])
+async def test_blocked_sentences_are_rewritten_or_dropped_before_they_are_shown(stubborn):
+    from emotional_engine.safety import SafetyChecker
+
+    d = deps(safety=SafetyChecker(FakeSafetyModel()))
+    d.generator = BloodyGenerator(stubborn)
+    events = []
+    story = await write_story(StoryRequest(premise="A harbour.", words=150, seed=1, audience="children"), d,
+                              events.append)
+    shown = "".join(e.data["text"] for e in events if e.kind == "text")
+    assert "blood" not in shown and "blood" not in story.text and shown == story.text
+    assert ("mess on the pier" in story.text) != stubborn
+    rewrite = d.generator.rewrites[0]
+    assert "<sentence>\nThere was blood on the pier.\n</sentence>" in rewrite[1]["content"]
+    assert "children" in rewrite[0]["content"]
+    assert story.safety["status"] == "repaired" and story.safety["audience"] == "children"
+    (r,) = story.safety["repairs"]
+    assert r["original"] == "There was blood on the pier." and (r["replacement"] is None) == stubborn
+    assert len(d.generator.rewrites) == (2 if stubborn else 1)  # two tries, then the sentence goes
+
+
+async def test_without_a_checker_the_story_says_safety_was_not_checked():
+    story = await write_story(StoryRequest(premise="A harbour.", words=150, seed=1), deps())
+    assert story.safety["status"] == "not checked"
 
 
 async def test_a_story_resumes_after_its_checkpointed_scenes():

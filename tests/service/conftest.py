@@ -44,7 +44,7 @@ def make_key(settings):
 async def running(settings: Settings, key: str | None = None, generator=None, emotion=None):
     """The app with its lifespan run, and an httpx client on it (the key sent as Bearer)."""
     app = create_app(settings, generator=generator or FakeGenerator(), emotion=emotion or FakeEmotion(),
-                     candidates=2)
+                     candidates=2, check_safety=False)
     async with app.router.lifespan_context(app):
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
@@ -68,7 +68,8 @@ def live_server(settings):
 
     def start(s: Settings | None = None, generator=None):
         port = free_port()
-        app = create_app(s or settings, generator=generator or FakeGenerator(), emotion=FakeEmotion(), candidates=2)
+        app = create_app(s or settings, generator=generator or FakeGenerator(), emotion=FakeEmotion(), candidates=2,
+                         check_safety=False)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         t = threading.Thread(target=server.run, daemon=True)
         t.start()

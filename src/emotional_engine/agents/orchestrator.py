@@ -1,11 +1,15 @@
-"""The orchestrator: plan the story, then for each scene write candidates, measure them, let the
-agents check the chosen one in parallel, repair, and remember. Knows nothing of HTTP.
+"""The orchestrator: plan the story, then for each scene write candidates, choose, stream, check.
+Knows nothing of HTTP.
 
-Per scene: the emotional-intelligence agent's guidance goes into the prompt and the sampler; the
-candidates are written concurrently (the builtin runtime batches them into shared forward
-passes); the emotion model scores all candidates in one batched call in a worker thread; the
-technical, cultural and character agents then run in parallel under a timeout each. An agent that
-fails or times out is skipped and named in `degraded`.
+Per scene: the emotional-intelligence agent's guidance goes into the prompt, the sampler and a logit
+bias (a different strength per candidate). The candidates are written concurrently (the builtin
+runtime batches them into shared forward passes) until each has its first SELECT_AFTER_SENTENCES
+sentences; the emotion model scores those openings in one batched call in a worker thread, the one
+nearest the target goes on and the others stop. The chosen candidate streams sentence by sentence
+through the gate's fast checks (foreign names, meta lines, safety) to the caller. The finished
+scene is measured, the technical and character agents check it in parallel under a timeout each,
+and the next scene's target compensates for a miss. An agent that fails or times out is skipped
+and named in `degraded`. `generate` and `stream` run the same procedure: same seed, same story.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -22,18 +27,24 @@ from pydantic import BaseModel
 
 from emotional_engine import __version__
 from emotional_engine.agents import character as character_agent
-from emotional_engine.agents import cultural as cultural_agent
 from emotional_engine.agents import emotion as emotion_agent
 from emotional_engine.agents import quality as quality_agent
 from emotional_engine.agents import technical as technical_agent
 from emotional_engine.agents.base import run_parallel
-from emotional_engine.agents.prompts import scene_messages
+from emotional_engine.agents.gate import SentenceCheck, SentenceGate
+from emotional_engine.agents.prompts import rewrite_messages, scene_messages
 from emotional_engine.agents.story import StoryPlan, plan_story
+from emotional_engine.agents.streaming import Sentence, SentenceStream
 from emotional_engine.culture import load_profile
 from emotional_engine.domain import ArcOut, Character, Measurement, Scene, Story, StoryRequest
+from emotional_engine.emotion.steering import LogitBias, TokenAffect
 from emotional_engine.lm.backends import Generator
 from emotional_engine.lm.sampling import SamplingParams
+from emotional_engine.safety import Repair, SafetyChecker
 from emotional_engine.threads import run_model
+
+
+SELECT_AFTER_SENTENCES = 2  # candidates race to this many sentences before one is chosen
 
 
 class EmotionScorer(Protocol):
@@ -47,6 +58,9 @@ class Deps:
     embed: Callable[[list[str]], np.ndarray]
     candidates: int = 4
     agent_timeout_s: float = 30.0
+    steering: TokenAffect | None = None  # logit steering table for the generator's vocabulary
+    safety: SafetyChecker | None = None  # the audience check every sentence passes; None: not checked
+    sentence_checks: list[SentenceCheck] = field(default_factory=list)  # further fast checks
 
 
 @dataclass
@@ -89,6 +103,9 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
     profile = load_profile(request.culture)
     cast = character_agent.build_cast(request.model_copy(update={"seed": seed}), profile)
     plan = plan_story(request, profile.story.structure, [cast[0].name])
+    safety_repairs: list[Repair] = []
+    checks = [*([safety_check(request, deps, seed, safety_repairs)] if deps.safety else []), *deps.sentence_checks]
+    gate = SentenceGate(profile.tag, [c.name for c in cast], seed, checks)
     on_event(Event("plan", plan))
     targets = [s.target for s in plan.scenes]
     outcomes: list[SceneOutcome] = []
@@ -101,12 +118,13 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
             outcome = done[i]
         else:
             on_event(Event("scene_started", {"index": i, "target": targets[i]}))
-            outcome = await _write_scene(request, deps, profile, plan, cast, i, story_text, seed, timing)
+            outcome = await _write_scene(request, deps, profile, plan, cast, i, story_text, seed, timing, gate,
+                                         on_event)
         outcomes.append(outcome)
         text = outcome.scene.text
-        story_text = f"{story_text}\n\n{text}" if story_text else text
+        if text:
+            story_text = f"{story_text}\n\n{text}" if story_text else text
         if i >= len(done):
-            on_event(Event("text", text))
             on_event(Event("checkpoint", outcome))
             on_event(Event("scene_done", outcome.scene))
         if i + 1 < len(targets) and outcome.scene.measured is not None:
@@ -114,13 +132,14 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
         elapsed = 1000 * (time.perf_counter() - t_scene)
         timing.per_scene_overhead_ms.append(elapsed - (timing.lm_ms - lm0) - (timing.models_ms - models0))
 
-    story = await _finish(request, deps, plan, cast, outcomes, story_text, seed, timing, t_start)
+    story = await _finish(request, deps, plan, cast, outcomes, story_text, seed, timing, t_start, safety_repairs)
     on_event(Event("story_done", story))
     return story
 
 
 async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list[Character], i: int,
-                       story_text: str, seed: int, timing: _Timing) -> SceneOutcome:
+                       story_text: str, seed: int, timing: _Timing, gate: SentenceGate,
+                       on_event: Callable[[Event], None]) -> SceneOutcome:
     sp = plan.scenes[i]
     guide = emotion_agent.guidance(sp.target, request.sampling.temperature)
     messages = scene_messages(request, profile, plan, cast, sp, guide, story_text)
@@ -128,66 +147,80 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
     params = [SamplingParams(max_tokens=int(sp.words * 1.7) + 16, temperature=guide.temperature,
                              top_p=request.sampling.top_p, repetition_penalty=request.sampling.repetition_penalty,
                              seed=seed * 1009 + i * 31 + k) for k in range(n)]
+    steer = deps.steering is not None and deps.generator.supports_logits_processors
+    processors = [[LogitBias(deps.steering.bias(sp.target.emotion, sp.target.valence,
+                                                emotion_agent.steering_strength(k, n)))] if steer else []
+                  for k in range(n)]
+    # the candidates race to their first sentences; the one nearest the target goes on, the rest stop
     t0 = time.perf_counter()
-    done = await asyncio.gather(*(deps.generator.complete(messages, p) for p in params))
+    streams = [SentenceStream(deps.generator.stream(messages, p, processors=procs))
+               for p, procs in zip(params, processors)]
+    await asyncio.gather(*(s.fill(SELECT_AFTER_SENTENCES) for s in streams))
     timing.lm_ms += 1000 * (time.perf_counter() - t0)
-    texts = [technical_agent.trim_to_last_sentence(technical_agent.strip_meta_lines(d.text)) or d.text.strip()
-             for d in done]
+    t0 = time.perf_counter()
+    openings = await run_model(deps.emotion.score_passages, [s.buffered_text() for s in streams])
+    timing.models_ms += 1000 * (time.perf_counter() - t0)
+    choice = emotion_agent.choose(openings, sp.target)
+    for k, s in enumerate(streams):
+        if k != choice.index:
+            await s.aclose()
+
+    report = gate.start_scene()
+    chosen, text = streams[choice.index], ""
+    while True:
+        t0 = time.perf_counter()
+        sentence = await chosen.next_sentence()
+        timing.lm_ms += 1000 * (time.perf_counter() - t0)
+        if sentence is None:
+            break
+        shown = await gate.check(sentence.text)
+        if shown is None:
+            continue
+        piece = Sentence(shown, sentence.new_paragraph).joined_to(text)
+        text += piece
+        on_event(Event("text", {"scene": i, "text": piece if (text != piece or not story_text) else "\n\n" + piece}))
 
     t0 = time.perf_counter()
-    measured = await run_model(deps.emotion.score_passages, texts)
+    (m,) = await run_model(deps.emotion.score_passages, [text or "."])
     timing.models_ms += 1000 * (time.perf_counter() - t0)
-    # a candidate far from the scene's length loses up to 0.5: emotion decides among usable ones
-    length_miss = [min(1.0, abs(len(t.split()) - sp.words) / sp.words) * 0.5 for t in texts]
-    choice = emotion_agent.choose(measured, sp.target, length_miss)
-    text = texts[choice.index]
-    names = [c.name for c in cast]
 
     async def technical():
         return await asyncio.to_thread(technical_agent.check_text, text, request.audience, sp.words)
-
-    async def cultural():
-        fixed, report = await asyncio.to_thread(cultural_agent.check_and_repair, text, profile.tag, names, seed + i)
-        return _Repaired(text=fixed, report=report)
 
     async def character():
         return await asyncio.to_thread(character_agent.check_mentions, text, cast)
 
     results = await run_parallel({
         "technical": (technical, deps.agent_timeout_s),
-        "cultural": (cultural, deps.agent_timeout_s),
         "character": (character, deps.agent_timeout_s),
     })
     degraded = [name for name, r in results.items() if not r.ok]
-    reasons: list[str] = []
-    cultural_fit = character_consistency = 1.0
-    if results["cultural"].ok:
-        text = results["cultural"].output.text
-        cultural_fit = results["cultural"].output.report.cultural_fit
-        reasons += results["cultural"].output.report.reasons
+    reasons = [f"scene {i + 1}: {r}" for r in report.reasons]
+    character_consistency = 1.0
     if results["character"].ok:
         character_consistency = results["character"].output.character_consistency
         reasons += results["character"].output.reasons
     if results["technical"].ok:
         reasons += [f"scene {i + 1}: {issue}" for issue in results["technical"].output.issues]
-    m = measured[choice.index]
-    scene = Scene(index=i, text=text, target=sp.target,
-                  measured=Measurement(valence=float(np.clip(m.valence, -1, 1)), arousal=float(np.clip(m.arousal, -1, 1)),
-                                       emotion=m.emotion, scores=m.scores))
-    return SceneOutcome(scene=scene, distance=choice.distance, character_consistency=character_consistency,
-                        cultural_fit=cultural_fit, reasons=reasons, degraded=degraded)
-
-
-class _Repaired(BaseModel):
-    text: str
-    report: cultural_agent.CulturalReport
+    measured = Measurement(valence=float(np.clip(m.valence, -1, 1)), arousal=float(np.clip(m.arousal, -1, 1)),
+                           emotion=m.emotion, scores=m.scores)
+    scene = Scene(index=i, text=text, target=sp.target, measured=measured)
+    return SceneOutcome(scene=scene, distance=emotion_agent.distance(m, sp.target),
+                        character_consistency=character_consistency, cultural_fit=report.cultural_fit,
+                        reasons=reasons, degraded=degraded)
 
 
 async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], outcomes: list[SceneOutcome],
-                  story_text: str, seed: int, timing: _Timing, t_start: float) -> Story:
+                  story_text: str, seed: int, timing: _Timing, t_start: float, safety_repairs: list) -> Story:
     t0 = time.perf_counter()
     coherence = await run_model(quality_agent.coherence, deps.embed, request.premise,
                                         [o.scene.text for o in outcomes])
+    safety = {"status": "not checked", "note": "no safety checker is configured"}
+    if deps.safety is not None:
+        report = await deps.safety.acheck_text(story_text, request.audience, request.culture)
+        if safety_repairs and report.status in ("passed", "flagged"):
+            report = report.model_copy(update={"status": "repaired"})
+        safety = report.model_copy(update={"repairs": safety_repairs}).model_dump()
     timing.models_ms += 1000 * (time.perf_counter() - t0)
     reasons = [r for o in outcomes for r in o.reasons]
     quality = quality_agent.assess(
@@ -206,15 +239,38 @@ async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], o
         language=request.language or "en",
         arc=ArcOut(name=plan.arc_name, target=[s.target.valence for s in plan.scenes]),
         scenes=[o.scene for o in outcomes], characters=cast, quality=quality,
-        safety={"status": "not checked", "note": "the audience safety check is not built yet"},
+        safety=safety,
         degraded=degraded,
         timings_ms={"total": round(timing.total_ms, 1), "language_model": round(timing.lm_ms, 1),
                     "emotion_and_embedding_models": round(timing.models_ms, 1),
                     "orchestration_overhead_per_scene": round(float(np.mean(timing.per_scene_overhead_ms)), 2)},
         provenance={"engine": __version__, "backend": info.backend, "model": info.name, "model_sha256": info.sha256,
                     "weight_format": info.weight_format, "seed": seed, "candidates": deps.candidates,
+                    "logit_steering": deps.steering is not None and deps.generator.supports_logits_processors,
                     "structure": plan.structure, "sampling": request.sampling.model_dump()},
     )
+
+
+def safety_check(request: StoryRequest, deps: Deps, seed: int, repairs: list[Repair]) -> SentenceCheck:
+    """The audience check as a gate check: a blocked sentence is rewritten by the generator (each try
+    re-checked) or dropped; what was repaired is kept for the story's safety report."""
+
+    async def regenerate(sentence: str, reason: str) -> str:
+        params = SamplingParams(max_tokens=80, temperature=0.7, top_p=0.9, stop=["\n"],
+                                seed=seed + zlib.crc32(f"{sentence}|{reason}".encode()))
+        done = await deps.generator.complete(rewrite_messages(sentence, reason, request.audience), params)
+        return technical_agent.trim_to_last_sentence(done.text.strip())
+
+    async def check(sentence: str) -> tuple[str | None, str | None]:
+        fixed, report = await deps.safety.repair(sentence, request.audience, regenerate)
+        if not report.repairs:
+            return sentence, None
+        r = report.repairs[0]
+        repairs.append(r.model_copy(update={"index": len(repairs)}))
+        action = "rewrote" if r.replacement else "dropped"
+        return (fixed or None), f"safety: {action} a sentence ({r.reason})"
+
+    return check
 
 
 def _title(premise: str) -> str:

@@ -52,6 +52,11 @@ class ArcWindow:
 _SENT = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"'”’)\]]))\s+(?=[\"'“‘(\[]?[A-Z0-9])|\n\s*\n+")
 
 
+def sentence_breaks(text: str) -> list[re.Match]:
+    """The gaps between sentences, exactly where `split_sentences` cuts (the match is the whitespace)."""
+    return list(_SENT.finditer(text))
+
+
 def split_sentences(text: str, normalize: bool = True) -> list[str]:
     """Split prose into sentences (on . ! ? … followed by a capitalised word, and on blank lines).
     `normalize=False` keeps each part's own whitespace, for text that is still being streamed."""

@@ -107,6 +107,11 @@ class BuiltinGenerator:
         info = ModelInfo("builtin", g.name, g.sha256, g.config.context_length, weight_format)
         return cls(engine, info)
 
+    def vocabulary(self) -> list[str]:
+        """Token strings by id (for logit steering tables)."""
+        tok = self.engine.tok
+        return [tok.token_text(i) for i in range(tok.vocab_size)]
+
     def stream(self, prompt, params, *, session_id=None, processors=()):
         return self.engine.stream(prompt, params, session_id=session_id, processors=processors)
 

@@ -35,10 +35,12 @@ log = logging.getLogger(__name__)
 MAX_LIVE_SESSIONS = 1024
 
 
-def build_service(settings: Settings, generator: Generator, emotion=None, candidates: int = 4) -> Service:
+def build_service(settings: Settings, generator: Generator, emotion=None, candidates: int = 4,
+                  check_safety: bool = True) -> Service:
     metrics = Metrics()
     # the Engine's every call to the LM goes through the meter (tokens, time to first token)
-    engine = Engine(settings, generator=MeteredGenerator(generator, metrics), emotion=emotion, candidates=candidates)
+    engine = Engine(settings, generator=MeteredGenerator(generator, metrics), emotion=emotion, candidates=candidates,
+                    check_safety=check_safety)
     store = Store.from_settings(settings)
     cache = MultiLevelCache(l1_size=settings.cache_l1_size, l1_ttl_s=settings.cache_ttl_s, redis_url=settings.redis_url,
                             store=store, l2_ttl_s=settings.cache_ttl_s, l3_ttl_s=settings.cache_ttl_s,
@@ -54,8 +56,9 @@ def build_service(settings: Settings, generator: Generator, emotion=None, candid
 
 
 def create_app(settings: Settings | None = None, *, generator: Generator | None = None, emotion=None,
-               candidates: int = 4) -> FastAPI:
-    """The app. Without `generator`/`emotion` the configured models load at start (tests pass fakes)."""
+               candidates: int = 4, check_safety: bool = True) -> FastAPI:
+    """The app. Without `generator`/`emotion` the configured models load at start (tests pass fakes,
+    and `check_safety=False`: the safety model is real and has its own tests)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -63,7 +66,7 @@ def create_app(settings: Settings | None = None, *, generator: Generator | None 
         auth.warn_if_open(settings.auth_enabled)
         t0 = time.perf_counter()
         gen = generator or await asyncio.to_thread(make_generator, settings)
-        service = app.state.service = build_service(settings, gen, emotion, candidates)
+        service = app.state.service = build_service(settings, gen, emotion, candidates, check_safety)
         await run_model(service.engine.deps)  # the emotion model and embedder, once, in the model worker
         service.model_loaded = True
         log.info("models loaded in %.1f s", time.perf_counter() - t0)

@@ -37,44 +37,41 @@ class MeteredGenerator:
     def __init__(self, inner, metrics: Metrics):
         self.inner, self.metrics = inner, metrics
 
-    @property
-    def info(self):
-        return self.inner.info
+    def __getattr__(self, name):  # info, supports_logits_processors, vocabulary, engine ...: the inner one's
+        return getattr(self.inner, name)
 
-    @property
-    def supports_logits_processors(self):
-        return self.inner.supports_logits_processors
-
-    def _first_token(self) -> None:
-        u = current_usage.get()
+    def _first_token(self, u: Usage | None) -> None:
         if u is not None and u.ttft_s is None:
             u.ttft_s = time.perf_counter() - u.started
             self.metrics.ttft.labels(u.kind).observe(u.ttft_s)
 
-    def _count(self, n: int) -> None:
+    def _count(self, u: Usage | None, n: int) -> None:
         self.metrics.tokens.inc(n)
-        u = current_usage.get()
         if u is not None:
             u.tokens += n
 
     async def stream(self, prompt, params, *, session_id=None, processors=()):
+        # read once, as the stream starts: a stream closed later (a losing candidate, a client gone)
+        # may be finalised in another context
+        u = current_usage.get()
         n = 0
         try:
             async for piece in self.inner.stream(prompt, params, session_id=session_id, processors=processors):
                 if piece.text:
                     if n == 0:
-                        self._first_token()
+                        self._first_token(u)
                     n += 1
                 if piece.finish_reason is not None and piece.usage:
                     n = piece.usage.get("completion_tokens", n)
                 yield piece
         finally:  # a client that went away still pays for what was generated
-            self._count(n)
+            self._count(u, n)
 
     async def complete(self, prompt, params, *, session_id=None, processors=()):
+        u = current_usage.get()
         done = await self.inner.complete(prompt, params, session_id=session_id, processors=processors)
-        self._first_token()  # the whole completion came back: its first token came no later
-        self._count(done.completion_tokens)
+        self._first_token(u)  # the whole completion came back: its first token came no later
+        self._count(u, done.completion_tokens)
         return done
 
     async def aclose(self) -> None:

@@ -1,0 +1,115 @@
+"""The fast checks every sentence passes before it reaches the reader.
+
+A streamed sentence cannot be taken back, so whatever must never be shown is checked here, one
+sentence at a time, in well under the time the model takes to write the next one:
+- lines the model wrote about the story instead of in it ("Scene 2:") are dropped;
+- person names from another culture are replaced, the same replacement for the same name for
+  the whole story (the cast's own names are always allowed);
+- further checks (the audience safety check, stereotyped phrasing) plug in as `SentenceCheck`s:
+  each returns the sentence, possibly rewritten, or None to drop it, with a reason.
+Slower checks (the technical, character and emotion agents) run on the finished scene and shape
+the next one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+from emotional_engine.agents.cultural import name_index, name_like_words
+from emotional_engine.agents.technical import strip_meta_lines
+from emotional_engine.culture import NameGenerator, load_profile
+
+_FIRST_WORD = re.compile(r"^[\"'“‘(\[]*([A-Z][a-zà-ÿ'’-]+)\b")
+
+
+@cache
+def common_words() -> frozenset[str]:
+    """Dale-Chall's ~2,900 easy English words (shipped with textstat): a capitalised word at a
+    sentence start that is one of these ("Will", "Hope", "Mark") is read as a word, not a name."""
+    path = resources.files("textstat").joinpath("resources/en/easy_words.txt")
+    return frozenset(w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines() if w.strip())
+
+
+def sentence_names(sentence: str) -> set[str]:
+    """Name-like words of one sentence, its first word included unless it is a common word."""
+    names = name_like_words(sentence)
+    m = _FIRST_WORD.match(sentence)
+    if m and m.group(1).lower() not in common_words():
+        names.add(m.group(1))
+    return names
+
+
+# (sentence) -> (sentence or None to drop it, reason or None)
+SentenceCheck = Callable[[str], Awaitable[tuple[str | None, str | None]]]
+
+
+@dataclass
+class SceneGateReport:
+    foreign_names: dict[str, list[str]] = field(default_factory=dict)  # name -> cultures it belongs to
+    names_seen: set[str] = field(default_factory=set)
+    dropped: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def cultural_fit(self) -> float:
+        seen = max(1, len(self.names_seen | set(self.foreign_names)))
+        return round(1.0 - len(self.foreign_names) / seen, 4)
+
+
+class SentenceGate:
+    def __init__(self, culture: str, cast_names: list[str], seed: int, checks: list[SentenceCheck] | None = None):
+        self.culture = culture
+        self.allowed = {w for name in cast_names for w in name.split()}
+        self.replacements: dict[str, str] = {}
+        self._names = NameGenerator(load_profile(culture), seed=seed + 7919)
+        self._used = set(self.allowed)
+        self.checks = list(checks or [])
+        self.scene = SceneGateReport()
+
+    def start_scene(self) -> SceneGateReport:
+        """A fresh report for the next scene; replacements carry over."""
+        self.scene = SceneGateReport()
+        return self.scene
+
+    def _local_name(self) -> str:
+        new = self._names.person().given
+        while new in self._used:
+            new = self._names.person().given
+        self._used.add(new)
+        return new
+
+    def _replace_names(self, sentence: str) -> str:
+        index = name_index()
+        words = sentence_names(sentence)
+        found = {w: sorted(index[w]) for w in words
+                 if w in index and self.culture not in index[w] and w not in self.allowed}
+        self.scene.names_seen |= {w for w in words if w in index or w in self.allowed}
+        for word in sorted(found):
+            if word not in self.replacements:
+                self.replacements[word] = self._local_name()
+                self.scene.reasons.append(f"replaced {word} (a name from {', '.join(found[word])}) with "
+                                          f"{self.replacements[word]}")
+            self.scene.foreign_names[word] = found[word]
+        for old, new in self.replacements.items():  # earlier replacements too, wherever the name recurs
+            sentence = re.sub(rf"\b{re.escape(old)}\b", new, sentence)
+        return sentence
+
+    async def check(self, sentence: str) -> str | None:
+        """The sentence as it may be shown, or None when it must not be."""
+        text = strip_meta_lines(sentence)
+        if not text:
+            return None
+        text = self._replace_names(text)
+        for check in self.checks:
+            out, reason = await check(text)
+            if reason:
+                self.scene.reasons.append(reason)
+            if out is None:
+                self.scene.dropped += 1
+                return None
+            text = out
+        return text

@@ -1,0 +1,86 @@
+"""Complete sentences out of a stream of generated text pieces.
+
+A sentence is complete when the splitter sees the start of the next one (or the stream ends with
+a sentence-final mark); an unfinished last sentence is dropped, as the technical agent's trim
+would. Each sentence comes with whether a blank line (a new paragraph) preceded it, so joining
+them rebuilds the paragraphs the model wrote.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from emotional_engine.agents.technical import ends_a_sentence
+from emotional_engine.emotion.model import sentence_breaks
+from emotional_engine.lm.engine import Piece
+
+
+@dataclass(frozen=True)
+class Sentence:
+    text: str  # whitespace inside collapsed to single spaces
+    new_paragraph: bool  # a blank line came before it
+
+    def joined_to(self, so_far: str) -> str:
+        """The separator and the sentence, to append to `so_far`."""
+        if not so_far:
+            return self.text
+        return ("\n\n" if self.new_paragraph else " ") + self.text
+
+
+class SentenceStream:
+    def __init__(self, pieces: AsyncIterator[Piece]):
+        self._pieces = pieces
+        self._pending = ""
+        self._paragraph_next = False  # the pending sentence follows a blank line
+        self._ready: deque[Sentence] = deque()
+        self.finished = False
+        self.finish_reason: str | None = None
+        self.consumed: list[Sentence] = []  # what `next_sentence` has handed out
+
+    async def _pull(self) -> None:
+        try:
+            piece = await anext(self._pieces)
+        except StopAsyncIteration:
+            self.finished = True
+            tail = " ".join(self._pending.split())
+            if tail and ends_a_sentence(tail):
+                self._ready.append(Sentence(tail, self._paragraph_next))
+            self._pending = ""
+            return
+        if piece.finish_reason:
+            self.finish_reason = piece.finish_reason
+        self._pending += piece.text
+        breaks = sentence_breaks(self._pending)
+        start = 0
+        for b in breaks:
+            text = " ".join(self._pending[start:b.start()].split())
+            if text:
+                self._ready.append(Sentence(text, self._paragraph_next))
+            self._paragraph_next = b.group().count("\n") >= 2
+            start = b.end()
+        self._pending = self._pending[start:]
+
+    async def fill(self, n: int) -> None:
+        """Read until `n` complete sentences wait (or the stream ends)."""
+        while len(self._ready) < n and not self.finished:
+            await self._pull()
+
+    def buffered_text(self) -> str:
+        return " ".join(s.text for s in self._ready)
+
+    async def next_sentence(self) -> Sentence | None:
+        while not self._ready and not self.finished:
+            await self._pull()
+        if not self._ready:
+            return None
+        s = self._ready.popleft()
+        self.consumed.append(s)
+        return s
+
+    async def aclose(self) -> None:
+        """Stop reading; the runtime cancels the request."""
+        close = getattr(self._pieces, "aclose", None)
+        if close is not None:
+            await close()
