@@ -122,7 +122,7 @@ def serve(args) -> None:
     settings = Settings(database_url=f"sqlite:///{args.db}", auth_enabled=False, redis_url=args.redis_url,
                         rate_limit_requests_per_min=10**9, rate_limit_tokens_per_min=10**12,
                         max_concurrent_per_key=10**6, generation_slots=args.slots, generation_queue=args.queue,
-                        job_words_threshold=5000, session_idle_ttl_s=3600)
+                        generation_max_wait_s=args.max_wait_s, job_words_threshold=5000, session_idle_ttl_s=3600)
     kw = {}
     if args.lm == "simulated":
         kw = dict(generator=SimulatedDecoder(args.step_ms, args.per_seq_ms, args.max_batch), emotion=ConstantEmotion(),
@@ -303,7 +303,8 @@ async def run_client(args, server_pid: int) -> None:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{args.port}", timeout=600, limits=limits) as c:
         print(f"\nserver: --lm {args.lm}" + (f" (step {args.step_ms} ms + {args.per_seq_ms} ms/sequence, batch "
                                             f"{args.max_batch})" if args.lm == "simulated" else "")
-              + f", {args.slots} generation slots, queue {args.queue}, candidates {args.candidates}")
+              + f", {args.slots} generation slots, queue {args.queue}, max wait {args.max_wait_s:g} s, "
+                f"candidates {args.candidates}")
         if not args.skip_latency:
             print(f"\n| request | mode | ok/sent | P50 ms | P95 ms | P99 ms | per s |\n|---|---|---|---|---|---|---|")
             for row in await latency_tables(c, args.requests, args.concurrency):
@@ -326,6 +327,7 @@ def main() -> None:
     p.add_argument("--max-batch", type=int, default=16)
     p.add_argument("--slots", type=int, default=16, help="EE_GENERATION_SLOTS")
     p.add_argument("--queue", type=int, default=64, help="EE_GENERATION_QUEUE")
+    p.add_argument("--max-wait-s", type=float, default=10.0, help="EE_GENERATION_MAX_WAIT_S")
     p.add_argument("--candidates", type=int, default=2)
     p.add_argument("--requests", type=int, default=16, help="requests per latency row")
     p.add_argument("--concurrency", type=int, default=8)
