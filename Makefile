@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench clean promtool
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -19,8 +19,14 @@ run: $(STAMP)
 	$(BIN)/emotional-engine generate --premise "A lighthouse keeper finds a letter from her lost brother." \
 		--arc man_in_a_hole --culture en-GB --words 450 --seed 7 --candidates 2
 
-test: $(STAMP)
+test: $(STAMP) promtool
 	$(BIN)/python -m pytest -q
+
+# promtool (Debian package `prometheus`) unit-tests the alert rules in deploy/prometheus
+promtool:
+	@command -v promtool >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus \
+		|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus) \
+		|| echo "promtool is missing and could not be installed (apt-get install prometheus): the alert tests will fail"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/lm_speed.py

@@ -7,9 +7,9 @@ model and its sentence embedder), loads them on first use, and hands them to the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
-from emotional_engine.agents.orchestrator import Deps, Event, write_story
+from emotional_engine.agents.orchestrator import Deps, Event, SceneOutcome, write_story
 from emotional_engine.config import Settings, get_settings
 from emotional_engine.domain import Story, StoryRequest
 from emotional_engine.lm.backends import Generator, make_generator
@@ -20,8 +20,10 @@ from emotional_engine.threads import run_model
 
 class Engine:
     def __init__(self, settings: Settings | None = None, *, generator: Generator | None = None,
-                 emotion=None, candidates: int = 4, agent_timeout_s: float = 30.0):
+                 emotion=None, candidates: int = 4, agent_timeout_s: float = 30.0, check_safety: bool = True):
+        """`check_safety=False` leaves out the audience safety check (tests on fake models)."""
         self.settings = settings or get_settings()
+        self.check_safety = check_safety
         self._generator = generator
         self._emotion = emotion
         self.candidates = candidates
@@ -58,7 +60,8 @@ class Engine:
         return Deps(generator=self.generator, emotion=model,
                     embed=lambda texts: model.embedder.encode(texts, batch_size=32, normalize_embeddings=True),
                     candidates=self.candidates, agent_timeout_s=self.agent_timeout_s,
-                    steering=self._steering_table(model), safety=SafetyChecker.load())
+                    steering=self._steering_table(model),
+                    safety=SafetyChecker.load() if self.check_safety else None)
 
     def _steering_table(self, model):
         """The logit-steering table for the generator's vocabulary, when it takes logits processors."""
@@ -71,9 +74,10 @@ class Engine:
 
         return load_or_build(vocabulary(), model, HEAD_PATH, self.settings.cache_dir or default_cache_dir())
 
-    async def agenerate(self, request: StoryRequest, on_event=None) -> Story:
+    async def agenerate(self, request: StoryRequest, on_event=None, done: Sequence[SceneOutcome] = ()) -> Story:
+        """`done`: checkpointed scenes of an interrupted run (same request and seed) to resume after."""
         deps = await run_model(self.deps)  # first use loads models: off the loop, in the model worker
-        return await write_story(request, deps, on_event or (lambda e: None))
+        return await write_story(request, deps, on_event or (lambda e: None), done)
 
     def generate(self, request: StoryRequest, on_event=None) -> Story:
         return asyncio.run(self.agenerate(request, on_event))

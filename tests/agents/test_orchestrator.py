@@ -254,3 +254,16 @@ async def test_planted_strays_and_cliches_are_repaired_before_they_are_shown_and
     assert story.quality.cultural_fit < clean.quality.cultural_fit == 1.0
     assert any("Hans" in r for r in story.quality.reasons)
     assert all(len(c.states) == len(story.scenes) for c in story.characters)
+
+async def test_a_story_resumes_after_its_checkpointed_scenes():
+    req = StoryRequest(premise="A fisherman's daughter saves the harbour.", arc="man_in_a_hole", words=600, seed=5)
+    events = []
+    full = await write_story(req, deps(), events.append)
+    checkpoints = [e.data for e in events if e.kind == "checkpoint"]
+    assert len(checkpoints) == len(full.scenes) == 4
+    d = deps()
+    resumed_events = []
+    resumed = await write_story(req, d, resumed_events.append, done=checkpoints[:2])
+    assert resumed.text == full.text and resumed.quality == full.quality
+    assert len(d.generator.prompts) == 2 * 4  # only the two unfinished scenes were written
+    assert [e.data["index"] for e in resumed_events if e.kind == "scene_started"] == [2, 3]

@@ -129,3 +129,8 @@ class SentenceGate:
 
     def shown_as(self, piece: str) -> None:
         self.shown += piece
+
+    def remember(self, scene_text: str) -> None:
+        """A scene written earlier (a resumed job): what was shown, and its names, stay taken."""
+        self.shown += ("\n\n" if self.shown else "") + scene_text
+        self._used |= set(name_like_words(scene_text))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -65,7 +65,8 @@ class Deps:
 
 @dataclass
 class Event:
-    """plan | scene_started | text | scene_done | story_done"""
+    """plan | scene_started | text | scene_done | story_done; `checkpoint` (a SceneOutcome) before each
+    scene_done, for callers that save progress and resume with `write_story(..., done=...)`."""
 
     kind: str
     data: Any = None
@@ -93,7 +94,10 @@ def _seed(request: StoryRequest) -> int:
     return request.seed if request.seed is not None else random.randrange(2**31)
 
 
-async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Event], None] = lambda e: None) -> Story:
+async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Event], None] = lambda e: None,
+                      done: Sequence[SceneOutcome] = ()) -> Story:
+    """`done`: the outcomes of scenes already written (checkpoints of an interrupted run with the same
+    request and seed); writing resumes after them."""
     t_start = time.perf_counter()
     timing = _Timing()
     seed = _seed(request)
@@ -113,15 +117,22 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
     for i, scene_plan in enumerate(plan.scenes):
         t_scene = time.perf_counter()
         lm0, models0 = timing.lm_ms, timing.models_ms
-        on_event(Event("scene_started", {"index": i, "target": targets[i]}))
         plan.scenes[i] = scene_plan = scene_plan.model_copy(update={"target": targets[i]})
-        outcome = await _write_scene(request, deps, profile, plan, cast, checker, i, story_text, seed, timing, gate,
-                                     on_event)
+        if i < len(done):  # written before an interruption: its facts and names still bind what follows
+            outcome = done[i]
+            checker.learn(checker.check(outcome.scene.text))
+            gate.remember(outcome.scene.text)
+        else:
+            on_event(Event("scene_started", {"index": i, "target": targets[i]}))
+            outcome = await _write_scene(request, deps, profile, plan, cast, checker, i, story_text, seed, timing,
+                                         gate, on_event)
         outcomes.append(outcome)
         text = outcome.scene.text
         if text:
             story_text = f"{story_text}\n\n{text}" if story_text else text
-        on_event(Event("scene_done", outcome.scene))
+        if i >= len(done):
+            on_event(Event("checkpoint", outcome))
+            on_event(Event("scene_done", outcome.scene))
         if i + 1 < len(targets) and outcome.scene.measured is not None:
             targets[i + 1] = emotion_agent.compensate(targets[i + 1], targets[i], outcome.scene.measured.valence)
         elapsed = 1000 * (time.perf_counter() - t_scene)

@@ -1,0 +1,118 @@
+"""`create_app(settings) -> FastAPI`: the HTTP service around one Engine.
+
+The lifespan opens the store (migrating it), the cache and the limits, loads the models once (in
+the background: /readyz says when they are in), resumes unfinished jobs and expires idle sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import FastAPI
+
+from emotional_engine import __version__
+from emotional_engine.config import Settings, get_settings
+from emotional_engine.engine import Engine
+from emotional_engine.lm.backends import Generator, make_generator
+from emotional_engine.service import auth, errors
+from emotional_engine.service.jobs import JobRunner
+from emotional_engine.service.limits import GenerationGate
+from emotional_engine.service.metering import MeteredGenerator
+from emotional_engine.service.metrics import Metrics
+from emotional_engine.service.middleware import BodyLimitAndMetrics
+from emotional_engine.service.ratelimit import RateLimiter
+from emotional_engine.service.routes import analyze, catalog, feedback, health, jobs, sessions, stories
+from emotional_engine.service.sessions import LiveSessions
+from emotional_engine.service.state import Service
+from emotional_engine.storage.cache import MultiLevelCache
+from emotional_engine.storage.db import Store
+from emotional_engine.threads import run_model
+
+log = logging.getLogger(__name__)
+MAX_LIVE_SESSIONS = 1024
+
+
+def build_service(settings: Settings, generator: Generator, emotion=None, candidates: int = 4,
+                  check_safety: bool = True) -> Service:
+    metrics = Metrics()
+    # the Engine's every call to the LM goes through the meter (tokens, time to first token)
+    engine = Engine(settings, generator=MeteredGenerator(generator, metrics), emotion=emotion, candidates=candidates,
+                    check_safety=check_safety)
+    store = Store.from_settings(settings)
+    cache = MultiLevelCache(l1_size=settings.cache_l1_size, l1_ttl_s=settings.cache_ttl_s, redis_url=settings.redis_url,
+                            store=store, l2_ttl_s=settings.cache_ttl_s, l3_ttl_s=settings.cache_ttl_s,
+                            on_event=metrics.cache_event)
+    limiter = RateLimiter(settings.rate_limit_requests_per_min, settings.rate_limit_tokens_per_min,
+                          settings.redis_url, on_limit=lambda kind: metrics.rate_limited.labels(kind).inc())
+    gate = GenerationGate(settings.generation_slots, settings.generation_queue, settings.max_concurrent_per_key,
+                          max_wait_s=settings.generation_max_wait_s, metrics=metrics)
+    service = Service(settings=settings, engine=engine, store=store, cache=cache, limiter=limiter, gate=gate,
+                      metrics=metrics, sessions=LiveSessions(engine, MAX_LIVE_SESSIONS, settings.session_idle_ttl_s))
+    service.jobs = JobRunner(service)
+    return service
+
+
+def create_app(settings: Settings | None = None, *, generator: Generator | None = None, emotion=None,
+               candidates: int = 4, check_safety: bool = True) -> FastAPI:
+    """The app. Without `generator`/`emotion` the configured models load at start (tests pass fakes,
+    and `check_safety=False`: the safety model is real and has its own tests)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        auth.warn_if_open(settings.auth_enabled)
+        t0 = time.perf_counter()
+        gen = generator or await asyncio.to_thread(make_generator, settings)
+        service = app.state.service = build_service(settings, gen, emotion, candidates, check_safety)
+        await run_model(service.engine.deps)  # the emotion model and embedder, once, in the model worker
+        service.model_loaded = True
+        log.info("models loaded in %.1f s", time.perf_counter() - t0)
+        await asyncio.to_thread(service.store.migrate)
+        if not settings.auth_enabled:
+            service.local_key_id = await asyncio.to_thread(_local_key, service.store)
+        background = [asyncio.create_task(_expire_sessions(service))]
+        await service.jobs.resume_unfinished()
+        try:
+            yield
+        finally:
+            for task in [*background, *service.jobs.tasks.values()]:
+                task.cancel()
+            for task in background:
+                with suppress(asyncio.CancelledError):
+                    await task
+            await service.limiter.aclose()
+            await service.cache.aclose()
+            service.store.close()
+
+    app = FastAPI(title="emotional-engine", version=__version__, lifespan=lifespan,
+                  description="Stories with emotional intelligence and cultural sensitivity. Send your API key "
+                              "as `Authorization: Bearer <key>`.")
+    metrics_of = lambda: app.state.service.metrics  # noqa: E731  (the service exists once the app runs)
+    errors.install(app, on_error=lambda type: metrics_of().errors.labels(type).inc())
+    app.add_middleware(BodyLimitAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=metrics_of)
+    for r in (stories, jobs, sessions, analyze, feedback, catalog, health):
+        app.include_router(r.router)
+    return app
+
+
+def _local_key(store: Store) -> str:
+    """With auth off every caller is one local identity; its key row owns what they create."""
+    for k in store.list_keys():
+        if k.name == auth.LOCAL_KEY_NAME and k.revoked_at is None:
+            return k.id
+    return store.create_key(auth.LOCAL_KEY_NAME)[1].id
+
+
+async def _expire_sessions(service: Service) -> None:
+    period = max(1.0, min(60.0, service.settings.session_idle_ttl_s / 4))
+    while True:
+        await asyncio.sleep(period)
+        try:
+            n = await asyncio.to_thread(service.store.expire_idle)
+            if n:
+                log.info("%d idle sessions expired", n)
+        except Exception as e:  # the database is down: next round
+            log.warning("expiring idle sessions failed: %s", e)

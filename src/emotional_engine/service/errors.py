@@ -1,0 +1,73 @@
+"""Every error leaves as `{"error": {"type", "message"}}` with a message a person can act on; no stack traces."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, type: str, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.status, self.type, self.message = status, type, message
+        self.retry_after = retry_after
+
+
+def not_found(what: str, id: str) -> ApiError:
+    return ApiError(404, "not_found", f"no {what} {id!r} for this API key")
+
+
+def error_response(status: int, type: str, message: str, retry_after: float | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
+    return JSONResponse({"error": {"type": type, "message": message}}, status_code=status, headers=headers)
+
+
+def _validation_message(e: RequestValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"] if x != "body") or "body"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+_STATUS_TYPES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 406: "not_acceptable", 413: "request_too_large",
+                 415: "unsupported_media_type"}
+
+
+def install(app: FastAPI, on_error=lambda type: None) -> None:
+    """Exception handlers; `on_error(type)` counts each error for the metrics."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, e: ApiError):
+        on_error(e.type)
+        return error_response(e.status, e.type, e.message, e.retry_after)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError):
+        on_error("invalid_request")
+        return error_response(422, "invalid_request", _validation_message(e))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException):
+        type = _STATUS_TYPES.get(e.status_code, "http_error")
+        on_error(type)
+        message = e.detail if isinstance(e.detail, str) else str(e.detail)
+        if e.status_code == 404 and message == "Not Found":
+            message = f"no such endpoint: {request.method} {request.url.path}; see /docs for the API"
+        return error_response(e.status_code, type, message)
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, e: Exception):
+        incident = uuid.uuid4().hex[:12]
+        log.exception("unhandled error (incident %s) on %s %s", incident, request.method, request.url.path)
+        on_error("internal")
+        return error_response(500, "internal", f"the server failed on this request (incident {incident}); "
+                                               "it is logged, try again or report the incident id")

@@ -1,0 +1,118 @@
+"""Request and response bodies of the HTTP API (the logic lives in the routers and `serving`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from emotional_engine.domain import Story, StoryRequest
+from emotional_engine.session import Beat
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="machine-readable kind, e.g. rate_limited, not_found, invalid_request")
+    message: str = Field(description="what went wrong and what to do about it")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class StoryOut(Story):
+    id: str | None = Field(description="the story's id; null when the database was unreachable (not kept)")
+    cached: bool = Field(False, description="answered from the cache (a repeated request with a seed)")
+
+
+class JobOut(BaseModel):
+    id: str
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    progress: dict[str, Any] = Field(default_factory=dict, description="scenes_done, scenes_total")
+    story_id: str | None = None
+    story: Story | None = None
+    error: str | None = None
+
+
+class SessionCreate(StoryRequest):
+    turns: int | None = Field(None, ge=2, le=500, description="turns the arc is spread over")
+
+
+class ActionIn(BaseModel):
+    action: str = Field(min_length=1, max_length=2000, description="what the player does next (story material)")
+
+
+class CharacterOut(BaseModel):
+    name: str
+    role: str
+    pronouns: str
+    traits: list[str] = Field(default_factory=list)
+
+
+class SessionOut(BaseModel):
+    id: str
+    status: str = Field(description="active, or expired (read-only: its story stays readable)")
+    request: dict[str, Any]
+    characters: list[CharacterOut]
+    beats: list[Beat]
+    text: str = Field(description="the story so far")
+    arc: list[float | None] = Field(description="measured valence per beat")
+    created_at: datetime | None = None
+    last_active_at: datetime | None = None
+    expires_at: datetime | None = None
+
+
+class AnalyzeIn(BaseModel):
+    text: str = Field(min_length=1, max_length=50_000)
+    windows: int = Field(10, ge=1, le=100)
+
+
+class WindowOut(BaseModel):
+    index: int
+    start: float
+    end: float
+    valence: float
+    arousal: float
+    emotion: str
+    scores: dict[str, float]
+
+
+class AnalyzeOut(BaseModel):
+    windows: list[WindowOut]
+
+
+class FeedbackIn(BaseModel):
+    rating: int = Field(ge=1, le=5)
+    comment: str | None = Field(None, max_length=2000)
+
+
+class FeedbackOut(BaseModel):
+    ok: bool = True
+
+
+class ModelOut(BaseModel):
+    name: str
+    backend: str
+    sha256: str | None = None
+    weight_format: str | None = None
+    context_length: int | None = None
+    loaded: bool
+
+
+class CultureOut(BaseModel):
+    tag: str
+    name: str
+
+
+class ArcInfo(BaseModel):
+    name: str
+    points: list[tuple[float, float]]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "degraded", "not_ready"]
+    degraded: list[str] = Field(default_factory=list, description="parts not working, each with why")

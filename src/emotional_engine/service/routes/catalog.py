@@ -1,0 +1,31 @@
+"""GET /v1/models, /v1/cultures, /v1/arcs: what a request can ask for."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from emotional_engine.arcs import NAMED_ARCS
+from emotional_engine.culture import supported_cultures
+from emotional_engine.service.deps import KeyId, ServiceDep
+from emotional_engine.service.protocol import ArcInfo, CultureOut, ModelOut
+from emotional_engine.service.routes.stories import ERRORS
+
+router = APIRouter(prefix="/v1", tags=["catalog"])
+
+
+@router.get("/models", response_model=list[ModelOut], responses=ERRORS)
+async def models(key_id: KeyId, service: ServiceDep) -> list[ModelOut]:
+    """The configured language model (one per server for now)."""
+    info = service.engine.generator.info
+    return [ModelOut(name=info.name, backend=info.backend, sha256=info.sha256, weight_format=info.weight_format,
+                     context_length=info.context_length, loaded=service.model_loaded)]
+
+
+@router.get("/cultures", response_model=list[CultureOut])
+async def cultures() -> list[CultureOut]:
+    return [CultureOut(tag=tag, name=name) for tag, name in supported_cultures()]
+
+
+@router.get("/arcs", response_model=list[ArcInfo])
+async def arcs() -> list[ArcInfo]:
+    return [ArcInfo(name=name, points=list(points)) for name, points in NAMED_ARCS.items()]

@@ -1,0 +1,55 @@
+"""GET /healthz (alive), /readyz (ready to serve; names what is degraded), /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from emotional_engine.service.deps import ServiceDep
+from emotional_engine.service.protocol import Health, Readiness
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    return Health()
+
+
+async def degraded_parts(service) -> list[str]:
+    parts = []
+    if not service.model_loaded:
+        parts.append("model: not loaded yet")
+    if not await asyncio.to_thread(service.store.ping):
+        parts.append("database: unreachable (cached stories are served; sessions and jobs are refused)")
+    l2 = service.cache.stats()["l2"]
+    if l2["configured"] and (not l2["available"] or not await service.limiter.ping()):
+        parts.append("redis: unreachable (in-process cache and per-process rate limits meanwhile)")
+    m = service.metrics.part_down
+    for part in ("model", "database", "redis"):
+        m.labels(part).set(int(any(p.startswith(part) for p in parts)))
+    return parts
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+async def readyz(service: ServiceDep):
+    parts = await degraded_parts(service)
+    if not service.model_loaded:
+        return JSONResponse(Readiness(status="not_ready", degraded=parts).model_dump(), status_code=503,
+                            headers={"Retry-After": "10"})
+    return Readiness(status="degraded" if parts else "ready", degraded=parts)
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+async def metrics(service: ServiceDep) -> Response:
+    await degraded_parts(service)
+    try:
+        sat = await asyncio.to_thread(service.store.satisfaction)
+        service.metrics.satisfaction.set(sat["mean"] or 0.0)
+        service.metrics.ratings.set(sat["count"])
+    except Exception:  # the database is down: the last values stay
+        pass
+    return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

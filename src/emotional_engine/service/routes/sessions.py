@@ -1,0 +1,143 @@
+"""Interactive sessions: create, play a turn (streamable), regenerate or undo the last beat, read, delete."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request
+from sse_starlette.sse import EventSourceResponse
+
+from emotional_engine.agents.character import build_cast
+from emotional_engine.culture import load_profile
+from emotional_engine.domain import StoryRequest
+from emotional_engine.service import metering, serving
+from emotional_engine.service.deps import KeyId, ServiceDep
+from emotional_engine.service.errors import ApiError, not_found
+from emotional_engine.service.protocol import ActionIn, CharacterOut, ErrorBody, SessionCreate, SessionOut
+from emotional_engine.service.routes.stories import ERRORS
+from emotional_engine.service.storecalls import call
+from emotional_engine.session import Beat
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+MORE = ERRORS | {404: {"model": ErrorBody}, 410: {"model": ErrorBody, "description": "the session expired"}}
+
+
+@router.post("", response_model=SessionOut, status_code=201, responses=ERRORS)
+async def create_session(body: SessionCreate, key_id: KeyId, service: ServiceDep) -> SessionOut:
+    request = body.model_dump(mode="json")
+    request["turns"] = body.turns or service.settings.session_turns
+    session_id = await call(service, service.store.create_session, key_id, request,
+                            service.settings.session_idle_ttl_s)
+    return await _read(service, session_id, key_id)
+
+
+@router.get("/{session_id}", response_model=SessionOut, responses=MORE)
+async def get_session(session_id: str, key_id: KeyId, service: ServiceDep) -> SessionOut:
+    return await _read(service, session_id, key_id)
+
+
+@router.delete("/{session_id}", status_code=204, responses=MORE)
+async def delete_session(session_id: str, key_id: KeyId, service: ServiceDep) -> None:
+    if not await call(service, service.store.delete_session, session_id, key_id):
+        raise not_found("session", session_id)
+    service.sessions.drop(session_id)
+
+
+@router.post("/{session_id}/turns", response_model=Beat, responses=MORE | {200: {
+    "content": {"text/event-stream": {}}, "description": "the beat, or its sentences with Accept: text/event-stream"}})
+async def play_turn(session_id: str, body: ActionIn, request: Request, key_id: KeyId, service: ServiceDep):
+    """One action in, one beat out; the turn is committed before the beat is returned."""
+    if not body.action.strip():
+        raise ApiError(422, "invalid_request", "action: the action is empty")
+    return await _turn(service, session_id, key_id, body.action, request, undo_first=False)
+
+
+@router.post("/{session_id}/regenerate", response_model=Beat, responses=MORE)
+async def regenerate(session_id: str, request: Request, key_id: KeyId, service: ServiceDep):
+    """Write the last beat again from the same action (a new draw; with a seed, the same beat)."""
+    return await _turn(service, session_id, key_id, None, request, undo_first=True)
+
+
+@router.post("/{session_id}/undo", response_model=SessionOut, responses=MORE)
+async def undo(session_id: str, key_id: KeyId, service: ServiceDep) -> SessionOut:
+    async with service.sessions.lock(session_id):
+        if await call(service, service.store.pop_turn, session_id, key_id) is None:
+            raise ApiError(409, "conflict", "the session has no beat to undo")
+        service.sessions.drop(session_id)  # rebuilt from the store on the next turn
+    return await _read(service, session_id, key_id)
+
+
+async def _turn(service, session_id: str, key_id: str, action: str | None, request: Request, undo_first: bool):
+    """A slot is taken first (429/503 as a status, before any stream starts), then the session's lock."""
+    usage = metering.begin("beat")  # time to first token counts from here: waiting for a slot included
+    if "text/event-stream" in request.headers.get("accept", ""):
+        await _record(service, session_id, key_id)  # 404 before the stream starts
+        ticket = await service.gate.acquire(key_id)
+        return EventSourceResponse(_stream(service, session_id, key_id, action, undo_first, usage, ticket), ping=15)
+    async with service.gate.slot(key_id):
+        async for kind, data in _play(service, session_id, key_id, action, undo_first, usage):
+            if kind == "beat":
+                return data
+
+
+async def _stream(service, session_id, key_id, action, undo_first, usage, ticket):
+    try:
+        async for kind, data in _play(service, session_id, key_id, action, undo_first, usage):
+            yield {"event": kind, "data": data.model_dump_json() if kind == "beat" else json.dumps(data)}
+    except ApiError as e:
+        yield {"event": "error", "data": json.dumps({"error": {"type": e.type, "message": e.message}})}
+    except Exception:
+        yield serving.stream_failure(service)
+    finally:
+        ticket.release()
+
+
+async def _play(service, session_id: str, key_id: str, action: str | None, undo_first: bool, usage):
+    """("sentence", text) as the beat is written, then ("beat", Beat) once the turn is committed.
+    The caller holds a generation slot."""
+    async with service.sessions.lock(session_id):
+        record = await _record(service, session_id, key_id)
+        if record.status != "active":
+            raise ApiError(410, "session_expired", f"session {session_id} expired after being idle; it can still "
+                                                   "be read, start a new session to play on")
+        beats = [t.beat for t in record.turns]
+        if undo_first:
+            if not beats:
+                raise ApiError(409, "conflict", "the session has no beat to regenerate")
+            action, beats = record.turns[-1].action, beats[:-1]
+        live = await service.sessions.get(session_id, record.request, record.request.get("turns", 12), beats)
+        try:
+            async for sentence in live.stream_turn(action):
+                yield "sentence", sentence
+        finally:
+            await serving.account(service, key_id, usage)
+        beat = live.beats[-1]
+        try:
+            if undo_first:  # the old beat goes only once its replacement is written
+                await call(service, service.store.pop_turn, session_id, key_id)
+            await call(service, service.store.add_turn, session_id, key_id, action, beat.model_dump(mode="json"))
+        except ApiError:
+            service.sessions.drop(session_id)  # not committed: the beat is not part of the story
+            raise
+        service.metrics.generations.labels("beat").inc()
+    yield "beat", beat
+
+
+async def _record(service, session_id: str, key_id: str):
+    record = await call(service, service.store.get_session, session_id, key_id)
+    if record is None:
+        raise not_found("session", session_id)
+    return record
+
+
+async def _read(service, session_id: str, key_id: str) -> SessionOut:
+    r = await _record(service, session_id, key_id)
+    request = StoryRequest.model_validate(r.request)
+    cast = build_cast(request, load_profile(request.culture))  # deterministic: the session's own cast
+    beats = [Beat.model_validate(t.beat) for t in r.turns]
+    return SessionOut(id=r.id, status=r.status, request=r.request,
+                      characters=[CharacterOut(name=c.name, role=c.role, pronouns=c.pronouns, traits=c.traits)
+                                  for c in cast],
+                      beats=beats, text=" ".join(b.text for b in beats),
+                      arc=[b.measured.valence if b.measured else None for b in beats],
+                      created_at=r.created_at, last_active_at=r.last_active_at, expires_at=r.expires_at)

@@ -1,0 +1,69 @@
+"""POST /v1/stories (JSON, or the Engine's events over SSE; long stories become jobs), GET /v1/stories/{id}."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from sse_starlette.sse import EventSourceResponse
+
+from emotional_engine.domain import StoryRequest
+from emotional_engine.service import metering, serving
+from emotional_engine.service.deps import KeyId, ServiceDep
+from emotional_engine.service.errors import ApiError, not_found
+from emotional_engine.service.protocol import ErrorBody, JobOut, StoryOut
+from emotional_engine.service.storecalls import call
+
+router = APIRouter(prefix="/v1/stories", tags=["stories"])
+ERRORS = {401: {"model": ErrorBody}, 422: {"model": ErrorBody}, 429: {"model": ErrorBody},
+          503: {"model": ErrorBody}}
+
+
+@router.post("", response_model=StoryOut, responses={**ERRORS, 202: {"model": JobOut}, 200: {
+    "content": {"text/event-stream": {}}, "description": "the story, or its events with Accept: text/event-stream"}})
+async def create_story(body: StoryRequest, request: Request, key_id: KeyId, service: ServiceDep):
+    """A whole story. Stories over the job threshold are queued as a job (202 with its id)."""
+    if body.words > service.settings.job_words_threshold:
+        job_id = await service.jobs.submit(key_id, body)
+        return JSONResponse(JobOut(id=job_id, status="queued").model_dump(mode="json"), status_code=202,
+                            headers={"Location": f"/v1/jobs/{job_id}"})
+    if "text/event-stream" in request.headers.get("accept", ""):
+        usage = metering.begin("story")
+        ticket = await service.gate.acquire(key_id)  # 429/503 as a status, before the stream starts
+        return EventSourceResponse(_events(service, key_id, body, usage, ticket), ping=15)
+    cached = await serving.cached_story(service, key_id, body)
+    if cached is not None:
+        return Response(cached, media_type="application/json")
+    return Response(await serving.generate_story(service, key_id, body), media_type="application/json")
+
+
+async def _events(service, key_id: str, body: StoryRequest, usage, ticket):
+    """plan, scene_started, text, scene_done ... story_done (with the story's id); generation stops
+    when the client goes away (the response cancels this generator, which cancels the Engine's task)."""
+    try:
+        async for event in service.engine.stream(body):
+            if event.kind == "checkpoint":
+                continue
+            if event.kind == "story_done":
+                story_id, _ = await serving.keep_story(service, key_id, body, event.data)
+                data = json.loads(serving.with_id(event.data.model_dump_json().encode(), story_id, False))
+                yield {"event": "story_done", "data": json.dumps(data, ensure_ascii=False)}
+                return
+            yield {"event": event.kind, "data": serving.event_json(event)}
+    except ApiError as e:
+        yield {"event": "error", "data": json.dumps({"error": {"type": e.type, "message": e.message}})}
+    except Exception:
+        yield serving.stream_failure(service)
+    finally:
+        ticket.release()
+        await asyncio.shield(serving.account(service, key_id, usage))
+
+
+@router.get("/{story_id}", response_model=StoryOut, responses=ERRORS | {404: {"model": ErrorBody}})
+async def get_story(story_id: str, key_id: KeyId, service: ServiceDep):
+    story = await call(service, service.store.get_story, story_id, key_id)
+    if story is None:
+        raise not_found("story", story_id)
+    return Response(serving.with_id(json.dumps(story).encode(), story_id, False), media_type="application/json")

@@ -1,0 +1,110 @@
+"""Story generation behind the routes: cache lookup, admission, metering, persistence."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+
+from pydantic_core import to_jsonable_python
+
+from emotional_engine import __version__
+from emotional_engine.domain import Story, StoryRequest
+from emotional_engine.service import metering
+from emotional_engine.service.state import Service
+from emotional_engine.storage.cache import is_cacheable, request_cache_key
+
+log = logging.getLogger(__name__)
+
+
+async def account(service: Service, key_id: str, usage: metering.Usage) -> None:
+    """Charge a generation's tokens to the key: its rate limit, and its stored usage."""
+    await service.limiter.add_tokens(key_id, usage.tokens)
+    try:
+        await asyncio.to_thread(service.store.record_usage, key_id, 1, usage.tokens)
+    except Exception as e:  # usage is bookkeeping: a database outage must not fail the answer
+        log.warning("usage not recorded: %s", e)
+
+
+def cache_key(service: Service, request: StoryRequest) -> str | None:
+    """None for requests without a seed: only deterministic requests are answered from the cache."""
+    body = request.model_dump(mode="json")
+    if not is_cacheable(body):
+        return None
+    info = service.engine.generator.info
+    extra = {"engine": __version__, "backend": info.backend, "model": info.name,
+             "weight_format": info.weight_format, "candidates": service.engine.candidates}
+    return request_cache_key(body, info.sha256 or info.name, extra)
+
+
+def with_id(story_json: bytes, story_id: str | None, cached: bool) -> bytes:
+    """The stored story JSON with `id` and `cached` in front, without parsing it again."""
+    head = json.dumps({"id": story_id, "cached": cached})[:-1].encode()
+    return head + b"," + story_json[1:]
+
+
+async def save_story(service: Service, key_id: str, request: StoryRequest, story: dict) -> str | None:
+    """The story's id, or None when the database is down (the caller still gets the story)."""
+    try:
+        return await asyncio.to_thread(service.store.save_story, key_id, request.model_dump(mode="json"), story)
+    except Exception as e:
+        log.warning("story not saved, database unavailable: %s", e)
+        service.metrics.part_down.labels("database").set(1)
+        return None
+
+
+async def cached_story(service: Service, key_id: str, request: StoryRequest) -> bytes | None:
+    key = cache_key(service, request)
+    if key is None:
+        return None
+    value, _level = await service.cache.aget(key)
+    if value is None:
+        return None
+    # the same key asking again gets the same story under the same id: saved once, not on every hit
+    story_id = service.cached_story_ids.get((key_id, key))
+    if story_id is None:
+        story_id = await save_story(service, key_id, request, json.loads(value))
+        if story_id is not None:
+            service.cached_story_ids[(key_id, key)] = story_id
+    return with_id(value, story_id, cached=True)
+
+
+async def generate_story(service: Service, key_id: str, request: StoryRequest, on_event=None) -> bytes:
+    """Write the story (holding a generation slot), keep it, cache it; its JSON with `id`."""
+    usage = metering.begin("story")  # time to first token includes waiting for a slot
+    async with service.gate.slot(key_id):
+        try:
+            story = await service.engine.agenerate(request, on_event)
+        finally:
+            await account(service, key_id, usage)
+    return (await keep_story(service, key_id, request, story))[1]
+
+
+async def keep_story(service: Service, key_id: str, request: StoryRequest, story: Story) -> tuple[str | None, bytes]:
+    """Count, save and cache a written story: (its id, its JSON with `id`)."""
+    service.metrics.observe_story(story)
+    service.metrics.generations.labels("story").inc()
+    story_json = story.model_dump_json().encode()
+    story_id = await save_story(service, key_id, request, json.loads(story_json))
+    key = cache_key(service, request)
+    if key is not None:
+        await service.cache.aput(key, story_json)
+        if story_id is not None:
+            service.cached_story_ids[(key_id, key)] = story_id
+    return story_id, with_id(story_json, story_id, cached=False)
+
+
+def event_json(event) -> str:
+    """An Engine event as an SSE data line (pydantic models and dataclasses to JSON)."""
+    return json.dumps(to_jsonable_python(event.data), ensure_ascii=False)
+
+
+
+def stream_failure(service: Service) -> dict:
+    """The SSE error event for an unexpected failure mid-stream (logged with an incident id)."""
+    incident = uuid.uuid4().hex[:12]
+    log.exception("stream failed (incident %s)", incident)
+    service.metrics.errors.labels("internal").inc()
+    return {"event": "error", "data": json.dumps({"error": {"type": "internal", "message": (
+        f"generation failed (incident {incident}); it is logged, try again or report the incident id")}})}

@@ -1,0 +1,51 @@
+"""Live interactive sessions: the in-memory `StorySession` objects behind the stored ones.
+
+The store holds every committed turn; this keeps the recent sessions' objects (and through their
+ids the LM runtime's KV caches) and rebuilds one from the store when it is not here (after a
+restart, or on another replica). One lock per session keeps its turns in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+from cachetools import TTLCache
+
+from emotional_engine.agents import emotion as emotion_agent
+from emotional_engine.domain import StoryRequest
+from emotional_engine.session import Beat, StorySession
+
+
+class LiveSessions:
+    def __init__(self, engine, max_live: int, idle_ttl_s: float):
+        self.engine = engine
+        self._live: TTLCache[str, StorySession] = TTLCache(maxsize=max_live, ttl=idle_ttl_s)
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def lock(self, session_id: str) -> asyncio.Lock:
+        lock = self._locks.get(session_id)
+        if lock is None:
+            lock = self._locks[session_id] = asyncio.Lock()
+        return lock
+
+    async def get(self, session_id: str, request: dict, turns: int, beats: list[dict]) -> StorySession:
+        """The live session, rebuilt from its stored request and beats when it is not in memory."""
+        s = self._live.get(session_id)
+        if s is None or len(s.beats) != len(beats):
+            s = await self.engine.session(StoryRequest.model_validate(request), turns)
+            s.id = session_id  # the runtime keys the session's KV cache by it
+            s.beats = [Beat.model_validate(b) for b in beats]
+            recompute_bias(s)
+        self._live[session_id] = s
+        return s
+
+    def drop(self, session_id: str) -> None:
+        self._live.pop(session_id, None)
+
+
+def recompute_bias(s: StorySession) -> None:
+    """The valence correction the next beat carries, as `stream_turn` sets it after each beat."""
+    last = s.beats[-1] if s.beats else None
+    s._bias = emotion_agent.MISS_GAIN * (last.target.valence - last.measured.valence) \
+        if last is not None and last.measured is not None else 0.0

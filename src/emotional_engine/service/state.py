@@ -1,0 +1,34 @@
+"""Everything one app instance holds: settings, engine, store, cache, limits, metrics, live sessions, jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cachetools import TTLCache
+
+from emotional_engine.config import Settings
+from emotional_engine.engine import Engine
+from emotional_engine.service.limits import GenerationGate
+from emotional_engine.service.metrics import Metrics
+from emotional_engine.service.ratelimit import RateLimiter
+from emotional_engine.service.sessions import LiveSessions
+
+KEY_MEMO_TTL_S = 30  # verified keys are remembered this long (a revocation takes effect within it)
+
+
+@dataclass
+class Service:
+    settings: Settings
+    engine: Engine
+    store: object  # storage.db.Store
+    cache: object  # storage.cache.MultiLevelCache
+    limiter: RateLimiter
+    gate: GenerationGate
+    metrics: Metrics
+    sessions: LiveSessions
+    jobs: object = None  # service.jobs.JobRunner, set once built
+    verified_keys: TTLCache = field(default_factory=lambda: TTLCache(maxsize=10_000, ttl=KEY_MEMO_TTL_S))
+    # (key id, cache key) -> the id of that key's copy of a cached story
+    cached_story_ids: TTLCache = field(default_factory=lambda: TTLCache(maxsize=100_000, ttl=3600))
+    model_loaded: bool = False
+    local_key_id: str | None = None  # the identity of every caller when auth is off

@@ -1,0 +1,31 @@
+"""Store calls from the event loop: in a thread, with the store's errors turned into API errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from emotional_engine.service.errors import ApiError
+from emotional_engine.storage.db import NotFoundError, SessionExpiredError
+
+log = logging.getLogger(__name__)
+
+
+async def call(service, fn, *args):
+    try:
+        out = await asyncio.to_thread(fn, *args)
+    except NotFoundError as e:
+        raise ApiError(404, "not_found", f"{e} for this API key") from None
+    except SessionExpiredError as e:
+        raise ApiError(410, "session_expired", f"{e}; start a new session to play on") from None
+    except IntegrityError as e:
+        raise ApiError(409, "conflict", f"the change conflicts with another one: {e.orig}") from None
+    except SQLAlchemyError as e:
+        log.warning("database unavailable: %s", e)
+        service.metrics.part_down.labels("database").set(1)
+        raise ApiError(503, "database_unavailable", "the database is unreachable, so this cannot be done or "
+                                                    "kept now; retry shortly", retry_after=5) from None
+    service.metrics.part_down.labels("database").set(0)
+    return out

@@ -1,0 +1,9 @@
+"""Persistence and caching for the HTTP service: `Store` (SQL through SQLAlchemy, Alembic
+migrations shipped in the package) and `MultiLevelCache` (in-process, Redis, SQL)."""
+
+from emotional_engine.storage.cache import MultiLevelCache, is_cacheable, request_cache_key
+from emotional_engine.storage.db import NotFoundError, SessionExpiredError, Store, default_database_url
+from emotional_engine.storage.records import ApiKeyInfo, JobRecord, SessionRecord, TurnRecord, Usage, UsageWindow
+
+__all__ = ["ApiKeyInfo", "JobRecord", "MultiLevelCache", "NotFoundError", "SessionExpiredError", "SessionRecord",
+           "Store", "TurnRecord", "Usage", "UsageWindow", "default_database_url", "is_cacheable", "request_cache_key"]

@@ -1,0 +1,62 @@
+"""What the store hands back: plain pydantic records, detached from the database session."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+SessionStatus = Literal["active", "expired"]
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class ApiKeyInfo(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class TurnRecord(BaseModel):
+    index: int
+    action: str
+    beat: dict[str, Any]
+    created_at: datetime
+
+
+class SessionRecord(BaseModel):
+    id: str
+    key_id: str
+    request: dict[str, Any]
+    turns: list[TurnRecord]
+    status: SessionStatus
+    created_at: datetime
+    last_active_at: datetime
+    expires_at: datetime
+
+
+class JobRecord(BaseModel):
+    id: str
+    key_id: str
+    request: dict[str, Any]
+    status: JobStatus
+    progress: dict[str, Any]
+    story_id: str | None = None
+    error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class UsageWindow(BaseModel):
+    minute: datetime
+    requests: int
+    tokens: int
+
+
+class Usage(BaseModel):
+    key_id: str
+    requests: int
+    tokens: int
+    minutes: list[UsageWindow]  # oldest first

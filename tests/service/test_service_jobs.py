@@ -1,0 +1,50 @@
+"""Long stories as jobs: progress, the story when done, cancellation, and resuming after a restart."""
+
+import asyncio
+
+from service_fakes import FakeGenerator
+
+LONG = {"premise": "A lighthouse keeper finds a letter.", "words": 600, "seed": 11}
+
+
+async def _wait(c, job_id, until, timeout=20.0):
+    for _ in range(int(timeout / 0.05)):
+        job = (await c.get(f"/v1/jobs/{job_id}")).json()
+        if until(job):
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job never got there: {job}")
+
+
+async def test_a_job_reports_progress_and_gives_the_story(app_client):
+    async with app_client() as c:
+        r = await c.post("/v1/jobs", json=LONG)
+        assert r.status_code == 202
+        job = await _wait(c, r.json()["id"], lambda j: j["status"] == "done")
+        assert job["progress"]["scenes_done"] == job["progress"]["scenes_total"] == len(job["story"]["scenes"])
+        assert (await c.get(f"/v1/stories/{job['story_id']}")).status_code == 200
+
+
+async def test_a_job_can_be_cancelled(app_client):
+    async with app_client(generator=FakeGenerator(delay=0.2)) as c:
+        job_id = (await c.post("/v1/jobs", json=LONG)).json()["id"]
+        r = await c.delete(f"/v1/jobs/{job_id}")
+        assert r.status_code == 200 and r.json()["status"] == "cancelled"
+        await asyncio.sleep(0.3)
+        assert (await c.get(f"/v1/jobs/{job_id}")).json()["status"] == "cancelled"
+        assert (await c.delete(f"/v1/jobs/{job_id}")).status_code == 409
+        assert (await c.get("/v1/jobs/nope")).status_code == 404
+
+
+async def test_a_job_resumes_after_a_restart_from_its_last_finished_scene(app_client, make_key):
+    key = make_key()
+    async with app_client(key=key, generator=FakeGenerator(delay=0.3)) as c:
+        job_id = (await c.post("/v1/jobs", json=LONG)).json()["id"]
+        before = await _wait(c, job_id, lambda j: j["progress"]["scenes_done"] >= 1)
+    # the server stopped mid-story; a new one on the same database picks the job up
+    gen = FakeGenerator()
+    async with app_client(key=key, generator=gen) as c:
+        job = await _wait(c, job_id, lambda j: j["status"] == "done")
+        total, done_before = job["progress"]["scenes_total"], before["progress"]["scenes_done"]
+        assert done_before < total == len(job["story"]["scenes"])
+        assert gen.calls == 2 * (total - done_before)  # only the unfinished scenes were written (2 candidates)

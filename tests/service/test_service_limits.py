@@ -1,0 +1,146 @@
+"""Rate limits (in-process and shared through Redis), concurrency limits, load shedding, Redis down."""
+
+import asyncio
+import uuid
+
+import pytest
+
+from service_fakes import FakeGenerator
+
+STORY = {"premise": "A kite festival.", "words": 150}
+
+
+async def admitted(c, n: int) -> None:
+    """Wait until n generations hold or wait for a slot (requests take a while to get there)."""
+    gate = c.app.state.service.gate
+    for _ in range(400):
+        if gate.running + gate.waiting >= n:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the requests never reached the generation gate")
+
+
+async def test_requests_over_the_per_minute_limit_get_429_with_retry_after(app_client, settings):
+    s = settings.model_copy(update={"rate_limit_requests_per_min": 3})
+    async with app_client(s) as c:
+        codes = [(await c.get("/v1/models")).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        r = await c.get("/v1/models")
+        assert r.json()["error"]["type"] == "rate_limited" and 1 <= int(r.headers["retry-after"]) <= 60
+        assert (await c.get("/healthz")).status_code == 200  # health is never limited
+
+
+async def test_keys_have_separate_limits(app_client, settings, make_key):
+    s = settings.model_copy(update={"rate_limit_requests_per_min": 1})
+    other = make_key(s, name="other")
+    async with app_client(s) as c:
+        assert (await c.get("/v1/models")).status_code == 200
+        assert (await c.get("/v1/models")).status_code == 429
+        assert (await c.get("/v1/models", headers={"Authorization": f"Bearer {other}"})).status_code == 200
+
+
+async def test_generated_tokens_count_against_the_key(app_client, settings):
+    s = settings.model_copy(update={"rate_limit_tokens_per_min": 20})
+    async with app_client(s) as c:
+        assert (await c.post("/v1/stories", json=STORY)).status_code == 200  # spends more than 20 tokens
+        r = await c.post("/v1/stories", json=STORY)
+        assert r.status_code == 429 and "tokens" in r.json()["error"]["message"] and r.headers["retry-after"]
+
+
+async def test_a_full_queue_sheds_with_503_and_retry_after(app_client, settings, make_key):
+    s = settings.model_copy(update={"generation_slots": 1, "generation_queue": 1})
+    keys = [make_key(s, name=f"k{i}") for i in range(3)]
+    async with app_client(s, generator=FakeGenerator(delay=0.3)) as c:
+        reqs = [c.post("/v1/stories", json=STORY, headers={"Authorization": f"Bearer {k}"}) for k in keys]
+        first = asyncio.ensure_future(reqs[0])
+        await admitted(c, 1)
+        second = asyncio.ensure_future(reqs[1])
+        await admitted(c, 2)
+        third = await reqs[2]
+        assert third.status_code == 503 and third.json()["error"]["type"] == "overloaded"
+        assert int(third.headers["retry-after"]) >= 1
+        assert (await first).status_code == 200 and (await second).status_code == 200
+        metrics = (await c.get("/metrics")).text
+        assert "ee_load_shed_total 1.0" in metrics
+
+
+async def test_concurrent_generations_per_key_are_limited(app_client, settings):
+    s = settings.model_copy(update={"max_concurrent_per_key": 1})
+    async with app_client(s, generator=FakeGenerator(delay=0.3)) as c:
+        first = asyncio.ensure_future(c.post("/v1/stories", json=STORY))
+        await admitted(c, 1)
+        r = await c.post("/v1/stories", json=STORY)
+        assert r.status_code == 429 and r.json()["error"]["type"] == "too_many_concurrent"
+        assert (await first).status_code == 200
+
+
+@pytest.mark.services
+async def test_two_app_instances_share_limits_through_redis(app_client, settings, redis_url, make_key):
+    s = settings.model_copy(update={"rate_limit_requests_per_min": 3, "redis_url": redis_url})
+    key = make_key(s)
+    async with app_client(s, key=key) as a, app_client(s, key=key) as b:
+        codes = [(await x.get("/v1/models")).status_code for x in (a, b, a, b)]
+        assert codes == [200, 200, 200, 429]
+
+
+@pytest.mark.services
+async def test_a_shared_redis_cache_serves_the_other_instance(app_client, tmp_path, settings, redis_url, make_key):
+    story = {**STORY, "premise": f"A kite festival {uuid.uuid4().hex}.", "seed": 1}
+    s1 = settings.model_copy(update={"redis_url": redis_url})
+    s2 = s1.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'other.db'}"})  # no shared L3
+    async with app_client(s1) as a, app_client(s2) as b:
+        assert (await a.post("/v1/stories", json=story)).json()["cached"] is False
+        r = (await b.post("/v1/stories", json=story)).json()
+        assert r["cached"] is True and b.app.state.service.engine.generator.inner.calls == 0
+        assert b.app.state.service.cache.stats()["l2"]["hits"] == 1
+
+
+async def test_unreachable_redis_degrades_without_errors(app_client, settings):
+    s = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0", "rate_limit_requests_per_min": 5})
+    async with app_client(s) as c:
+        story = {**STORY, "seed": 2}
+        assert (await c.post("/v1/stories", json=story)).status_code == 200
+        r = (await c.post("/v1/stories", json=story)).json()
+        assert r["cached"] is True  # L1 still answers
+        ready = (await c.get("/readyz"))
+        assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+        assert any(p.startswith("redis") for p in ready.json()["degraded"])
+        codes = [(await c.get("/v1/models")).status_code for _ in range(4)]
+        assert codes[-1] == 429  # limits still hold, per process
+        assert 'ee_part_degraded{part="redis"} 1.0' in (await c.get("/metrics")).text
+
+
+async def test_a_request_that_waits_too_long_for_a_slot_is_shed(app_client, settings, make_key):
+    s = settings.model_copy(update={"generation_slots": 1, "generation_queue": 5, "generation_max_wait_s": 0.2})
+    other = make_key(s, name="other")
+    async with app_client(s, generator=FakeGenerator(delay=0.3)) as c:
+        first = asyncio.ensure_future(c.post("/v1/stories", json=STORY))
+        await admitted(c, 1)
+        r = await c.post("/v1/stories", json=STORY, headers={"Authorization": f"Bearer {other}"})
+        assert r.status_code == 503 and "within" in r.json()["error"]["message"] and r.headers["retry-after"]
+        assert (await first).status_code == 200
+        gate = c.app.state.service.gate
+        assert gate.running == gate.waiting == 0
+
+
+async def test_a_burst_is_admitted_up_to_slots_plus_queue_and_no_further():
+    from emotional_engine.service.errors import ApiError
+    from emotional_engine.service.limits import GenerationGate
+
+    gate = GenerationGate(slots=2, queue=3, per_key=100, max_wait_s=5)
+    tasks = [asyncio.ensure_future(gate.acquire("k")) for _ in range(8)]  # all arrive before any runs
+    await asyncio.sleep(0.05)
+    shed = [t for t in tasks if t.done() and isinstance(t.exception(), ApiError) and t.exception().status == 503]
+    held = [t.result() for t in tasks if t.done() and t.exception() is None]
+    assert len(held) == 2 and len(shed) == 3 and gate.waiting == 3  # 2 run, 3 wait, 3 refused at once
+    for t in held:
+        t.release()
+    await asyncio.sleep(0.05)
+    assert gate.running == 2 and gate.waiting == 1
+    for t in tasks:
+        if not t.done():
+            t.cancel()
+        elif t.exception() is None:
+            t.result().release()
+    await asyncio.sleep(0.05)
+    assert gate.running == 0 and gate.waiting == 0 and not gate._per_key
