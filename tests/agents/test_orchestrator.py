@@ -21,9 +21,13 @@ class FakeGenerator:
     supports_logits_processors = False
 
     def __init__(self):
-        self.prompts = []
+        self.prompts = []  # scene prompts
+        self.summaries = []  # the story memory's scene-summary prompts
 
     async def complete(self, prompt, params, *, session_id=None, processors=()):
+        if prompt[0]["content"].startswith("You summarise"):
+            self.summaries.append(prompt)
+            return Completion(text="The boats went out at dawn.", finish_reason="stop", completion_tokens=8)
         self.prompts.append(prompt)
         mood = MOODS[params.seed % 4]
         await asyncio.sleep(0)
@@ -68,6 +72,7 @@ async def test_each_scene_takes_the_candidate_nearest_its_target():
     events = []
     story = await write_story(req, d, events.append)
     assert len(story.scenes) == 4 and len(d.generator.prompts) == 16  # 4 candidates per scene
+    assert len(d.generator.summaries) == 4  # each scene summarised once for the story memory
     for sc in story.scenes:
         best = min(MOODS, key=lambda m: abs(VALENCE[m] - sc.target.valence) / 2 + (1 - (0.9 if m == sc.target.emotion else 0.0125)))
         assert sc.measured.emotion == best

@@ -6,6 +6,11 @@ candidates are written concurrently (the builtin runtime batches them into share
 passes); the emotion model scores all candidates in one batched call in a worker thread; the
 technical, cultural and character agents then run in parallel under a timeout each. An agent that
 fails or times out is skipped and named in `degraded`.
+
+The story memory (memory/) feeds each prompt with the facts most relevant to the scene and where
+the characters are; the chosen draft's facts are compared with memory, and a draft that
+contradicts it is rewritten once with the contradiction named (the version with fewer
+contradictions is kept); the finished scene is then summarised and remembered.
 """
 
 from __future__ import annotations
@@ -27,12 +32,14 @@ from emotional_engine.agents import emotion as emotion_agent
 from emotional_engine.agents import quality as quality_agent
 from emotional_engine.agents import technical as technical_agent
 from emotional_engine.agents.base import run_parallel
-from emotional_engine.agents.prompts import scene_messages
+from emotional_engine.agents.prompts import FACT_TOKENS, prompt_budget, scene_messages, token_counter
 from emotional_engine.agents.story import StoryPlan, plan_story
 from emotional_engine.culture import load_profile
 from emotional_engine.domain import ArcOut, Character, Measurement, Scene, Story, StoryRequest
 from emotional_engine.lm.backends import Generator
 from emotional_engine.lm.sampling import SamplingParams
+from emotional_engine.memory import (Contradiction, StoryMemory, extract_facts, find_contradictions, per_1000_words,
+                                     remember_scene)
 from emotional_engine.threads import run_model
 
 
@@ -47,6 +54,7 @@ class Deps:
     embed: Callable[[list[str]], np.ndarray]
     candidates: int = 4
     agent_timeout_s: float = 30.0
+    remember: bool = True  # keep a story memory (retrieval in prompts, contradiction repair)
 
 
 @dataclass
@@ -72,18 +80,26 @@ class SceneOutcome(BaseModel):
     cultural_fit: float
     reasons: list[str]
     degraded: list[str]
+    contradictions_found: int = 0
+    contradictions_left: list[str] = []
 
 
 def _seed(request: StoryRequest) -> int:
     return request.seed if request.seed is not None else random.randrange(2**31)
 
 
-async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Event], None] = lambda e: None) -> Story:
+async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Event], None] = lambda e: None,
+                      memory: StoryMemory | None = None) -> Story:
+    """`memory`, when given, is the (empty) memory to fill, so the caller can save it afterwards."""
     t_start = time.perf_counter()
     timing = _Timing()
     seed = _seed(request)
     profile = load_profile(request.culture)
     cast = character_agent.build_cast(request.model_copy(update={"seed": seed}), profile)
+    if memory is None:
+        memory = StoryMemory(cast, deps.embed)
+    else:
+        memory.__init__(cast, memory.embed or deps.embed)
     plan = plan_story(request, profile.story.structure, [cast[0].name])
     on_event(Event("plan", plan))
     targets = [s.target for s in plan.scenes]
@@ -94,7 +110,7 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
         lm0, models0 = timing.lm_ms, timing.models_ms
         on_event(Event("scene_started", {"index": i, "target": targets[i]}))
         plan.scenes[i] = scene_plan = scene_plan.model_copy(update={"target": targets[i]})
-        outcome = await _write_scene(request, deps, profile, plan, cast, i, story_text, seed, timing)
+        outcome = await _write_scene(request, deps, profile, plan, cast, i, story_text, seed, timing, memory)
         outcomes.append(outcome)
         text = outcome.scene.text
         story_text = f"{story_text}\n\n{text}" if story_text else text
@@ -105,33 +121,76 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
         elapsed = 1000 * (time.perf_counter() - t_scene)
         timing.per_scene_overhead_ms.append(elapsed - (timing.lm_ms - lm0) - (timing.models_ms - models0))
 
-    story = await _finish(request, deps, plan, cast, outcomes, story_text, seed, timing, t_start)
+    story = await _finish(request, deps, plan, cast, outcomes, story_text, seed, timing, t_start, memory)
     on_event(Event("story_done", story))
     return story
 
 
-async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list[Character], i: int,
-                       story_text: str, seed: int, timing: _Timing) -> SceneOutcome:
-    sp = plan.scenes[i]
+async def _drafts(request, deps: Deps, sp, messages, seed: int, i: int, n: int, timing: _Timing, salt: int = 0):
+    """n drafts of a scene, measured: (texts, measurements, choice)."""
     guide = emotion_agent.guidance(sp.target, request.sampling.temperature)
-    messages = scene_messages(request, profile, plan, cast, sp, guide, story_text)
-    n = max(1, deps.candidates)
-    params = [SamplingParams(max_tokens=int(sp.words * 1.7) + 16, temperature=guide.temperature,
+    params = [SamplingParams(max_tokens=_max_tokens(sp), temperature=guide.temperature,
                              top_p=request.sampling.top_p, repetition_penalty=request.sampling.repetition_penalty,
-                             seed=seed * 1009 + i * 31 + k) for k in range(n)]
+                             seed=seed * 1009 + i * 31 + k + salt) for k in range(n)]
     t0 = time.perf_counter()
     done = await asyncio.gather(*(deps.generator.complete(messages, p) for p in params))
     timing.lm_ms += 1000 * (time.perf_counter() - t0)
     texts = [technical_agent.trim_to_last_sentence(technical_agent.strip_meta_lines(d.text)) or d.text.strip()
              for d in done]
-
     t0 = time.perf_counter()
     measured = await run_model(deps.emotion.score_passages, texts)
     timing.models_ms += 1000 * (time.perf_counter() - t0)
     # a candidate far from the scene's length loses up to 0.5: emotion decides among usable ones
     length_miss = [min(1.0, abs(len(t.split()) - sp.words) / sp.words) * 0.5 for t in texts]
-    choice = emotion_agent.choose(measured, sp.target, length_miss)
-    text = texts[choice.index]
+    return texts, measured, emotion_agent.choose(measured, sp.target, length_miss)
+
+
+def _max_tokens(sp) -> int:
+    return int(sp.words * 1.7) + 16
+
+
+async def _contradictions(memory: StoryMemory, text: str, i: int, cast: list[Character],
+                          timing: _Timing) -> list[Contradiction]:
+    facts = extract_facts(text, i, cast)
+    if not memory.facts or not facts:
+        return []
+    t0 = time.perf_counter()
+    vectors = await run_model(memory.embed_facts, facts)
+    timing.models_ms += 1000 * (time.perf_counter() - t0)
+    return find_contradictions(memory, facts, vectors)
+
+
+async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list[Character], i: int,
+                       story_text: str, seed: int, timing: _Timing, memory: StoryMemory) -> SceneOutcome:
+    sp = plan.scenes[i]
+    guide = emotion_agent.guidance(sp.target, request.sampling.temperature)
+    count = token_counter(deps.generator)
+    budget = prompt_budget(deps.generator, _max_tokens(sp))
+    facts, states = [], []
+    if deps.remember and memory.facts:
+        query = f"{sp.goal}. {sp.pov or ''}. {story_text[-600:]}"
+        t0 = time.perf_counter()
+        facts = [f.text for f in await run_model(memory.relevant, query, 8, FACT_TOKENS, count)]
+        timing.models_ms += 1000 * (time.perf_counter() - t0)
+        states = memory.character_states()
+
+    def messages(fix: str = ""):
+        return scene_messages(request, profile, plan, cast, sp, guide, story_text, facts=facts, states=states,
+                              fix=fix, budget=budget, count=count)
+
+    n = max(1, deps.candidates)
+    texts, measured, choice = await _drafts(request, deps, sp, messages(), seed, i, n, timing)
+    text, m, distance = texts[choice.index], measured[choice.index], choice.distance
+    found: list[Contradiction] = []
+    left: list[Contradiction] = []
+    if deps.remember:
+        found = left = await _contradictions(memory, text, i, cast, timing)
+        if found:  # one rewrite, with the contradictions named; the draft with fewer is kept
+            fix = " ".join(c.note() for c in found)
+            texts2, measured2, choice2 = await _drafts(request, deps, sp, messages(fix), seed, i, n, timing, salt=7)
+            left2 = await _contradictions(memory, texts2[choice2.index], i, cast, timing)
+            if len(left2) < len(found):
+                text, m, distance, left = texts2[choice2.index], measured2[choice2.index], choice2.distance, left2
     names = [c.name for c in cast]
 
     async def technical():
@@ -161,12 +220,18 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
         reasons += results["character"].output.reasons
     if results["technical"].ok:
         reasons += [f"scene {i + 1}: {issue}" for issue in results["technical"].output.issues]
-    m = measured[choice.index]
+    reasons += [f"scene {i + 1}: contradiction repaired: {c.reason}" for c in found if c not in left]
+    reasons += [f"scene {i + 1}: contradiction left: {c.reason}" for c in left]
+    if deps.remember:
+        t0 = time.perf_counter()
+        await remember_scene(memory, text, i, deps.generator, seed + i)
+        timing.models_ms += 1000 * (time.perf_counter() - t0)
     scene = Scene(index=i, text=text, target=sp.target,
                   measured=Measurement(valence=float(np.clip(m.valence, -1, 1)), arousal=float(np.clip(m.arousal, -1, 1)),
                                        emotion=m.emotion, scores=m.scores))
-    return SceneOutcome(scene=scene, distance=choice.distance, character_consistency=character_consistency,
-                        cultural_fit=cultural_fit, reasons=reasons, degraded=degraded)
+    return SceneOutcome(scene=scene, distance=distance, character_consistency=character_consistency,
+                        cultural_fit=cultural_fit, reasons=reasons, degraded=degraded,
+                        contradictions_found=len(found), contradictions_left=[c.reason for c in left])
 
 
 class _Repaired(BaseModel):
@@ -175,7 +240,7 @@ class _Repaired(BaseModel):
 
 
 async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], outcomes: list[SceneOutcome],
-                  story_text: str, seed: int, timing: _Timing, t_start: float) -> Story:
+                  story_text: str, seed: int, timing: _Timing, t_start: float, memory: StoryMemory) -> Story:
     t0 = time.perf_counter()
     coherence = await run_model(quality_agent.coherence, deps.embed, request.premise,
                                         [o.scene.text for o in outcomes])
@@ -199,6 +264,7 @@ async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], o
         scenes=[o.scene for o in outcomes], characters=cast, quality=quality,
         safety={"status": "not checked", "note": "the audience safety check is not built yet"},
         degraded=degraded,
+        memory=_memory_report(memory, outcomes, story_text) if deps.remember else {},
         timings_ms={"total": round(timing.total_ms, 1), "language_model": round(timing.lm_ms, 1),
                     "emotion_and_embedding_models": round(timing.models_ms, 1),
                     "orchestration_overhead_per_scene": round(float(np.mean(timing.per_scene_overhead_ms)), 2)},
@@ -206,6 +272,15 @@ async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], o
                     "weight_format": info.weight_format, "seed": seed, "candidates": deps.candidates,
                     "structure": plan.structure, "sampling": request.sampling.model_dump()},
     )
+
+
+def _memory_report(memory: StoryMemory, outcomes: list[SceneOutcome], story_text: str) -> dict:
+    left = sum(len(o.contradictions_left) for o in outcomes)
+    return {"facts": len(memory.facts), "contradictions_found": sum(o.contradictions_found for o in outcomes),
+            "contradictions_left": left,
+            "plot_contradictions_per_1000_words": round(per_1000_words(left, len(story_text.split())), 3),
+            "characters": {c.name: memory.character(c.name) for c in memory.cast},
+            "relations": [list(r) for r in memory.relations()]}
 
 
 def _title(premise: str) -> str:

@@ -1,0 +1,18 @@
+"""Fakes shared by memory, session and orchestrator tests."""
+
+import re
+import zlib
+
+import numpy as np
+
+
+def bow_embed(texts, dim=256):
+    """A bag-of-words embedding (unit rows): texts sharing words are similar, like a real embedder."""
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    for i, t in enumerate(texts):
+        for w in re.findall(r"[a-z]+", t.lower()):
+            if len(w) > 2:
+                out[i, zlib.crc32(w.encode()) % dim] += 1.0
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    out[:, 0] += (norms[:, 0] == 0)  # an empty text gets a unit vector too
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
