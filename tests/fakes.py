@@ -16,3 +16,13 @@ def bow_embed(texts, dim=256):
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     out[:, 0] += (norms[:, 0] == 0)  # an empty text gets a unit vector too
     return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+class JoyEmotion:
+    """An emotion scorer that hears joy in every text."""
+
+    def score_passages(self, texts):
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(valence=0.6, arousal=0.2, emotion="joy", scores={"joy": 0.9, "neutral": 0.1})
+                for _ in texts]

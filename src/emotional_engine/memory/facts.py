@@ -31,7 +31,8 @@ FactKind = Literal["event", "location", "state", "relation", "attribute", "knows
 
 MOVE_VERBS = ("went", "walked", "ran", "hurried", "drove", "rode", "travelled", "traveled", "returned",
               "arrived", "came", "headed", "climbed", "stepped", "moved", "entered", "left", "reached",
-              "crossed", "followed", "flew", "sailed", "wandered", "rushed", "slipped", "raced", "marched")
+              "crossed", "followed", "flew", "sailed", "wandered", "rushed", "slipped", "raced", "marched",
+              "carried", "led")
 STAY_VERBS = ("was", "stood", "sat", "waited", "slept", "lay", "stayed", "remained", "worked", "lived",
               "hid", "knelt", "paused", "lingered", "sheltered")
 DEATH = r"(?:died|was killed|was dead|had died|passed away|lay dead|was murdered|drowned|was slain|perished)"
