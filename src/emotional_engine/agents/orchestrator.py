@@ -99,7 +99,8 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
     if memory is None:
         memory = StoryMemory(cast, deps.embed)
     else:
-        memory.__init__(cast, memory.embed or deps.embed)
+        memory.embed = memory.embed or deps.embed
+        memory.reset(cast)
     plan = plan_story(request, profile.story.structure, [cast[0].name])
     on_event(Event("plan", plan))
     targets = [s.target for s in plan.scenes]

@@ -91,3 +91,21 @@ def _unique(cs: list[Contradiction]) -> list[Contradiction]:
 
 def per_1000_words(count: int, words: int) -> float:
     return 0.0 if words <= 0 else 1000.0 * count / words
+
+
+def audit(scenes: list[str], cast, embed) -> list[Contradiction]:
+    """Re-read a finished story scene by scene against a fresh memory (rule facts only, no model
+    summaries) and list every contradiction: the story's plot-consistency measure."""
+    from emotional_engine.memory.facts import extract_facts
+
+    memory = StoryMemory(cast, embed)
+    found: list[Contradiction] = []
+    for i, text in enumerate(scenes):
+        facts = extract_facts(text, i, cast)
+        if not facts:
+            continue
+        vectors = memory.embed_facts(facts)
+        if memory.facts:
+            found += find_contradictions(memory, facts, vectors)
+        memory.add(facts, vectors)
+    return found

@@ -31,8 +31,12 @@ Embed = Callable[[list[str]], np.ndarray]
 
 class StoryMemory:
     def __init__(self, cast: list[Character], embed: Embed | None = None):
-        self.cast = list(cast)
         self.embed = embed
+        self.reset(cast)
+
+    def reset(self, cast: list[Character]) -> None:
+        """Forget everything and start over with this cast."""
+        self.cast = list(cast)
         self.facts: list[Fact] = []
         self.vectors = np.zeros((0, 0), dtype=np.float32)  # (N, D), row i is facts[i]
         self.graph = nx.DiGraph()
