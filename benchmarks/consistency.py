@@ -214,7 +214,12 @@ def save(out: Path, item: dict, result: dict) -> None:
     os.replace(tmp, out / f"{item['id']}.json")  # a crash never leaves half a file
 
 
-async def run(args) -> None:
+def _finished(out: Path, item: dict) -> bool:
+    path = out / f"{item['id']}.json"
+    return path.exists() and (item.get("who") == "baseline" or "measures" in json.loads(path.read_text()))
+
+
+async def run(args, engine: Engine | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     parts = args.parts.split(",")
@@ -225,14 +230,19 @@ async def run(args) -> None:
         work += fit_items()[: args.limit]
     if "localisation" in parts:
         work += localisation_items(args.loc_words, args.limit or 5, args.loc_cultures)
-    todo = [it for it in work if not (out / f"{it['id']}.json").exists()]
+    todo = [it for it in work if not _finished(out, it)]
     print(f"{len(work)} stories, {len(work) - len(todo)} already done", flush=True)
-    engine = Engine(candidates=args.candidates)
+    engine = engine or Engine(candidates=args.candidates)
     for item in todo:
         if item.get("who") == "baseline":
             save(out, item, await baseline_story(engine, item))
             continue
-        result = await engine_story(engine, item)
+        path = out / f"{item['id']}.json"
+        if path.exists():  # written before a crash in measuring: measure only
+            result = {k: v for k, v in json.loads(path.read_text()).items() if k != "item"}
+        else:
+            result = await engine_story(engine, item)
+            save(out, item, result)  # the story is kept even if measuring fails
         result["measures"] = await run_model(measure, engine, item, result["story"])  # torch: the model worker
         save(out, item, result)
         m = result["measures"]
