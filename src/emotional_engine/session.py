@@ -65,7 +65,7 @@ class StorySession:
         """Everything needed to resume the session (JSON-safe)."""
         return {"version": 1, "id": self.id, "request": self.request.model_dump(), "turns": self.turns,
                 "beats": [b.model_dump() for b in self.beats], "bias": self._bias,
-                "cast": [c.model_dump() for c in self.cast], "memory": self.memory.to_dict()}
+                "memory": self.memory.to_dict()}  # the memory carries the cast
 
     @classmethod
     def from_dict(cls, data: dict, deps: Deps) -> StorySession:
@@ -87,7 +87,8 @@ class StorySession:
         return SceneTarget(valence=round(v, 4), emotion=target_emotion(v, slope, ""))
 
     async def _recall(self, action: str) -> str:
-        """Facts from beats older than the replayed ones, relevant to the action, and where everyone is."""
+        """The facts most relevant to the action (what keeps beats no longer replayed alive), and where
+        everyone is."""
         if not self.memory.facts:
             return ""
         query = f"{action} {self.beats[-1].text if self.beats else ''}"

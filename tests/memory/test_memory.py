@@ -117,3 +117,12 @@ def test_summary_cleaning_and_salient_fallback():
     assert clean_summary("") == [] and clean_summary("Here is a summary of the scene:") == []
     text = "The key lay under the stone. Ada found the key under the stone. Birds sang. Ada kept the key."
     assert salient_sentences(text, bow_embed, 2) == ["The key lay under the stone.", "Ada found the key under the stone."]
+
+
+def test_audit_counts_contradictions_across_a_finished_story():
+    from emotional_engine.memory import audit
+
+    scenes = [SCENE, "Ada lit the blue lantern at the market.", "Kofi died at the bridge.", "Kofi smiled at Ada."]
+    found = audit(scenes, CAST, bow_embed)
+    assert sorted(c.new.kind for c in found) == ["action", "attribute"]
+    assert audit([SCENE, "Ada lit the red lantern at the market."], CAST, bow_embed) == []
