@@ -30,6 +30,8 @@ def test_rules_find_locations_relations_knowledge_colours_and_introduced_things(
     assert ("knows", "Ada Obi", "the bridge was gone") in k
     assert ("place", "Lagos", None) in k and ("object", "lantern", None) in k and ("object", "bridge", None) in k
     assert not any(f.subject in ("Ada", "Kofi", "Ada's") for f in facts if f.kind == "place")  # cast, not places
+    odd = extract_facts("Then he said, I'll go. They met El Maríz by the sea.", 0, CAST)
+    assert {f.subject for f in odd if f.kind == "place"} == {"Maríz"}
     assert all(f.scene == 0 for f in facts)
 
 
@@ -115,6 +117,7 @@ def test_summary_cleaning_and_salient_fallback():
     assert clean_summary("Summary: Ada found the key. Kofi left the town. Then they") == \
         ["Ada found the key.", "Kofi left the town."]
     assert clean_summary("") == [] and clean_summary("Here is a summary of the scene:") == []
+    assert clean_summary("<scene> Ada ran home. </scene>") == ["Ada ran home."]
     text = "The key lay under the stone. Ada found the key under the stone. Birds sang. Ada kept the key."
     assert salient_sentences(text, bow_embed, 2) == ["The key lay under the stone.", "Ada found the key under the stone."]
 

@@ -166,17 +166,22 @@ def _introduced(text: str, scene: int, ci: CastIndex) -> list[Fact]:
     people = name_index()
     sentences = split_sentences(text)
     for term in sorted({w.removesuffix("'s").removesuffix("’s") for w in name_like_words(text)}):
-        if term in cast_words or term in people:
-            continue
-        where = next((s for s in sentences if term in s), "")
+        if term in cast_words or term in people or len(term) < 3 or "'" in term or "’" in term:
+            continue  # cast members, other people's names, "Al", "I'll"
+        where = _clip(next((s for s in sentences if term in s), ""))
         out.append(Fact(scene=scene, kind="place", text=f"{term}: {where}", entities=[term], subject=term))
     # the word after an article, and the one after that (for "the red lantern"): recurring ones are things
     counts = Counter(w for m in ARTICLE_NOUN.finditer(text) for w in m.groups() if w)
     for noun, c in sorted(counts.items()):
         if c >= 2 and noun not in COMMON and noun not in COLOURS:
-            where = next((s for s in sentences if re.search(rf"\b{noun}\b", s)), "")
+            where = _clip(next((s for s in sentences if re.search(rf"\b{noun}\b", s)), ""))
             out.append(Fact(scene=scene, kind="object", text=f"the {noun}: {where}", entities=[noun], subject=noun))
     return out
+
+
+def _clip(sentence: str, words: int = 25) -> str:
+    w = sentence.split()
+    return " ".join(w[:words]) + (" …" if len(w) > words else "")
 
 
 def _the(place: str) -> str:

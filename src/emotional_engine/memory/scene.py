@@ -32,7 +32,8 @@ def summary_messages(text: str) -> list[dict[str, str]]:
 
 def clean_summary(raw: str) -> list[str]:
     """The model's summary as at most two finished sentences; [] when nothing usable is left."""
-    text = _PREAMBLE.sub("", strip_meta_lines(raw).strip())
+    text = re.sub(r"</?scene>", " ", raw)  # a small model may echo the fence
+    text = _PREAMBLE.sub("", strip_meta_lines(text).strip())
     text = trim_to_last_sentence(text)
     sentences = [s for s in split_sentences(text) if len(s.split()) >= 3 and "summar" not in s.lower()][:2]
     if not sentences or sum(len(s.split()) for s in sentences) > SUMMARY_MAX_WORDS:
