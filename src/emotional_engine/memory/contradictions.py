@@ -29,7 +29,8 @@ class Contradiction(BaseModel):
     def note(self) -> str:
         """What the repair prompt tells the model to keep to."""
         was = self.earlier.text if self.earlier else ""
-        return f"{was} (The draft said instead: {self.new.text}) {self.reason}".strip()
+        reason = self.reason[:1].upper() + self.reason[1:]
+        return f"{was} (The draft said instead: {self.new.text}) {reason}".strip()
 
 
 def find_contradictions(memory: StoryMemory, new: list[Fact], vectors: np.ndarray | None = None) -> list[Contradiction]:
