@@ -30,6 +30,7 @@ def test_rules_find_locations_relations_knowledge_colours_and_introduced_things(
     assert ("knows", "Ada Obi", "the bridge was gone") in k
     assert ("place", "Lagos", None) in k and ("object", "lantern", None) in k and ("object", "bridge", None) in k
     assert not any(f.subject in ("Ada", "Kofi", "Ada's") for f in facts if f.kind == "place")  # cast, not places
+    assert not [f for f in extract_facts("Ada was happy at the news.", 0, CAST) if f.kind == "location"]
     odd = extract_facts("Then he said, I'll go. They met El Maríz by the sea.", 0, CAST)
     assert {f.subject for f in odd if f.kind == "place"} == {"Maríz"}
     assert all(f.scene == 0 for f in facts)

@@ -57,6 +57,9 @@ COMMON = {"way", "time", "moment", "day", "night", "morning", "evening", "end", 
           "last", "world", "air", "room", "one", "thing", "things", "people", "story", "place", "edge", "side",
           "old", "young", "little", "small", "big", "great", "long", "new", "whole", "next", "only", "and", "was",
           "with", "that", "who", "she", "his", "her", "they", "had", "were", "from", "into", "for", "but"}
+NOT_PLACES = COMMON | {"news", "thought", "idea", "sight", "sound", "words", "question", "beginning", "least",
+                       "once", "last", "same", "memory", "memories", "chance", "prospect", "hand", "hands", "feet",
+                       "door", "window", "him", "her", "them", "me", "us", "it", "this", "that"}
 APPOSITION = r"(?:,[^,.!?]{1,40},)?"  # "Kofi, Ada's brother, waited"
 PLACE = r"(?:(?:the|a|an|his|her|their)\s+((?:[a-z]+\s+)?[a-z]{3,})|([A-Z][a-z]+(?:\s[A-Z][a-z]+)?))"
 PREP = r"(?:in|at|inside|into|to|onto|toward|towards|by|near|beside|outside)"
@@ -110,6 +113,8 @@ def _sentence_facts(s: str, scene: int, ci: CastIndex, n: str, who: list[str]) -
     verbs = "|".join(MOVE_VERBS + STAY_VERBS)
     for m in re.finditer(rf"\b({n})\b{APPOSITION}(?:\s+\w+ly)?\s+({verbs})\b[^.!?;]{{0,30}}?\b{PREP}\s+{PLACE}", s):
         place = m.group(3) or m.group(4)
+        if head(place) in NOT_PLACES:
+            continue  # "Ada was happy at the news"
         name = ci.by_word[m.group(1)]
         out.append(Fact(scene=scene, kind="location", text=f"{name} was at {_the(place)}.", entities=[name, head(place)],
                         subject=name, attribute="location", value=head(place)))
