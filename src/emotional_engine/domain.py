@@ -133,5 +133,9 @@ class Story(BaseModel):
     quality: Quality
     safety: dict[str, object] = Field(default_factory=dict)
     degraded: list[str] = Field(default_factory=list, description="agents that failed or timed out")
+    memory: dict[str, object] = Field(default_factory=dict, description=(
+        "story memory: facts kept, sentences that contradicted it (rewritten or dropped before they were "
+        "shown) and their rate per 1,000 words, "
+        "each character's last known location and alive state, relations"))
     timings_ms: dict[str, float] = Field(default_factory=dict)
     provenance: dict[str, object] = Field(default_factory=dict)

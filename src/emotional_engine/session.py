@@ -4,6 +4,12 @@ The beat is written through the generator with the session's id, so the runtime 
 session's KV cache and each turn prefills only what is new. Each finished sentence passes the
 fast checks (foreign names are replaced) before it reaches the player; the whole beat is then
 measured, and the next beat's mood follows the session's arc, compensating for misses.
+
+The session keeps a story memory: each beat is summarised and its facts stored. The prompt
+replays as many recent beats as fit the model's context (at most RECENT_BEATS); older beats live
+on as summaries and facts, and those most relevant to the player's action are recalled into the
+last message (what changes goes last, so the cached prefix holds). A session round-trips through
+`to_dict` / `from_dict`, memory included.
 """
 
 from __future__ import annotations
@@ -17,16 +23,19 @@ from emotional_engine.agents import character as character_agent
 from emotional_engine.agents import cultural as cultural_agent
 from emotional_engine.agents import emotion as emotion_agent
 from emotional_engine.agents.orchestrator import Deps
-from emotional_engine.agents.prompts import AUDIENCE_NOTE, fence
+from emotional_engine.agents.prompts import (AUDIENCE_NOTE, FACT_TOKENS, TEMPLATE_TOKENS, fence, memory_block,
+                                             prompt_budget, token_counter)
 from emotional_engine.agents.story import target_emotion
 from emotional_engine.agents.technical import ends_a_sentence, split_sentences
 from emotional_engine.culture import load_profile
 from emotional_engine.domain import Measurement, SceneTarget, StoryRequest
 from emotional_engine.lm.sampling import SamplingParams
+from emotional_engine.memory import StoryMemory, remember_scene
 from emotional_engine.threads import run_model
 
 BEAT_WORDS = 80
-RECENT_BEATS = 6  # beats of story carried in the prompt
+RECENT_BEATS = 6  # beats of story carried in the prompt, at most
+RECALLED_FACTS = 6
 
 
 class Beat(BaseModel):
@@ -49,6 +58,25 @@ class StorySession:
         self.arc = request.arc_curve()
         self.beats: list[Beat] = []
         self._bias = 0.0  # carried valence correction from earlier misses
+        self.memory = StoryMemory(self.cast, deps.embed)
+        self._count = token_counter(deps.generator)
+
+    def to_dict(self) -> dict:
+        """Everything needed to resume the session (JSON-safe)."""
+        return {"version": 1, "id": self.id, "request": self.request.model_dump(), "turns": self.turns,
+                "beats": [b.model_dump() for b in self.beats], "bias": self._bias,
+                "memory": self.memory.to_dict()}  # the memory carries the cast
+
+    @classmethod
+    def from_dict(cls, data: dict, deps: Deps) -> StorySession:
+        if data.get("version") != 1:
+            raise ValueError(f"unknown session format {data.get('version')!r}; expected 1")
+        s = cls(StoryRequest(**data["request"]), deps, data["turns"])
+        s.id, s._bias = data["id"], data["bias"]
+        s.beats = [Beat(**b) for b in data["beats"]]
+        s.memory = StoryMemory.from_dict(data["memory"], deps.embed)
+        s.cast = s.memory.cast
+        return s
 
     def _target(self) -> SceneTarget:
         i = len(self.beats)
@@ -58,7 +86,17 @@ class StorySession:
         slope = (float(self.arc.valence(min(1.0, t + h))) - float(self.arc.valence(max(0.0, t - h)))) / (2 * h)
         return SceneTarget(valence=round(v, 4), emotion=target_emotion(v, slope, ""))
 
-    def _messages(self, action: str, target: SceneTarget) -> list[dict[str, str]]:
+    async def _recall(self, action: str) -> str:
+        """The facts most relevant to the action (what keeps beats no longer replayed alive), and where
+        everyone is."""
+        if not self.memory.facts:
+            return ""
+        query = f"{action} {self.beats[-1].text if self.beats else ''}"
+        facts = await run_model(self.memory.relevant, query, RECALLED_FACTS, FACT_TOKENS, self._count)
+        return memory_block([f.text for f in facts], self.memory.character_states())
+
+    def _messages(self, action: str, target: SceneTarget, recalled: str = "",
+                  budget: int | None = None) -> list[dict[str, str]]:
         p, r = self.profile, self.request
         people = ", ".join(f"{c.name} ({c.pronouns}, {c.role})" for c in self.cast)
         system = (
@@ -69,13 +107,18 @@ class StorySession:
             f"The story is set in {p.name}, in places such as {', '.join(p.settings.places[:3])}. "
             f"Characters: {people}.\n{fence('premise', r.premise)}"
         )
-        messages = [{"role": "system", "content": system}]
-        for b in self.beats[-RECENT_BEATS:]:
-            messages += [{"role": "user", "content": b.request}, {"role": "assistant", "content": b.text}]
         guide = emotion_agent.guidance(target, r.sampling.temperature)
-        messages.append({"role": "user", "content": f"{fence('action', action)}\nWrite the next beat, about "
-                                                    f"{BEAT_WORDS} words. {guide.note}"})
-        return messages
+        last = {"role": "user", "content": f"{recalled}{fence('action', action)}\nWrite the next beat, about "
+                                           f"{BEAT_WORDS} words. {guide.note}"}
+        room = (budget if budget is not None else 10**9) - self._count(system) - self._count(last["content"])
+        replay: list[dict[str, str]] = []
+        for b in reversed(self.beats[-RECENT_BEATS:]):  # the most recent beats that fit
+            cost = self._count(b.request) + self._count(b.text) + TEMPLATE_TOKENS
+            if cost > room:
+                break
+            room -= cost
+            replay = [{"role": "user", "content": b.request}, {"role": "assistant", "content": b.text}] + replay
+        return [{"role": "system", "content": system}, *replay, last]
 
     async def stream_turn(self, action: str) -> AsyncIterator[str]:
         """Sentences of the next beat as they pass the fast checks; the beat is recorded at the end."""
@@ -89,7 +132,8 @@ class StorySession:
                                 repetition_penalty=self.request.sampling.repetition_penalty,
                                 seed=None if self.request.seed is None else self.request.seed + len(self.beats))
         names = [c.name for c in self.cast]
-        messages = self._messages(action, target)
+        budget = prompt_budget(self.deps.generator, params.max_tokens)
+        messages = self._messages(action, target, await self._recall(action), budget)
         pending, sent = "", []
         async for piece in self.deps.generator.stream(messages, params, session_id=self.id):
             pending += piece.text
@@ -110,6 +154,8 @@ class StorySession:
         m = (await _measure(self.deps, text)) if text else None
         if m is not None:
             self._bias = emotion_agent.MISS_GAIN * (target.valence - m.valence)
+        if text:
+            await remember_scene(self.memory, text, len(self.beats), self.deps.generator, len(self.beats))
         self.beats.append(Beat(index=len(self.beats), action=action, request=messages[-1]["content"], text=text,
                                target=target, measured=m))
 

@@ -5,14 +5,14 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from emotional_engine.agents import orchestrator, technical
 from emotional_engine.agents.orchestrator import Deps, write_story
 from emotional_engine.domain import EMOTIONS, StoryRequest
 from emotional_engine.lm.backends import ModelInfo
-from emotional_engine.lm.engine import Piece
+from emotional_engine.lm.engine import Completion, Piece
 
 MOODS = ["joy", "fear", "sadness", "anticipation"]  # candidate k writes in MOODS[k % 4]
 
@@ -24,9 +24,15 @@ class FakeGenerator:
     supports_logits_processors = False
 
     def __init__(self):
-        self.prompts = []
+        self.prompts = []  # scene prompts
         self.closed = 0  # streams stopped before their end
         self.processors = []
+        self.summaries = []  # the story memory's scene-summary prompts
+
+    async def complete(self, prompt, params, *, session_id=None, processors=()):
+        assert prompt[0]["content"].startswith("You summarise"), "scenes are streamed, not completed"
+        self.summaries.append(prompt)
+        return Completion(text="The boats went out at dawn.", finish_reason="stop", completion_tokens=8)
 
     async def stream(self, prompt, params, *, session_id=None, processors=()):
         self.prompts.append(prompt)
@@ -83,6 +89,7 @@ async def test_each_scene_takes_the_candidate_nearest_its_target():
     story = await write_story(req, d, events.append)
     assert len(story.scenes) == 4 and len(d.generator.prompts) == 16  # 4 candidates per scene
     assert d.generator.closed == 12  # the three losers of each scene stop after their opening
+    assert len(d.generator.summaries) == 4  # each scene summarised once for the story memory
     for sc in story.scenes:
         best = min(MOODS, key=lambda m: abs(VALENCE[m] - sc.target.valence) / 2 + (1 - (0.9 if m == sc.target.emotion else 0.0125)))
         assert sc.measured.emotion == best
@@ -194,8 +201,8 @@ class BloodyGenerator(FakeGenerator):
             yield Piece(text=w + " ")
 
     async def complete(self, prompt, params, *, session_id=None, processors=()):
-        from emotional_engine.lm.engine import Completion
-
+        if prompt[0]["content"].startswith("You summarise"):
+            return await super().complete(prompt, params)
         self.rewrites.append(prompt)
         return Completion(text="There was more blood." if self.stubborn else "There was a mess on the pier.",
                           finish_reason="stop")
@@ -237,8 +244,8 @@ class StrayGenerator(FakeGenerator):
             yield piece
 
     async def complete(self, prompt, params, *, session_id=None, processors=()):
-        from emotional_engine.lm.engine import Completion
-
+        if prompt[0]["content"].startswith("You summarise"):
+            return await super().complete(prompt, params)
         return Completion(text="The boats went out.", finish_reason="stop")
 
 

@@ -32,8 +32,9 @@ from emotional_engine.agents import technical as technical_agent
 from emotional_engine.agents.base import run_parallel
 from emotional_engine.agents.character_check import CharacterChecker
 from emotional_engine.agents.gate import SentenceGate
-from emotional_engine.agents.prompts import scene_messages
-from emotional_engine.agents.sentence_checks import CharacterCheck, SafetyCheck, SensitivityCheck, rewriter
+from emotional_engine.agents.prompts import FACT_TOKENS, prompt_budget, scene_messages, token_counter
+from emotional_engine.agents.sentence_checks import (CharacterCheck, MemoryCheck, SafetyCheck, SensitivityCheck,
+                                                     rewriter)
 from emotional_engine.agents.story import StoryPlan, plan_story
 from emotional_engine.agents.streaming import Sentence, SentenceStream
 from emotional_engine.culture import load_profile
@@ -41,6 +42,7 @@ from emotional_engine.domain import ArcOut, Character, Measurement, Scene, Story
 from emotional_engine.emotion.steering import LogitBias, TokenAffect
 from emotional_engine.lm.backends import Generator
 from emotional_engine.lm.sampling import SamplingParams
+from emotional_engine.memory import StoryMemory, per_1000_words, remember_scene
 from emotional_engine.safety import SafetyChecker
 from emotional_engine.threads import run_model
 
@@ -61,6 +63,7 @@ class Deps:
     agent_timeout_s: float = 30.0
     steering: TokenAffect | None = None  # logit steering table for the generator's vocabulary
     safety: SafetyChecker | None = None  # the audience check every sentence passes; None: not checked
+    remember: bool = True  # keep a story memory (retrieval in prompts, contradictions caught per sentence)
 
 
 @dataclass
@@ -87,6 +90,7 @@ class SceneOutcome(BaseModel):
     cultural_fit: float
     reasons: list[str]
     degraded: list[str]
+    contradictions_found: int = 0  # sentences that contradicted the story memory (rewritten or dropped)
     states: dict[str, str] = {}  # cast member -> emotion in this scene (those the scene mentions)
 
 
@@ -95,7 +99,7 @@ def _seed(request: StoryRequest) -> int:
 
 
 async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Event], None] = lambda e: None,
-                      done: Sequence[SceneOutcome] = ()) -> Story:
+                      done: Sequence[SceneOutcome] = (), memory: StoryMemory | None = None) -> Story:
     """`done`: the outcomes of scenes already written (checkpoints of an interrupted run with the same
     request and seed); writing resumes after them."""
     t_start = time.perf_counter()
@@ -104,11 +108,17 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
     profile = load_profile(request.culture)
     cast = character_agent.build_cast(request.model_copy(update={"seed": seed}), profile)
     plan = plan_story(request, profile.story.structure, [cast[0].name])
+    if memory is None:
+        memory = StoryMemory(cast, deps.embed)
+    else:  # the caller's memory, to save afterwards
+        memory.embed = memory.embed or deps.embed
+        memory.reset(cast)
     checker = await asyncio.to_thread(character_agent.checker_for, cast, profile)  # first use loads name lists
     rewrite = rewriter(deps.generator, seed)
     safety = SafetyCheck(deps.safety, request.audience, rewrite) if deps.safety else None
+    memory_check = MemoryCheck(memory, cast, rewrite) if deps.remember else None
     checks = [*([safety] if safety else []), SensitivityCheck(profile.tag, request.audience, rewrite),
-              CharacterCheck(checker, rewrite)]
+              CharacterCheck(checker, rewrite), *([memory_check] if memory_check else [])]
     gate = SentenceGate(profile.tag, [c.name for c in cast], seed, checks)
     on_event(Event("plan", plan))
     targets = [s.target for s in plan.scenes]
@@ -122,10 +132,14 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
             outcome = done[i]
             checker.learn(checker.check(outcome.scene.text))
             gate.remember(outcome.scene.text)
+            if deps.remember:
+                await remember_scene(memory, outcome.scene.text, i, deps.generator, seed + i)
         else:
             on_event(Event("scene_started", {"index": i, "target": targets[i]}))
-            outcome = await _write_scene(request, deps, profile, plan, cast, checker, i, story_text, seed, timing,
-                                         gate, on_event)
+            if memory_check:
+                memory_check.scene = i
+            outcome = await _write_scene(request, deps, profile, plan, cast, checker, memory, i, story_text, seed,
+                                         timing, gate, on_event)
         outcomes.append(outcome)
         text = outcome.scene.text
         if text:
@@ -139,19 +153,29 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
         timing.per_scene_overhead_ms.append(elapsed - (timing.lm_ms - lm0) - (timing.models_ms - models0))
 
     story = await _finish(request, deps, plan, cast, outcomes, story_text, seed, timing, t_start,
-                          safety.repairs if safety else [])
+                          safety.repairs if safety else [], memory)
     on_event(Event("story_done", story))
     return story
 
 
 async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list[Character], checker: CharacterChecker,
-                       i: int, story_text: str, seed: int, timing: _Timing, gate: SentenceGate,
+                       memory: StoryMemory, i: int, story_text: str, seed: int, timing: _Timing, gate: SentenceGate,
                        on_event: Callable[[Event], None]) -> SceneOutcome:
     sp = plan.scenes[i]
     guide = emotion_agent.guidance(sp.target, request.sampling.temperature)
-    messages = scene_messages(request, profile, plan, cast, sp, guide, story_text)
+    max_tokens = int(sp.words * 1.7) + 16
+    count = token_counter(deps.generator)
+    facts, states = [], []
+    if deps.remember and memory.facts:  # what earlier scenes established that bears on this one
+        query = f"{sp.goal}. {sp.pov or ''}. {story_text[-600:]}"
+        t0 = time.perf_counter()
+        facts = [f.text for f in await run_model(memory.relevant, query, 8, FACT_TOKENS, count)]
+        timing.models_ms += 1000 * (time.perf_counter() - t0)
+        states = memory.character_states()
+    messages = scene_messages(request, profile, plan, cast, sp, guide, story_text, facts=facts, states=states,
+                              budget=prompt_budget(deps.generator, max_tokens), count=count)
     n = max(1, deps.candidates)
-    params = [SamplingParams(max_tokens=int(sp.words * 1.7) + 16, temperature=guide.temperature,
+    params = [SamplingParams(max_tokens=max_tokens, temperature=guide.temperature,
                              top_p=request.sampling.top_p, repetition_penalty=request.sampling.repetition_penalty,
                              seed=seed * 1009 + i * 31 + k) for k in range(n)]
     steer = deps.steering is not None and deps.generator.supports_logits_processors
@@ -204,9 +228,15 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
         states = await run_model(character_agent.scene_states, final, deps.emotion.score_passages)
         return _Checked(character_consistency=as_written.character_consistency, states=states)
 
+    async def remember():
+        t0 = time.perf_counter()
+        await remember_scene(memory, text, i, deps.generator, seed + i)
+        timing.models_ms += 1000 * (time.perf_counter() - t0)
+
     results = await run_parallel({
         "technical": (technical, deps.agent_timeout_s),
         "character": (character, deps.agent_timeout_s),
+        **({"memory": (remember, deps.agent_timeout_s)} if deps.remember and text else {}),
     })
     degraded = [name for name, r in results.items() if not r.ok]
     reasons = [f"scene {i + 1}: {r}" for r in report.reasons]
@@ -221,7 +251,8 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
     scene = Scene(index=i, text=text, target=sp.target, measured=measured)
     return SceneOutcome(scene=scene, distance=emotion_agent.distance(m, sp.target),
                         character_consistency=character_consistency, cultural_fit=report.cultural_fit,
-                        reasons=reasons, degraded=degraded, states=states)
+                        reasons=reasons, degraded=degraded, states=states,
+                        contradictions_found=sum(r.startswith("memory:") for r in report.reasons))
 
 
 class _Checked(BaseModel):
@@ -230,7 +261,8 @@ class _Checked(BaseModel):
 
 
 async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], outcomes: list[SceneOutcome],
-                  story_text: str, seed: int, timing: _Timing, t_start: float, safety_repairs: list) -> Story:
+                  story_text: str, seed: int, timing: _Timing, t_start: float, safety_repairs: list,
+                  memory: StoryMemory) -> Story:
     t0 = time.perf_counter()
     coherence = await run_model(quality_agent.coherence, deps.embed, request.premise,
                                         [o.scene.text for o in outcomes])
@@ -263,6 +295,7 @@ async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], o
         scenes=[o.scene for o in outcomes], characters=cast, quality=quality,
         safety=safety,
         degraded=degraded,
+        memory=_memory_report(memory, outcomes, story_text) if deps.remember else {},
         timings_ms={"total": round(timing.total_ms, 1), "language_model": round(timing.lm_ms, 1),
                     "emotion_and_embedding_models": round(timing.models_ms, 1),
                     "orchestration_overhead_per_scene": round(float(np.mean(timing.per_scene_overhead_ms)), 2)},
@@ -271,6 +304,14 @@ async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], o
                     "logit_steering": deps.steering is not None and deps.generator.supports_logits_processors,
                     "structure": plan.structure, "sampling": request.sampling.model_dump()},
     )
+
+
+def _memory_report(memory: StoryMemory, outcomes: list[SceneOutcome], story_text: str) -> dict:
+    found = sum(o.contradictions_found for o in outcomes)
+    return {"facts": len(memory.facts), "contradictions_found": found,
+            "contradictions_found_per_1000_words": round(per_1000_words(found, len(story_text.split())), 3),
+            "characters": {c.name: memory.character(c.name) for c in memory.cast},
+            "relations": [list(r) for r in memory.relations()]}
 
 
 def _title(premise: str) -> str:

@@ -1,16 +1,26 @@
 """Scene prompts. What stays the same comes first (instructions, culture, plan, cast) and what
-changes comes last (the story so far, the scene's note), so the runtime's prefix cache is reused
-from scene to scene. The premise and player actions are data: they are fenced and labelled, and
-the instructions say that nothing inside the fences is an instruction."""
+changes comes last (facts recalled from the story memory, where everyone is, the story so far, the
+scene's note), so the runtime's prefix cache is reused from scene to scene. The premise and player
+actions are data: they are fenced and labelled, and the instructions say that nothing inside the
+fences is an instruction.
+
+The prompt fits the model's context: the fixed parts are counted first (with the generator's own
+tokenizer when it has one), then the recalled facts get up to FACT_TOKENS and the recent text
+the rest, up to RECENT_TOKENS, cut from the left at a word boundary. Older scenes live on in the
+story memory as summaries and facts rather than as text."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from emotional_engine.agents.emotion import Guidance
 from emotional_engine.agents.story import ScenePlan, StoryPlan
 from emotional_engine.culture import CultureProfile
 from emotional_engine.domain import Character, StoryRequest
 
-RECENT_CHARS = 1200  # of the story so far, carried into the next scene's prompt
+RECENT_TOKENS = 400  # at most, of the story so far, carried into the next scene's prompt
+FACT_TOKENS = 300  # at most, of facts recalled from the story memory
+TEMPLATE_TOKENS = 24  # the chat template's role markers around two messages
 
 AUDIENCE_NOTE = {
     "children": "for children: simple words, short sentences, nothing frightening in detail, no violence",
@@ -23,6 +33,45 @@ def fence(label: str, text: str) -> str:
     """User-supplied text, fenced; angle brackets inside cannot close the fence."""
     clean = text.replace("<", "‹").replace(">", "›")
     return f"<{label}>\n{clean}\n</{label}>"
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token, for generators whose tokenizer we cannot see."""
+    return len(text) // 4 + 1
+
+
+def token_counter(generator) -> Callable[[str], int]:
+    """Exact counts with the builtin runtime's tokenizer; an estimate for other backends."""
+    tok = getattr(getattr(generator, "engine", None), "tok", None)
+    return (lambda text: len(tok.encode(text))) if tok is not None else estimate_tokens
+
+
+def prompt_budget(generator, max_tokens: int) -> int:
+    """Prompt tokens that leave room for `max_tokens` of output in the model's context."""
+    return (generator.info.context_length or 2048) - max_tokens - TEMPLATE_TOKENS
+
+
+def tail_within(text: str, tokens: int, count: Callable[[str], int]) -> str:
+    """The end of `text` that fits in `tokens`, starting at a word boundary."""
+    if tokens <= 0 or not text:
+        return ""
+    cut = text[-tokens * 6:]  # no token is shorter than a sixth of this
+    while cut and count(cut) > tokens:
+        cut = cut[max(1, len(cut) // 10):]
+    if cut != text and " " in cut:
+        cut = cut.split(" ", 1)[1]
+    return cut.lstrip()
+
+
+def plan_outline(plan: StoryPlan) -> str:
+    """The plan's parts in one line each: which scenes, and what they do."""
+    lines, start = [], 0
+    for i, sc in enumerate(plan.scenes):
+        if i + 1 == len(plan.scenes) or plan.scenes[i + 1].part != sc.part:
+            span = f"scene {start + 1}" if start == i else f"scenes {start + 1}-{i + 1}"
+            lines.append(f"- {sc.part.replace('_', ' ')} ({span}): {sc.goal}")
+            start = i + 1
+    return "\n".join(lines)
 
 
 def system_prompt(request: StoryRequest, profile: CultureProfile, plan: StoryPlan, cast: list[Character]) -> str:
@@ -38,24 +87,58 @@ def system_prompt(request: StoryRequest, profile: CultureProfile, plan: StoryPla
         f"food such as {', '.join(s.foods[:2])}; everyday things such as {', '.join(s.objects[:3])}. "
         f"Conflicts here tend to resolve through {profile.story.resolution_values[0]}.\n"
         f"Characters:\n{people}\n"
+        f"The plan ({plan.structure.replace('_', ' ')}):\n{plan_outline(plan)}\n"
         f"{fence('premise', request.premise)}"
     )
 
 
-def scene_prompt(scene: ScenePlan, plan: StoryPlan, guide: Guidance, story_so_far: str) -> str:
-    recent = story_so_far[-RECENT_CHARS:]
-    lead = f"The story so far ends:\n{recent}\n\n" if recent else "This is the opening scene.\n\n"
+def memory_block(facts: list[str], states: list[str]) -> str:
+    block = ""
+    if facts:
+        block += "Established earlier in the story (keep to it):\n" + "\n".join(f"- {f}" for f in facts) + "\n"
+    if states:
+        block += "Where the characters are now:\n" + "\n".join(f"- {s}" for s in states) + "\n"
+    return block + "\n" if block else ""
+
+
+def scene_prompt(scene: ScenePlan, plan: StoryPlan, guide: Guidance, recent: str, memory: str = "",
+                 fix: str = "") -> str:
+    lead = f"The story so far ends:\n{recent}\n\n" if recent else (
+        "This is the opening scene.\n\n" if scene.index == 0 else "")
     who = f" Follow {scene.pov}." if scene.pov else ""
+    redo = f"\nA draft of this scene contradicted the story. {fix} Write it again without the contradiction." \
+        if fix else ""
     return (
-        f"{lead}Write scene {scene.index + 1} of {len(plan.scenes)}, about {scene.words} words. "
-        f"In this part of the story ({scene.part.replace('_', ' ')}): {scene.goal}.{who} {guide.note}"
+        f"{memory}{lead}Write scene {scene.index + 1} of {len(plan.scenes)}, about {scene.words} words. "
+        f"In this part of the story ({scene.part.replace('_', ' ')}): {scene.goal}.{who} {guide.note}{redo}"
     )
 
 
 def scene_messages(request: StoryRequest, profile: CultureProfile, plan: StoryPlan, cast: list[Character],
-                   scene: ScenePlan, guide: Guidance, story_so_far: str) -> list[dict[str, str]]:
+                   scene: ScenePlan, guide: Guidance, story_so_far: str, *, facts: list[str] = (),
+                   states: list[str] = (), fix: str = "", budget: int | None = None,
+                   count: Callable[[str], int] = estimate_tokens) -> list[dict[str, str]]:
+    """The scene's messages within `budget` prompt tokens (None: the default caps only)."""
+    system = system_prompt(request, profile, plan, cast)
+    fixed = count(system) + count(scene_prompt(scene, plan, guide, "", "", fix)) + TEMPLATE_TOKENS
+    room = (budget if budget is not None else fixed + FACT_TOKENS + RECENT_TOKENS + 64) - fixed
+    kept_states = _fitting(list(states), room // 4, count)
+    kept_facts = _fitting(list(facts), min(FACT_TOKENS, room // 2) - sum(count(s) + 2 for s in kept_states), count)
+    memory = memory_block(kept_facts, kept_states)
+    recent = tail_within(story_so_far, min(RECENT_TOKENS, room - count(memory) - 8), count)
     return [
-        {"role": "system", "content": system_prompt(request, profile, plan, cast)},
-        {"role": "user", "content": scene_prompt(scene, plan, guide, story_so_far)},
+        {"role": "system", "content": system},
+        {"role": "user", "content": scene_prompt(scene, plan, guide, recent, memory, fix)},
     ]
 
+
+def _fitting(lines: list[str], tokens: int, count: Callable[[str], int]) -> list[str]:
+    """The first lines that fit in `tokens` together."""
+    out, used = [], 0
+    for line in lines:
+        cost = count(line) + 2
+        if used + cost > tokens:
+            break
+        out.append(line)
+        used += cost
+    return out

@@ -7,6 +7,8 @@ was, repaired, or rewritten by the model) or None to drop it, with a reason when
 - `SensitivityCheck`: the culture's sensitivity and stereotype rules; rewritten or dropped.
 - `CharacterCheck`: the character checker on the sentence in its context; a stray name or a wrong
   pronoun is substituted, the dead acting or a contradicted trait or kinship is rewritten or dropped.
+- `MemoryCheck`: the sentence's facts against the story memory (where everyone is, who is dead,
+  colours of things, relations); a contradiction is rewritten with what the story established, or dropped.
 A rewrite is one call to the generator with the sentence before it and the reason
 (`agents/rewrite.py`); it must pass the same check, else the next try, else the sentence goes.
 """
@@ -20,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from emotional_engine.agents.character_check import CharacterChecker, Finding
 from emotional_engine.agents.rewrite import Rewrite, first_sentence, rewrite_messages
 from emotional_engine.culture.sensitivity import check_sentence
+from emotional_engine.domain import Character
+from emotional_engine.memory import StoryMemory, extract_facts, find_contradictions
 from emotional_engine.lm.backends import Generator
 from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.safety import Repair, SafetyChecker
@@ -136,3 +140,42 @@ class CharacterCheck:
         if sentence is not None:
             self.context.append(sentence)
         return sentence, "; ".join(reasons)
+
+
+def _fact_key(f) -> tuple:
+    return (f.kind, f.subject, f.attribute, f.value)
+
+
+class MemoryCheck:
+    """Facts of the scene so far plus the new sentence against what earlier scenes established (so a
+    move earlier in the scene counts); only contradictions raised by the new sentence's own facts act.
+    The memory itself grows after each scene (`remember_scene`)."""
+
+    kind = "memory"
+
+    def __init__(self, memory: StoryMemory, cast: list[Character], rewrite: Rewriter):
+        self.memory, self.cast, self.rewrite = memory, cast, rewrite
+        self.scene = 0
+        self.context: list[str] = []
+
+    def start_scene(self) -> None:
+        self.context = []
+
+    def _problem(self, sentence: str) -> str | None:
+        if not self.memory.facts:
+            return None
+        own = {_fact_key(f) for f in extract_facts(sentence, self.scene, self.cast)}
+        if not own:
+            return None
+        scene = extract_facts(" ".join([*self.context, sentence]), self.scene, self.cast)
+        found = [c for c in find_contradictions(self.memory, scene) if _fact_key(c.new) in own]
+        return found[0].note() if found else None
+
+    async def __call__(self, sentence: str, before: str) -> tuple[str | None, str | None]:
+        reason = self._problem(sentence)
+        if reason is not None:
+            sentence, why = _outcome(await rewrite_until(sentence, reason, before, self.rewrite, self._problem),
+                                     "memory")
+        if sentence is not None:
+            self.context.append(sentence)
+        return sentence, (why if reason is not None else None)

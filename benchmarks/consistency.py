@@ -1,0 +1,314 @@
+#!/usr/bin/env python
+"""Consistency by length, cultural fit across every culture, and depth of localisation.
+
+Three parts, each a list of stories written with the engine (embedded model by default):
+
+- length: stories of 500, 1,000, 2,500, 5,000 and 10,000 words (five each up to 2,500, three at
+  5,000, two at 10,000; a different culture and premise for each), measured on the final text:
+  character consistency (the character agent's share of name mentions that agree with the
+  sheet), plot contradictions per 1,000 words (the finished story re-read scene by scene against a
+  fresh story memory: memory.audit), emotion consistency (Pearson r between the target arc and the
+  emotion model's valence on ten equal windows), off-culture names left in the text; per length
+  the mean with a 95% t-interval. One 10,000-word story comes first, the rest shortest first.
+- fit: one 600-word story per supported culture: off-culture names in the final text, the names
+  the cultural agent replaced, the engine's cultural_fit.
+- localisation: five premises x six cultures, written by the engine and by the single-model
+  baseline (one prompt: the premise plus "set in CULTURE"). In every text, capitalised words away
+  from a sentence start and every item of every culture profile are masked; the score is the mean
+  TF-IDF cosine similarity between the versions of a premise (15 pairs each). Lower means the
+  culture changed more than the names; target: the engine at least 30% lower than the baseline.
+
+Each finished story is written to OUT/<id>.json at once and skipped when the run resumes, so the
+benchmark can run in the background across sessions. A progress line is printed per scene.
+
+    .venv/bin/python benchmarks/consistency.py [--parts length,fit,localisation] [--lengths 500,10000]
+        [--candidates 2] [--limit N] [--out benchmarks/results/consistency] [--report]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import re
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from emotional_engine.agents import character as character_agent
+from emotional_engine.agents.cultural import foreign_names, name_like_words
+from emotional_engine.culture import load_profile, profile_tags
+from emotional_engine.domain import StoryRequest
+from emotional_engine.engine import Engine
+from emotional_engine.lm.sampling import SamplingParams
+from emotional_engine.memory import audit, per_1000_words
+from emotional_engine.threads import run_model
+from story_quality import WINDOWS, pearson
+
+LENGTHS = {500: 5, 1000: 5, 2500: 5, 5000: 3, 10000: 2}
+PREMISES = [
+    "A young woman inherits her grandmother's shop and discovers a debt the family never spoke of.",
+    "Two brothers who have not spoken in years must travel together to a wedding.",
+    "A schoolteacher finds an old letter hidden inside a library book.",
+    "A fisherman's daughter has to decide whether to leave the village for the city.",
+    "A neighbourhood prepares for a festival while a storm approaches.",
+]
+ARCS = ["man_in_a_hole", "rags_to_riches", "tragedy", "cinderella", "icarus"]
+LENGTH_CULTURES = ["ja-JP", "yo-NG", "es-MX", "hi-IN", "de-DE", "ko-KR", "sw-KE", "pt-BR", "ar-EG", "en-GB",
+                   "vi-VN", "mi-NZ", "tr-TR", "fil-PH", "ru-RU", "zu-ZA", "bn-BD", "fr-FR", "id-ID", "am-ET"]
+LOC_CULTURES = ["en-US", "ja-JP", "yo-NG", "hi-IN", "es-MX", "ru-RU"]
+FIT_PREMISE = "A family gathers for an important celebration, and an old quarrel comes back."
+
+
+# ---- the work list -------------------------------------------------------------------------------
+
+def length_items(lengths: list[int]) -> list[dict]:
+    items, c = [], itertools.count()
+    for words in sorted(lengths):
+        for k in range(LENGTHS[words]):
+            i = next(c)
+            items.append({"id": f"length-{words}-{k}", "part": "length", "words": words,
+                          "culture": LENGTH_CULTURES[i % len(LENGTH_CULTURES)], "premise": PREMISES[k % 5],
+                          "arc": ARCS[k % 5], "seed": 100 + i})
+    longest = [it for it in items if it["words"] == 10000][:1]  # the one that matters most starts first
+    return longest + [it for it in items if it not in longest]
+
+
+def fit_items() -> list[dict]:
+    return [{"id": f"fit-{tag}", "part": "fit", "words": 600, "culture": tag, "premise": FIT_PREMISE,
+             "arc": "man_in_a_hole", "seed": 7} for tag in profile_tags()]
+
+
+def localisation_items(words: int, premises: int = 5, cultures: int = 6) -> list[dict]:
+    return [{"id": f"loc-{who}-{p}-{tag}", "part": "localisation", "who": who, "words": words, "culture": tag,
+             "premise": PREMISES[p], "premise_index": p, "cultures": cultures, "arc": "man_in_a_hole",
+             "seed": 11 + p}
+            for p in range(premises) for tag in LOC_CULTURES[:cultures] for who in ("engine", "baseline")]
+
+
+# ---- writing one story ---------------------------------------------------------------------------
+
+def request_of(item: dict) -> StoryRequest:
+    return StoryRequest(premise=item["premise"], arc=item["arc"], culture=item["culture"], words=item["words"],
+                        seed=item["seed"])
+
+
+async def engine_story(engine: Engine, item: dict) -> dict:
+    req = request_of(item)
+    t0, story, scenes = time.perf_counter(), None, 0
+    async for ev in engine.stream(req):
+        if ev.kind == "plan":
+            scenes = len(ev.data.scenes)
+        elif ev.kind == "scene_done":
+            sc = ev.data
+            print(f"[{item['id']}] scene {sc.index + 1}/{scenes} {len(sc.text.split())} words "
+                  f"{sc.measured.emotion if sc.measured else '-'} {time.perf_counter() - t0:.0f}s", flush=True)
+        elif ev.kind == "story_done":
+            story = ev.data
+    return {"seconds": time.perf_counter() - t0, "story": story.model_dump()}
+
+
+async def baseline_story(engine: Engine, item: dict) -> dict:
+    """The single-model baseline: the premise plus "set in CULTURE", one prompt, no agents."""
+    req = request_of(item)
+    prompt = [{"role": "user", "content": f"Write a story of about {req.words} words set in "
+                                          f"{load_profile(req.culture).name}. Premise: {req.premise}"}]
+    params = SamplingParams(max_tokens=int(req.words * 1.6), temperature=req.sampling.temperature,
+                            top_p=req.sampling.top_p, repetition_penalty=req.sampling.repetition_penalty, seed=req.seed)
+    t0 = time.perf_counter()
+    done = await engine.generator.complete(prompt, params)
+    print(f"[{item['id']}] baseline {len(done.text.split())} words {time.perf_counter() - t0:.0f}s", flush=True)
+    return {"seconds": time.perf_counter() - t0, "text": done.text.strip()}
+
+
+# ---- measures ------------------------------------------------------------------------------------
+
+def measure(engine: Engine, item: dict, story: dict) -> dict:
+    from emotional_engine.domain import Story
+
+    s = Story(**story)
+    req = request_of(item)
+    cast_words = {w for c in s.characters for w in c.name.split()}
+    contradictions = audit([sc.text for sc in s.scenes], s.characters, engine.deps().embed)
+    words = len(s.text.split())
+    model_v = [w.valence for w in engine.emotion.analyze(s.text, WINDOWS)]
+    replaced = [r for r in s.quality.reasons if r.startswith("replaced ")]
+    return {
+        "words": words,
+        "character_consistency": character_agent.check_mentions(s.text, s.characters).character_consistency,
+        "plot_contradictions_per_1000_words": per_1000_words(len(contradictions), words),
+        "contradictions": [c.reason for c in contradictions],
+        "emotion_arc_r": pearson(req.arc_curve().targets(WINDOWS), model_v),
+        "off_culture_names": sorted(foreign_names(s.text, req.culture, cast_words)),
+        "names_replaced": replaced,
+        "cultural_fit": s.quality.cultural_fit,
+        "repairs_in_writing": {k: s.memory.get(k) for k in ("contradictions_found", "contradictions_found_per_1000_words")},
+    }
+
+
+def profile_items() -> list[str]:
+    """Every text item of every culture profile (places, foods, names, sayings...), longest first."""
+    out: set[str] = set()
+
+    def walk(v):
+        if isinstance(v, str):
+            out.update(p.strip().lower() for p in re.split(r"[;,()]", v) if len(p.strip()) > 2)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list | tuple):
+            for x in v:
+                walk(x)
+
+    for tag in profile_tags():
+        walk(load_profile(tag).model_dump())
+    return sorted(out, key=len, reverse=True)
+
+
+def masked(text: str, items: list[str]) -> str:
+    caps = name_like_words(text)
+    words = [w for w in text.split() if w.strip(".,;:!?\"'()“”‘’").removesuffix("'s") not in caps]
+    low = " ".join(words).lower()
+    for item in items:
+        if item in low:
+            low = low.replace(item, " ")
+    return low
+
+
+def localisation_similarity(texts: dict[tuple[int, str], str]) -> tuple[float, list[float]]:
+    """Mean TF-IDF cosine between the versions of each premise: (mean, per premise)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    keys = sorted(texts)
+    items = profile_items()
+    tfidf = TfidfVectorizer(stop_words="english").fit_transform([masked(texts[k], items) for k in keys])
+    sims = cosine_similarity(tfidf)
+    per = []
+    for p in sorted({k[0] for k in keys}):
+        rows = [i for i, k in enumerate(keys) if k[0] == p]
+        per.append(float(np.mean([sims[a, b] for a, b in itertools.combinations(rows, 2)])))
+    return float(np.mean(per)), per
+
+
+def interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean and 95% t-interval half-width (nan for a single value)."""
+    from scipy import stats
+
+    m = float(np.mean(values))
+    if len(values) < 2:
+        return m, float("nan"), float(len(values))
+    half = float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values)))
+    return m, half, float(len(values))
+
+
+# ---- the run -------------------------------------------------------------------------------------
+
+def save(out: Path, item: dict, result: dict) -> None:
+    tmp = out / f".{item['id']}.json.tmp"
+    tmp.write_text(json.dumps({"item": item, **result}, indent=1))
+    os.replace(tmp, out / f"{item['id']}.json")  # a crash never leaves half a file
+
+
+def _finished(out: Path, item: dict) -> bool:
+    path = out / f"{item['id']}.json"
+    return path.exists() and (item.get("who") == "baseline" or "measures" in json.loads(path.read_text()))
+
+
+async def run(args, engine: Engine | None = None) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = args.parts.split(",")
+    work: list[dict] = []
+    if "length" in parts:
+        work += length_items([int(x) for x in args.lengths.split(",")])[: args.limit]
+    if "fit" in parts:
+        work += fit_items()[: args.limit]
+    if "localisation" in parts:
+        work += localisation_items(args.loc_words, args.limit or 5, args.loc_cultures)
+    todo = [it for it in work if not _finished(out, it)]
+    print(f"{len(work)} stories, {len(work) - len(todo)} already done", flush=True)
+    engine = engine or Engine(candidates=args.candidates)
+    for item in todo:
+        if item.get("who") == "baseline":
+            save(out, item, await baseline_story(engine, item))
+            continue
+        path = out / f"{item['id']}.json"
+        if path.exists():  # written before a crash in measuring: measure only
+            result = {k: v for k, v in json.loads(path.read_text()).items() if k != "item"}
+        else:
+            result = await engine_story(engine, item)
+            save(out, item, result)  # the story is kept even if measuring fails
+        result["measures"] = await run_model(measure, engine, item, result["story"])  # torch: the model worker
+        save(out, item, result)
+        m = result["measures"]
+        print(f"[{item['id']}] done: {m['words']} words, character {m['character_consistency']:.3f}, plot "
+              f"{m['plot_contradictions_per_1000_words']:.2f}/1k, arc r {m['emotion_arc_r']:+.2f}, off-culture "
+              f"{len(m['off_culture_names'])}, {result['seconds']:.0f}s", flush=True)
+    report(out)
+
+
+def load_results(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+
+
+def report(out: Path) -> None:
+    results = load_results(out)
+    lengths = [r for r in results if r["item"]["part"] == "length"]
+    if lengths:
+        print("\n| words | stories | character consistency | plot contradictions / 1k words | emotion arc r "
+              "| off-culture names | min per story |\n|---|---|---|---|---|---|---|")
+        for words in sorted({r["item"]["words"] for r in lengths}):
+            rs = [r for r in lengths if r["item"]["words"] == words]
+            cells = []
+            for key in ("character_consistency", "plot_contradictions_per_1000_words", "emotion_arc_r"):
+                m, half, _ = interval([r["measures"][key] for r in rs])
+                cells.append(f"{m:.3f} ± {half:.3f}" if half == half else f"{m:.3f}")
+            off = sum(len(r["measures"]["off_culture_names"]) for r in rs)
+            mins = statistics.median(r["seconds"] for r in rs) / 60
+            print(f"| {words:,} | {len(rs)} | {' | '.join(cells)} | {off} | {mins:.1f} |")
+    fits = [r for r in results if r["item"]["part"] == "fit"]
+    if fits:
+        print("\n| culture | off-culture names left | names replaced | cultural_fit |\n|---|---|---|---|")
+        for r in fits:
+            m = r["measures"]
+            print(f"| {r['item']['culture']} | {', '.join(m['off_culture_names']) or 'none'} | "
+                  f"{'; '.join(m['names_replaced']) or 'none'} | {m['cultural_fit']:.3f} |")
+    loc = [r for r in results if r["item"]["part"] == "localisation"]
+    premises = {r["item"]["premise_index"] for r in loc}
+    complete = [p for p in sorted(premises) if sum(r["item"]["premise_index"] == p for r in loc)
+                == 2 * next(r["item"]["cultures"] for r in loc if r["item"]["premise_index"] == p)]
+    if complete:
+        sims = {}
+        for who in ("engine", "baseline"):
+            texts = {(r["item"]["premise_index"], r["item"]["culture"]): r["story"]["text"] if who == "engine"
+                     else r["text"] for r in loc if r["item"]["who"] == who and r["item"]["premise_index"] in complete}
+            sims[who] = localisation_similarity(texts)
+        ratio = sims["engine"][0] / sims["baseline"][0] if sims["baseline"][0] else float("nan")
+        n = len({r["item"]["culture"] for r in loc})
+        print(f"\nlocalisation ({len(complete)} premises x {n} cultures, masked TF-IDF cosine): "
+              f"engine {sims['engine'][0]:.3f}, baseline {sims['baseline'][0]:.3f}, ratio {ratio:.2f} "
+              f"(target <= 0.70); per premise engine {[round(x, 3) for x in sims['engine'][1]]} "
+              f"baseline {[round(x, 3) for x in sims['baseline'][1]]}")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--parts", default="length,fit,localisation")
+    ap.add_argument("--lengths", default="500,1000,2500,5000,10000")
+    ap.add_argument("--candidates", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=None, help="at most this many stories per part (for localisation: "
+                                                             "this many premises)")
+    ap.add_argument("--loc-cultures", type=int, default=6, help="cultures per premise in the localisation part")
+    ap.add_argument("--loc-words", type=int, default=300, help="length of the localisation stories")
+    ap.add_argument("--out", default="benchmarks/results/consistency")
+    ap.add_argument("--report", action="store_true", help="only print the tables from the saved results")
+    a = ap.parse_args()
+    if a.report:
+        report(Path(a.out))
+    else:
+        asyncio.run(run(a))

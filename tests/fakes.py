@@ -1,0 +1,47 @@
+"""Fakes shared by the agent, memory, session and orchestrator tests (no model needed)."""
+
+import re
+import zlib
+
+import numpy as np
+
+from emotional_engine.lm.backends import ModelInfo
+from emotional_engine.lm.engine import Completion
+
+
+def bow_embed(texts, dim=256):
+    """A bag-of-words embedding (unit rows): texts sharing words are similar, like a real embedder."""
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    for i, t in enumerate(texts):
+        for w in re.findall(r"[a-z]+", t.lower()):
+            if len(w) > 2:
+                out[i, zlib.crc32(w.encode()) % dim] += 1.0
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    out[:, 0] += (norms[:, 0] == 0)  # an empty text gets a unit vector too
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+class JoyEmotion:
+    """An emotion scorer that hears joy in every text."""
+
+    def score_passages(self, texts):
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(valence=0.6, arousal=0.2, emotion="joy", scores={"joy": 0.9, "neutral": 0.1})
+                for _ in texts]
+
+
+class ScriptedGenerator:
+    """Replies with `replies` in turn (the last one repeats) and records every prompt it was sent."""
+
+    info = ModelInfo("fake", "scripted")
+    supports_logits_processors = False
+
+    def __init__(self, *replies: str):
+        self.replies = list(replies) or [""]
+        self.prompts: list[list[dict]] = []
+
+    async def complete(self, prompt, params, *, session_id=None, processors=()):
+        reply = self.replies[min(len(self.prompts), len(self.replies) - 1)]
+        self.prompts.append(prompt)
+        return Completion(text=reply, finish_reason="stop")

@@ -1,0 +1,122 @@
+"""A planted contradiction is caught against the story memory, sentence by sentence as the scene
+streams, and repaired by a rewrite of that sentence (or dropped)."""
+
+import asyncio
+
+from emotional_engine.agents.orchestrator import Deps, write_story
+from emotional_engine.domain import CastMember, StoryRequest
+from emotional_engine.lm.backends import ModelInfo
+from emotional_engine.lm.engine import Completion, Piece
+from emotional_engine.memory import StoryMemory
+from fakes import JoyEmotion, bow_embed
+
+CAST = [CastMember(name="Ada Obi", role="protagonist", pronouns="she/her"),
+        CastMember(name="Kofi Mensah", role="ally", pronouns="he/him")]
+
+
+class PlantingGenerator:
+    """Scene 1 establishes facts; scene 2's draft contradicts one unless told about it."""
+
+    info = ModelInfo("fake", "fake", context_length=2048)
+    supports_logits_processors = False
+
+    def __init__(self, first: str, contradicting: str, repaired: str):
+        self.first, self.contradicting, self.repaired = first, contradicting, repaired
+        self.scene_prompts, self.rewrite_prompts = [], []
+
+    async def stream(self, prompt, params, *, session_id=None, processors=()):
+        user = prompt[-1]["content"]
+        self.scene_prompts.append(user)
+        text = self.first if "Write scene 1 " in user else self.contradicting
+        for word in (text + " The joy of it stayed.").split(" "):
+            await asyncio.sleep(0)
+            yield Piece(text=word + " ")
+
+    async def complete(self, prompt, params, *, session_id=None, processors=()):
+        await asyncio.sleep(0)
+        if prompt[0]["content"].startswith("You summarise"):
+            return Completion(text="", finish_reason="stop")  # no usable summary: the fallback is used
+        self.rewrite_prompts.append(prompt[-1]["content"])  # a flagged sentence to rewrite
+        return Completion(text=self.repaired, finish_reason="stop")
+
+
+def request():
+    return StoryRequest(premise="A brother and sister keep the harbour light.", words=300, seed=3, cast=CAST,
+                        arc="rags_to_riches")
+
+
+async def run(gen):
+    memory = StoryMemory([])
+    story = await write_story(request(), Deps(generator=gen, emotion=JoyEmotion(), embed=bow_embed, candidates=2),
+                              memory=memory)
+    return story, memory
+
+
+async def test_an_object_that_changes_colour_is_rewritten():
+    gen = PlantingGenerator("Ada Obi carried the red lantern to the harbour. She hung the red lantern up in joy.",
+                            "Ada took down the blue lantern in joy.",
+                            "Ada took down the red lantern in joy.")
+    story, memory = await run(gen)
+    assert len(story.scenes) == 2
+    assert "red lantern" in story.scenes[1].text and "blue" not in story.scenes[1].text
+    repair_prompt = gen.rewrite_prompts[0]
+    assert "The lantern is red." in repair_prompt and "blue" in repair_prompt  # the contradiction is named
+    assert story.memory["contradictions_found"] == 1
+    assert any(r.startswith("scene 2: memory: rewrote") for r in story.quality.reasons)
+    assert any(f.kind == "event" for f in memory.facts)  # the salient-sentence fallback wrote the events
+
+
+async def test_a_dead_character_who_acts_is_rewritten():
+    gen = PlantingGenerator("Kofi Mensah died in the storm in joy. Ada wept at the harbour.",
+                            "Kofi laughed at the harbour in joy.",
+                            "Ada remembered how Kofi laughed, and found joy.")
+    story, memory = await run(gen)
+    assert "Kofi laughed at the harbour" not in story.scenes[1].text
+    # the character checker, which runs before the memory check, knows the dead too
+    assert any(r.startswith(("scene 2: character:", "scene 2: memory:")) and "Kofi" in r
+               for r in story.quality.reasons)
+    assert story.memory["characters"]["Kofi Mensah"]["alive"] is False
+
+
+async def test_a_contradiction_the_rewrite_cannot_fix_is_dropped_and_counted():
+    gen = PlantingGenerator("Ada Obi carried the red lantern in joy.", "Ada lit the blue lantern in joy.",
+                            "Ada lit the blue lantern in joy.")
+    story, _ = await run(gen)
+    words = len(story.text.split())
+    assert "blue lantern" not in story.text and len(gen.rewrite_prompts) == 2  # two tries, then it goes
+    assert story.memory["contradictions_found"] == 1
+    assert story.memory["contradictions_found_per_1000_words"] == round(1000 / words, 3)
+    assert any(r.startswith("scene 2: memory: dropped") for r in story.quality.reasons)
+
+
+async def test_scene_prompts_recall_facts_and_stay_within_the_context():
+    gen = PlantingGenerator("Ada Obi carried the red lantern to the harbour in joy.",
+                            "Ada waited at the harbour in joy.", "unused")
+    await run(gen)
+    second = gen.scene_prompts[-1]
+    assert "Established earlier in the story" in second and "The lantern is red." in second
+    assert "Ada Obi: last seen at the harbour" in second
+
+
+def test_scene_messages_fit_the_budget_whatever_the_story_length():
+    from emotional_engine.agents.emotion import guidance
+    from emotional_engine.agents.prompts import estimate_tokens, scene_messages
+    from emotional_engine.agents.story import plan_story
+    from emotional_engine.culture import load_profile
+    from emotional_engine.domain import Character
+
+    req = request().model_copy(update={"words": 10000})
+    profile = load_profile(req.culture)
+    cast = [Character(name=c.name, role=c.role, pronouns=c.pronouns) for c in CAST]
+    plan = plan_story(req, profile.story.structure, ["Ada Obi"])
+    sp = plan.scenes[40]
+    story = " ".join(f"Sentence number {i} of a very long story." for i in range(8000))
+    facts = [f"Fact {i}: Ada kept lantern {i} by the door." for i in range(200)]
+    for budget in (900, 1500, 4000):
+        msgs = scene_messages(req, profile, plan, cast, sp, guidance(sp.target, 0.8), story, facts=facts,
+                              states=["Ada Obi: last seen at the harbour"], budget=budget)
+        used = sum(estimate_tokens(m["content"]) for m in msgs) + 24
+        assert used <= budget, (budget, used)
+        user = msgs[1]["content"]
+        assert "Sentence number 7999 of a very long story." in user  # the most recent text is kept
+        assert "Fact 0:" in user and f"Write scene 41 of {len(plan.scenes)}" in user

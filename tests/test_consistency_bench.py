@@ -1,0 +1,43 @@
+"""The consistency benchmark's own measures (the stories themselves need the real model)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+import consistency  # noqa: E402
+
+
+def test_work_list_starts_with_a_long_story_and_matches_the_issue():
+    items = consistency.length_items([500, 1000, 2500, 5000, 10000])
+    assert items[0]["id"] == "length-10000-0"
+    counts = {w: sum(it["words"] == w for it in items) for w in (500, 1000, 2500, 5000, 10000)}
+    assert counts == {500: 5, 1000: 5, 2500: 5, 5000: 3, 10000: 2}
+    assert len({it["culture"] for it in items}) == len(items)  # a different culture for each story
+    assert len(consistency.localisation_items(300)) == 5 * 6 * 2
+
+
+def test_masking_removes_names_and_profile_items():
+    items = consistency.profile_items()
+    assert "onigiri" in items and "miso soup" in items
+    text = "They walked to the station. Later Hiroshi ate onigiri and miso soup with Tom by the river."
+    out = consistency.masked(text, items)
+    assert "hiroshi" not in out and "tom" not in out and "onigiri" not in out and "miso soup" not in out
+    assert "river" in out and "station" in out
+
+
+def test_localisation_similarity_is_lower_when_the_story_changes_not_only_names():
+    same = {(0, "a"): "At dawn Ana walked to the river and sold fish.",
+            (0, "b"): "At dawn Yuki walked to the river and sold fish."}
+    different = {(0, "a"): "Ana walked to the river and sold fish at dawn.",
+                 (0, "b"): "Yuki argued with her uncle about the rice harvest and the debt."}
+    s_same, _ = consistency.localisation_similarity(same)
+    s_diff, per = consistency.localisation_similarity(different)
+    assert s_same == pytest.approx(1.0) and s_diff < 0.3 and len(per) == 1
+
+
+def test_interval():
+    m, half, n = consistency.interval([1.0, 2.0, 3.0])
+    assert m == 2.0 and half == pytest.approx(2.484, abs=1e-3) and n == 3
+    assert consistency.interval([0.5])[1] != consistency.interval([0.5])[1]  # nan for one story
