@@ -1,9 +1,11 @@
 """Interactive play: one player action in, one story beat out, streamed sentence by sentence.
 
 The beat is written through the generator with the session's id, so the runtime keeps the
-session's KV cache and each turn prefills only what is new. Each finished sentence passes the
-fast checks (foreign names are replaced) before it reaches the player; the whole beat is then
-measured, and the next beat's mood follows the session's arc, compensating for misses.
+session's KV cache and each turn prefills only what is new, steered towards the beat's target
+emotion by the same logit bias as stories. Each finished sentence passes the same gate as a story's
+(foreign names, audience safety, sensitivity, characters, contradictions with the story memory)
+before it reaches the player; the whole beat is then measured, and the next beat's mood follows the
+session's arc, compensating for misses.
 
 The session keeps a story memory: each beat is summarised and its facts stored. The prompt
 replays as many recent beats as fit the model's context (at most RECENT_BEATS); older beats live
@@ -20,15 +22,16 @@ from collections.abc import AsyncIterator
 from pydantic import BaseModel
 
 from emotional_engine.agents import character as character_agent
-from emotional_engine.agents import cultural as cultural_agent
 from emotional_engine.agents import emotion as emotion_agent
-from emotional_engine.agents.orchestrator import Deps
+from emotional_engine.agents.gate import SentenceGate
+from emotional_engine.agents.orchestrator import Deps, sentence_gate
 from emotional_engine.agents.prompts import (AUDIENCE_NOTE, FACT_TOKENS, TEMPLATE_TOKENS, fence, memory_block,
                                              prompt_budget, token_counter)
 from emotional_engine.agents.story import target_emotion
-from emotional_engine.agents.technical import ends_a_sentence, split_sentences
+from emotional_engine.agents.streaming import Sentence, SentenceStream
 from emotional_engine.culture import load_profile
 from emotional_engine.domain import Measurement, SceneTarget, StoryRequest
+from emotional_engine.emotion.steering import LogitBias
 from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.memory import StoryMemory, remember_scene
 from emotional_engine.threads import run_model
@@ -60,6 +63,18 @@ class StorySession:
         self._bias = 0.0  # carried valence correction from earlier misses
         self.memory = StoryMemory(self.cast, deps.embed)
         self._count = token_counter(deps.generator)
+        self._gate: SentenceGate | None = None  # built on the first turn (the checker loads name lists)
+
+    async def gate(self) -> SentenceGate:
+        """The sentence gate, knowing what earlier beats established (names taken, deaths, kinship)."""
+        if self._gate is None:
+            seed = self.request.seed or 0
+            self._gate, checker = await sentence_gate(self.request, self.deps, self.profile, self.cast, seed,
+                                                      self.memory)
+            for b in self.beats:  # a session restored from its beats
+                checker.learn(checker.check(b.text))
+                self._gate.remember(b.text)
+        return self._gate
 
     def to_dict(self) -> dict:
         """Everything needed to resume the session (JSON-safe)."""
@@ -131,26 +146,22 @@ class StorySession:
                                 top_p=self.request.sampling.top_p,
                                 repetition_penalty=self.request.sampling.repetition_penalty,
                                 seed=None if self.request.seed is None else self.request.seed + len(self.beats))
-        names = [c.name for c in self.cast]
         budget = prompt_budget(self.deps.generator, params.max_tokens)
         messages = self._messages(action, target, await self._recall(action), budget)
-        pending, sent = "", []
-        async for piece in self.deps.generator.stream(messages, params, session_id=self.id):
-            pending += piece.text
-            parts = split_sentences(pending, normalize=False)
-            if len(parts) < 2:
+        gate = await self.gate()
+        gate.start_scene(len(self.beats))
+        steer = self.deps.steering is not None and self.deps.generator.supports_logits_processors
+        processors = [LogitBias(self.deps.steering.bias(target.emotion, target.valence, 1.0))] if steer else []
+        stream = SentenceStream(self.deps.generator.stream(messages, params, session_id=self.id, processors=processors))
+        text = ""
+        while (sentence := await stream.next_sentence()) is not None:
+            shown = await gate.check(sentence.text)
+            if shown is None:
                 continue
-            pending = parts[-1]  # still being written
-            for s in (" ".join(p.split()) for p in parts[:-1] if p.strip()):
-                clean, _ = cultural_agent.check_and_repair(s, self.profile.tag, names, len(self.beats))
-                sent.append(clean)
-                yield clean + " "
-        tail = pending.strip()
-        if tail and ends_a_sentence(tail):  # an unfinished last sentence is dropped
-            clean, _ = cultural_agent.check_and_repair(tail, self.profile.tag, names, len(self.beats))
-            sent.append(clean)
-            yield clean
-        text = " ".join(sent)
+            piece = Sentence(shown, sentence.new_paragraph).joined_to(text)
+            text += piece
+            gate.shown_as(piece if len(text) > len(piece) else ("\n\n" if gate.shown else "") + piece)
+            yield piece
         m = (await _measure(self.deps, text)) if text else None
         if m is not None:
             self._bias = emotion_agent.MISS_GAIN * (target.valence - m.valence)

@@ -24,6 +24,7 @@ class FakeGenerator:
     def __init__(self, delay: float = 0.0):
         self.delay = delay
         self.calls = 0
+        self.streams = 0  # scene candidates and beats (calls also counts summaries and rewrites)
         self.pieces = 0
 
     def _text(self, params) -> str:
@@ -33,6 +34,7 @@ class FakeGenerator:
 
     async def stream(self, prompt, params, *, session_id=None, processors=()):
         self.calls += 1
+        self.streams += 1
         text = self._text(params)
         for i in range(0, len(text), 9):
             await asyncio.sleep(self.delay)

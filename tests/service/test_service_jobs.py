@@ -47,4 +47,4 @@ async def test_a_job_resumes_after_a_restart_from_its_last_finished_scene(app_cl
         job = await _wait(c, job_id, lambda j: j["status"] == "done")
         total, done_before = job["progress"]["scenes_total"], before["progress"]["scenes_done"]
         assert done_before < total == len(job["story"]["scenes"])
-        assert gen.calls == 2 * (total - done_before)  # only the unfinished scenes were written (2 candidates)
+        assert gen.streams == 2 * (total - done_before)  # only the unfinished scenes were written (2 candidates)

@@ -74,13 +74,17 @@ class SentenceGate:
         self.scene = SceneGateReport()
         self.shown = ""  # the story text shown so far
 
-    def start_scene(self) -> SceneGateReport:
-        """A fresh report for the next scene; replacements carry over."""
+    def start_scene(self, index: int = 0) -> SceneGateReport:
+        """A fresh report for scene (or beat) `index`; replacements carry over."""
         self.scene = SceneGateReport()
         for check in self.checks:
             if hasattr(check, "start_scene"):
-                check.start_scene()
+                check.start_scene(index)
         return self.scene
+
+    def safety_repairs(self) -> list:
+        """What the safety check rewrote or dropped, for the story's safety report."""
+        return [r for check in self.checks for r in getattr(check, "repairs", [])]
 
     def _local_name(self) -> str:
         new = self._names.person().given

@@ -113,13 +113,7 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
     else:  # the caller's memory, to save afterwards
         memory.embed = memory.embed or deps.embed
         memory.reset(cast)
-    checker = await asyncio.to_thread(character_agent.checker_for, cast, profile)  # first use loads name lists
-    rewrite = rewriter(deps.generator, seed)
-    safety = SafetyCheck(deps.safety, request.audience, rewrite) if deps.safety else None
-    memory_check = MemoryCheck(memory, cast, rewrite) if deps.remember else None
-    checks = [*([safety] if safety else []), SensitivityCheck(profile.tag, request.audience, rewrite),
-              CharacterCheck(checker, rewrite), *([memory_check] if memory_check else [])]
-    gate = SentenceGate(profile.tag, [c.name for c in cast], seed, checks)
+    gate, checker = await sentence_gate(request, deps, profile, cast, seed, memory)
     on_event(Event("plan", plan))
     targets = [s.target for s in plan.scenes]
     outcomes: list[SceneOutcome] = []
@@ -136,8 +130,7 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
                 await remember_scene(memory, outcome.scene.text, i, deps.generator, seed + i)
         else:
             on_event(Event("scene_started", {"index": i, "target": targets[i]}))
-            if memory_check:
-                memory_check.scene = i
+            gate.start_scene(i)
             outcome = await _write_scene(request, deps, profile, plan, cast, checker, memory, i, story_text, seed,
                                          timing, gate, on_event)
         outcomes.append(outcome)
@@ -153,7 +146,7 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
         timing.per_scene_overhead_ms.append(elapsed - (timing.lm_ms - lm0) - (timing.models_ms - models0))
 
     story = await _finish(request, deps, plan, cast, outcomes, story_text, seed, timing, t_start,
-                          safety.repairs if safety else [], memory)
+                          gate.safety_repairs(), memory)
     on_event(Event("story_done", story))
     return story
 
@@ -196,7 +189,7 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
         if k != choice.index:
             await s.aclose()
 
-    report = gate.start_scene()
+    report = gate.scene
     chosen, text = streams[choice.index], ""
     while True:
         t0 = time.perf_counter()
@@ -304,6 +297,17 @@ async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], o
                     "logit_steering": deps.steering is not None and deps.generator.supports_logits_processors,
                     "structure": plan.structure, "sampling": request.sampling.model_dump()},
     )
+
+
+async def sentence_gate(request: StoryRequest, deps: Deps, profile, cast: list[Character], seed: int,
+                        memory: StoryMemory) -> tuple[SentenceGate, CharacterChecker]:
+    """The gate every sentence of a story or session passes, with its checks in order."""
+    checker = await asyncio.to_thread(character_agent.checker_for, cast, profile)  # first use loads name lists
+    rewrite = rewriter(deps.generator, seed)
+    checks = [*([SafetyCheck(deps.safety, request.audience, rewrite)] if deps.safety else []),
+              SensitivityCheck(profile.tag, request.audience, rewrite), CharacterCheck(checker, rewrite),
+              *([MemoryCheck(memory, cast, rewrite)] if deps.remember else [])]
+    return SentenceGate(profile.tag, [c.name for c in cast], seed, checks), checker
 
 
 def _memory_report(memory: StoryMemory, outcomes: list[SceneOutcome], story_text: str) -> dict:

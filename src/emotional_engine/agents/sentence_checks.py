@@ -104,7 +104,7 @@ class CharacterCheck:
         self.context: list[str] = []
         self.stand_ins: dict[str, str] = {}  # stray name -> the cast member it became, for the whole story
 
-    def start_scene(self) -> None:
+    def start_scene(self, index: int) -> None:
         self.context = []
 
     def _findings(self, sentence: str) -> tuple[list[Finding], int]:
@@ -158,8 +158,8 @@ class MemoryCheck:
         self.scene = 0
         self.context: list[str] = []
 
-    def start_scene(self) -> None:
-        self.context = []
+    def start_scene(self, index: int) -> None:
+        self.scene, self.context = index, []
 
     def _problem(self, sentence: str) -> str | None:
         if not self.memory.facts:
