@@ -30,6 +30,8 @@ def lm(
     top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.9,
     raw: Annotated[bool, typer.Option(help="complete the text as is, without the chat template")] = False,
     weight_format: Annotated[Optional[str], typer.Option(help="fp32 or fp16 (default from EE_WEIGHT_FORMAT)")] = None,
+    emotion: Annotated[Optional[str], typer.Option(help="condition the emotion-attention adapter on this emotion")] = None,
+    no_emotion_adapter: Annotated[bool, typer.Option("--no-emotion-adapter", help="the base model only")] = False,
 ):
     """Stream a completion from the language model."""
     from emotional_engine.config import get_settings
@@ -39,11 +41,17 @@ def lm(
     s = get_settings()
     try:
         gen = BuiltinGenerator.load(model or s.model_path, weight_format=weight_format or s.weight_format,
-                                    max_batch=1, cache_dir=s.cache_dir, overflow=s.context_overflow)
+                                    max_batch=1, cache_dir=s.cache_dir, overflow=s.context_overflow,
+                                    emotion_adapter=s.emotion_adapter and not no_emotion_adapter)
     except (ModelFileError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    params = SamplingParams(max_tokens=max_tokens, seed=seed, temperature=temperature, top_p=max(top_p, 1e-6))
+    if emotion is not None and emotion not in gen.emotion_contexts:
+        reason = f"choose one of {', '.join(gen.emotion_contexts)}" if gen.emotion_contexts else "no emotion adapter is loaded"
+        typer.echo(f"error: --emotion {emotion!r}: {reason}", err=True)
+        raise typer.Exit(2)
+    params = SamplingParams(max_tokens=max_tokens, seed=seed, temperature=temperature, top_p=max(top_p, 1e-6),
+                            emotion_context=gen.emotion_contexts.get(emotion) if emotion else None)
     prompt_in = prompt if raw else [{"role": "user", "content": prompt}]
     done = gen.engine.generate(prompt_in, params, on_piece=lambda p: (sys.stdout.write(p.text), sys.stdout.flush()))
     sys.stdout.write("\n")
@@ -68,6 +76,7 @@ def generate(
     out: Annotated[Optional[Path], typer.Option(help="write the story here instead of stdout")] = None,
     model: Annotated[Optional[Path], typer.Option(help="a llama GGUF file (default: the embedded SmolLM2)")] = None,
     candidates: Annotated[int, typer.Option(min=1, max=8, help="candidates written per scene")] = 4,
+    no_emotion_adapter: Annotated[bool, typer.Option("--no-emotion-adapter", help="write with the base model only (EE_EMOTION_ADAPTER=0)")] = False,
 ):
     """Write a story whose measured emotions follow the arc."""
     from pydantic import ValidationError
@@ -90,6 +99,8 @@ def generate(
     settings = get_settings()
     if model is not None:
         settings = settings.model_copy(update={"model_path": model})
+    if no_emotion_adapter:
+        settings = settings.model_copy(update={"emotion_adapter": False})
     engine = Engine(settings, candidates=candidates)
     with Progress(transient=True, console=_stderr_console()) as progress:
         task = progress.add_task("planning", total=None)

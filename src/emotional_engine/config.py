@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     kv_cache_budget_mb: int = Field(512, ge=1, description="memory for all sessions' KV caches")
     context_overflow: Literal["truncate", "error"] = Field("truncate", description="prompt longer than the context")
     cache_dir: Path | None = Field(None, description="dequantised-weight cache; default ~/.cache/emotional-engine")
+    emotion_adapter: bool = Field(True, description="use the shipped emotion-attention adapter with the embedded model")
     # OpenAI-compatible backend (vLLM, Ollama, llama.cpp server); used when base_url is set
     openai_base_url: str | None = None
     openai_api_key: str | None = None

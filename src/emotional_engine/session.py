@@ -22,6 +22,7 @@ from emotional_engine.agents.story import target_emotion
 from emotional_engine.agents.technical import ends_a_sentence, split_sentences
 from emotional_engine.culture import load_profile
 from emotional_engine.domain import Measurement, SceneTarget, StoryRequest
+from emotional_engine.lm.backends import emotion_context
 from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.threads import run_model
 
@@ -87,7 +88,8 @@ class StorySession:
         params = SamplingParams(max_tokens=int(BEAT_WORDS * 1.7), temperature=guide.temperature,
                                 top_p=self.request.sampling.top_p,
                                 repetition_penalty=self.request.sampling.repetition_penalty,
-                                seed=None if self.request.seed is None else self.request.seed + len(self.beats))
+                                seed=None if self.request.seed is None else self.request.seed + len(self.beats),
+                                emotion_context=emotion_context(self.deps.generator, target.emotion))
         names = [c.name for c in self.cast]
         messages = self._messages(action, target)
         pending, sent = "", []

@@ -31,7 +31,7 @@ from emotional_engine.agents.prompts import scene_messages
 from emotional_engine.agents.story import StoryPlan, plan_story
 from emotional_engine.culture import load_profile
 from emotional_engine.domain import ArcOut, Character, Measurement, Scene, Story, StoryRequest
-from emotional_engine.lm.backends import Generator
+from emotional_engine.lm.backends import Generator, emotion_context
 from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.threads import run_model
 
@@ -118,7 +118,8 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
     n = max(1, deps.candidates)
     params = [SamplingParams(max_tokens=int(sp.words * 1.7) + 16, temperature=guide.temperature,
                              top_p=request.sampling.top_p, repetition_penalty=request.sampling.repetition_penalty,
-                             seed=seed * 1009 + i * 31 + k) for k in range(n)]
+                             seed=seed * 1009 + i * 31 + k, emotion_context=emotion_context(deps.generator, sp.target.emotion))
+              for k in range(n)]
     t0 = time.perf_counter()
     done = await asyncio.gather(*(deps.generator.complete(messages, p) for p in params))
     timing.lm_ms += 1000 * (time.perf_counter() - t0)
@@ -203,7 +204,7 @@ async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], o
                     "emotion_and_embedding_models": round(timing.models_ms, 1),
                     "orchestration_overhead_per_scene": round(float(np.mean(timing.per_scene_overhead_ms)), 2)},
         provenance={"engine": __version__, "backend": info.backend, "model": info.name, "model_sha256": info.sha256,
-                    "weight_format": info.weight_format, "seed": seed, "candidates": deps.candidates,
+                    "weight_format": info.weight_format, "emotion_adapter": info.adapter, "seed": seed, "candidates": deps.candidates,
                     "structure": plan.structure, "sampling": request.sampling.model_dump()},
     )
 
