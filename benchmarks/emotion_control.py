@@ -59,7 +59,7 @@ PREMISES = [
     "A farmer waits for rain through a long dry summer.",
 ]
 JUDGE_SUFFIX = "\n\nThe feeling of this passage is"
-CONTENT_FREE = "N/A"
+CONTENT_FREE = ["N/A", "", "[MASK]"]  # the judge's prior: mean log-likelihoods after these
 
 # Minimal logit steering for arms (b) and (d): a fixed bias on the first token of a few words per
 # emotion. Kept apart so the engine's own steering can replace it.
@@ -120,28 +120,32 @@ class ZeroShotJudge:
 
     def __init__(self, model, tok):
         self.model, self.tok = model, tok
-        self.words = [tok.encode(" " + w) for w in LABELS]
-        self.prior = self._loglik(CONTENT_FREE)
+        words = [tok.encode(" " + w) for w in LABELS]
+        if any(len(w) != 1 for w in words):
+            raise ValueError("the judge needs every emotion word to be one token for this tokenizer")
+        self.word_ids = torch.tensor([w[0] for w in words])
+        self.prior = self._loglik(CONTENT_FREE).mean(axis=0)
 
     @torch.inference_mode()
-    def _loglik(self, text: str) -> np.ndarray:
-        prefix = self.tok.encode(text.strip() + JUDGE_SUFFIX)[-400:]
-        rows = [prefix + w for w in self.words]
-        T = max(map(len, rows))
-        idx = torch.tensor([r + [0] * (T - len(r)) for r in rows])
-        logits, _ = self.model(idx)  # base model: no context
-        logp = F.log_softmax(logits.float(), dim=-1)
+    def _loglik(self, texts: list[str], batch: int = 8) -> np.ndarray:
+        """(len(texts), 9) log-probabilities of each emotion word right after the judge prompt."""
         out = []
-        for i, w in enumerate(self.words):
-            pos = torch.arange(len(prefix) - 1, len(prefix) - 1 + len(w))
-            out.append(float(logp[i, pos, torch.tensor(w)].sum()))
-        return np.array(out)
+        for i in range(0, len(texts), batch):
+            rows = [self.tok.encode(t.strip() + JUDGE_SUFFIX)[-300:] for t in texts[i : i + batch]]
+            T = max(map(len, rows))
+            idx = torch.tensor([r + [0] * (T - len(r)) for r in rows])  # right padding: causal, so harmless
+            logits, _ = self.model(idx)  # no context: the base model
+            last = logits[torch.arange(len(rows)), torch.tensor([len(r) - 1 for r in rows])]
+            out.append(F.log_softmax(last.float(), dim=-1)[:, self.word_ids].numpy())
+        return np.concatenate(out)
 
-    def judge(self, text: str) -> tuple[str, float]:
-        s = self._loglik(text) - self.prior
-        p = np.exp(s - s.max())
-        p /= p.sum()
-        return LABELS[int(p.argmax())], float(p @ np.array([CIRCUMPLEX[k][0] for k in LABELS]))
+    def judge(self, texts: list[str]) -> list[tuple[str, float]]:
+        """(emotion, valence) per text."""
+        s = self._loglik(texts) - self.prior
+        p = np.exp(s - s.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        v = p @ np.array([CIRCUMPLEX[k][0] for k in LABELS])
+        return [(LABELS[int(pi.argmax())], float(vi)) for pi, vi in zip(p, v)]
 
 
 @torch.inference_mode()
@@ -220,7 +224,10 @@ def main() -> None:
     em = EmotionModel.load()
     measured = dict(zip(texts, em.score_passages(list(texts.values()))))
     judge = ZeroShotJudge(model, tok)
-    judged = {key: judge.judge(t) for key, t in texts.items()}
+    gold = [json.loads(line) for line in (Path(__file__).parent.parent / "tests/data/emotion_test.jsonl").open()]
+    judge_acc = float(np.mean([j[0] == g["label"] for j, g in zip(judge.judge([g["text"] for g in gold]), gold)]))
+    print(f"judge accuracy on the {len(gold)} hand-written test sentences: {judge_acc:.3f} (chance {1 / len(LABELS):.3f})")
+    judged = dict(zip(texts, judge.judge(list(texts.values()))))
 
     rows = {arm: [] for arm in "abcde"}
     for p in range(args.premises):
@@ -256,7 +263,7 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump({"machine": f"{platform.machine()} {platform.processor()} threads={torch.get_num_threads()}",
                        "premises": args.premises, "adapter": gen.info.adapter, "table": table, "per_emotion_judge": per_emotion,
-                       "perplexity": ppl, "speed": speed, "generation_s": gen_s,
+                       "perplexity": ppl, "speed": speed, "judge_accuracy_test_set": judge_acc, "generation_s": gen_s,
                        "samples": {f"{p}-{e}-{arm}": texts[(p, e, arm, 0)] for p in range(min(2, args.premises)) for e in LABELS
                                    for arm in "acd"}}, f, indent=2)
 

@@ -131,3 +131,29 @@ def test_save_and_load_round_trip(tmp_path, model):
         ea.load(make_model(tiny_config(n_layer=1)), tmp_path / "a.pt")
     with pytest.raises(FileNotFoundError, match="train"):
         ea.load(fresh, tmp_path / "missing.pt")
+
+
+def test_builtin_generator_loads_an_adapter_for_its_model_only(tmp_path, model, gguf_writer, cache_dir):
+    from emotional_engine.lm.backends import BuiltinGenerator, emotion_context
+    from emotional_engine.lm.gguf import load_gguf
+
+    path = gguf_writer(model)
+    sha = load_gguf(path)[0].sha256
+    _, adapters = _adapted(model)
+    ea.save(tmp_path / "mine.pt", adapters, ea.AdapterConfig(layers=[1], emotion_contexts={"joy": JOY}, base_sha256=sha))
+    ea.save(tmp_path / "other.pt", adapters, ea.AdapterConfig(layers=[1], base_sha256="0" * 64))
+
+    gen = BuiltinGenerator.load(path, weight_format="fp32", emotion_adapter=tmp_path / "mine.pt")
+    try:
+        assert gen.info.adapter.startswith("emotion-attention@")
+        assert emotion_context(gen, "joy") == JOY and emotion_context(gen, "fear") is None
+        assert gen.engine.has_adapter
+    finally:
+        gen.engine.close()
+    off = BuiltinGenerator.load(path, weight_format="fp32", emotion_adapter=False)
+    try:
+        assert off.info.adapter is None and not off.engine.has_adapter and emotion_context(off, "joy") is None
+    finally:
+        off.engine.close()
+    with pytest.raises(ValueError, match="another model"):
+        BuiltinGenerator.load(path, weight_format="fp32", emotion_adapter=tmp_path / "other.pt")
