@@ -232,7 +232,7 @@ def train_adapter(
         if (step + 1) % 10 == 0 or step + 1 == cfg.steps:
             log(f"step {step + 1}/{cfg.steps} loss {sum(losses[-10:]) / len(losses[-10:]):.4f} "
                 f"{tokens / (time.perf_counter() - t0):.0f} tok/s")
-        if (step + 1) % cfg.eval_every == 0:
+        if (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:  # the last step is evaluated below
             log("held-out " + " ".join(f"{k} {v:.3f}" for k, v in evaluate(model, h_held, held, cfg.n_layers).items()))
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
             torch.save({"train_config": asdict(cfg), "adapters": adapters.state_dict(), "opt": opt.state_dict(),
