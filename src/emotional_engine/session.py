@@ -142,6 +142,7 @@ class StorySession:
             raise ValueError("the action is empty")
         target = self._target()
         guide = emotion_agent.guidance(target, self.request.sampling.temperature)
+        # one beat, no candidates: logit steering alone (the adapter on top of it did not help, docs/benchmarks.md)
         params = SamplingParams(max_tokens=int(BEAT_WORDS * 1.7), temperature=guide.temperature,
                                 top_p=self.request.sampling.top_p,
                                 repetition_penalty=self.request.sampling.repetition_penalty,

@@ -40,7 +40,7 @@ from emotional_engine.agents.streaming import Sentence, SentenceStream
 from emotional_engine.culture import load_profile
 from emotional_engine.domain import ArcOut, Character, Measurement, Scene, Story, StoryRequest
 from emotional_engine.emotion.steering import LogitBias, TokenAffect
-from emotional_engine.lm.backends import Generator
+from emotional_engine.lm.backends import Generator, emotion_context
 from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.memory import StoryMemory, per_1000_words, remember_scene
 from emotional_engine.safety import SafetyChecker
@@ -170,7 +170,11 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
     n = max(1, deps.candidates)
     params = [SamplingParams(max_tokens=max_tokens, temperature=guide.temperature,
                              top_p=request.sampling.top_p, repetition_penalty=request.sampling.repetition_penalty,
-                             seed=seed * 1009 + i * 31 + k) for k in range(n)]
+                             seed=seed * 1009 + i * 31 + k,
+                             # the adapter on every other candidate: measured alone it steers, on top of
+                             # logit steering it did not help (docs/benchmarks.md), so the reranker decides
+                             emotion_context=emotion_context(deps.generator, sp.target.emotion) if k % 2 else None)
+              for k in range(n)]
     steer = deps.steering is not None and deps.generator.supports_logits_processors
     processors = [[LogitBias(deps.steering.bias(sp.target.emotion, sp.target.valence,
                                                 emotion_agent.steering_strength(k, n)))] if steer else []
@@ -293,7 +297,7 @@ async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], o
                     "emotion_and_embedding_models": round(timing.models_ms, 1),
                     "orchestration_overhead_per_scene": round(float(np.mean(timing.per_scene_overhead_ms)), 2)},
         provenance={"engine": __version__, "backend": info.backend, "model": info.name, "model_sha256": info.sha256,
-                    "weight_format": info.weight_format, "seed": seed, "candidates": deps.candidates,
+                    "weight_format": info.weight_format, "seed": seed, "emotion_adapter": info.adapter, "candidates": deps.candidates,
                     "logit_steering": deps.steering is not None and deps.generator.supports_logits_processors,
                     "structure": plan.structure, "sampling": request.sampling.model_dump()},
     )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import httpx
 
+from emotional_engine.lm import emotion_attention as ea
 from emotional_engine.lm.engine import Completion, LMEngine, Piece
 from emotional_engine.threads import run_in_passing_thread
 from emotional_engine.lm.gguf import embedded_model_path, load_gguf
@@ -42,6 +43,7 @@ class ModelInfo:
     sha256: str | None = None  # of the weights file, when there is one
     context_length: int | None = None
     weight_format: str | None = None
+    adapter: str | None = None  # emotion-attention adapter in use: name and file hash
 
 
 @runtime_checkable
@@ -70,6 +72,12 @@ class Generator(Protocol):
     async def aclose(self) -> None: ...
 
 
+def emotion_context(generator: Generator, emotion: str) -> list[float] | None:
+    """The conditioning vector `generator`'s emotion adapter uses for `emotion`; None when it has
+    no adapter (other backends, or the adapter turned off)."""
+    return getattr(generator, "emotion_contexts", {}).get(emotion)
+
+
 async def complete_from_stream(pieces: AsyncIterator[Piece]) -> Completion:
     return Completion.from_pieces([p async for p in pieces])
 
@@ -79,9 +87,12 @@ class BuiltinGenerator:
 
     supports_logits_processors = True
 
-    def __init__(self, engine: LMEngine, info: ModelInfo):
+    def __init__(self, engine: LMEngine, info: ModelInfo, emotion_contexts: dict[str, list[float]] | None = None):
         self.engine = engine
         self.info = info
+        # target emotion -> the adapter's conditioning vector (SamplingParams.emotion_context); empty
+        # without an adapter
+        self.emotion_contexts = emotion_contexts or {}
 
     @classmethod
     def load(
@@ -93,7 +104,10 @@ class BuiltinGenerator:
         cache_budget_mb: int = 512,
         overflow: str = "truncate",
         cache_dir: Path | None = None,
+        emotion_adapter: bool | Path = True,
     ) -> BuiltinGenerator:
+        """`emotion_adapter`: True loads the shipped adapter when it was trained on this model's
+        weights, a path loads that file, False runs the base model."""
         if weight_format not in WEIGHT_FORMATS:
             raise ValueError(f"weight format {weight_format!r} is unknown; choose one of {', '.join(WEIGHT_FORMATS)}")
 
@@ -102,10 +116,12 @@ class BuiltinGenerator:
             return g, apply_weight_format(Llama.from_state_dict(g.config, sd), weight_format)
 
         g, model = run_in_passing_thread(build)
+        adapter = _load_emotion_adapter(model, g.sha256, emotion_adapter)
         engine = LMEngine(model, BPETokenizer(g.tokenizer), max_batch=max_batch,
                           cache_budget_bytes=cache_budget_mb * 2**20, overflow=overflow)
-        info = ModelInfo("builtin", g.name, g.sha256, g.config.context_length, weight_format)
-        return cls(engine, info)
+        info = ModelInfo("builtin", g.name, g.sha256, g.config.context_length, weight_format,
+                         adapter=adapter and f"{adapter[0].name}@{adapter[1]}")
+        return cls(engine, info, adapter[0].emotion_contexts if adapter else None)
 
     def vocabulary(self) -> list[str]:
         """Token strings by id (for logit steering tables)."""
@@ -120,6 +136,25 @@ class BuiltinGenerator:
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.engine.close)
+
+
+def _load_emotion_adapter(model: Llama, model_sha256: str, which: bool | Path):
+    """(AdapterConfig, file hash) of the adapter attached to `model`, or None."""
+    if which is False:
+        return None
+    path = ea.SHIPPED_PATH if which is True else Path(which)
+    if which is True and not path.exists():
+        return None
+    config = ea.load(model, path)
+    if config.base_sha256 not in (None, model_sha256):
+        if which is not True:
+            raise ValueError(f"emotion adapter {path} was trained on another model ({config.base_sha256[:12]})")
+        ea.detach(model)  # the shipped adapter belongs to the embedded model, not this one
+        log.info("emotion adapter not used: trained on another model")
+        return None
+    for p in ea.adapter_params(model):
+        p.requires_grad_(False)
+    return config, ea.file_id(path)
 
 
 class BackendError(RuntimeError):
@@ -452,5 +487,5 @@ def make_generator(settings: Settings) -> Generator:
     return BuiltinGenerator.load(
         settings.model_path, weight_format=settings.weight_format, max_batch=settings.max_batch,
         cache_budget_mb=settings.kv_cache_budget_mb, overflow=settings.context_overflow,
-        cache_dir=settings.cache_dir,
+        cache_dir=settings.cache_dir, emotion_adapter=settings.emotion_adapter,
     )

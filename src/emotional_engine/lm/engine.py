@@ -180,6 +180,11 @@ class LMEngine:
         self._thread: threading.Thread | None = None
         self.steps = 0
 
+    @property
+    def has_adapter(self) -> bool:
+        """Whether the model carries emotion-attention adapters (checked per step: they may be attached later)."""
+        return any(b.attn.adapter is not None for b in self.model.layers)
+
     # ---- public API -------------------------------------------------------------------------
 
     def encode_prompt(self, prompt: str | list[dict[str, str]] | list[int]) -> list[int]:
@@ -362,17 +367,27 @@ class LMEngine:
                 log.warning("request %d failed: %s", r.id, e)
                 self._finish(r, "error", error=f"{type(e).__name__}: {e}")
 
+    def _emotion_rows(self, batch: list[tuple[_Request, int]]) -> torch.Tensor | None:
+        """(N, D) each packed token's emotion context (its request's; zeros without one), or None
+        when no request in the batch has one or the model carries no emotion adapter."""
+        if not self.has_adapter or all(r.params.emotion_context is None for r, _ in batch):
+            return None
+        dim = len(next(r.params.emotion_context for r, _ in batch if r.params.emotion_context is not None))
+        return torch.cat([torch.tensor(r.params.emotion_context or [0.0] * dim, dtype=torch.float32).expand(n, dim)
+                          for r, n in batch])
+
     def _forward(self, batch: list[tuple[_Request, int]]) -> list[torch.Tensor]:
         tokens = torch.tensor([t for r, n in batch for t in r.feed[:n]], dtype=torch.long)
         try:
-            return list(self.model.forward_packed(tokens, [Segment(r.cache, n) for r, n in batch]))
+            return list(self.model.forward_packed(tokens, [Segment(r.cache, n) for r, n in batch], self._emotion_rows(batch)))
         except Exception:
             if len(batch) == 1:
                 raise
         rows = []
         for r, n in batch:  # find the culprit: retry each segment alone
             try:
-                rows.append(self.model.forward_packed(torch.tensor(r.feed[:n]), [Segment(r.cache, n)])[0])
+                rows.append(self.model.forward_packed(torch.tensor(r.feed[:n]), [Segment(r.cache, n)],
+                                                      self._emotion_rows([(r, n)]))[0])
             except Exception as e:
                 log.warning("request %d failed in the forward pass: %s", r.id, e)
                 self._finish(r, "error", error=f"{type(e).__name__}: {e}")

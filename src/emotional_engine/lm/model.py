@@ -403,8 +403,10 @@ class Llama(nn.Module):
             self.lm_head.weight = self.tok_embeddings.weight
 
     def forward(self, idx, targets=None, ctx=None):
-        """idx: (B, T) -> logits (B, T, vocab), loss or None."""
+        """idx: (B, T) -> logits (B, T, vocab), loss or None. ctx: (B, T, D) emotion context or None."""
         B, T = idx.shape
+        if ctx is not None:
+            ctx = ctx.reshape(B * T, -1)  # the attention layers see flat rows
         cos, sin = self.rotary.tables(T)
         cos, sin = cos[:T].repeat(B, 1)[:, None], sin[:T].repeat(B, 1)[:, None]  # (B*T, 1, hs)
         x = self.tok_embeddings(idx)
@@ -418,7 +420,8 @@ class Llama(nn.Module):
 
     def forward_packed(self, tokens: torch.Tensor, segments: list[Segment], ctx=None) -> torch.Tensor:
         """tokens: (N,) the new tokens of every segment, in order. Appends them to each segment's
-        cache and returns the logits of each segment's last token: (len(segments), vocab)."""
+        cache and returns the logits of each segment's last token: (len(segments), vocab).
+        ctx: (N, D) each token's emotion context (zeros: none), or None for the base model."""
         N = tokens.shape[0]
         assert N == sum(s.n for s in segments)
         pos = torch.cat([torch.arange(s.cache.length, s.cache.length + s.n) for s in segments])

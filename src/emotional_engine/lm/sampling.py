@@ -30,6 +30,9 @@ class SamplingParams(BaseModel):
     stop: list[str] = Field(default_factory=list, max_length=16)
     seed: int | None = None
     ignore_eos: bool = False
+    emotion_context: list[float] | None = Field(
+        None, min_length=11, max_length=11,
+        description="emotion-attention adapter input: nine emotion scores, valence, arousal (None: base model)")
 
     @field_validator("stop")
     @classmethod

@@ -1,0 +1,1 @@
+"""Training recipes: the emotion-labelled fiction corpus and the emotion-attention adapter."""
