@@ -538,4 +538,4 @@ def test_make_generator_otherwise_loads_the_builtin(monkeypatch, tmp_path):
     assert make_generator(s) == "builtin"
     assert seen == {"path": tmp_path / "m.gguf",
                     "kw": {"weight_format": "fp32", "max_batch": 3, "cache_budget_mb": 64,
-                           "overflow": "error", "cache_dir": tmp_path}}
+                           "overflow": "error", "cache_dir": tmp_path, "emotion_adapter": True}}
