@@ -95,3 +95,28 @@ async def test_a_cliche_the_model_cannot_fix_is_dropped():
     gate = sensitivity_gate(gen, "ja-JP", ["Aoi Tanaka"])
     out = await shown("Aoi opened the shop. The exotic beauty smiled at the customers. It was a slow morning.", gate)
     assert out == "Aoi opened the shop. It was a slow morning." and len(gen.prompts) == 2
+
+
+def test_a_rewrite_that_talks_about_the_task_or_runs_on_is_no_rewrite():
+    from emotional_engine.agents.rewrite import plausible
+
+    original = "The exotic beauty smiled at the customers."
+    assert plausible(original, "The young woman smiled at the customers.")
+    assert not plausible(original, "The sentence is too simplistic and does not convey the emotions.")
+    assert not plausible(original, "I'd love to help with a story you're working on.")
+    assert not plausible(original, "A: A: A town surrounded by dark water B: A town.")
+    assert not plausible(original, "The young woman smiled at the customers and")  # unfinished
+    assert not plausible(original, " ".join(["word"] * 40) + ".")  # runs on
+
+
+async def test_an_implausible_rewrite_counts_as_a_failed_try_and_the_sentence_goes():
+    gen = ScriptedGenerator("I'd love to help with a story you're working on.")
+    gate = sensitivity_gate(gen, "ja-JP", ["Aoi Tanaka"])
+    out = await shown("Aoi opened the shop. The exotic beauty smiled at the customers. It was a slow morning.", gate)
+    assert out == "Aoi opened the shop. It was a slow morning." and len(gen.prompts) == 2
+
+
+async def test_headings_between_paragraphs_are_not_shown():
+    gate = SentenceGate("en-GB", ["Ann Lee"], seed=0)
+    assert await gate.check("Jack Perry Deconstruction") is None
+    assert await gate.check('"Wait," she said.') == '"Wait," she said.'

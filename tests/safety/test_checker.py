@@ -159,3 +159,20 @@ async def test_repair_refuses_a_bad_culture_before_regenerating(checker):
 
     with pytest.raises(ValueError, match="unknown culture"):
         await checker.repair(GRAPHIC, "children", regenerate, culture="xx-YY")
+
+
+def test_for_teens_and_adults_only_a_confident_block_blocks():
+    from emotional_engine.safety.checker import BLOCK_MIN_PROBABILITY
+    from emotional_engine.safety.model import Prediction
+
+    class Fixed:
+        def __init__(self, p):
+            self.p = p
+
+        def predict(self, texts):
+            return [Prediction(category="hate", severity=2, probability=self.p, scores={}) for _ in texts]
+
+    unsure, sure = SafetyChecker(Fixed(BLOCK_MIN_PROBABILITY - 0.3)), SafetyChecker(Fixed(0.99))
+    assert [unsure.check_sentences(["x"], a)[0].action for a in ("adult", "teen", "children")] == \
+           ["flag", "flag", "block"]
+    assert [sure.check_sentences(["x"], a)[0].action for a in ("adult", "teen", "children")] == ["block"] * 3

@@ -2,7 +2,8 @@
 
 A streamed sentence cannot be taken back, so whatever must never be shown is checked here, one
 sentence at a time, in well under the time the model takes to write the next one:
-- lines the model wrote about the story instead of in it ("Scene 2:") are dropped;
+- lines the model wrote about the story instead of in it ("Scene 2:"), and headings or fragments
+  that do not end as a sentence, are dropped;
 - person names from another culture are replaced, the same replacement for the same name for
   the whole story (the cast's own names are always allowed);
 - further checks (the audience safety check, stereotyped phrasing) plug in as `SentenceCheck`s:
@@ -20,7 +21,7 @@ from functools import cache
 from importlib import resources
 
 from emotional_engine.agents.cultural import name_index, name_like_words
-from emotional_engine.agents.technical import strip_meta_lines
+from emotional_engine.agents.technical import ends_a_sentence, strip_meta_lines
 from emotional_engine.culture import NameGenerator, load_profile
 
 _FIRST_WORD = re.compile(r"^[\"'“‘(\[]*([A-Z][a-zà-ÿ'’-]+)\b")
@@ -111,7 +112,7 @@ class SentenceGate:
         """The sentence as it may be shown, or None when it must not be. Call `shown_as` with what
         was finally shown (with its separator) so the next checks see it."""
         text = strip_meta_lines(sentence)
-        if not text:
+        if not text or not ends_a_sentence(text):  # a heading or a fragment the model wrote between paragraphs
             return None
         self.scene.sentences += 1
         self.scene.raw.append(text)

@@ -8,9 +8,12 @@ allowed tries the sentence is dropped: a story with a sentence missing beats one
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel
 
 from emotional_engine.agents.prompts import fence
+from emotional_engine.agents.technical import ends_a_sentence
 from emotional_engine.emotion.model import split_sentences
 
 SYSTEM = ("You edit one sentence of a story written in English. Rewrite the sentence inside <sentence> tags so that "
@@ -29,6 +32,17 @@ def rewrite_messages(before: str, sentence: str, reason: str) -> list[dict[str, 
     context = fence("before", before) + "\n" if before else ""
     return [{"role": "system", "content": SYSTEM},
             {"role": "user", "content": f"{context}{fence('sentence', sentence)}\nThe problem: {reason}"}]
+
+
+# what a small model writes about the task instead of doing it
+_META_REPLY = re.compile(r"\b(the|this|that) sentence\b|\brewrit|\bI('d| would| can)\b.*\bhelp\b|^[A-Z]\s*:", re.I)
+
+
+def plausible(original: str, candidate: str) -> bool:
+    """A usable rewrite: one whole sentence of about the original's length, not talk about the task."""
+    n, m = len(original.split()), len(candidate.split())
+    return (ends_a_sentence(candidate) and m <= 2 * n + 8 and m >= min(3, n)
+            and not _META_REPLY.search(candidate) and "\n" not in candidate)
 
 
 def first_sentence(reply: str) -> str:

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 
 from emotional_engine.agents.character_check import CharacterChecker, Finding
-from emotional_engine.agents.rewrite import Rewrite, first_sentence, rewrite_messages
+from emotional_engine.agents.rewrite import Rewrite, first_sentence, plausible, rewrite_messages
 from emotional_engine.culture.sensitivity import check_sentence
 from emotional_engine.domain import Character
 from emotional_engine.memory import StoryMemory, extract_facts, find_contradictions
@@ -37,7 +37,8 @@ def rewriter(generator: Generator, seed: int) -> Rewriter:
         params = SamplingParams(max_tokens=96, temperature=0.7, top_p=0.95,
                                 seed=seed + zlib.crc32(f"{sentence}|{reason}".encode()))
         done = await generator.complete(rewrite_messages(before, sentence, reason), params)
-        return first_sentence(done.text)
+        candidate = first_sentence(done.text)
+        return candidate if plausible(sentence, candidate) else ""  # a failed try
 
     return rewrite
 
