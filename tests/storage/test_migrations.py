@@ -1,14 +1,21 @@
 """Migrations build the schema from empty, are idempotent, and match the models exactly."""
 
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Integer, MetaData, Table, inspect
 
+import emotional_engine
 from emotional_engine.storage import Store
 from emotional_engine.storage.migrate import alembic_config, downgrade
 from emotional_engine.storage.schema import Base
 
+SRC = str(Path(emotional_engine.__file__).parents[1])
 TABLES = {"api_keys", "stories", "sessions", "session_turns", "jobs", "feedback", "usage", "cache_entries"}
 
 
@@ -36,6 +43,34 @@ def test_migrate_is_idempotent_and_keeps_data(store_url):
     again.migrate()
     assert again.verify_key(plain) is not None
     again.close()
+
+
+# imports first, then waits for "go" on stdin, so the migrations themselves overlap
+MIGRATOR = ("import sys; from emotional_engine.storage import Store; store = Store(sys.argv[1]); "
+            "print('ready', flush=True); sys.stdin.readline(); store.migrate()")
+
+
+def test_replicas_starting_together_migrate_one_after_another(store_url):
+    """Three processes migrate an empty database at the same moment: all succeed (without the lock,
+    all but one failed with "table already exists", or a duplicate key in PostgreSQL's catalog)."""
+    procs = [subprocess.Popen([sys.executable, "-c", MIGRATOR, store_url], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"}) for _ in range(3)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready", p.stderr.read()
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    store = Store(store_url)
+    assert _revision(store) == ScriptDirectory.from_config(alembic_config()).get_current_head()
+    store.close()
+
+
+def test_threads_migrating_together_do_not_trip_over_alembic(store_url):
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda _: Store(store_url).migrate(), range(3)))
 
 
 def test_models_and_migrations_do_not_drift(store):

@@ -6,7 +6,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from emotional_engine.storage import NotFoundError, SessionExpiredError, Store
+from emotional_engine.config import Settings
+from emotional_engine.storage import NotFoundError, SessionExpiredError, Store, default_database_url
 from emotional_engine.storage.schema import TurnRow
 
 STORY = {"title": "The Lighthouse", "text": "Mara found the letter.", "scenes": [{"index": 0, "text": "ü ✓"}]}
@@ -256,3 +257,11 @@ def test_ping_says_whether_the_database_answers(store):
 def test_a_bad_database_url_is_named(url, message):
     with pytest.raises(ValueError, match=message):
         Store(url)
+
+
+def test_the_default_database_is_a_file_under_the_cache_dir_or_the_users_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_database_url(Settings(cache_dir=tmp_path / "c")) == f"sqlite:///{tmp_path / 'c' / 'engine.db'}"
+    assert default_database_url(Settings(cache_dir=None)) == \
+        f"sqlite:///{tmp_path / 'home' / '.local' / 'share' / 'emotional-engine' / 'engine.db'}"
+    assert Store.from_settings(Settings(database_url="sqlite://")).ping()  # in memory
