@@ -71,14 +71,16 @@ def _make_engine(url: str) -> Engine:
         engine = create_engine(u, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
         Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(u)
+        # a writer waits this long for the write lock (the connection's first pragma included): a
+        # replica migrating at start-up on a loaded machine held it past the 5 s default (seen in CI)
+        engine = create_engine(u, connect_args={"timeout": 30})
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn, _record):
         cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout=30000")  # as the connect timeout, before anything may wait
         cur.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
         cur.execute("PRAGMA foreign_keys=ON")  # off by default in SQLite; session turns cascade
-        cur.execute("PRAGMA busy_timeout=5000")
         cur.close()
 
     return engine
