@@ -1,15 +1,18 @@
 """The orchestrator: plan the story, then for each scene write candidates, choose, stream, check.
 Knows nothing of HTTP.
 
-Per scene: the emotional-intelligence agent's guidance goes into the prompt, the sampler and a logit
-bias (a different strength per candidate). The candidates are written concurrently (the builtin
-runtime batches them into shared forward passes) until each has its first SELECT_AFTER_SENTENCES
-sentences; the emotion model scores those openings in one batched call in a worker thread, the one
-nearest the target goes on and the others stop. The chosen candidate streams sentence by sentence
-through the gate's fast checks (foreign names, meta lines, safety) to the caller. The finished
-scene is measured, the technical and character agents check it in parallel under a timeout each,
-and the next scene's target compensates for a miss. An agent that fails or times out is skipped
-and named in `degraded`. `generate` and `stream` run the same procedure: same seed, same story.
+Per scene: the facts the story memory holds that bear on the scene go into its prompt with the
+plan, the cast and the recent text; the emotional-intelligence agent's guidance goes into the
+prompt, the sampler and a logit bias (a different strength per candidate; the emotion adapter on
+every other one). The candidates are written concurrently (the builtin runtime batches them) until
+each has its first SELECT_AFTER_SENTENCES sentences; the emotion model scores those openings in one
+batched call in a worker thread, the one nearest the target goes on and the others stop. The chosen
+candidate streams sentence by sentence through the gate (`sentence_gate`: names, safety,
+sensitivity, characters, contradictions with memory), which repairs before anything is shown. The
+finished scene is measured; the technical and character agents check it and the memory remembers it,
+in parallel under a timeout each; the next scene's target compensates for a miss. An agent that
+fails or times out is skipped and named in `degraded`. `generate` and `stream` run the same
+procedure: same seed, same story.
 """
 
 from __future__ import annotations
