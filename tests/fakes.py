@@ -5,6 +5,8 @@ import zlib
 
 import numpy as np
 
+from emotional_engine.culture import load_profile
+from emotional_engine.domain import Character
 from emotional_engine.lm.backends import ModelInfo
 from emotional_engine.lm.engine import Completion
 
@@ -45,3 +47,13 @@ class ScriptedGenerator:
         reply = self.replies[min(len(self.prompts), len(self.replies) - 1)]
         self.prompts.append(prompt)
         return Completion(text=reply, finish_reason="stop")
+
+
+# a Yoruba cast with a blind protagonist and her brother, for the character checks
+CAST = [
+    Character(name="Amara Okafor", role="protagonist", pronouns="she/her", traits=["blind", "kind"],
+              relationships={"Chidi Okafor": "brother"}, aliases=["Mama Ify"]),
+    Character(name="Chidi Okafor", role="ally", pronouns="he/him", traits=["brave"]),
+    Character(name="Bisi Adeyemi", role="rival", pronouns="she/her", traits=["secretive"]),
+]
+YO = load_profile("yo-NG")

@@ -5,15 +5,8 @@ from dataclasses import dataclass
 from emotional_engine.agents.character import build_cast, check_mentions, checker_for, scene_states
 from emotional_engine.agents.character_check import StoryFacts
 from emotional_engine.culture import load_profile
-from emotional_engine.domain import CastMember, Character, StoryRequest
-
-CAST = [
-    Character(name="Amara Okafor", role="protagonist", pronouns="she/her", traits=["blind", "kind"],
-              relationships={"Chidi Okafor": "brother"}, aliases=["Mama Ify"]),
-    Character(name="Chidi Okafor", role="ally", pronouns="he/him", traits=["brave"]),
-    Character(name="Bisi Adeyemi", role="rival", pronouns="she/her", traits=["secretive"]),
-]
-YO = load_profile("yo-NG")
+from emotional_engine.domain import CastMember, StoryRequest
+from fakes import CAST, YO
 
 
 def test_cast_is_completed_from_the_culture_and_deterministic():

@@ -6,17 +6,8 @@ from emotional_engine.agents.character_check import StoryFacts
 from emotional_engine.agents.gate import SentenceGate
 from emotional_engine.agents.sentence_checks import CharacterCheck, SensitivityCheck, rewriter
 from emotional_engine.culture import load_profile
-from emotional_engine.domain import Character
 from emotional_engine.emotion.model import split_sentences
-from fakes import ScriptedGenerator
-
-CAST = [
-    Character(name="Amara Okafor", role="protagonist", pronouns="she/her", traits=["blind", "kind"],
-              relationships={"Chidi Okafor": "brother"}, aliases=["Mama Ify"]),
-    Character(name="Chidi Okafor", role="ally", pronouns="he/him", traits=["brave"]),
-    Character(name="Bisi Adeyemi", role="rival", pronouns="she/her", traits=["secretive"]),
-]
-YO = load_profile("yo-NG")
+from fakes import CAST, YO, ScriptedGenerator
 
 
 async def shown(text: str, gate: SentenceGate) -> str:

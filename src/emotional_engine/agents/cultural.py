@@ -2,14 +2,14 @@
 
 Names: which culture a name belongs to comes from the names each culture's generator can produce
 (`culture.known_names`). A capitalised word of the text, away from a sentence start, that is in
-another culture's names and not in the story culture's is a foreign name; it is replaced everywhere
-with one local name. Sensitivities and stereotypes: `culture.sensitivity` (a rule checker for known
+another culture's names and not in the story culture's is a foreign name; the gate replaces it
+with one local name for the whole story. Sensitivities and stereotypes: `culture.sensitivity` (a rule checker for known
 patterns, from the profiles' data). Both run per sentence in the gate before text is shown
 (`agents/gate.py`, `agents/sentence_checks.py`); a flagged sentence is rewritten through the
 Generator and kept when the checker passes it, else dropped.
 
-cultural_fit is the share of sentences that carried no foreign name and no sensitivity or stereotype
-finding, measured before repair; the reasons say what was found and what was done.
+cultural_fit (the gate's report) is the share of sentences that carried no foreign name and no
+sensitivity or stereotype finding, measured before repair.
 """
 
 from __future__ import annotations
@@ -17,25 +17,14 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from pydantic import BaseModel, Field
-
-from emotional_engine.culture import NameGenerator, load_profile, profile_tags
+from emotional_engine.culture import profile_tags
 from emotional_engine.culture.names import known_names
-from emotional_engine.emotion.model import split_sentences
 
 _CAPITALISED = re.compile(r"\b[A-Z][a-zà-ÿ'’-]+\b")
 # English words that are also names somewhere (He, a Chinese surname; May; Will): never a foreign name
 _FUNCTION_WORDS = set("he she it we they you him her his hers its our their my me us them i a an the and but or "
                       "if so as at in on to by of for from with may will can shall might must do did not no yes "
                       "this that these those there here then than when where who what how why all any some".split())
-
-
-class CulturalReport(BaseModel):
-    culture: str
-    foreign_names: dict[str, list[str]] = Field(description="name -> cultures it belongs to")
-    replacements: dict[str, str]
-    cultural_fit: float = Field(ge=0.0, le=1.0)
-    reasons: list[str]
 
 
 @cache
@@ -60,37 +49,13 @@ def name_like_words(text: str) -> set[str]:
     return out
 
 
-def foreign_names(text: str, culture: str, allowed: set[str] = frozenset()) -> dict[str, list[str]]:
+def foreign_names(text: str, culture: str, allowed: set[str] = frozenset(),
+                  words: set[str] | None = None) -> dict[str, list[str]]:
+    """Name-like words of `text` (or the given `words`) that only other cultures' names have -> those cultures."""
     index = name_index()
     found = {}
-    for word in name_like_words(text):
+    for word in name_like_words(text) if words is None else words:
         tags = index.get(word)
         if tags and culture not in tags and word not in allowed and word.lower() not in _FUNCTION_WORDS:
             found[word] = sorted(tags)
     return found
-
-
-def _fit(text: str, flagged: set[str]) -> float:
-    sentences = split_sentences(text)
-    bad = sum(any(re.search(rf"\b{re.escape(w)}\b", s) for w in flagged) for s in sentences)
-    return 1.0 if not sentences else 1.0 - bad / len(sentences)
-
-
-def check_and_repair(text: str, culture: str, cast_names: list[str], seed: int = 0) -> tuple[str, CulturalReport]:
-    """Replace every foreign name with one local name (the same one everywhere it occurs)."""
-    allowed = {w for name in cast_names for w in name.split()}
-    found = foreign_names(text, culture, allowed)
-    fit = _fit(text, set(found))
-    gen = NameGenerator(load_profile(culture), seed=seed + 7919)
-    used = allowed | set(_CAPITALISED.findall(text))
-    replacements = {}
-    for word in sorted(found):
-        new = gen.person().given
-        while new in used:
-            new = gen.person().given
-        used.add(new)
-        replacements[word] = new
-        text = re.sub(rf"\b{re.escape(word)}\b", new, text)
-    reasons = [f"replaced {old} (a name from {', '.join(found[old])}) with {new}" for old, new in replacements.items()]
-    return text, CulturalReport(culture=culture, foreign_names=found, replacements=replacements,
-                                cultural_fit=round(fit, 4), reasons=reasons)

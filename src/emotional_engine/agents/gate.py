@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-from emotional_engine.agents.cultural import name_index, name_like_words
+from emotional_engine.agents.cultural import foreign_names, name_like_words
 from emotional_engine.agents.technical import ends_a_sentence, strip_meta_lines
 from emotional_engine.culture import NameGenerator, load_profile
 
@@ -95,9 +95,7 @@ class SentenceGate:
         return new
 
     def _replace_names(self, sentence: str) -> tuple[str, bool]:
-        index = name_index()
-        found = {w: sorted(index[w]) for w in sentence_names(sentence)
-                 if w in index and self.culture not in index[w] and w not in self.allowed}
+        found = foreign_names(sentence, self.culture, self.allowed, sentence_names(sentence))
         for word in sorted(found):
             if word not in self.replacements:
                 self.replacements[word] = self._local_name()
