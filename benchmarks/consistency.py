@@ -137,9 +137,11 @@ def measure(engine: Engine, item: dict, story: dict) -> dict:
     words = len(s.text.split())
     model_v = [w.valence for w in engine.emotion.analyze(s.text, WINDOWS)]
     replaced = [r for r in s.quality.reasons if r.startswith("replaced ")]
+    characters = character_agent.check_mentions(s.text, s.characters)
     return {
         "words": words,
-        "character_consistency": character_agent.check_mentions(s.text, s.characters).character_consistency,
+        "character_consistency": characters.character_consistency,
+        "cast_mentions": sum(characters.mentions.values()),  # 1.0 over few mentions says little
         "plot_contradictions_per_1000_words": per_1000_words(len(contradictions), words),
         "contradictions": [c.reason for c in contradictions],
         "emotion_arc_r": pearson(req.arc_curve().targets(WINDOWS), model_v),
@@ -216,40 +218,49 @@ def save(out: Path, item: dict, result: dict) -> None:
 
 def _finished(out: Path, item: dict) -> bool:
     path = out / f"{item['id']}.json"
-    return path.exists() and (item.get("who") == "baseline" or "measures" in json.loads(path.read_text()))
+    return path.exists() and (item.get("who") == "baseline"
+                              or "cast_mentions" in json.loads(path.read_text()).get("measures", {}))
 
 
 async def run(args, engine: Engine | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     parts = args.parts.split(",")
-    work: list[dict] = []
-    if "length" in parts:
-        work += length_items([int(x) for x in args.lengths.split(",")])[: args.limit]
-    if "fit" in parts:
-        work += fit_items()[: args.limit]
-    if "localisation" in parts:
-        work += localisation_items(args.loc_words, args.limit or 5, args.loc_cultures)
+    lists = {"length": lambda: length_items([int(x) for x in args.lengths.split(",")])[: args.limit],
+             "fit": lambda: fit_items()[: args.limit],
+             "localisation": lambda: localisation_items(args.loc_words, args.limit or 5, args.loc_cultures)}
+    work = [item for part in parts for item in lists[part]()]  # in the order the parts are named
     todo = [it for it in work if not _finished(out, it)]
-    print(f"{len(work)} stories, {len(work) - len(todo)} already done", flush=True)
+    print(f"{len(work)} stories, {len(todo)} to write, {args.concurrency} at a time", flush=True)
     engine = engine or Engine(candidates=args.candidates)
+    queue: asyncio.Queue[dict] = asyncio.Queue()
     for item in todo:
-        if item.get("who") == "baseline":
-            save(out, item, await baseline_story(engine, item))
-            continue
-        path = out / f"{item['id']}.json"
-        if path.exists():  # written before a crash in measuring: measure only
-            result = {k: v for k, v in json.loads(path.read_text()).items() if k != "item"}
-        else:
-            result = await engine_story(engine, item)
-            save(out, item, result)  # the story is kept even if measuring fails
-        result["measures"] = await run_model(measure, engine, item, result["story"])  # torch: the model worker
-        save(out, item, result)
-        m = result["measures"]
-        print(f"[{item['id']}] done: {m['words']} words, character {m['character_consistency']:.3f}, plot "
-              f"{m['plot_contradictions_per_1000_words']:.2f}/1k, arc r {m['emotion_arc_r']:+.2f}, off-culture "
-              f"{len(m['off_culture_names'])}, {result['seconds']:.0f}s", flush=True)
+        queue.put_nowait(item)
+
+    async def worker():  # stories run side by side: the runtime batches their candidates
+        while not queue.empty():
+            await write_and_measure(engine, out, queue.get_nowait())
+
+    await asyncio.gather(*(worker() for _ in range(args.concurrency)))
     report(out)
+
+
+async def write_and_measure(engine: Engine, out: Path, item: dict) -> None:
+    if item.get("who") == "baseline":
+        save(out, item, await baseline_story(engine, item))
+        return
+    path = out / f"{item['id']}.json"
+    if path.exists():  # written before a crash in measuring: measure only
+        result = {k: v for k, v in json.loads(path.read_text()).items() if k != "item"}
+    else:
+        result = await engine_story(engine, item)
+        save(out, item, result)  # the story is kept even if measuring fails
+    result["measures"] = await run_model(measure, engine, item, result["story"])  # torch: the model worker
+    save(out, item, result)
+    m = result["measures"]
+    print(f"[{item['id']}] done: {m['words']} words, character {m['character_consistency']:.3f} over "
+          f"{m['cast_mentions']} mentions, plot {m['plot_contradictions_per_1000_words']:.2f}/1k, arc r "
+          f"{m['emotion_arc_r']:+.2f}, off-culture {len(m['off_culture_names'])}, {result['seconds']:.0f}s", flush=True)
 
 
 def load_results(out: Path) -> list[dict]:
@@ -261,7 +272,7 @@ def report(out: Path) -> None:
     lengths = [r for r in results if r["item"]["part"] == "length"]
     if lengths:
         print("\n| words | stories | character consistency | plot contradictions / 1k words | emotion arc r "
-              "| off-culture names | min per story |\n|---|---|---|---|---|---|---|")
+              "| cast mentions / 1k words | off-culture names | min per story |\n|---|---|---|---|---|---|---|---|")
         for words in sorted({r["item"]["words"] for r in lengths}):
             rs = [r for r in lengths if r["item"]["words"] == words]
             cells = []
@@ -269,8 +280,9 @@ def report(out: Path) -> None:
                 m, half, _ = interval([r["measures"][key] for r in rs])
                 cells.append(f"{m:.3f} ± {half:.3f}" if half == half else f"{m:.3f}")
             off = sum(len(r["measures"]["off_culture_names"]) for r in rs)
+            mentions = statistics.mean(1000 * r["measures"]["cast_mentions"] / r["measures"]["words"] for r in rs)
             mins = statistics.median(r["seconds"] for r in rs) / 60
-            print(f"| {words:,} | {len(rs)} | {' | '.join(cells)} | {off} | {mins:.1f} |")
+            print(f"| {words:,} | {len(rs)} | {' | '.join(cells)} | {mentions:.1f} | {off} | {mins:.1f} |")
     fits = [r for r in results if r["item"]["part"] == "fit"]
     if fits:
         print("\n| culture | off-culture names left | names replaced | cultural_fit |\n|---|---|---|---|")
@@ -305,6 +317,7 @@ if __name__ == "__main__":
                                                              "this many premises)")
     ap.add_argument("--loc-cultures", type=int, default=6, help="cultures per premise in the localisation part")
     ap.add_argument("--loc-words", type=int, default=300, help="length of the localisation stories")
+    ap.add_argument("--concurrency", type=int, default=3, help="stories written at the same time")
     ap.add_argument("--out", default="benchmarks/results/consistency")
     ap.add_argument("--report", action="store_true", help="only print the tables from the saved results")
     a = ap.parse_args()

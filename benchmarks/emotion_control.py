@@ -5,7 +5,7 @@ than prompting alone, at what cost to fluency and speed?
 Scenes: each of the nine target emotions x premises (ten by default; `--premises 2` is the reduced
 run). Conditions, all in one run, on one loaded model:
   (a) the base model prompted with the target emotion
-  (b) (a) + logit steering (the minimal lexicon bias below)
+  (b) (a) + logit steering (the engine's: emotion/steering.py at strength 1.0)
   (c) (a) + the emotion-attention adapter conditioned on the target (no logit steering)
   (d) adapter + logit steering
   (e) (d) + reranking of 4 candidates by our emotion model
@@ -41,9 +41,12 @@ from emotional_engine.agents import emotion as emotion_agent
 from emotional_engine.domain import SceneTarget
 from emotional_engine.emotion import EmotionModel
 from emotional_engine.emotion.labels import CIRCUMPLEX, LABELS
+from emotional_engine.emotion.model import HEAD_PATH
+from emotional_engine.emotion.steering import LogitBias, load_or_build
 from emotional_engine.lm import emotion_attention as ea
 from emotional_engine.lm.backends import BuiltinGenerator
 from emotional_engine.lm.engine import Completion, LMEngine
+from emotional_engine.lm.gguf import default_cache_dir
 from emotional_engine.lm.sampling import SamplingParams
 
 PREMISES = [
@@ -60,38 +63,6 @@ PREMISES = [
 ]
 JUDGE_SUFFIX = "\n\nThe feeling of this passage is"
 CONTENT_FREE = ["N/A", "", "[MASK]"]  # the judge's prior: mean log-likelihoods after these
-
-# Minimal logit steering for arms (b) and (d): a fixed bias on the first token of a few words per
-# emotion. Kept apart so the engine's own steering can replace it.
-LEXICON = {
-    "joy": "happy joy laughed smiled delight glad cheerful wonderful",
-    "trust": "trust loyal faithful safe friend promise believed kind",
-    "fear": "afraid fear terror scared dread trembling panic dark",
-    "surprise": "suddenly surprise astonished amazed shocked unexpected gasped stunned",
-    "sadness": "sad grief tears wept lonely sorrow mourned lost",
-    "disgust": "disgust foul rotten sick revolting filthy stench vile",
-    "anger": "angry rage furious shouted slammed hate fury bitter",
-    "anticipation": "waiting soon hope eager tomorrow expected ready wondered",
-    "neutral": "the walked room table then street window day",
-}
-
-
-class LexiconBias:
-    """Logits processor: +bias on the first token of each lexicon word (with and without a space)."""
-
-    def __init__(self, tok, emotion: str, bias: float = 2.5):
-        ids = set()
-        for w in LEXICON[emotion].split():
-            for form in (w, " " + w, " " + w.capitalize()):
-                ids.add(tok.encode(form)[0])
-        self.ids = torch.tensor(sorted(ids))
-        self.bias = bias
-
-    def __call__(self, ids, logits):
-        logits = logits.clone()
-        logits[self.ids] += self.bias
-        return logits
-
 
 def scene_prompt(premise: str, emotion: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": f"Premise: {premise}\nWrite one short scene of about 80 words from this "
@@ -195,6 +166,9 @@ def main() -> None:
     contexts = gen.emotion_contexts
     print(f"model {gen.info.name}, adapter {gen.info.adapter}, {args.premises} premises x {len(LABELS)} emotions")
 
+    # the engine's logit steering (the embedded model's shipped table), one bias per target emotion
+    table = load_or_build(gen.vocabulary(), None, HEAD_PATH, default_cache_dir())
+    steering = {e: LogitBias(table.bias(e, CIRCUMPLEX[e][0], 1.0)) for e in LABELS}
     arms = {"a": (False, False), "b": (False, True), "c": (True, False), "d": (True, True)}
     jobs, keys = [], []
     for p, premise in enumerate(PREMISES[: args.premises]):
@@ -204,7 +178,7 @@ def main() -> None:
                     params = SamplingParams(max_tokens=args.max_tokens, temperature=0.8, top_p=0.95, repetition_penalty=1.1,
                                             seed=1000 * p + 10 * LABELS.index(e) + k,
                                             emotion_context=contexts[e] if use_adapter else None)
-                    jobs.append((scene_prompt(premise, e), params, [LexiconBias(tok, e)] if steer else []))
+                    jobs.append((scene_prompt(premise, e), params, [steering[e]] if steer else []))
                     keys.append((p, e, arm, k))
     t0 = time.perf_counter()
     done = run_all(engine, jobs)

@@ -56,3 +56,5 @@ def test_meta_lines_are_stripped():
 
     text = "Scene 2: The storm\n## Part one\nIntroduce the protagonist in a dramatic way:\nRain fell on the roofs.\nShe said: go."
     assert strip_meta_lines(text) == "Rain fell on the roofs.\nShe said: go."
+    slot = "[Title Sentence] What makes a story powerful.\n[Name]\n\nShe kept [the] key."
+    assert strip_meta_lines(slot) == "What makes a story powerful.\n\nShe kept [the] key."

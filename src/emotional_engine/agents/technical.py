@@ -49,9 +49,18 @@ def repeated_ngram_share(tokens: list[str], n: int = 4) -> float:
 _META_LINE = re.compile(r"^\s*(#+\s.*|\*\*[^*]+\*\*:?|(scene|part|chapter|title)\b[^.!?]{0,60}:?|[^.!?]{1,80}:)\s*$", re.I)
 
 
+_PLACEHOLDER = re.compile(r"^\s*\[[^\]\n]{1,40}\]\s*")  # a template slot left at a line's start: "[Title Sentence]"
+
+
 def strip_meta_lines(text: str) -> str:
-    """Drop lines the model wrote about the story instead of in it: headings, "Scene 2:", "Title: ..."."""
-    return "\n".join(line for line in text.splitlines() if not _META_LINE.match(line)).strip()
+    """Drop lines the model wrote about the story instead of in it: headings, "Scene 2:", "Title: ...",
+    and bracketed placeholders that open a line."""
+    kept = []
+    for line in text.splitlines():
+        unslotted = _PLACEHOLDER.sub("", line)
+        if not _META_LINE.match(unslotted) and (unslotted.strip() or not line.strip()):
+            kept.append(unslotted)
+    return "\n".join(kept).strip()
 
 
 def ends_a_sentence(text: str) -> bool:
