@@ -150,7 +150,6 @@ class Settings(BaseSettings):
     job_words_threshold: int = Field(1500, ge=50, description="stories longer than this run as jobs (202)")
     session_turns: int = Field(12, ge=2, le=500, description="turns a session's arc is spread over")
 
-
     def model_catalog(self) -> ModelCatalog:
         """EE_MODELS, else EE_MODELS_FILE, else one model from the single-model settings: `embedded`,
         `gguf` (EE_MODEL_PATH) or `openai` (EE_OPENAI_BASE_URL)."""

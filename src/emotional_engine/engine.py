@@ -29,7 +29,7 @@ class Engine:
         self.settings = settings or get_settings()
         self.check_safety = check_safety
         if models is None:
-            models = ModelManager.single(generator) if generator is not None else ModelManager.from_settings(self.settings)
+            models = ModelManager.from_settings(self.settings) if generator is None else ModelManager.single(generator)
         self.models = models
         self._emotion = emotion
         self.candidates = candidates
@@ -83,7 +83,7 @@ class Engine:
                                 safety=SafetyChecker.load() if self.check_safety else None)
         return self._shared
 
-    def _steering_table(self, generator: Generator, model):
+    def _steering_table(self, generator: Generator, emotion):
         """The logit-steering table for `generator`'s vocabulary, when it takes logits processors."""
         vocabulary = getattr(generator, "vocabulary", None)
         if not self.settings.logit_steering or not generator.supports_logits_processors or vocabulary is None:
@@ -92,7 +92,7 @@ class Engine:
         from emotional_engine.emotion.steering import load_or_build
         from emotional_engine.lm.gguf import default_cache_dir
 
-        return load_or_build(vocabulary(), model, HEAD_PATH, self.settings.cache_dir or default_cache_dir())
+        return load_or_build(vocabulary(), emotion, HEAD_PATH, self.settings.cache_dir or default_cache_dir())
 
     async def agenerate(self, request: StoryRequest, on_event=None, done: Sequence[SceneOutcome] = ()) -> Story:
         """`done`: checkpointed scenes of an interrupted run (same request and seed) to resume after."""

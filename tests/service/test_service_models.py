@@ -138,7 +138,8 @@ async def test_the_cache_key_holds_the_model_identity(settings):
             return g
 
         models = ModelManager(ModelCatalog.model_validate(catalog), load)
-        return await cache_key(SimpleNamespace(engine=Engine(settings, models=models)), StoryRequest(**STORY, **request))
+        service = SimpleNamespace(engine=Engine(settings, models=models))
+        return await cache_key(service, StoryRequest(**STORY, **request))
 
     base = await key(CATALOG, "a" * 64, audience="children")
     assert base == await key(CATALOG, "a" * 64, audience="children")
