@@ -145,3 +145,15 @@ async def test_the_cache_key_holds_the_model_identity(settings):
     assert base == await key(CATALOG, "a" * 64, audience="children")
     assert base != await key(CATALOG, "b" * 64, audience="children")  # the same name, other weights
     assert base != await key({**CATALOG, "rules": []}, "a" * 64, audience="children")  # another model, same weights
+
+
+async def test_a_session_whose_model_is_no_longer_configured_says_so(app_client, models, make_key):
+    s, load, _, _ = models
+    key = make_key(s)
+    async with app_client(s, key=key, load_model=load) as c:
+        sid = (await c.post("/v1/sessions", json={"premise": "A night market.", "model": "kids"})).json()["id"]
+    fewer = s.model_copy(update={"models": ModelCatalog.model_validate({"models": CATALOG["models"][:1]})})
+    async with app_client(fewer, key=key, load_model=load) as c:  # restarted without the session's model
+        r = await c.post(f"/v1/sessions/{sid}/turns", json={"action": "I run."})
+        assert r.status_code == 422 and r.json()["error"] == {
+            "type": "unknown_model", "message": "model: no model 'kids' is configured; available: plain"}

@@ -11,9 +11,7 @@ from pydantic_core import to_jsonable_python
 
 from emotional_engine import __version__
 from emotional_engine.domain import Story, StoryRequest
-from emotional_engine.lm.models import UnknownModelError
 from emotional_engine.service import metering
-from emotional_engine.service.errors import ApiError
 from emotional_engine.service.state import Service
 from emotional_engine.storage.cache import is_cacheable, request_cache_key
 
@@ -31,11 +29,8 @@ async def account(service: Service, key_id: str, usage: metering.Usage) -> None:
 
 def with_model(service: Service, request: StoryRequest) -> StoryRequest:
     """`request` naming the model that serves it, so that a stored request (a job's, a session's)
-    keeps its model; an unknown model is a 422 that lists the configured ones."""
-    try:
-        return request.model_copy(update={"model": service.engine.models.choose(request)})
-    except UnknownModelError as e:
-        raise ApiError(422, "unknown_model", f"model: {e}") from None
+    keeps its model; an unknown model raises `UnknownModelError` (a 422 listing the configured ones)."""
+    return request.model_copy(update={"model": service.engine.models.choose(request)})
 
 
 async def cache_key(service: Service, request: StoryRequest) -> str | None:
