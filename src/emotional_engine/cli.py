@@ -74,7 +74,8 @@ def generate(
     seed: Annotated[Optional[int], typer.Option(help="same seed, same story")] = None,
     format: Annotated[str, typer.Option("--format", help="json or markdown")] = "markdown",
     out: Annotated[Optional[Path], typer.Option(help="write the story here instead of stdout")] = None,
-    model: Annotated[Optional[Path], typer.Option(help="a llama GGUF file (default: the embedded SmolLM2)")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="write with this llama GGUF file only (default: the configured models)")] = None,
+    model_name: Annotated[Optional[str], typer.Option(help="one of the configured models (EE_MODELS or EE_MODELS_FILE; default: their routing rules, then their default)")] = None,
     candidates: Annotated[int, typer.Option(min=1, max=8, help="candidates written per scene")] = 4,
     plot: Annotated[Optional[Path], typer.Option(help="draw the target and measured arcs to this PNG file")] = None,
     no_emotion_adapter: Annotated[bool, typer.Option("--no-emotion-adapter", help="write with the base model only (EE_EMOTION_ADAPTER=0)")] = False,
@@ -91,18 +92,28 @@ def generate(
     if format not in ("json", "markdown"):
         typer.echo("error: --format must be json or markdown", err=True)
         raise typer.Exit(2)
+    if model is not None and model_name is not None:
+        typer.echo("error: give --model (a file) or --model-name (a configured model), not both", err=True)
+        raise typer.Exit(2)
     try:
         arc_value = parse_arc_points(arc_points).points if arc_points else arc
-        request = StoryRequest(premise=premise, arc=arc_value, culture=culture, audience=audience, words=words, seed=seed)
+        request = StoryRequest(premise=premise, arc=arc_value, culture=culture, audience=audience, words=words,
+                               seed=seed, model=model_name)
     except (ValidationError, ValueError) as e:
         typer.echo(f"error: {_validation_message(e)}", err=True)
         raise typer.Exit(2) from None
-    settings = get_settings()
-    if model is not None:
-        settings = settings.model_copy(update={"model_path": model})
-    if no_emotion_adapter:
-        settings = settings.model_copy(update={"emotion_adapter": False})
-    engine = Engine(settings, candidates=candidates)
+    try:
+        settings = get_settings()
+        if model is not None:  # this file alone, instead of the configured models
+            settings = settings.model_copy(update={"model_path": model, "models": None, "models_file": None,
+                                                   "openai_base_url": None})
+        if no_emotion_adapter:
+            settings = settings.model_copy(update={"emotion_adapter": False})
+        engine = Engine(settings, candidates=candidates)
+        engine.models.choose(request)  # an unknown --model-name fails now, before any model loads
+    except ValueError as e:  # the model configuration, or the name
+        typer.echo(f"error: {_validation_message(e)}", err=True)
+        raise typer.Exit(2) from None
     with Progress(transient=True, console=_stderr_console()) as progress:
         task = progress.add_task("planning", total=None)
 
@@ -249,8 +260,13 @@ def serve(
     from emotional_engine.config import get_settings
     from emotional_engine.service import create_app
 
-    settings = get_settings()
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
+    try:
+        settings = get_settings()
+        api = create_app(settings)
+    except ValueError as e:  # the model configuration
+        typer.echo(f"error: {_validation_message(e)}", err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(api, host=host or settings.host, port=port or settings.port,
                 log_level="info", timeout_graceful_shutdown=10)
 
 

@@ -1,13 +1,112 @@
-"""Settings, from EE_* environment variables (or a .env file); tests override `get_settings`."""
+"""Settings, from EE_* environment variables (or a .env file); tests override `get_settings`.
+
+The language models a server can use are a `ModelCatalog`: EE_MODELS (JSON) or EE_MODELS_FILE
+(YAML), else the single model the EE_MODEL_PATH / EE_OPENAI_* settings describe.
+"""
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED = "embedded"  # the catalog's one model when nothing is configured: the embedded SmolLM2
+
+
+class OpenAIServer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(description="server root, e.g. http://127.0.0.1:8001 (a trailing /v1 is accepted)")
+    model: str = Field("default", description="the model name the server knows")
+    api_key_env: str | None = Field(None, description="environment variable holding the API key")
+    api_key: SecretStr | None = Field(None, description="the key itself (prefer api_key_env: keys stay out of files)")
+
+    def key(self) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class ModelSpec(BaseModel):
+    """One configured model: a name and exactly one of `builtin`, `gguf`, `openai`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    builtin: bool = Field(False, description="the embedded SmolLM2-135M-Instruct")
+    gguf: Path | None = Field(None, description="a llama GGUF file")
+    runtime: Literal["builtin", "llama-cpp"] = Field("builtin", description="what runs a gguf file")
+    openai: OpenAIServer | None = Field(None, description="an OpenAI-compatible server")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        given = [k for k in ("builtin", "gguf", "openai") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"model {self.name!r} needs exactly one of builtin, gguf, openai (got "
+                             f"{', '.join(given) or 'none'})")
+        if self.runtime == "llama-cpp" and self.gguf is None:
+            raise ValueError(f"model {self.name!r}: runtime llama-cpp needs a gguf file")
+        if self.gguf is not None and not self.gguf.is_file():
+            raise ValueError(f"model {self.name!r}: GGUF file {self.gguf} does not exist")
+        return self
+
+    @property
+    def backend(self) -> str:
+        if self.openai is not None:
+            return "openai"
+        return "llama-cpp" if self.runtime == "llama-cpp" else "builtin"
+
+
+class RoutingRule(BaseModel):
+    """Requests whose audience and culture match go to `model`; a culture is an exact tag (en-GB)
+    or a language (en: every en-* tag)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    audience: Literal["children", "teen", "adult"] | None = None
+    culture: str | None = None
+
+    @model_validator(mode="after")
+    def _matches_something(self) -> RoutingRule:
+        if self.audience is None and self.culture is None:
+            raise ValueError(f"a rule for model {self.model!r} needs an audience, a culture or both")
+        return self
+
+    def matches(self, audience: str, culture: str) -> bool:
+        if self.audience is not None and audience != self.audience:
+            return False
+        if self.culture is None:
+            return True
+        want, tag = self.culture.lower(), culture.lower()
+        return tag == want or ("-" not in want and tag.split("-")[0] == want)
+
+
+class ModelCatalog(BaseModel):
+    """The configured models, the default (the first model unless named) and the routing rules,
+    tried in order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[ModelSpec] = Field(min_length=1)
+    default: str | None = None
+    rules: list[RoutingRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names_resolve(self) -> ModelCatalog:
+        names = [m.name for m in self.models]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
+        self.default = self.default or names[0]
+        for what, name in [("default", self.default), *(("a rule", r.model) for r in self.rules)]:
+            if name not in names:
+                raise ValueError(f"{what} names model {name!r}, which is not configured (models: {', '.join(names)})")
+        return self
 
 
 class Settings(BaseSettings):
@@ -26,6 +125,9 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
     openai_api_key: str | None = None
     openai_model: str | None = None
+    # Several models (see ModelCatalog); either replaces the single model above
+    models: ModelCatalog | None = Field(None, description="the model catalog as JSON")
+    models_file: Path | None = Field(None, description="the model catalog as a YAML file")
     # Storage and cache (the HTTP service)
     database_url: str | None = Field(None, description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; "
                                      "default: a SQLite file engine.db in cache_dir or ~/.local/share/emotional-engine")
@@ -47,6 +149,27 @@ class Settings(BaseSettings):
     generation_max_wait_s: float = Field(10.0, gt=0, description="a request waits this long for a slot, then 503")
     job_words_threshold: int = Field(1500, ge=50, description="stories longer than this run as jobs (202)")
     session_turns: int = Field(12, ge=2, le=500, description="turns a session's arc is spread over")
+
+    def model_catalog(self) -> ModelCatalog:
+        """EE_MODELS, else EE_MODELS_FILE, else one model from the single-model settings: `embedded`,
+        `gguf` (EE_MODEL_PATH) or `openai` (EE_OPENAI_BASE_URL)."""
+        if self.models is not None:
+            return self.models
+        if self.models_file is not None:
+            try:
+                return ModelCatalog.model_validate(yaml.safe_load(self.models_file.read_text(encoding="utf-8")))
+            except ValidationError as e:
+                problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+                raise ValueError(f"models file {self.models_file}: {problems}") from None
+            except (OSError, yaml.YAMLError) as e:
+                raise ValueError(f"models file {self.models_file}: {e}") from None
+        if self.openai_base_url:
+            server = OpenAIServer(base_url=self.openai_base_url, model=self.openai_model or "default",
+                                  api_key=self.openai_api_key)
+            return ModelCatalog(models=[ModelSpec(name="openai", openai=server)])
+        if self.model_path is not None:
+            return ModelCatalog(models=[ModelSpec(name="gguf", gguf=self.model_path)])
+        return ModelCatalog(models=[ModelSpec(name=EMBEDDED, builtin=True)])
 
 
 @lru_cache

@@ -48,6 +48,8 @@ class StoryRequest(BaseModel):
     seed: int | None = None
     language: str | None = Field(None, description="passed to backends that can write other languages")
     sampling: StorySampling = Field(default_factory=StorySampling)
+    model: str | None = Field(None, max_length=64, description=(
+        "a configured language model (GET /v1/models); default: the server's routing rules, then its default"))
 
     @field_validator("premise")
     @classmethod

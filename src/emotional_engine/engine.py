@@ -1,7 +1,8 @@
 """The public story API: `Engine(settings).generate(StoryRequest) -> Story`, async and streamed.
 
-The engine owns the long-lived parts (the language model behind its `Generator`, the emotion
-model and its sentence embedder), loads them on first use, and hands them to the orchestrator.
+The engine owns the long-lived parts (the language models behind its `ModelManager`, the emotion
+model and its sentence embedder), loads them on first use, and hands them to the orchestrator:
+one `Deps` per language model (each with its own steering table), the rest shared.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import AsyncIterator, Sequence
 from emotional_engine.agents.orchestrator import Deps, Event, SceneOutcome, write_story
 from emotional_engine.config import Settings, get_settings
 from emotional_engine.domain import Story, StoryRequest
-from emotional_engine.lm.backends import Generator, make_generator
+from emotional_engine.lm.backends import Generator
+from emotional_engine.lm.models import ModelManager
 from emotional_engine.safety import SafetyChecker
 from emotional_engine.session import StorySession
 from emotional_engine.threads import run_model
@@ -20,21 +22,25 @@ from emotional_engine.threads import run_model
 
 class Engine:
     def __init__(self, settings: Settings | None = None, *, generator: Generator | None = None,
-                 emotion=None, candidates: int = 4, agent_timeout_s: float = 30.0, check_safety: bool = True):
-        """`check_safety=False` leaves out the audience safety check (tests on fake models)."""
+                 models: ModelManager | None = None, emotion=None, candidates: int = 4,
+                 agent_timeout_s: float = 30.0, check_safety: bool = True):
+        """`generator`: the one model to write with (tests); else `models`, else the configured ones.
+        `check_safety=False` leaves out the audience safety check (tests on fake models)."""
         self.settings = settings or get_settings()
         self.check_safety = check_safety
-        self._generator = generator
+        if models is None:
+            models = ModelManager.from_settings(self.settings) if generator is None else ModelManager.single(generator)
+        self.models = models
         self._emotion = emotion
         self.candidates = candidates
         self.agent_timeout_s = agent_timeout_s
-        self._deps: Deps | None = None
+        self._shared: dict | None = None
+        self._deps: dict[str, Deps] = {}
 
     @property
     def generator(self) -> Generator:
-        if self._generator is None:
-            self._generator = make_generator(self.settings)
-        return self._generator
+        """The default model's generator (loaded on first use)."""
+        return self.models.get(self.models.default)
 
     @property
     def emotion(self):
@@ -44,47 +50,60 @@ class Engine:
             self._emotion = EmotionModel.load()
         return self._emotion
 
-    def deps(self) -> Deps:
-        """The loaded models and settings the orchestrator needs; built once."""
-        if self._deps is None:
-            self._deps = self._build_deps()
-        return self._deps
+    def deps(self, model: str | None = None) -> Deps:
+        """What the orchestrator needs to write with `model` (default: the default model); built once per model."""
+        model = model or self.models.default
+        if model not in self._deps:
+            generator = self.models.get(model)
+            shared = self._shared_deps()
+            self._deps[model] = Deps(generator=generator, steering=self._steering_table(generator, shared["emotion"]),
+                                     **shared)
+        return self._deps[model]
 
-    def _build_deps(self) -> Deps:
-        from emotional_engine.agents import technical as technical_agent
-        from emotional_engine.agents.cultural import name_index
+    async def load(self, model: str | None = None) -> Deps:
+        """`deps` without blocking the event loop (a first use loads the models)."""
+        await self.models.aget(model or self.models.default)  # the language model, in a thread of its own
+        return await run_model(self.deps, model)  # the emotion model and steering table, in the model worker
 
-        name_index()  # built once (every culture's names), here rather than inside the first scene
-        technical_agent.check_text("Warm up.", "adult")  # textstat loads its pronunciation dictionary
-        model = self.emotion
-        return Deps(generator=self.generator, emotion=model,
-                    embed=lambda texts: model.embedder.encode(texts, batch_size=32, normalize_embeddings=True),
-                    candidates=self.candidates, agent_timeout_s=self.agent_timeout_s,
-                    steering=self._steering_table(model),
-                    safety=SafetyChecker.load() if self.check_safety else None)
+    async def adeps(self, request: StoryRequest) -> Deps:
+        return await self.load(self.models.choose(request))
 
-    def _steering_table(self, model):
-        """The logit-steering table for the generator's vocabulary, when it takes logits processors."""
-        vocabulary = getattr(self.generator, "vocabulary", None)
-        if not self.settings.logit_steering or not self.generator.supports_logits_processors or vocabulary is None:
+    def _shared_deps(self) -> dict:
+        """The parts every language model's `Deps` shares; loaded once."""
+        if self._shared is None:
+            from emotional_engine.agents import technical as technical_agent
+            from emotional_engine.agents.cultural import name_index
+
+            name_index()  # built once (every culture's names), here rather than inside the first scene
+            technical_agent.check_text("Warm up.", "adult")  # textstat loads its pronunciation dictionary
+            model = self.emotion
+            self._shared = dict(emotion=model, candidates=self.candidates, agent_timeout_s=self.agent_timeout_s,
+                                embed=lambda texts: model.embedder.encode(texts, batch_size=32,
+                                                                          normalize_embeddings=True),
+                                safety=SafetyChecker.load() if self.check_safety else None)
+        return self._shared
+
+    def _steering_table(self, generator: Generator, emotion):
+        """The logit-steering table for `generator`'s vocabulary, when it takes logits processors."""
+        vocabulary = getattr(generator, "vocabulary", None)
+        if not self.settings.logit_steering or not generator.supports_logits_processors or vocabulary is None:
             return None
         from emotional_engine.emotion.model import HEAD_PATH
         from emotional_engine.emotion.steering import load_or_build
         from emotional_engine.lm.gguf import default_cache_dir
 
-        return load_or_build(vocabulary(), model, HEAD_PATH, self.settings.cache_dir or default_cache_dir())
+        return load_or_build(vocabulary(), emotion, HEAD_PATH, self.settings.cache_dir or default_cache_dir())
 
     async def agenerate(self, request: StoryRequest, on_event=None, done: Sequence[SceneOutcome] = ()) -> Story:
         """`done`: checkpointed scenes of an interrupted run (same request and seed) to resume after."""
-        deps = await run_model(self.deps)  # first use loads models: off the loop, in the model worker
-        return await write_story(request, deps, on_event or (lambda e: None), done)
+        return await write_story(request, await self.adeps(request), on_event or (lambda e: None), done)
 
     def generate(self, request: StoryRequest, on_event=None) -> Story:
         return asyncio.run(self.agenerate(request, on_event))
 
     async def session(self, request: StoryRequest, turns: int = 12) -> StorySession:
         """An interactive story: `await s.turn(action)` or `async for text in s.stream_turn(action)`."""
-        return StorySession(request, await run_model(self.deps), turns)
+        return StorySession(request, await self.adeps(request), turns)
 
     async def stream(self, request: StoryRequest) -> AsyncIterator[Event]:
         """plan, scene_started, text, scene_done ... story_done, as they happen."""

@@ -1,19 +1,17 @@
-"""Generator backends: the OpenAI-compatible client against a real (fake) server on 127.0.0.1,
-llama-cpp-python's wrapper with and without the package, and the settings factory."""
+"""Generator backends: the OpenAI-compatible client against a real (fake) server on 127.0.0.1
+(conftest.py), llama-cpp-python's wrapper with and without the package, and the factory."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from emotional_engine.config import Settings
+from emotional_engine.config import ModelSpec, Settings
 from emotional_engine.lm import backends
 from emotional_engine.lm.backends import (
     BackendError,
@@ -24,128 +22,7 @@ from emotional_engine.lm.backends import (
     make_generator,
 )
 from emotional_engine.lm.sampling import SamplingParams
-
-# --------------------------------------------------------------------------- fake OpenAI server
-
-
-class FakeOpenAI:
-    """State shared with the handler threads; tests set `mode` and friends before a request."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self):
-        self.requests: list[dict] = []  # {"path", "headers", "body"}
-        self.mode = "ok"  # ok | error | stall | slow | truncated | midstream_error
-        self.pieces = ["Once", " upon", " a", " time", ", é🙂"]
-        self.finish_reason = "stop"
-        self.usage: dict | None = {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16,
-                                   "prompt_tokens_details": {"cached_tokens": 3}}
-        self.error_status = 401
-        self.error_body = {"error": {"message": "Incorrect API key provided: sk-wrong",
-                                     "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}
-        self.release = threading.Event()  # lets a stalled handler go
-        self.disconnected = threading.Event()  # set when a write to the client fails
-        self.slow_chunks_sent = 0
-
-
-def _chunk(chat: bool, text: str | None, finish: str | None, role: bool = False) -> dict:
-    if chat:
-        delta = {} if text is None else {"content": text}
-        if role:
-            delta["role"] = "assistant"
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000,
-                "model": "fake", "choices": [choice]}
-    choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
-    return {"id": "cmpl-1", "object": "text_completion", "created": 1700000000, "model": "fake",
-            "choices": [choice]}
-
-
-def _make_handler(state: FakeOpenAI):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):  # keep test output quiet
-            pass
-
-        def _send_event(self, obj) -> None:
-            data = obj if isinstance(obj, str) else json.dumps(obj)
-            self.wfile.write(f"data: {data}\n\n".encode())
-            self.wfile.flush()
-
-        def do_POST(self):
-            n = int(self.headers.get("Content-Length", 0))
-            body = json.loads(self.rfile.read(n) or b"{}")
-            state.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-            if self.path not in ("/v1/completions", "/v1/chat/completions"):
-                self.send_response(404)
-                self.end_headers()
-                return
-            if state.mode == "error":
-                raw = json.dumps(state.error_body).encode()
-                self.send_response(state.error_status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-                return
-            chat = self.path == "/v1/chat/completions"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.end_headers()
-            try:
-                if chat:
-                    self._send_event(_chunk(True, "", None, role=True))
-                if state.mode == "stall":
-                    self._send_event(_chunk(chat, state.pieces[0], None))
-                    state.release.wait(5)
-                    return
-                if state.mode == "slow":
-                    for i in range(500):
-                        self._send_event(_chunk(chat, f"w{i} ", None))
-                        state.slow_chunks_sent += 1
-                        time.sleep(0.01)
-                    return
-                for p in state.pieces:
-                    self._send_event(_chunk(chat, p, None))
-                if state.mode == "truncated":
-                    return  # connection closes with no finish reason and no [DONE]
-                if state.mode == "midstream_error":
-                    self._send_event({"error": {"message": "CUDA out of memory", "code": 500}})
-                    return
-                self._send_event(_chunk(chat, None if chat else "", state.finish_reason))
-                if state.usage is not None and body.get("stream_options", {}).get("include_usage"):
-                    self._send_event({"id": "x", "object": "chat.completion.chunk" if chat else "text_completion",
-                                      "created": 1700000000, "model": "fake", "choices": [],
-                                      "usage": state.usage})
-                self._send_event("[DONE]")
-            except (BrokenPipeError, ConnectionResetError):
-                state.disconnected.set()
-
-    return Handler
-
-
-@pytest.fixture(scope="module")
-def server():
-    state = FakeOpenAI()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(state))
-    httpd.daemon_threads = True
-    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield state
-    state.release.set()
-    httpd.shutdown()
-    httpd.server_close()
-
-
-@pytest.fixture
-def fake(server, monkeypatch):
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    server.reset()
-    yield server
-    server.release.set()
+from fake_openai import FakeOpenAI
 
 
 @pytest.fixture
@@ -510,22 +387,25 @@ async def test_llama_cpp_real_package():
 # --------------------------------------------------------------------------- factory
 
 
-async def test_make_generator_picks_openai_when_base_url_is_set():
-    g = make_generator(Settings(openai_base_url="http://127.0.0.1:9", openai_api_key="k", _env_file=None))
+async def test_make_generator_picks_openai_for_an_openai_model(monkeypatch):
+    monkeypatch.setenv("TEST_OPENAI_KEY", "k")
+    spec = ModelSpec(name="remote", openai={"base_url": "http://127.0.0.1:9", "api_key_env": "TEST_OPENAI_KEY"})
+    g = make_generator(spec, Settings(_env_file=None))
     try:
         assert isinstance(g, OpenAIGenerator)
         assert g.info.name == "default"
         assert g._client.headers["Authorization"] == "Bearer k"
     finally:
         await g.aclose()
-    g = make_generator(Settings(openai_base_url="http://127.0.0.1:9", openai_model="llama3", _env_file=None))
+    g = make_generator(Settings(openai_base_url="http://127.0.0.1:9", openai_model="llama3",
+                                _env_file=None).model_catalog().models[0], Settings(_env_file=None))
     try:
-        assert g.info.name == "llama3"
+        assert g.info.name == "llama3" and "Authorization" not in g._client.headers
     finally:
         await g.aclose()
 
 
-def test_make_generator_otherwise_loads_the_builtin(monkeypatch, tmp_path):
+def test_make_generator_otherwise_loads_the_builtin_with_the_settings(monkeypatch, tmp_path):
     seen = {}
 
     def fake_load(path=None, **kw):
@@ -533,9 +413,18 @@ def test_make_generator_otherwise_loads_the_builtin(monkeypatch, tmp_path):
         return "builtin"
 
     monkeypatch.setattr(backends.BuiltinGenerator, "load", staticmethod(fake_load))
-    s = Settings(model_path=tmp_path / "m.gguf", weight_format="fp32", max_batch=3, kv_cache_budget_mb=64,
-                 context_overflow="error", cache_dir=tmp_path, openai_base_url=None, _env_file=None)
-    assert make_generator(s) == "builtin"
+    (tmp_path / "m.gguf").write_bytes(b"")
+    s = Settings(weight_format="fp32", max_batch=3, kv_cache_budget_mb=64, context_overflow="error",
+                 cache_dir=tmp_path, _env_file=None)
+    assert make_generator(ModelSpec(name="m", gguf=tmp_path / "m.gguf"), s) == "builtin"
     assert seen == {"path": tmp_path / "m.gguf",
                     "kw": {"weight_format": "fp32", "max_batch": 3, "cache_budget_mb": 64,
                            "overflow": "error", "cache_dir": tmp_path, "emotion_adapter": True}}
+    assert make_generator(ModelSpec(name="e", builtin=True), s) == "builtin" and seen["path"] is None
+
+
+def test_make_generator_runs_a_gguf_file_with_llama_cpp_when_asked(monkeypatch, tmp_path):
+    monkeypatch.setattr(LlamaCppGenerator, "load", classmethod(lambda cls, path: ("llama-cpp", path)))
+    (tmp_path / "m.gguf").write_bytes(b"")
+    spec = ModelSpec(name="m", gguf=tmp_path / "m.gguf", runtime="llama-cpp")
+    assert make_generator(spec, Settings(_env_file=None)) == ("llama-cpp", tmp_path / "m.gguf")

@@ -41,10 +41,11 @@ def make_key(settings):
 
 
 @asynccontextmanager
-async def running(settings: Settings, key: str | None = None, generator=None, emotion=None):
-    """The app with its lifespan run, and an httpx client on it (the key sent as Bearer)."""
-    app = create_app(settings, generator=generator or FakeGenerator(), emotion=emotion or FakeEmotion(),
-                     candidates=2, check_safety=False)
+async def running(settings: Settings, key: str | None = None, generator=None, emotion=None, load_model=None):
+    """The app with its lifespan run, and an httpx client on it (the key sent as Bearer). The one
+    model is `generator` (default: a FakeGenerator), or with `load_model` the settings' models."""
+    model = {"load_model": load_model} if load_model else {"generator": generator or FakeGenerator()}
+    app = create_app(settings, **model, emotion=emotion or FakeEmotion(), candidates=2, check_safety=False)
     async with app.router.lifespan_context(app):
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",

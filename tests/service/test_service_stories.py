@@ -93,7 +93,8 @@ async def test_a_long_story_becomes_a_job(app_client):
 async def test_catalog_endpoints(app_client):
     async with app_client() as c:
         models = (await c.get("/v1/models")).json()
-        assert models[0]["name"] == "fake-model" and models[0]["loaded"] is True
+        assert [(m["name"], m["model"], m["loaded"], m["default"]) for m in models] == [
+            ("embedded", "fake-model", True, True)]
         cultures = (await c.get("/v1/cultures")).json()
         assert {"tag": "ja-JP", "name": "Japan"} in cultures or any(x["tag"] == "ja-JP" for x in cultures)
         arcs = {a["name"] for a in (await c.get("/v1/arcs")).json()}

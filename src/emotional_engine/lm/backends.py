@@ -29,7 +29,7 @@ from emotional_engine.lm.sampling import LogitsProcessor, SamplingParams
 from emotional_engine.lm.tokenizer import BPETokenizer
 
 if TYPE_CHECKING:
-    from emotional_engine.config import Settings
+    from emotional_engine.config import ModelSpec, Settings
 
 log = logging.getLogger(__name__)
 
@@ -479,13 +479,14 @@ class LlamaCppGenerator:
         await asyncio.to_thread(_close)
 
 
-def make_generator(settings: Settings) -> Generator:
-    """The generator the settings ask for: an OpenAI-compatible server when `openai_base_url` is
-    set, else the builtin decoder."""
-    if settings.openai_base_url:
-        return OpenAIGenerator(settings.openai_base_url, settings.openai_model or "default", settings.openai_api_key)
+def make_generator(spec: ModelSpec, settings: Settings) -> Generator:
+    """The generator of one configured model; the builtin runtime takes its options from `settings`."""
+    if spec.openai is not None:
+        return OpenAIGenerator(spec.openai.base_url, spec.openai.model, spec.openai.key())
+    if spec.runtime == "llama-cpp":
+        return LlamaCppGenerator.load(spec.gguf)
     return BuiltinGenerator.load(
-        settings.model_path, weight_format=settings.weight_format, max_batch=settings.max_batch,
+        spec.gguf, weight_format=settings.weight_format, max_batch=settings.max_batch,
         cache_budget_mb=settings.kv_cache_budget_mb, overflow=settings.context_overflow,
         cache_dir=settings.cache_dir, emotion_adapter=settings.emotion_adapter,
     )

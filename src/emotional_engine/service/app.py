@@ -1,7 +1,8 @@
 """`create_app(settings) -> FastAPI`: the HTTP service around one Engine.
 
-The lifespan opens the store (migrating it), the cache and the limits, loads the models once (in
-the background: /readyz says when they are in), resumes unfinished jobs and expires idle sessions.
+The lifespan opens the store (migrating it), the cache and the limits, loads the default language
+model and the emotion model (/readyz says when they are in), resumes unfinished jobs and expires
+idle sessions. Other configured language models load on first use.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 
 from fastapi import FastAPI
 
 from emotional_engine import __version__
-from emotional_engine.config import Settings, get_settings
+from emotional_engine.config import ModelCatalog, Settings, get_settings
 from emotional_engine.engine import Engine
 from emotional_engine.lm.backends import Generator, make_generator
+from emotional_engine.lm.models import Loader, ModelManager
 from emotional_engine.service import auth, errors
 from emotional_engine.service.jobs import JobRunner
 from emotional_engine.service.limits import GenerationGate
@@ -29,18 +32,24 @@ from emotional_engine.service.sessions import LiveSessions
 from emotional_engine.service.state import Service
 from emotional_engine.storage.cache import MultiLevelCache
 from emotional_engine.storage.db import Store
-from emotional_engine.threads import run_model
 
 log = logging.getLogger(__name__)
 MAX_LIVE_SESSIONS = 1024
 
 
-def build_service(settings: Settings, generator: Generator, emotion=None, candidates: int = 4,
+def build_service(settings: Settings, catalog: ModelCatalog | None, load_model: Loader | None = None,
+                  generator: Generator | None = None, emotion=None, candidates: int = 4,
                   check_safety: bool = True) -> Service:
+    """`generator`: the one model (tests); else `catalog`'s models, loaded by `load_model` (default: from
+    their files and servers)."""
     metrics = Metrics()
-    # the Engine's every call to the LM goes through the meter (tokens, time to first token)
-    engine = Engine(settings, generator=MeteredGenerator(generator, metrics), emotion=emotion, candidates=candidates,
-                    check_safety=check_safety)
+    # the Engine's every call to an LM goes through the meter (tokens, time to first token)
+    if generator is not None:
+        models = ModelManager.single(MeteredGenerator(generator, metrics))
+    else:
+        load = load_model or partial(make_generator, settings=settings)
+        models = ModelManager(catalog, lambda spec: MeteredGenerator(load(spec), metrics))
+    engine = Engine(settings, models=models, emotion=emotion, candidates=candidates, check_safety=check_safety)
     store = Store.from_settings(settings)
     cache = MultiLevelCache(l1_size=settings.cache_l1_size, l1_ttl_s=settings.cache_ttl_s, redis_url=settings.redis_url,
                             store=store, l2_ttl_s=settings.cache_ttl_s, l3_ttl_s=settings.cache_ttl_s,
@@ -55,19 +64,22 @@ def build_service(settings: Settings, generator: Generator, emotion=None, candid
     return service
 
 
-def create_app(settings: Settings | None = None, *, generator: Generator | None = None, emotion=None,
-               candidates: int = 4, check_safety: bool = True) -> FastAPI:
-    """The app. Without `generator`/`emotion` the configured models load at start (tests pass fakes,
-    and `check_safety=False`: the safety model is real and has its own tests)."""
+def create_app(settings: Settings | None = None, *, generator: Generator | None = None,
+               load_model: Loader | None = None, emotion=None, candidates: int = 4,
+               check_safety: bool = True) -> FastAPI:
+    """The app. The configured models are checked now (a ValueError says what is wrong); the default
+    one loads at start, the others on first use. Tests pass fakes: one `generator`, or `load_model`
+    for the configured models, and `check_safety=False` (the safety model is real and has its own tests)."""
     settings = settings or get_settings()
+    models = None if generator is not None else settings.model_catalog()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         auth.warn_if_open(settings.auth_enabled)
         t0 = time.perf_counter()
-        gen = generator or await asyncio.to_thread(make_generator, settings)
-        service = app.state.service = build_service(settings, gen, emotion, candidates, check_safety)
-        await run_model(service.engine.deps)  # the emotion model and embedder, once, in the model worker
+        service = app.state.service = build_service(settings, models, load_model, generator, emotion, candidates,
+                                                    check_safety)
+        await service.engine.load()  # the default model, the emotion model and embedder
         service.model_loaded = True
         log.info("models loaded in %.1f s", time.perf_counter() - t0)
         await asyncio.to_thread(service.store.migrate)

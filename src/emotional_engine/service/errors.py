@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from emotional_engine.lm.models import UnknownModelError
+
 log = logging.getLogger(__name__)
 
 
@@ -49,6 +51,11 @@ def install(app: FastAPI, on_error=lambda type: None) -> None:
     async def api_error(request: Request, e: ApiError):
         on_error(e.type)
         return error_response(e.status, e.type, e.message, e.retry_after)
+
+    @app.exception_handler(UnknownModelError)  # named by a request, or by a stored session or job
+    async def unknown_model(request: Request, e: UnknownModelError):
+        on_error("unknown_model")
+        return error_response(422, "unknown_model", f"model: {e}")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError):

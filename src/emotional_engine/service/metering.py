@@ -1,8 +1,8 @@
 """Tokens and time to first token per HTTP request, counted where the language model is called.
 
-The Engine shares one generator among all requests; a context variable set by the route says which
-request a call belongs to (asyncio tasks inherit it), so the wrapper can count tokens for that
-key's rate limit and time the first token for the metrics.
+Each language model's generator is shared by all requests; a context variable set by the route
+says which request a call belongs to (asyncio tasks inherit it), so the wrapper can count tokens
+for that key's rate limit and time the first token for the metrics.
 """
 
 from __future__ import annotations

@@ -90,13 +90,21 @@ class FeedbackOut(BaseModel):
     ok: bool = True
 
 
+class RuleOut(BaseModel):
+    audience: str | None = None
+    culture: str | None = Field(None, description="a tag (en-GB), or a language (en) for all its tags")
+
+
 class ModelOut(BaseModel):
-    name: str
+    name: str = Field(description="what a request's `model` field names")
     backend: str
-    sha256: str | None = None
+    model: str | None = Field(None, description="the model's own name (from its file once loaded, or the server's)")
+    sha256: str | None = Field(None, description="of the weights file; known once loaded")
     weight_format: str | None = None
-    context_length: int | None = None
+    context_length: int | None = Field(None, description="known once loaded")
     loaded: bool
+    default: bool = Field(description="requests no rule routes and that name no model get this one")
+    rules: list[RuleOut] = Field(default_factory=list, description="the routing rules that pick this model")
 
 
 class CultureOut(BaseModel):

@@ -27,15 +27,25 @@ async def account(service: Service, key_id: str, usage: metering.Usage) -> None:
         log.warning("usage not recorded: %s", e)
 
 
-def cache_key(service: Service, request: StoryRequest) -> str | None:
-    """None for requests without a seed: only deterministic requests are answered from the cache."""
+def with_model(service: Service, request: StoryRequest) -> StoryRequest:
+    """`request` naming the model that serves it, so that a stored request (a job's, a session's)
+    keeps its model; an unknown model raises `UnknownModelError` (a 422 listing the configured ones)."""
+    return request.model_copy(update={"model": service.engine.models.choose(request)})
+
+
+async def cache_key(service: Service, request: StoryRequest) -> str | None:
+    """None for requests without a seed: only deterministic requests are answered from the cache.
+    The key holds the identity of the model that serves `request` (loaded first if need be: its
+    file's hash is read as it loads), so two models never share a story."""
     body = request.model_dump(mode="json")
     if not is_cacheable(body):
         return None
-    info = service.engine.generator.info
-    extra = {"engine": __version__, "backend": info.backend, "model": info.name,
-             "weight_format": info.weight_format, "candidates": service.engine.candidates}
-    return request_cache_key(body, info.sha256 or info.name, extra)
+    models = service.engine.models
+    name = models.choose(request)
+    await models.aget(name)
+    model = models.identity(name)
+    extra = {"engine": __version__, "model": model, "candidates": service.engine.candidates}
+    return request_cache_key(body, model["sha256"] or f"{model['base_url']}/{model['model']}", extra)
 
 
 def with_id(story_json: bytes, story_id: str | None, cached: bool) -> bytes:
@@ -55,7 +65,7 @@ async def save_story(service: Service, key_id: str, request: StoryRequest, story
 
 
 async def cached_story(service: Service, key_id: str, request: StoryRequest) -> bytes | None:
-    key = cache_key(service, request)
+    key = await cache_key(service, request)
     if key is None:
         return None
     value, _level = await service.cache.aget(key)
@@ -87,7 +97,7 @@ async def keep_story(service: Service, key_id: str, request: StoryRequest, story
     service.metrics.generations.labels("story").inc()
     story_json = story.model_dump_json().encode()
     story_id = await save_story(service, key_id, request, json.loads(story_json))
-    key = cache_key(service, request)
+    key = await cache_key(service, request)
     if key is not None:
         await service.cache.aput(key, story_json)
         if story_id is not None:

@@ -15,10 +15,16 @@ router = APIRouter(prefix="/v1", tags=["catalog"])
 
 @router.get("/models", response_model=list[ModelOut], responses=ERRORS)
 async def models(key_id: KeyId, service: ServiceDep) -> list[ModelOut]:
-    """The configured language model (one per server for now)."""
-    info = service.engine.generator.info
-    return [ModelOut(name=info.name, backend=info.backend, sha256=info.sha256, weight_format=info.weight_format,
-                     context_length=info.context_length, loaded=service.model_loaded)]
+    """The configured language models; a model's file details are known once it has loaded."""
+    out = []
+    for m in service.engine.models.describe():
+        info, openai = m.info, m.spec.openai
+        out.append(ModelOut(name=m.spec.name, backend=info.backend if info else m.spec.backend,
+                            model=info.name if info else openai and openai.model,
+                            sha256=info and info.sha256, weight_format=info and info.weight_format,
+                            context_length=info and info.context_length, loaded=info is not None,
+                            default=m.default, rules=m.rules))
+    return out
 
 
 @router.get("/cultures", response_model=list[CultureOut])

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from emotional_engine.domain import StoryRequest
+from emotional_engine.service import serving
 from emotional_engine.service.deps import KeyId, ServiceDep
 from emotional_engine.service.errors import ApiError, not_found
 from emotional_engine.service.protocol import ErrorBody, JobOut
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 @router.post("", status_code=202, response_model=JobOut, responses=ERRORS)
 async def create_job(body: StoryRequest, key_id: KeyId, service: ServiceDep):
-    job_id = await service.jobs.submit(key_id, body)
+    job_id = await service.jobs.submit(key_id, serving.with_model(service, body))
     return JSONResponse(JobOut(id=job_id, status="queued").model_dump(mode="json"), status_code=202,
                         headers={"Location": f"/v1/jobs/{job_id}"})
 

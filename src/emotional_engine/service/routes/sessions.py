@@ -24,7 +24,7 @@ MORE = ERRORS | {404: {"model": ErrorBody}, 410: {"model": ErrorBody, "descripti
 
 @router.post("", response_model=SessionOut, status_code=201, responses=ERRORS)
 async def create_session(body: SessionCreate, key_id: KeyId, service: ServiceDep) -> SessionOut:
-    request = body.model_dump(mode="json")
+    request = serving.with_model(service, body).model_dump(mode="json")
     request["turns"] = body.turns or service.settings.session_turns
     session_id = await call(service, service.store.create_session, key_id, request,
                             service.settings.session_idle_ttl_s)

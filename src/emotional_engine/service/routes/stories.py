@@ -25,6 +25,7 @@ ERRORS = {401: {"model": ErrorBody}, 422: {"model": ErrorBody}, 429: {"model": E
     "content": {"text/event-stream": {}}, "description": "the story, or its events with Accept: text/event-stream"}})
 async def create_story(body: StoryRequest, request: Request, key_id: KeyId, service: ServiceDep):
     """A whole story. Stories over the job threshold are queued as a job (202 with its id)."""
+    body = serving.with_model(service, body)
     if body.words > service.settings.job_words_threshold:
         job_id = await service.jobs.submit(key_id, body)
         return JSONResponse(JobOut(id=job_id, status="queued").model_dump(mode="json"), status_code=202,

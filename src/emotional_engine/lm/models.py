@@ -1,0 +1,107 @@
+"""`ModelManager`: the configured language models, each loaded on first use, and the one a request gets.
+
+A request that names a model (`StoryRequest.model`) gets it; otherwise the first routing rule that
+matches its audience and culture picks one; otherwise the catalog's default does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+from emotional_engine.config import EMBEDDED, ModelCatalog, ModelSpec
+from emotional_engine.lm.backends import Generator, ModelInfo, make_generator
+
+if TYPE_CHECKING:
+    from emotional_engine.config import Settings
+    from emotional_engine.domain import StoryRequest
+
+Loader = Callable[[ModelSpec], Generator]
+
+
+class UnknownModelError(ValueError):
+    def __init__(self, name: str, available: list[str]):
+        self.name, self.available = name, available
+        super().__init__(f"no model {name!r} is configured; available: {', '.join(available)}")
+
+
+@dataclass
+class ModelStatus:
+    spec: ModelSpec
+    default: bool
+    rules: list[dict[str, str]]  # the routing rules that pick this model (their audience and culture)
+    info: ModelInfo | None  # once loaded
+
+
+class ModelManager:
+    def __init__(self, catalog: ModelCatalog, load: Loader):
+        self.catalog = catalog
+        self._load = load
+        self._specs = {m.name: m for m in catalog.models}
+        self._loaded: dict[str, Generator] = {}
+        self._locks = {name: threading.Lock() for name in self._specs}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelManager:
+        return cls(settings.model_catalog(), partial(make_generator, settings=settings))
+
+    @classmethod
+    def single(cls, generator: Generator) -> ModelManager:
+        """One model, `embedded`, served by `generator` (tests and benchmarks pass their own)."""
+        return cls(ModelCatalog(models=[ModelSpec(name=EMBEDDED, builtin=True)]), lambda spec: generator)
+
+    @property
+    def default(self) -> str:
+        return self.catalog.default
+
+    def spec(self, name: str) -> ModelSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise UnknownModelError(name, list(self._specs)) from None
+
+    def choose(self, request: StoryRequest) -> str:
+        """The model for `request`: the one it names, else the first matching rule's, else the default."""
+        if request.model is not None:
+            return self.spec(request.model).name
+        for rule in self.catalog.rules:
+            if rule.matches(request.audience, request.culture):
+                return rule.model
+        return self.default
+
+    def is_loaded(self, name: str) -> bool:
+        return name in self._loaded
+
+    def get(self, name: str) -> Generator:
+        """Model `name`'s generator, loaded on first use (once, however many threads ask at once)."""
+        spec = self.spec(name)
+        if name not in self._loaded:
+            with self._locks[name]:
+                if name not in self._loaded:
+                    self._loaded[name] = self._load(spec)
+        return self._loaded[name]
+
+    async def aget(self, name: str) -> Generator:
+        """`get` without blocking the event loop: a first use loads in a thread."""
+        if name in self._loaded:
+            return self._loaded[name]
+        return await asyncio.to_thread(self.get, name)
+
+    def identity(self, name: str) -> dict:
+        """What tells a loaded model's output apart from another's (the cache key holds it)."""
+        info, spec = self._loaded[name].info, self._specs[name]
+        return {"name": name, "backend": info.backend, "model": info.name, "sha256": info.sha256,
+                "weight_format": info.weight_format, "adapter": info.adapter,
+                "base_url": spec.openai.base_url if spec.openai else None}
+
+    def describe(self) -> list[ModelStatus]:
+        """Every configured model, without loading any."""
+        return [ModelStatus(spec=spec, default=name == self.default,
+                            rules=[r.model_dump(exclude={"model"}, exclude_none=True)
+                                   for r in self.catalog.rules if r.model == name],
+                            info=self._loaded[name].info if name in self._loaded else None)
+                for name, spec in self._specs.items()]

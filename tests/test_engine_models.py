@@ -1,0 +1,81 @@
+"""The Engine with several language models: one `Deps` per model, each with its own steering table,
+the emotion model and the rest shared; a request's model loads only when it is used."""
+
+from __future__ import annotations
+
+from emotional_engine.config import ModelCatalog, Settings
+from emotional_engine.domain import StoryRequest
+from emotional_engine.emotion import steering
+from emotional_engine.engine import Engine
+from emotional_engine.lm.backends import ModelInfo
+from emotional_engine.lm.models import ModelManager
+from fakes import JoyEmotion, ScriptedGenerator, bow_embed
+
+CATALOG = ModelCatalog.model_validate({
+    "models": [{"name": "steered", "builtin": True}, {"name": "other", "builtin": True},
+               {"name": "remote", "openai": {"base_url": "http://127.0.0.1:9"}}],
+    "rules": [{"culture": "ja", "model": "other"}],
+})
+
+
+class VocabGenerator(ScriptedGenerator):
+    """Takes logits processors and has a vocabulary of its own (as the builtin runtime does)."""
+
+    supports_logits_processors = True
+
+    def __init__(self, name: str):
+        super().__init__("Once upon a time.")
+        self.info = ModelInfo("fake", name, sha256=name[0] * 64)
+        self.tokens = [f"{name}-{i}" for i in range(4)]
+
+    def vocabulary(self):
+        return self.tokens
+
+
+class Emotion(JoyEmotion):
+    embedder = type("E", (), {"encode": staticmethod(lambda texts, **kw: bow_embed(texts))})()
+
+
+def engine(monkeypatch, tmp_path):
+    tables = []
+
+    def load_or_build(tokens, model, head_path, cache_dir):
+        tables.append(tokens)
+        return ("table", tuple(tokens))
+
+    monkeypatch.setattr(steering, "load_or_build", load_or_build)
+    loads = []
+
+    def load(spec):
+        loads.append(spec.name)
+        return ScriptedGenerator("Once.") if spec.openai else VocabGenerator(spec.name)
+
+    e = Engine(Settings(cache_dir=tmp_path, _env_file=None), models=ModelManager(CATALOG, load), emotion=Emotion(),
+               check_safety=False)
+    return e, loads, tables
+
+
+async def test_each_model_gets_its_own_deps_and_steering_table(monkeypatch, tmp_path):
+    e, loads, tables = engine(monkeypatch, tmp_path)
+    assert loads == []
+    steered = await e.adeps(StoryRequest(premise="A fox.", culture="en-US"))
+    other = await e.adeps(StoryRequest(premise="A fox.", culture="ja-JP"))
+    assert loads == ["steered", "other"]
+    assert steered.generator.info.name == "steered" and other.generator.info.name == "other"
+    assert steered.steering == ("table", tuple(steered.generator.tokens))
+    assert other.steering == ("table", tuple(other.generator.tokens)) and len(tables) == 2
+    assert steered.emotion is other.emotion and steered.embed is other.embed  # shared, loaded once
+    assert await e.adeps(StoryRequest(premise="A fox.", model="steered")) is steered  # built once per model
+    assert loads == ["steered", "other"] and len(tables) == 2
+
+
+async def test_a_model_without_logits_processors_has_no_steering_table(monkeypatch, tmp_path):
+    e, loads, tables = engine(monkeypatch, tmp_path)
+    remote = await e.adeps(StoryRequest(premise="A fox.", model="remote"))
+    assert remote.steering is None and tables == [] and loads == ["remote"]
+
+
+async def test_a_given_generator_is_the_only_model():
+    g = ScriptedGenerator("Once.")
+    e = Engine(Settings(_env_file=None), generator=g, emotion=Emotion(), check_safety=False)
+    assert e.generator is g and (await e.adeps(StoryRequest(premise="A fox.", audience="children"))).generator is g
