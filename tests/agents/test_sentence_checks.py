@@ -1,7 +1,7 @@
 """The gate's repairs, sentence by sentence as text streams: planted errors are substituted,
 rewritten through a scripted generator, or dropped before they are shown."""
 
-from emotional_engine.agents.character import checker_for
+from emotional_engine.agents.character import check_mentions, checker_for
 from emotional_engine.agents.character_check import StoryFacts
 from emotional_engine.agents.gate import SentenceGate
 from emotional_engine.agents.sentence_checks import CharacterCheck, SensitivityCheck, rewriter
@@ -39,6 +39,15 @@ async def test_a_wrong_pronoun_is_fixed():
     gate = character_gate(ScriptedGenerator())
     out = await shown("Amara walked to the well before sunrise. He filled two buckets and carried them on his head.", gate)
     assert out == "Amara walked to the well before sunrise. She filled two buckets and carried them on her head."
+
+
+async def test_the_gate_reads_pronouns_across_scenes_as_the_finished_story_is_read():
+    gate = character_gate(ScriptedGenerator())
+    first = await shown("Chidi walked to the river. He sat down on the bank.", gate)
+    gate.start_scene(1)
+    second = await shown("He looked at the water for a long time. She smiled at the fish.", gate)
+    assert second == "He looked at the water for a long time. He smiled at the fish."
+    assert check_mentions(first + "\n\n" + second, CAST).findings == []
 
 
 async def test_the_dead_acting_is_rewritten_with_the_reason_given_to_the_model():

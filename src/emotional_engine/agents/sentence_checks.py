@@ -94,19 +94,18 @@ class SensitivityCheck:
 
 
 class CharacterCheck:
-    """The character checker on the scene so far plus the new sentence; only the new sentence's
-    findings count. Facts (deaths, kinship) carry over between scenes through the checker."""
+    """The character checker on the sentences shown before plus the new one; only the new sentence's
+    findings count. The context runs on across scenes, as a reader of the finished story reads it, and
+    is long enough for the checker's pronoun window (up to three sentences back) and a chain of
+    pronouns through it. Facts (deaths, kinship) carry over between scenes through the checker."""
 
     kind = "character"
-    CONTEXT_SENTENCES = 3
+    CONTEXT_SENTENCES = 6
 
     def __init__(self, checker: CharacterChecker, rewrite: Rewriter):
         self.checker, self.rewrite = checker, rewrite
         self.context: list[str] = []
         self.stand_ins: dict[str, str] = {}  # stray name -> the cast member it became, for the whole story
-
-    def start_scene(self, index: int) -> None:
-        self.context = []
 
     def _findings(self, sentence: str) -> tuple[list[Finding], int]:
         ctx = self.context[-self.CONTEXT_SENTENCES:]
@@ -121,7 +120,7 @@ class CharacterCheck:
     async def __call__(self, sentence: str, before: str) -> tuple[str | None, str | None]:
         found, offset = self._findings(sentence)
         if not found:
-            self.context.append(sentence)
+            self._shown(sentence)
             return sentence, None
         reasons = []
         # substitutions first, right to left so offsets stay valid
@@ -139,8 +138,11 @@ class CharacterCheck:
             reasons.append(why)
             sentence = out
         if sentence is not None:
-            self.context.append(sentence)
+            self._shown(sentence)
         return sentence, "; ".join(reasons)
+
+    def _shown(self, sentence: str) -> None:
+        self.context = [*self.context[1 - self.CONTEXT_SENTENCES:], sentence]
 
 
 def _fact_key(f) -> tuple:
