@@ -2,6 +2,7 @@
 first use, unknown names, sessions and jobs keeping their model, and the cache kept apart per model."""
 
 import asyncio
+import json
 from collections import Counter
 
 import pytest
@@ -156,4 +157,18 @@ async def test_a_session_whose_model_is_no_longer_configured_says_so(app_client,
     async with app_client(fewer, key=key, load_model=load) as c:  # restarted without the session's model
         r = await c.post(f"/v1/sessions/{sid}/turns", json={"action": "I run."})
         assert r.status_code == 422 and r.json()["error"] == {
+            "type": "unknown_model", "message": "model: no model 'kids' is configured; available: plain"}
+
+
+async def test_a_streamed_turn_whose_model_is_gone_gets_a_typed_error_event(app_client, models, make_key):
+    s, load, _, _ = models
+    key = make_key(s)
+    async with app_client(s, key=key, load_model=load) as c:
+        sid = (await c.post("/v1/sessions", json={"premise": "A night market.", "model": "kids"})).json()["id"]
+    fewer = s.model_copy(update={"models": ModelCatalog.model_validate({"models": CATALOG["models"][:1]})})
+    async with app_client(fewer, key=key, load_model=load) as c:
+        r = await c.post(f"/v1/sessions/{sid}/turns", json={"action": "I run."}, headers={"Accept": "text/event-stream"})
+        events = [line for line in r.text.splitlines() if line.startswith(("event:", "data:"))]
+        assert events[0] == "event: error"
+        assert json.loads(events[1].removeprefix("data:"))["error"] == {
             "type": "unknown_model", "message": "model: no model 'kids' is configured; available: plain"}

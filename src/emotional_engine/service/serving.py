@@ -11,7 +11,9 @@ from pydantic_core import to_jsonable_python
 
 from emotional_engine import __version__
 from emotional_engine.domain import Story, StoryRequest
+from emotional_engine.lm.models import UnknownModelError
 from emotional_engine.service import metering
+from emotional_engine.service.errors import ApiError
 from emotional_engine.service.state import Service
 from emotional_engine.storage.cache import is_cacheable, request_cache_key
 
@@ -109,6 +111,12 @@ def event_json(event) -> str:
     """An Engine event as an SSE data line (pydantic models and dataclasses to JSON)."""
     return json.dumps(to_jsonable_python(event.data), ensure_ascii=False)
 
+
+
+def error_event(e: ApiError | UnknownModelError) -> dict:
+    """The SSE error event for a failure the client can act on: the same type and message as the JSON error."""
+    kind, message = ("unknown_model", f"model: {e}") if isinstance(e, UnknownModelError) else (e.type, e.message)
+    return {"event": "error", "data": json.dumps({"error": {"type": kind, "message": message}})}
 
 
 def stream_failure(service: Service) -> dict:

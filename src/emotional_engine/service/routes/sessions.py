@@ -10,6 +10,7 @@ from sse_starlette.sse import EventSourceResponse
 from emotional_engine.agents.character import build_cast
 from emotional_engine.culture import load_profile
 from emotional_engine.domain import StoryRequest
+from emotional_engine.lm.models import UnknownModelError
 from emotional_engine.service import metering, serving
 from emotional_engine.service.deps import KeyId, ServiceDep
 from emotional_engine.service.errors import ApiError, not_found
@@ -84,8 +85,8 @@ async def _stream(service, session_id, key_id, action, undo_first, usage, ticket
     try:
         async for kind, data in _play(service, session_id, key_id, action, undo_first, usage):
             yield {"event": kind, "data": data.model_dump_json() if kind == "beat" else json.dumps(data)}
-    except ApiError as e:
-        yield {"event": "error", "data": json.dumps({"error": {"type": e.type, "message": e.message}})}
+    except (ApiError, UnknownModelError) as e:
+        yield serving.error_event(e)
     except Exception:
         yield serving.stream_failure(service)
     finally:

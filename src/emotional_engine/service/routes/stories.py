@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse
 
 from emotional_engine.domain import StoryRequest
+from emotional_engine.lm.models import UnknownModelError
 from emotional_engine.service import metering, serving
 from emotional_engine.service.deps import KeyId, ServiceDep
 from emotional_engine.service.errors import ApiError, not_found
@@ -53,8 +54,8 @@ async def _events(service, key_id: str, body: StoryRequest, usage, ticket):
                 yield {"event": "story_done", "data": json.dumps(data, ensure_ascii=False)}
                 return
             yield {"event": event.kind, "data": serving.event_json(event)}
-    except ApiError as e:
-        yield {"event": "error", "data": json.dumps({"error": {"type": e.type, "message": e.message}})}
+    except (ApiError, UnknownModelError) as e:
+        yield serving.error_event(e)
     except Exception:
         yield serving.stream_failure(service)
     finally:
