@@ -50,6 +50,21 @@ def test_an_unknown_name_fails_before_anything_loads(chosen):
     assert "no model 'huge' is configured; available: plain, remote" in result.stderr
 
 
+def test_play_takes_a_model_name_and_refuses_an_unknown_one(chosen, monkeypatch):
+    picked = []
+
+    async def session(self, request, turns=12):
+        picked.append(self.models.choose(request))
+        raise ModelFileError("x.gguf", "stopped by the test")
+
+    monkeypatch.setattr(Engine, "session", session)
+    play = ["play", "--premise", "A fox finds a lantern."]
+    result = CliRunner().invoke(app, [*play, "--model-name", "huge"])
+    assert result.exit_code == 2 and "no model 'huge' is configured" in result.stderr and picked == []
+    CliRunner().invoke(app, [*play, "--model-name", "remote"], input="I wait.\n")
+    assert picked == ["remote"]
+
+
 def test_model_replaces_the_catalog_with_that_file(chosen, tmp_path):
     (tmp_path / "m.gguf").write_bytes(b"")
     result = CliRunner().invoke(app, [*ARGS, "--model", str(tmp_path / "m.gguf")])

@@ -197,6 +197,7 @@ def play(
     arc: Annotated[str, typer.Option(help="the arc the beats follow")] = "man_in_a_hole",
     turns: Annotated[int, typer.Option(min=2, max=500, help="turns the arc is spread over")] = 12,
     seed: Annotated[Optional[int], typer.Option()] = None,
+    model_name: Annotated[Optional[str], typer.Option(help="one of the configured models (default: their routing rules, then their default)")] = None,
 ):
     """An interactive story in the terminal: type what happens next, read the next beat (empty line ends)."""
     import asyncio
@@ -207,13 +208,16 @@ def play(
     from emotional_engine.engine import Engine
 
     try:
-        request = StoryRequest(premise=premise, culture=culture, audience=audience, arc=arc, seed=seed)
+        request = StoryRequest(premise=premise, culture=culture, audience=audience, arc=arc, seed=seed,
+                               model=model_name)
+        engine = Engine()
+        engine.models.choose(request)  # an unknown --model-name fails now, before any model loads
     except (ValidationError, ValueError) as e:
         typer.echo(f"error: {_validation_message(e)}", err=True)
         raise typer.Exit(2) from None
 
     async def loop():
-        session = await Engine().session(request, turns)
+        session = await engine.session(request, turns)
         typer.echo(f"Characters: {', '.join(c.name + ' (' + c.role + ')' for c in session.cast)}")
         while True:
             try:
