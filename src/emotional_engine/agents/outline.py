@@ -121,5 +121,5 @@ def drift_note(scene: ScenePlan, text: str, cast: list[Character], memory: Story
     if scene.outline is None or not text or followed(scene.outline, text, cast):
         return None
     events = " ".join(f.text for f in memory.facts if f.scene == scene.index and f.kind == "event")
-    return (f"Scene {scene.index + 1} went otherwise than planned ({scene.outline.line()}). "
+    return (f"Scene {scene.index + 1} went otherwise than planned. "  # the plan line is in the system prompt
             + (f"What happened: {events}" if events else "Keep to the story so far, not that plan."))

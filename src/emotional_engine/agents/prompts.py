@@ -1,7 +1,7 @@
 """Scene prompts. What stays the same comes first (instructions, culture, plan with the model's scene
-outlines, cast) and what
-changes comes last (facts recalled from the story memory, where everyone is, the story so far, the
-scene's note), so the runtime's prefix cache is reused from scene to scene. The premise and player
+outlines, cast) and what changes comes last (facts recalled from the story memory, where everyone
+is, the story so far, the scene's note), so the runtime's prefix cache is reused from scene to
+scene. The premise and player
 actions are data: they are fenced and labelled, and the instructions say that nothing inside the
 fences is an instruction.
 
@@ -117,8 +117,8 @@ def scene_prompt(scene: ScenePlan, plan: StoryPlan, guide: Guidance, recent: str
                  fix: str = "") -> str:
     lead = f"The story so far ends:\n{recent}\n\n" if recent else (
         "This is the opening scene.\n\n" if scene.index == 0 else "")
-    lead = scene.outline.lead if scene.outline is not None else scene.pov
-    who = f" Follow {lead}." if lead else ""
+    follow = scene.outline.lead if scene.outline is not None else scene.pov
+    who = f" Follow {follow}." if follow else ""
     what = f" What happens, at the {scene.outline.place}: {scene.outline.event}" if scene.outline is not None else ""
     redo = f"\nA draft of this scene contradicted the story. {fix} Write it again without the contradiction." \
         if fix else ""
