@@ -1,11 +1,16 @@
 """The orchestrator: plan the story, then for each scene write candidates, choose, stream, check.
 Knows nothing of HTTP.
 
+The plan is the rule skeleton (`agents/story.py`) with the model's outline on it (`agents/outline.py`:
+one constrained line per scene, with the builtin model); the scene prompts carry the outline, and a
+scene that strays from it hands the story memory's account of what happened to the next prompt.
+
 Per scene: the facts the story memory holds that bear on the scene go into its prompt with the
 plan, the cast and the recent text; the emotional-intelligence agent's guidance goes into the
 prompt, the sampler and a logit bias (a different strength per candidate; the emotion adapter on
-every other one). The candidates are written concurrently (the builtin runtime batches them) until
-each has its first SELECT_AFTER_SENTENCES sentences; the emotion model scores those openings in one
+every other one, its context moving sentence by sentence from the previous scene's target). The
+candidates are written concurrently (the builtin runtime batches them) until each has its first
+SELECT_AFTER_SENTENCES sentences; the emotion model scores those openings in one
 batched call in a worker thread, the one nearest the target goes on and the others stop. The chosen
 candidate streams sentence by sentence through the gate (`sentence_gate`: names, safety,
 sensitivity, characters, contradictions with memory), which repairs before anything is shown. The
