@@ -321,6 +321,7 @@ async def test_the_model_written_outline_drives_the_scenes_and_the_adapter_moves
             assert o.event in user["content"] and f"Follow {o.lead}." in user["content"]
             # the fake's scenes never name their lead: the next prompt gets the memory's account
             assert (f"Scene {i} went otherwise than planned" in user["content"]) == (i > 0)
+            assert ("The story so far ends:\n" in user["content"]) == (i > 0)
     # the adapter candidates' context goes from the previous scene's target to this one's, sentence by sentence
     targets = [s.target.emotion for s in story.scenes]
     for i in range(len(targets)):
