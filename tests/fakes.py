@@ -2,8 +2,10 @@
 
 import re
 import zlib
+from types import SimpleNamespace
 
 import numpy as np
+import torch
 
 from emotional_engine.culture import load_profile
 from emotional_engine.domain import Character
@@ -47,6 +49,35 @@ class ScriptedGenerator:
         reply = self.replies[min(len(self.prompts), len(self.replies) - 1)]
         self.prompts.append(prompt)
         return Completion(text=reply, finish_reason="stop")
+
+
+class RandomLogits:
+    """A model that knows nothing: random logits at every step, through whatever processors it is given
+    (what constrained decoding must survive). `engine.tok` is the tokenizer it writes with."""
+
+    info = ModelInfo("fake", "random-logits")
+    supports_logits_processors = True
+
+    def __init__(self, tokenizer, fail_after: int | None = None):
+        self.engine = SimpleNamespace(tok=tokenizer)
+        self.fail_after = fail_after  # stop with an error after this many tokens (None: never)
+        self.prompts: list[list[dict]] = []
+
+    async def complete(self, prompt, params, *, session_id=None, processors=()):
+        self.prompts.append(prompt)
+        tok, g = self.engine.tok, torch.Generator().manual_seed(params.seed or 0)
+        prompt_ids, out = [1, 2, 3], []
+        while len(out) < params.max_tokens:
+            if self.fail_after is not None and len(out) == self.fail_after:
+                return Completion(text=tok.decode(out), finish_reason="error")
+            logits = 5 * torch.randn(tok.vocab_size, generator=g)
+            for p in processors:
+                logits = p(prompt_ids + out, logits)
+            t = int(torch.multinomial(torch.softmax(logits, -1), 1, generator=g))
+            if t in tok.eos_ids:
+                return Completion(text=tok.decode(out), finish_reason="stop")
+            out.append(t)
+        return Completion(text=tok.decode(out), finish_reason="length")
 
 
 # a Yoruba cast with a blind protagonist and her brother, for the character checks

@@ -31,6 +31,7 @@ def test_a_real_story_follows_the_contract_and_the_seed(engine):
     assert story.provenance["model_sha256"] and story.provenance["seed"] == 4
     assert 0 <= story.quality.overall <= 1 and story.timings_ms["language_model"] > 0
     assert story.provenance["logit_steering"] is True
+    assert story.provenance["plan_written_by"] == "model" and sc.outline is not None  # the model wrote the plan line
     assert story.safety["status"] in ("passed", "flagged", "repaired") and story.safety["sentences"] >= 2
     again = engine.generate(req)
     assert again.text == story.text  # same request, same seed, same model: the same story

@@ -89,11 +89,23 @@ class Measurement(BaseModel):
     scores: dict[str, float]
 
 
+class SceneOutline(BaseModel):
+    """A scene as the model planned it (agents/outline.py): where, who leads, what happens."""
+
+    place: str
+    lead: str  # a cast member's full name
+    event: str  # one sentence
+
+    def line(self) -> str:
+        return f"at the {self.place}, {self.lead} leads: {self.event}"
+
+
 class Scene(BaseModel):
     index: int
     text: str
     target: SceneTarget
     measured: Measurement | None = None
+    outline: SceneOutline | None = None  # the model-written plan line it was written from; None: rule plan only
 
 
 class Character(BaseModel):

@@ -33,3 +33,13 @@ def test_guidance_names_the_mood_and_warms_high_arousal():
     g = guidance(SceneTarget(valence=0.7, emotion="joy"), 0.8)
     assert "joyful" in g.note and "bright" in g.note and g.temperature == pytest.approx(0.9)
     assert guidance(SceneTarget(valence=-0.5, emotion="sadness"), 0.8).temperature == pytest.approx(0.8)
+
+
+def test_sentence_contexts_move_from_the_previous_target_to_this_one():
+    from emotional_engine.agents.emotion import sentence_contexts
+
+    start, end = [0.0] * 10 + [1.0], [1.0] * 10 + [0.0]
+    steps = sentence_contexts(start, end, 60)  # about four sentences
+    assert len(steps) == 4 and steps[-1] == end
+    assert [s[0] for s in steps] == [0.25, 0.5, 0.75, 1.0] and [s[-1] for s in steps] == [0.75, 0.5, 0.25, 0.0]
+    assert sentence_contexts(None, end, 60) == [end] * 4 and sentence_contexts(start, None, 60) is None

@@ -274,3 +274,67 @@ async def test_a_story_resumes_after_its_checkpointed_scenes():
     assert resumed.text == full.text and resumed.quality == full.quality
     assert len(d.generator.prompts) == 2 * 4  # only the two unfinished scenes were written
     assert [e.data["index"] for e in resumed_events if e.kind == "scene_started"] == [2, 3]
+
+
+class OutliningGenerator(FakeGenerator):
+    """The builtin runtime as the orchestrator sees it: takes processors, has a tokenizer and adapter
+    contexts; its outline comes from random logits through the constraint."""
+
+    supports_logits_processors = True
+
+    def __init__(self, tokenizer):
+        super().__init__()
+        from fakes import RandomLogits
+
+        self.outliner = RandomLogits(tokenizer)
+        self.engine = self.outliner.engine
+        self.info = ModelInfo("fake", "fake-model", context_length=8192)  # its tokenizer counts a token a byte
+        self.emotion_contexts = {e: [float(k == i) for k in range(11)] for i, e in enumerate(EMOTIONS)}
+        self.params = []  # of the scene candidates
+
+    async def complete(self, prompt, params, *, session_id=None, processors=()):
+        if prompt[0]["content"].startswith("You plan stories"):
+            return await self.outliner.complete(prompt, params, processors=processors)
+        return await super().complete(prompt, params, processors=processors)
+
+    async def stream(self, prompt, params, *, session_id=None, processors=()):
+        self.params.append(params)
+        async for piece in super().stream(prompt, params, processors=processors):
+            yield piece
+
+
+async def test_the_model_written_outline_drives_the_scenes_and_the_adapter_moves_per_sentence(tokenizer):
+    gen = OutliningGenerator(tokenizer)
+    d = Deps(generator=gen, emotion=FakeEmotion(), embed=fake_embed)
+    events = []
+    story = await write_story(StoryRequest(premise="A fisherman's daughter saves the harbour.", words=450, seed=3),
+                              d, events.append)
+    plan = events[0].data
+    assert plan.written_by == "model" and story.provenance["plan_written_by"] == "model"
+    outlines = [s.outline for s in plan.scenes]
+    assert all(outlines) and [s.outline for s in story.scenes] == outlines
+    cast = {c.name for c in story.characters}
+    assert {o.lead for o in outlines} <= cast
+    for i, o in enumerate(outlines):  # each scene's four candidates were prompted with its outline
+        for system, user in (p for p in gen.prompts[4 * i:4 * i + 4]):
+            assert f"scene {i + 1}: {o.line()}" in system["content"]
+            assert o.event in user["content"] and f"Follow {o.lead}." in user["content"]
+            # the fake's scenes never name their lead: the next prompt gets the memory's account
+            assert (f"Scene {i} went otherwise than planned" in user["content"]) == (i > 0)
+            assert ("The story so far ends:\n" in user["content"]) == (i > 0)
+    # the adapter candidates' context goes from the previous scene's target to this one's, sentence by sentence
+    targets = [s.target.emotion for s in story.scenes]
+    for i in range(len(targets)):
+        schedules = [p.emotion_schedule for p in gen.params[4 * i:4 * i + 4]]
+        assert schedules[0] is None and schedules[2] is None and schedules[1] == schedules[3]
+        first, last = schedules[1][0], schedules[1][-1]
+        assert last == gen.emotion_contexts[targets[i]] and len(schedules[1]) == 10  # 150 words
+        if i and targets[i - 1] != targets[i]:
+            assert first != last and first[EMOTIONS.index(targets[i - 1])] > 0
+
+
+async def test_without_processors_the_rule_plan_stands_and_says_so():
+    d = deps()
+    story = await write_story(StoryRequest(premise="A kite festival.", words=150, seed=1), d)
+    assert story.provenance["plan_written_by"] == "rules" and story.scenes[0].outline is None
+    assert "Scene by scene" not in d.generator.prompts[0][0]["content"]

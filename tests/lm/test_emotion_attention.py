@@ -114,6 +114,39 @@ def test_engine_feeds_each_request_its_own_context(model, make_engine):
 def test_emotion_context_is_validated():
     with pytest.raises(ValueError):
         SamplingParams(emotion_context=[0.0] * 5)
+    with pytest.raises(ValueError):
+        SamplingParams(emotion_schedule=[JOY, [0.0] * 5])
+    with pytest.raises(ValueError):
+        SamplingParams(emotion_context=JOY, emotion_schedule=[JOY])
+
+
+class _PeriodAt:
+    """Forces a full stop as the `at`-th output token (a sentence end where the test wants it)."""
+
+    def __init__(self, tokenizer, at: int):
+        (self.period,) = tokenizer.encode(".")
+        self.at, self.start = at, None
+
+    def __call__(self, ids, logits):
+        self.start = len(ids) if self.start is None else self.start
+        if len(ids) - self.start == self.at:
+            logits = torch.full_like(logits, float("-inf"))
+            logits[self.period] = 0.0
+        return logits
+
+
+def test_a_schedule_switches_the_context_at_the_sentence_end(model, make_engine, tokenizer):
+    adapted, _ = _adapted(model, layers=(0, 1), seed=2)
+    eng = make_engine(adapted)
+
+    def run(**ctx):
+        params = SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True, **ctx)
+        return eng.generate("the cat sat", params, processors=[_PeriodAt(tokenizer, 4)]).token_ids
+
+    scheduled, joy, fear = run(emotion_schedule=[JOY, FEAR]), run(emotion_context=JOY), run(emotion_context=FEAR)
+    assert scheduled[4] == tokenizer.encode(".")[0]
+    assert scheduled[:5] == joy[:5] != fear[:5]  # the first sentence, to its full stop, under JOY
+    assert scheduled[5:] != joy[5:]  # the tokens after it under FEAR
 
 
 def test_save_and_load_round_trip(tmp_path, model):

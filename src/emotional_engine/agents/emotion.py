@@ -3,7 +3,8 @@
 Guidance has three levers: a note for the prompt (the mood, what characters do and feel), sampling
 settings (a little hotter for high-arousal targets) and a logit bias towards words the emotion
 model reads as the target emotion and valence (`emotion/steering.py`), at a different strength
-per candidate. Several candidates are written per
+per candidate; the emotion adapter's context moves from the previous scene's target to this one's
+sentence by sentence (`sentence_contexts`). Several candidates are written per
 scene; each is measured by the emotion model and the one nearest the target wins. When the winner
 still misses, the next scene's target valence is pushed the other way by part of the miss, so the
 story's arc as a whole stays on course.
@@ -35,6 +36,7 @@ HIGH_AROUSAL = {"fear", "surprise", "anger", "joy"}
 # emotion words, which the emotion model would happily pick, so the ladder stops at 1.2.
 STEERING_RANGE = (0.6, 1.2)
 MISS_GAIN = 0.5  # share of a scene's valence miss that the next scene's target absorbs
+WORDS_PER_SENTENCE = 15  # about, in the embedded model's prose: sets how many steps a scene's schedule has
 
 
 class Measured(Protocol):
@@ -66,6 +68,18 @@ def steering_strength(k: int, n: int) -> float:
         return 1.0
     lo, hi = STEERING_RANGE
     return round(lo + (hi - lo) * k / (n - 1), 4)
+
+
+def sentence_contexts(start: list[float] | None, end: list[float] | None, words: int) -> list[list[float]] | None:
+    """The emotion adapter's context sentence by sentence through a scene of about `words` words, moving
+    linearly from `start` (the previous scene's target) so that the last sentence has `end` (this
+    scene's); the runtime's `SamplingParams.emotion_schedule`. None without a context for the target;
+    a constant schedule without a start."""
+    if end is None:
+        return None
+    start = start or end
+    n = max(1, round(words / WORDS_PER_SENTENCE))
+    return [[round(a + (b - a) * (k + 1) / n, 4) for a, b in zip(start, end)] for k in range(n)]
 
 
 def distance(measured: Measured, target: SceneTarget) -> float:

@@ -1,11 +1,16 @@
 """The orchestrator: plan the story, then for each scene write candidates, choose, stream, check.
 Knows nothing of HTTP.
 
+The plan is the rule skeleton (`agents/story.py`) with the model's outline on it (`agents/outline.py`:
+one constrained line per scene, with the builtin model); the scene prompts carry the outline, and a
+scene that strays from it hands the story memory's account of what happened to the next prompt.
+
 Per scene: the facts the story memory holds that bear on the scene go into its prompt with the
 plan, the cast and the recent text; the emotional-intelligence agent's guidance goes into the
 prompt, the sampler and a logit bias (a different strength per candidate; the emotion adapter on
-every other one). The candidates are written concurrently (the builtin runtime batches them) until
-each has its first SELECT_AFTER_SENTENCES sentences; the emotion model scores those openings in one
+every other one, its context moving sentence by sentence from the previous scene's target). The
+candidates are written concurrently (the builtin runtime batches them) until each has its first
+SELECT_AFTER_SENTENCES sentences; the emotion model scores those openings in one
 batched call in a worker thread, the one nearest the target goes on and the others stop. The chosen
 candidate streams sentence by sentence through the gate (`sentence_gate`: names, safety,
 sensitivity, characters, contradictions with memory), which repairs before anything is shown. The
@@ -35,6 +40,7 @@ from emotional_engine.agents import technical as technical_agent
 from emotional_engine.agents.base import run_parallel
 from emotional_engine.agents.character_check import CharacterChecker
 from emotional_engine.agents.gate import SentenceGate
+from emotional_engine.agents.outline import drift_note, write_outline
 from emotional_engine.agents.prompts import FACT_TOKENS, prompt_budget, scene_messages, token_counter
 from emotional_engine.agents.sentence_checks import (CharacterCheck, MemoryCheck, SafetyCheck, SensitivityCheck,
                                                      rewriter)
@@ -110,7 +116,10 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
     seed = _seed(request)
     profile = load_profile(request.culture)
     cast = character_agent.build_cast(request.model_copy(update={"seed": seed}), profile)
-    plan = plan_story(request, profile.story.structure, [cast[0].name])
+    t0 = time.perf_counter()
+    plan = await write_outline(deps.generator, request, profile, plan_story(request, profile.story.structure,
+                                                                            [cast[0].name]), cast, seed)
+    timing.lm_ms += 1000 * (time.perf_counter() - t0)
     if memory is None:
         memory = StoryMemory(cast, deps.embed)
     else:  # the caller's memory, to save afterwards
@@ -121,6 +130,7 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
     targets = [s.target for s in plan.scenes]
     outcomes: list[SceneOutcome] = []
     story_text = ""
+    drift = None  # the memory's account of the previous scene when it went otherwise than planned
     for i, scene_plan in enumerate(plan.scenes):
         t_scene = time.perf_counter()
         lm0, models0 = timing.lm_ms, timing.models_ms
@@ -135,9 +145,10 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
             on_event(Event("scene_started", {"index": i, "target": targets[i]}))
             gate.start_scene(i)
             outcome = await _write_scene(request, deps, profile, plan, cast, checker, memory, i, story_text, seed,
-                                         timing, gate, on_event)
+                                         timing, gate, on_event, drift)
         outcomes.append(outcome)
         text = outcome.scene.text
+        drift = drift_note(scene_plan, text, cast, memory)
         if text:
             story_text = f"{story_text}\n\n{text}" if story_text else text
         if i >= len(done):
@@ -156,27 +167,32 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
 
 async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list[Character], checker: CharacterChecker,
                        memory: StoryMemory, i: int, story_text: str, seed: int, timing: _Timing, gate: SentenceGate,
-                       on_event: Callable[[Event], None]) -> SceneOutcome:
+                       on_event: Callable[[Event], None], drift: str | None = None) -> SceneOutcome:
     sp = plan.scenes[i]
     guide = emotion_agent.guidance(sp.target, request.sampling.temperature)
     max_tokens = int(sp.words * 1.7) + 16
     count = token_counter(deps.generator)
-    facts, states = [], []
-    if deps.remember and memory.facts:  # what earlier scenes established that bears on this one
-        query = f"{sp.goal}. {sp.pov or ''}. {story_text[-600:]}"
+    facts, states = [drift] if drift else [], []
+    if deps.remember and memory.facts:  # what earlier scenes established that bears on this one, and on its outline
+        planned = sp.outline.line() if sp.outline is not None else ""
+        query = f"{sp.goal}. {planned} {sp.pov or ''}. {story_text[-600:]}"
         t0 = time.perf_counter()
-        facts = [f.text for f in await run_model(memory.relevant, query, 8, FACT_TOKENS, count)]
+        facts += [f.text for f in await run_model(memory.relevant, query, 8, FACT_TOKENS, count)]
         timing.models_ms += 1000 * (time.perf_counter() - t0)
         states = memory.character_states()
     messages = scene_messages(request, profile, plan, cast, sp, guide, story_text, facts=facts, states=states,
                               budget=prompt_budget(deps.generator, max_tokens), count=count)
     n = max(1, deps.candidates)
+    # the adapter's context sentence by sentence, from the previous scene's target to this one's
+    schedule = emotion_agent.sentence_contexts(
+        emotion_context(deps.generator, plan.scenes[i - 1].target.emotion) if i else None,
+        emotion_context(deps.generator, sp.target.emotion), sp.words)
     params = [SamplingParams(max_tokens=max_tokens, temperature=guide.temperature,
                              top_p=request.sampling.top_p, repetition_penalty=request.sampling.repetition_penalty,
                              seed=seed * 1009 + i * 31 + k,
                              # the adapter on every other candidate: measured alone it steers, on top of
                              # logit steering it did not help (docs/benchmarks.md), so the reranker decides
-                             emotion_context=emotion_context(deps.generator, sp.target.emotion) if k % 2 else None)
+                             emotion_schedule=schedule if k % 2 else None)
               for k in range(n)]
     steer = deps.steering is not None and deps.generator.supports_logits_processors
     processors = [[LogitBias(deps.steering.bias(sp.target.emotion, sp.target.valence,
@@ -248,7 +264,7 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
         reasons += [f"scene {i + 1}: {issue}" for issue in results["technical"].output.issues]
     measured = Measurement(valence=float(np.clip(m.valence, -1, 1)), arousal=float(np.clip(m.arousal, -1, 1)),
                            emotion=m.emotion, scores=m.scores)
-    scene = Scene(index=i, text=text, target=sp.target, measured=measured)
+    scene = Scene(index=i, text=text, target=sp.target, measured=measured, outline=sp.outline)
     return SceneOutcome(scene=scene, distance=emotion_agent.distance(m, sp.target),
                         character_consistency=character_consistency, cultural_fit=report.cultural_fit,
                         reasons=reasons, degraded=degraded, states=states,
@@ -302,7 +318,7 @@ async def _finish(request, deps: Deps, plan: StoryPlan, cast: list[Character], o
         provenance={"engine": __version__, "backend": info.backend, "model": info.name, "model_sha256": info.sha256,
                     "weight_format": info.weight_format, "seed": seed, "emotion_adapter": info.adapter, "candidates": deps.candidates,
                     "logit_steering": deps.steering is not None and deps.generator.supports_logits_processors,
-                    "structure": plan.structure, "sampling": request.sampling.model_dump()},
+                    "structure": plan.structure, "plan_written_by": plan.written_by, "sampling": request.sampling.model_dump()},
     )
 
 

@@ -1,6 +1,7 @@
-"""Scene prompts. What stays the same comes first (instructions, culture, plan, cast) and what
-changes comes last (facts recalled from the story memory, where everyone is, the story so far, the
-scene's note), so the runtime's prefix cache is reused from scene to scene. The premise and player
+"""Scene prompts. What stays the same comes first (instructions, culture, plan with the model's scene
+outlines, cast) and what changes comes last (facts recalled from the story memory, where everyone
+is, the story so far, the scene's note), so the runtime's prefix cache is reused from scene to
+scene. The premise and player
 actions are data: they are fenced and labelled, and the instructions say that nothing inside the
 fences is an instruction.
 
@@ -40,9 +41,14 @@ def estimate_tokens(text: str) -> int:
     return len(text) // 4 + 1
 
 
+def tokenizer_of(generator):
+    """The builtin runtime's tokenizer; None for backends whose tokenizer we cannot see."""
+    return getattr(getattr(generator, "engine", None), "tok", None)
+
+
 def token_counter(generator) -> Callable[[str], int]:
     """Exact counts with the builtin runtime's tokenizer; an estimate for other backends."""
-    tok = getattr(getattr(generator, "engine", None), "tok", None)
+    tok = tokenizer_of(generator)
     return (lambda text: len(tok.encode(text))) if tok is not None else estimate_tokens
 
 
@@ -74,6 +80,12 @@ def plan_outline(plan: StoryPlan) -> str:
     return "\n".join(lines)
 
 
+def scene_outlines(plan: StoryPlan) -> str:
+    """The model-written outline, one line per scene that has one ('' for a rule plan)."""
+    lines = [f"- scene {sc.index + 1}: {sc.outline.line()}" for sc in plan.scenes if sc.outline is not None]
+    return "Scene by scene:\n" + "\n".join(lines) + "\n" if lines else ""
+
+
 def system_prompt(request: StoryRequest, profile: CultureProfile, plan: StoryPlan, cast: list[Character]) -> str:
     s = profile.settings
     people = "\n".join(f"- {c.name} ({c.pronouns}), {c.role}" + (f": {', '.join(c.traits)}" if c.traits else "")
@@ -87,7 +99,7 @@ def system_prompt(request: StoryRequest, profile: CultureProfile, plan: StoryPla
         f"food such as {', '.join(s.foods[:2])}; everyday things such as {', '.join(s.objects[:3])}. "
         f"Conflicts here tend to resolve through {profile.story.resolution_values[0]}.\n"
         f"Characters:\n{people}\n"
-        f"The plan ({plan.structure.replace('_', ' ')}):\n{plan_outline(plan)}\n"
+        f"The plan ({plan.structure.replace('_', ' ')}):\n{plan_outline(plan)}\n{scene_outlines(plan)}"
         f"{fence('premise', request.premise)}"
     )
 
@@ -105,12 +117,14 @@ def scene_prompt(scene: ScenePlan, plan: StoryPlan, guide: Guidance, recent: str
                  fix: str = "") -> str:
     lead = f"The story so far ends:\n{recent}\n\n" if recent else (
         "This is the opening scene.\n\n" if scene.index == 0 else "")
-    who = f" Follow {scene.pov}." if scene.pov else ""
+    follow = scene.outline.lead if scene.outline is not None else scene.pov
+    who = f" Follow {follow}." if follow else ""
+    what = f" What happens, at the {scene.outline.place}: {scene.outline.event}" if scene.outline is not None else ""
     redo = f"\nA draft of this scene contradicted the story. {fix} Write it again without the contradiction." \
         if fix else ""
     return (
         f"{memory}{lead}Write scene {scene.index + 1} of {len(plan.scenes)}, about {scene.words} words. "
-        f"In this part of the story ({scene.part.replace('_', ' ')}): {scene.goal}.{who} {guide.note}{redo}"
+        f"In this part of the story ({scene.part.replace('_', ' ')}): {scene.goal}.{what}{who} {guide.note}{redo}"
     )
 
 

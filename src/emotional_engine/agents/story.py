@@ -7,9 +7,11 @@ point-of-view character, the arc's target valence at its midpoint and a target e
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
-from emotional_engine.domain import Emotion, SceneTarget, StoryRequest
+from emotional_engine.domain import Emotion, SceneOutline, SceneTarget, StoryRequest
 
 WORDS_PER_SCENE = 150  # what the embedded 135M model keeps coherent in one go
 MAX_SCENES = 120
@@ -70,12 +72,14 @@ class ScenePlan(BaseModel):
     pov: str | None
     words: int
     target: SceneTarget
+    outline: SceneOutline | None = None  # written by the model from this skeleton (agents/outline.py)
 
 
 class StoryPlan(BaseModel):
     structure: str
     arc_name: str
     scenes: list[ScenePlan] = Field(min_length=1)
+    written_by: Literal["rules", "model", "mixed"] = "rules"  # who wrote the scenes' outlines: none, all, some
 
 
 def scene_count(words: int) -> int:

@@ -21,6 +21,7 @@ import asyncio
 import itertools
 import logging
 import queue
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -76,6 +77,10 @@ class Completion:
         )
 
 
+_MARKS = ".!?…"  # sentence-final marks, for `SamplingParams.emotion_schedule`
+_SENTENCE_MARKS = re.compile(f"[{_MARKS}]+")
+
+
 @dataclass
 class _Request:
     id: int
@@ -94,6 +99,23 @@ class _Request:
     pooled: bool = False  # the cache belongs to the session pool
     t_submit: float = field(default_factory=time.perf_counter)
     t_first: float | None = None
+    sentences: int = 0  # sentence ends generated so far: the index into `params.emotion_schedule`
+    after_mark: bool = False  # the output so far ends with a sentence-final mark
+
+    @property
+    def emotion_context(self) -> list[float] | None:
+        """The adapter input for the next tokens fed: this sentence's entry of the schedule, else the fixed one."""
+        schedule = self.params.emotion_schedule
+        return schedule[min(self.sentences, len(schedule) - 1)] if schedule else self.params.emotion_context
+
+    def count_sentence_ends(self, text: str) -> None:
+        """Advance past each run of sentence-final marks in newly decoded `text` (a run split across
+        tokens counts once). Approximate like any mark-based split: "Mr." and "3.5" count too."""
+        if not text:
+            return
+        runs = len(_SENTENCE_MARKS.findall(text))
+        self.sentences += runs - (self.after_mark and text[0] in _MARKS)
+        self.after_mark = text[-1] in _MARKS
 
 
 def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
@@ -370,10 +392,10 @@ class LMEngine:
     def _emotion_rows(self, batch: list[tuple[_Request, int]]) -> torch.Tensor | None:
         """(N, D) each packed token's emotion context (its request's; zeros without one), or None
         when no request in the batch has one or the model carries no emotion adapter."""
-        if not self.has_adapter or all(r.params.emotion_context is None for r, _ in batch):
+        if not self.has_adapter or all(r.emotion_context is None for r, _ in batch):
             return None
-        dim = len(next(r.params.emotion_context for r, _ in batch if r.params.emotion_context is not None))
-        return torch.cat([torch.tensor(r.params.emotion_context or [0.0] * dim, dtype=torch.float32).expand(n, dim)
+        dim = len(next(r.emotion_context for r, _ in batch if r.emotion_context is not None))
+        return torch.cat([torch.tensor(r.emotion_context or [0.0] * dim, dtype=torch.float32).expand(n, dim)
                           for r, n in batch])
 
     def _forward(self, batch: list[tuple[_Request, int]]) -> list[torch.Tensor]:
@@ -402,7 +424,9 @@ class LMEngine:
         if tok in self.tok.eos_ids and not p.ignore_eos:
             self._finish(r, "stop")
             return
-        text = r.held + r.decoder.push(tok)
+        new = r.decoder.push(tok)
+        r.count_sentence_ends(new)  # the token fed next, this one, already takes the next sentence's context
+        text = r.held + new
         finish = None
         if p.stop:
             hit = min((i for i in (text.find(s) for s in p.stop) if i >= 0), default=-1)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 
 class LogitsProcessor(Protocol):
@@ -33,6 +33,10 @@ class SamplingParams(BaseModel):
     emotion_context: list[float] | None = Field(
         None, min_length=11, max_length=11,
         description="emotion-attention adapter input: nine emotion scores, valence, arousal (None: base model)")
+    emotion_schedule: list[list[float]] | None = Field(
+        None, min_length=1, max_length=512,
+        description="one adapter input per sentence instead of one per sequence: the k-th sentence's tokens "
+                    "(and the prompt, with the first) use entry k; past the last entry the last one stays")
 
     @field_validator("stop")
     @classmethod
@@ -40,6 +44,19 @@ class SamplingParams(BaseModel):
         if any(s == "" for s in v):
             raise ValueError("stop strings must not be empty")
         return v
+
+    @field_validator("emotion_schedule")
+    @classmethod
+    def _eleven_per_sentence(cls, v: list[list[float]] | None) -> list[list[float]] | None:
+        if v is not None and any(len(c) != 11 for c in v):
+            raise ValueError("each emotion_schedule entry must have 11 values, like emotion_context")
+        return v
+
+    @model_validator(mode="after")
+    def _one_kind_of_context(self) -> SamplingParams:
+        if self.emotion_context is not None and self.emotion_schedule is not None:
+            raise ValueError("give emotion_context or emotion_schedule, not both")
+        return self
 
 
 class Sampler:

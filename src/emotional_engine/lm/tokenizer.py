@@ -61,6 +61,10 @@ class BPETokenizer:
     def decode(self, ids: list[int], skip_special: bool = True) -> str:
         return self._tk.decode(ids, skip_special_tokens=skip_special)
 
+    def to_json(self) -> str:
+        """The `tokenizers` serialisation (what constrained decoding builds its token table from)."""
+        return self._tk.to_str()
+
     def token_text(self, i: int) -> str:
         return self._tokens[i]
 
