@@ -35,7 +35,8 @@ from emotional_engine.memory.facts import CastIndex, head
 
 PLACE_CHARS = 24
 EVENT_CHARS = 110
-OUTLINE_CHUNK = 8  # scenes per generation
+OUTLINE_CHUNK = 2  # scenes per generation: the first scene waits for the longest chunk, so keep them short;
+# two lines let each event follow on from its neighbour
 TEMPERATURE = 0.7
 REPETITION_PENALTY = 1.1  # a small model otherwise repeats one event line for every scene
 
