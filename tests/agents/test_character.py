@@ -67,3 +67,9 @@ def test_states_per_character_come_from_their_own_sentences():
 
     result = checker_for(CAST, YO).check("Amara laughed at the joke. Chidi wept by the river. He could not stop.")
     assert scene_states(result, score) == {"Amara Okafor": "joy", "Chidi Okafor": "sadness"}
+
+
+def test_a_country_that_is_also_a_given_name_is_not_a_stray_name():
+    text = "Deaths became commonplace throughout France. Amara read of Nigeria and Japan in the paper."
+    assert check_mentions(text, CAST).findings == []
+    assert [f.span for f in check_mentions("Amara met Hans at the gate.", CAST).findings] == ["Hans"]
