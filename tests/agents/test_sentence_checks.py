@@ -106,6 +106,11 @@ def test_a_rewrite_that_talks_about_the_task_or_runs_on_is_no_rewrite():
     assert not plausible(original, "I'd love to help with a story you're working on.")
     assert not plausible(original, "A: A: A town surrounded by dark water B: A town.")
     assert not plausible(original, "The young woman smiled at the customers and")  # unfinished
+    # the problem statement written into the story instead of a rewrite (seen in real stories)
+    reason = "mild hate content is not suitable for a adult audience"
+    assert not plausible(original, "Mild hate content is not suitable for an adult audience.", reason)
+    assert not plausible(original, "<<ref<refer> Theft and crafty ways are right.", reason)
+    assert plausible(original, "The young woman smiled at the customers.", reason)
     assert not plausible(original, " ".join(["word"] * 40) + ".")  # runs on
 
 

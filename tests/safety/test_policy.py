@@ -26,11 +26,12 @@ def test_teen(category, severity, expected):
     assert action_for(category, severity, "teen") == expected
 
 
-def test_adult_blocks_only_hate_and_flags_every_strong_category():
+def test_adult_blocks_only_strong_hate_and_flags_every_strong_category():
     for c in UNSAFE:
         for s in (1, 2):
-            assert (action_for(c, s, "adult") == "block") == (c == "hate")
+            assert (action_for(c, s, "adult") == "block") == (c == "hate" and s == 2)
         assert action_for(c, 2, "adult") in ("flag", "block")
+    assert action_for("hate", 1, "adult") == "flag"  # a character's prejudice, reported
 
 
 def test_younger_audiences_are_never_more_permissive():

@@ -38,11 +38,22 @@ def rewrite_messages(before: str, sentence: str, reason: str) -> list[dict[str, 
 _META_REPLY = re.compile(r"\b(the|this|that) sentence\b|\brewrit|\bI('d| would| can)\b.*\bhelp\b|^[A-Z]\s*:", re.I)
 
 
-def plausible(original: str, candidate: str) -> bool:
+_LONG_WORD = re.compile(r"\b[a-z]{6,}\b")
+
+
+def echoes_the_problem(original: str, candidate: str, reason: str) -> bool:
+    """The reply borrows the problem statement's own words ("... is not suitable for an adult audience"):
+    the model talked about the task into the story. Names (capitalised) and the original's words don't count."""
+    own = set(_LONG_WORD.findall(original.lower()))
+    return bool((set(_LONG_WORD.findall(reason)) - own) & set(_LONG_WORD.findall(candidate.lower())))
+
+
+def plausible(original: str, candidate: str, reason: str = "") -> bool:
     """A usable rewrite: one whole sentence of about the original's length, not talk about the task."""
     n, m = len(original.split()), len(candidate.split())
     return (ends_a_sentence(candidate) and m <= 2 * n + 8 and m >= min(3, n)
-            and not _META_REPLY.search(candidate) and "\n" not in candidate)
+            and not _META_REPLY.search(candidate) and "\n" not in candidate and "<" not in candidate
+            and not echoes_the_problem(original, candidate, reason))
 
 
 def first_sentence(reply: str) -> str:

@@ -38,7 +38,7 @@ def rewriter(generator: Generator, seed: int) -> Rewriter:
                                 seed=seed + zlib.crc32(f"{sentence}|{reason}".encode()))
         done = await generator.complete(rewrite_messages(before, sentence, reason), params)
         candidate = first_sentence(done.text)
-        return candidate if plausible(sentence, candidate) else ""  # a failed try
+        return candidate if plausible(sentence, candidate, reason) else ""  # a failed try
 
     return rewrite
 
