@@ -20,6 +20,11 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log prog
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+def _choose(flag: bool | None, default: bool) -> bool:
+    """An on/off option's value: as given, else the default."""
+    return default if flag is None else flag
+
+
 @app.command()
 def lm(
     prompt: Annotated[str, typer.Argument(help="the prompt; sent as a user chat message unless --raw")],
@@ -31,7 +36,7 @@ def lm(
     raw: Annotated[bool, typer.Option(help="complete the text as is, without the chat template")] = False,
     weight_format: Annotated[Optional[str], typer.Option(help="fp32 or fp16 (default from EE_WEIGHT_FORMAT)")] = None,
     emotion: Annotated[Optional[str], typer.Option(help="condition the emotion-attention adapter on this emotion")] = None,
-    no_emotion_adapter: Annotated[bool, typer.Option("--no-emotion-adapter", help="the base model only")] = False,
+    emotion_adapter: Annotated[Optional[bool], typer.Option("--emotion-adapter/--no-emotion-adapter", help="attach the shipped emotion-attention adapter (default: on with --emotion, else EE_EMOTION_ADAPTER)")] = None,
 ):
     """Stream a completion from the language model."""
     from emotional_engine.config import get_settings
@@ -42,7 +47,7 @@ def lm(
     try:
         gen = BuiltinGenerator.load(model or s.model_path, weight_format=weight_format or s.weight_format,
                                     max_batch=1, cache_dir=s.cache_dir, overflow=s.context_overflow,
-                                    emotion_adapter=s.emotion_adapter and not no_emotion_adapter)
+                                    emotion_adapter=_choose(emotion_adapter, emotion is not None or s.emotion_adapter))
     except (ModelFileError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
@@ -78,7 +83,7 @@ def generate(
     model_name: Annotated[Optional[str], typer.Option(help="one of the configured models (EE_MODELS or EE_MODELS_FILE; default: their routing rules, then their default)")] = None,
     candidates: Annotated[int, typer.Option(min=1, max=8, help="candidates written per scene")] = 4,
     plot: Annotated[Optional[Path], typer.Option(help="draw the target and measured arcs to this PNG file")] = None,
-    no_emotion_adapter: Annotated[bool, typer.Option("--no-emotion-adapter", help="write with the base model only (EE_EMOTION_ADAPTER=0)")] = False,
+    emotion_adapter: Annotated[Optional[bool], typer.Option("--emotion-adapter/--no-emotion-adapter", help="give every other candidate the emotion-attention adapter (default: EE_EMOTION_ADAPTER, off)")] = None,
 ):
     """Write a story whose measured emotions follow the arc."""
     from pydantic import ValidationError
@@ -107,8 +112,7 @@ def generate(
         if model is not None:  # this file alone, instead of the configured models
             settings = settings.model_copy(update={"model_path": model, "models": None, "models_file": None,
                                                    "openai_base_url": None})
-        if no_emotion_adapter:
-            settings = settings.model_copy(update={"emotion_adapter": False})
+        settings = settings.model_copy(update={"emotion_adapter": _choose(emotion_adapter, settings.emotion_adapter)})
         engine = Engine(settings, candidates=candidates)
         engine.models.choose(request)  # an unknown --model-name fails now, before any model loads
     except ValueError as e:  # the model configuration, or the name

@@ -120,7 +120,7 @@ class Settings(BaseSettings):
     context_overflow: Literal["truncate", "error"] = Field("truncate", description="prompt longer than the context")
     cache_dir: Path | None = Field(None, description="dequantised-weight cache; default ~/.cache/emotional-engine")
     logit_steering: bool = Field(True, description="bias the builtin model's logits towards each scene's emotion")
-    emotion_adapter: bool = Field(True, description="use the shipped emotion-attention adapter with the embedded model")
+    emotion_adapter: bool = Field(False, description="attach the shipped emotion-attention adapter to the embedded model; off by default: in the 90-scene control benchmark it added no emotion control (docs/benchmarks.md)")
     # OpenAI-compatible backend (vLLM, Ollama, llama.cpp server); used when base_url is set
     openai_base_url: str | None = None
     openai_api_key: str | None = None

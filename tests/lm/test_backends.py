@@ -415,11 +415,12 @@ def test_make_generator_otherwise_loads_the_builtin_with_the_settings(monkeypatc
     monkeypatch.setattr(backends.BuiltinGenerator, "load", staticmethod(fake_load))
     (tmp_path / "m.gguf").write_bytes(b"")
     s = Settings(weight_format="fp32", max_batch=3, kv_cache_budget_mb=64, context_overflow="error",
-                 cache_dir=tmp_path, _env_file=None)
+                 cache_dir=tmp_path, emotion_adapter=True, _env_file=None)
     assert make_generator(ModelSpec(name="m", gguf=tmp_path / "m.gguf"), s) == "builtin"
     assert seen == {"path": tmp_path / "m.gguf",
                     "kw": {"weight_format": "fp32", "max_batch": 3, "cache_budget_mb": 64,
                            "overflow": "error", "cache_dir": tmp_path, "emotion_adapter": True}}
+    assert Settings(_env_file=None).emotion_adapter is False  # off unless asked for (docs/benchmarks.md)
     assert make_generator(ModelSpec(name="e", builtin=True), s) == "builtin" and seen["path"] is None
 
 
