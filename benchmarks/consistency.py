@@ -67,13 +67,15 @@ FIT_PREMISE = "A family gathers for an important celebration, and an old quarrel
 # ---- the work list -------------------------------------------------------------------------------
 
 def length_items(lengths: list[int]) -> list[dict]:
+    """The stories of the lengths asked for; each keeps its id, culture and seed whatever the lengths asked."""
     items, c = [], itertools.count()
-    for words in sorted(lengths):
+    for words in sorted(LENGTHS):
         for k in range(LENGTHS[words]):
             i = next(c)
             items.append({"id": f"length-{words}-{k}", "part": "length", "words": words,
                           "culture": LENGTH_CULTURES[i % len(LENGTH_CULTURES)], "premise": PREMISES[k % 5],
                           "arc": ARCS[k % 5], "seed": 100 + i})
+    items = [it for it in items if it["words"] in lengths]
     longest = [it for it in items if it["words"] == 10000][:1]  # the one that matters most starts first
     return longest + [it for it in items if it not in longest]
 

@@ -18,6 +18,13 @@ def test_work_list_starts_with_a_long_story_and_matches_the_issue():
     assert len(consistency.localisation_items(300)) == 5 * 6 * 2
 
 
+def test_a_story_keeps_its_id_culture_and_seed_whichever_lengths_are_asked_for():
+    everything = {it["id"]: it for it in consistency.length_items([500, 1000, 2500, 5000, 10000])}
+    for lengths in ([10000], [500, 2500], [5000]):
+        for it in consistency.length_items(lengths):
+            assert it == everything[it["id"]]  # a checkpoint saved under one run's id is that story
+
+
 def test_masking_removes_names_and_profile_items():
     items = consistency.profile_items()
     assert "onigiri" in items and "miso soup" in items
