@@ -138,3 +138,32 @@ async def test_a_session_resumes_from_its_saved_state():
     assert "silver key under the loose stone" in gen.calls[-1][0][-1]["content"]
     with pytest.raises(ValueError, match="session format"):
         StorySession.from_dict({"version": 0}, d)
+
+
+async def test_a_streamed_beat_ends_before_its_summary_and_the_next_turn_waits_for_it():
+    import asyncio
+
+    class SlowSummaries(StreamingFake):
+        def __init__(self, text):
+            super().__init__(text)
+            self.release = asyncio.Event()
+
+        async def complete(self, prompt, params, *, session_id=None, processors=()):
+            await self.release.wait()
+            return await super().complete(prompt, params, session_id=session_id)
+
+    gen = SlowSummaries("Mei hid the silver key under the loose stone. The lanterns swayed.")
+    s = StorySession(StoryRequest(premise="A night market in Osaka.", culture="ja-JP", seed=1),
+                     Deps(generator=gen, emotion=Emo(), embed=bow_embed))
+    pieces = [p async for p in s.stream_turn("I hide the key.")]
+    assert "".join(pieces) == s.beats[0].text and s.memory.facts == []  # out before the summary is written
+    with pytest.raises(RuntimeError, match="settle"):
+        s.to_dict()
+    second = asyncio.create_task(s.turn("I walk on."))
+    await asyncio.sleep(0.05)
+    assert len(gen.calls) == 1  # the next beat waits until the last one is remembered
+    gen.release.set()
+    await second
+    assert len(gen.calls) == 2 and len(gen.summaries) == 2
+    assert any("silver key" in f.text for f in s.memory.facts if f.scene == 0)
+    assert s.to_dict()["beats"][1]["action"] == "I walk on."

@@ -7,7 +7,9 @@ emotion by the same logit bias as stories. Each finished sentence passes the sam
 before it reaches the player; the whole beat is then measured, and the next beat's mood follows the
 session's arc, compensating for misses.
 
-The session keeps a story memory: each beat is summarised and its facts stored. The prompt
+The session keeps a story memory: each beat is summarised and its facts stored. The summary (a
+model call as long as a beat) runs after the beat is out, while the player reads, so it adds
+nothing to the beat's latency; the next turn, `turn` and `settle` wait for it. The prompt
 replays as many recent beats as fit the model's context (at most RECENT_BEATS); older beats live
 on as summaries and facts, and those most relevant to the player's action are recalled into the
 last message (what changes goes last, so the cached prefix holds). A session round-trips through
@@ -16,6 +18,8 @@ last message (what changes goes last, so the cached prefix holds). A session rou
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -35,6 +39,8 @@ from emotional_engine.emotion.steering import LogitBias
 from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.memory import StoryMemory, remember_scene
 from emotional_engine.threads import run_model
+
+log = logging.getLogger(__name__)
 
 BEAT_WORDS = 80
 RECENT_BEATS = 6  # beats of story carried in the prompt, at most
@@ -64,6 +70,17 @@ class StorySession:
         self.memory = StoryMemory(self.cast, deps.embed)
         self._count = token_counter(deps.generator)
         self._gate: SentenceGate | None = None  # built on the first turn (the checker loads name lists)
+        self._remembering: asyncio.Task | None = None  # the last beat's summary and facts, being stored
+
+    async def settle(self) -> None:
+        """Wait until the last beat is in the story memory. A failure there costs the memory that beat,
+        never the session."""
+        task, self._remembering = self._remembering, None
+        if task is not None:
+            try:
+                await task
+            except Exception:
+                log.warning("session %s: beat %d was not remembered", self.id, len(self.beats) - 1, exc_info=True)
 
     async def gate(self) -> SentenceGate:
         """The sentence gate, knowing what earlier beats established (names taken, deaths, kinship)."""
@@ -77,7 +94,9 @@ class StorySession:
         return self._gate
 
     def to_dict(self) -> dict:
-        """Everything needed to resume the session (JSON-safe)."""
+        """Everything needed to resume the session (JSON-safe); `await settle()` first after a streamed turn."""
+        if self._remembering is not None and not self._remembering.done():
+            raise RuntimeError("the last beat is still being remembered: await session.settle() before to_dict()")
         return {"version": 1, "id": self.id, "request": self.request.model_dump(), "turns": self.turns,
                 "beats": [b.model_dump() for b in self.beats], "bias": self._bias,
                 "memory": self.memory.to_dict()}  # the memory carries the cast
@@ -140,6 +159,7 @@ class StorySession:
         action = action.strip()
         if not action:
             raise ValueError("the action is empty")
+        await self.settle()  # the previous beat's facts are recalled below
         target = self._target()
         guide = emotion_agent.guidance(target, self.request.sampling.temperature)
         # one beat, no candidates: logit steering alone (the adapter on top of it did not help, docs/benchmarks.md)
@@ -167,13 +187,16 @@ class StorySession:
         if m is not None:
             self._bias = emotion_agent.MISS_GAIN * (target.valence - m.valence)
         if text:
-            await remember_scene(self.memory, text, len(self.beats), self.deps.generator, len(self.beats))
+            self._remembering = asyncio.create_task(
+                remember_scene(self.memory, text, len(self.beats), self.deps.generator, len(self.beats)))
         self.beats.append(Beat(index=len(self.beats), action=action, request=messages[-1]["content"], text=text,
                                target=target, measured=m))
 
     async def turn(self, action: str) -> Beat:
+        """One beat, with the session settled (its memory holds the beat) when it returns."""
         async for _ in self.stream_turn(action):
             pass
+        await self.settle()
         return self.beats[-1]
 
 
