@@ -37,6 +37,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from emotional_engine.agents.cultural import culture_name_words
 from emotional_engine.culture import CultureProfile
 from emotional_engine.domain import Character
 from emotional_engine.emotion.model import split_sentences
@@ -274,15 +275,6 @@ def _address_terms(profile: CultureProfile | None) -> tuple[set[str], set[str]]:
     return prefixes, suffixes
 
 
-@cache
-def _country_and_language_words() -> frozenset[str]:
-    """The words of every culture's name ("French (France)", "Yoruba (Nigeria)"): places and peoples, not
-    persons, though some are given names somewhere ("France")."""
-    from emotional_engine.culture import load_profile, profile_tags
-
-    return frozenset(w for tag in profile_tags() for w in _TOKEN.findall(load_profile(tag).name))
-
-
 def _settings_words(profile: CultureProfile | None) -> set[str]:
     if profile is None:
         return set()
@@ -311,7 +303,7 @@ class CharacterChecker:
                 else:
                     self.phrases.append((tuple(alias.split()), c.name))
         self.prefixes, self.suffixes = _address_terms(profile)
-        self.not_names = NOT_NAMES | _country_and_language_words() | _settings_words(profile) | self.prefixes
+        self.not_names = NOT_NAMES | culture_name_words() | _settings_words(profile) | self.prefixes
         self.person_names = person_names if person_names is not None else all_person_names()
 
     # -- mentions ----------------------------------------------------------------------------------------

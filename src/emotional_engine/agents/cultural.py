@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from emotional_engine.culture import profile_tags
+from emotional_engine.culture import load_profile, profile_tags
 from emotional_engine.culture.names import known_names
 
 _CAPITALISED = re.compile(r"\b[A-Z][a-zà-ÿ'’-]+\b")
@@ -39,6 +39,34 @@ def name_index() -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in index.items()}
 
 
+@cache
+def culture_name_words() -> frozenset[str]:
+    """The words of every culture's name ("French (France)", "Yoruba (Nigeria)"): places and peoples, not
+    persons, though some are given names somewhere ("France")."""
+    return frozenset(w for tag in profile_tags() for w in _CAPITALISED.findall(load_profile(tag).name))
+
+
+@cache
+def place_words() -> frozenset[str]:
+    """Capitalised words of every culture's places ("a Paris banlieue", "the Lille metro") and names."""
+    places = (p for tag in profile_tags() for p in load_profile(tag).settings.places)
+    return culture_name_words() | {w for p in places for w in _CAPITALISED.findall(p)}
+
+
+def _used_as_a_word(word: str, text: str) -> bool:
+    """Every use of an ordinary English word that is also a name ("King", "Day", "House") is part of a
+    title or a name of several words, or follows an article: "the King", "New Year's Day"."""
+    for m in re.finditer(rf"\b{re.escape(word)}\b", text):
+        head = text[: m.start()].split()
+        before = head[-1] if head else ""
+        opens_sentence = len(head) < 2 or head[-2][-1:] in ".!?…:"  # "Then Luke": "Then" is capitalised anyway
+        after = (text[m.end():].split()[:1] or [""])[0]
+        titled = (before[:1].isupper() and not opens_sentence) or after[:1].isupper()
+        if not titled and before.lower() not in ("the", "a", "an"):
+            return False
+    return True
+
+
 def name_like_words(text: str) -> set[str]:
     """Capitalised words seen at least once away from a sentence start (so "Will you?" is no name)."""
     out = set()
@@ -52,10 +80,13 @@ def name_like_words(text: str) -> set[str]:
 def foreign_names(text: str, culture: str, allowed: set[str] = frozenset(),
                   words: set[str] | None = None) -> dict[str, list[str]]:
     """Name-like words of `text` (or the given `words`) that only other cultures' names have -> those cultures."""
-    index = name_index()
+    from emotional_engine.agents.character_check import is_ordinary  # it imports this module
+
+    index, places = name_index(), place_words()
     found = {}
     for word in name_like_words(text) if words is None else words:
         tags = index.get(word)
-        if tags and culture not in tags and word not in allowed and word.lower() not in _FUNCTION_WORDS:
+        if (tags and culture not in tags and word not in allowed and word.lower() not in _FUNCTION_WORDS
+                and word not in places and not (is_ordinary(word, inflected=False) and _used_as_a_word(word, text))):
             found[word] = sorted(tags)
     return found
