@@ -138,7 +138,6 @@ def measure(engine: Engine, item: dict, story: dict) -> dict:
     contradictions = audit([sc.text for sc in s.scenes], s.characters, engine.deps().embed)
     words = len(s.text.split())
     model_v = [w.valence for w in engine.emotion.analyze(s.text, WINDOWS)]
-    replaced = [r for r in s.quality.reasons if r.startswith("replaced ")]
     characters = character_agent.check_mentions(s.text, s.characters)
     return {
         "words": words,
@@ -148,10 +147,22 @@ def measure(engine: Engine, item: dict, story: dict) -> dict:
         "contradictions": [c.reason for c in contradictions],
         "emotion_arc_r": pearson(req.arc_curve().targets(WINDOWS), model_v),
         "off_culture_names": sorted(foreign_names(s.text, req.culture, cast_words)),
-        "names_replaced": replaced,
+        "names_replaced": changed_names(s.quality.reasons),
         "cultural_fit": s.quality.cultural_fit,
         "repairs_in_writing": {k: s.memory.get(k) for k in ("contradictions_found", "contradictions_found_per_1000_words")},
     }
+
+
+def changed_names(reasons: list[str]) -> list[str]:
+    """The names the agents changed, from the story's quality reasons: the cultural agent's replacements
+    ("replaced Luke (a name from en-GB) with Akemi") and the character agent's stand-ins ("Ever -> Karim")."""
+    out = []
+    for r in reasons:
+        if m := re.search(r"replaced (\S+) \(a name from [^)]*\) with (.+)$", r):
+            out.append(f"{m[1]} -> {m[2]} (culture)")
+        elif m := re.search(r"character: (\S+) -> (\S+) \(\S+ is not in the cast\)", r):
+            out.append(f"{m[1]} -> {m[2]} (cast)")
+    return list(dict.fromkeys(out))
 
 
 def profile_items() -> list[str]:
@@ -290,8 +301,9 @@ def report(out: Path) -> None:
         print("\n| culture | off-culture names left | names replaced | cultural_fit |\n|---|---|---|---|")
         for r in fits:
             m = r["measures"]
+            changed = changed_names(r["story"]["quality"]["reasons"])  # saved measures may predate the parser
             print(f"| {r['item']['culture']} | {', '.join(m['off_culture_names']) or 'none'} | "
-                  f"{'; '.join(m['names_replaced']) or 'none'} | {m['cultural_fit']:.3f} |")
+                  f"{'; '.join(changed) or 'none'} | {m['cultural_fit']:.3f} |")
     loc = [r for r in results if r["item"]["part"] == "localisation"]
     premises = {r["item"]["premise_index"] for r in loc}
     complete = [p for p in sorted(premises) if sum(r["item"]["premise_index"] == p for r in loc)
