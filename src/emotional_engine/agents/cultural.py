@@ -2,8 +2,9 @@
 
 Names: which culture a name belongs to comes from the names each culture's generator can produce
 (`culture.known_names`). A capitalised word of the text, away from a sentence start, that is in
-another culture's names and not in the story culture's is a foreign name; the gate replaces it
-with one local name for the whole story. Sensitivities and stereotypes: `culture.sensitivity` (a rule checker for known
+another culture's names and not in the story culture's is a foreign name, unless it is a word of
+a place in any profile or of a culture's name, or an ordinary English word used as one ("the
+King", "New Year's Day"); the gate replaces it with one local name for the whole story. Sensitivities and stereotypes: `culture.sensitivity` (a rule checker for known
 patterns, from the profiles' data). Both run per sentence in the gate before text is shown
 (`agents/gate.py`, `agents/sentence_checks.py`); a flagged sentence is rewritten through the
 Generator and kept when the checker passes it, else dropped.
