@@ -147,7 +147,6 @@ def measure(engine: Engine, item: dict, story: dict) -> dict:
         "contradictions": [c.reason for c in contradictions],
         "emotion_arc_r": pearson(req.arc_curve().targets(WINDOWS), model_v),
         "off_culture_names": sorted(foreign_names(s.text, req.culture, cast_words)),
-        "names_replaced": changed_names(s.quality.reasons),
         "cultural_fit": s.quality.cultural_fit,
         "repairs_in_writing": {k: s.memory.get(k) for k in ("contradictions_found", "contradictions_found_per_1000_words")},
     }
@@ -284,13 +283,16 @@ def report(out: Path) -> None:
     results = load_results(out)
     lengths = [r for r in results if r["item"]["part"] == "length"]
     if lengths:
-        print("\n| words | stories | character consistency | plot contradictions / 1k words | emotion arc r "
-              "| cast mentions / 1k words | off-culture names | min per story |\n|---|---|---|---|---|---|---|---|")
+        print("\n| words | stories | character consistency | as written, before the gate | plot contradictions / 1k words | emotion arc r "
+              "| cast mentions / 1k words | off-culture names | min per story |\n|---|---|---|---|---|---|---|---|---|")
         for words in sorted({r["item"]["words"] for r in lengths}):
             rs = [r for r in lengths if r["item"]["words"] == words]
+            columns = [[r["measures"]["character_consistency"] for r in rs],
+                       [r["story"]["quality"]["character_consistency"] for r in rs],  # the character agent's, as written
+                       *([r["measures"][k] for r in rs] for k in ("plot_contradictions_per_1000_words", "emotion_arc_r"))]
             cells = []
-            for key in ("character_consistency", "plot_contradictions_per_1000_words", "emotion_arc_r"):
-                m, half, _ = interval([r["measures"][key] for r in rs])
+            for values in columns:
+                m, half, _ = interval(values)
                 cells.append(f"{m:.3f} ± {half:.3f}" if half == half else f"{m:.3f}")
             off = sum(len(r["measures"]["off_culture_names"]) for r in rs)
             mentions = statistics.mean(1000 * r["measures"]["cast_mentions"] / r["measures"]["words"] for r in rs)
@@ -301,7 +303,7 @@ def report(out: Path) -> None:
         print("\n| culture | off-culture names left | names replaced | cultural_fit |\n|---|---|---|---|")
         for r in fits:
             m = r["measures"]
-            changed = changed_names(r["story"]["quality"]["reasons"])  # saved measures may predate the parser
+            changed = changed_names(r["story"]["quality"]["reasons"])
             print(f"| {r['item']['culture']} | {', '.join(m['off_culture_names']) or 'none'} | "
                   f"{'; '.join(changed) or 'none'} | {m['cultural_fit']:.3f} |")
     loc = [r for r in results if r["item"]["part"] == "localisation"]

@@ -148,27 +148,20 @@ async def test_the_cache_key_holds_the_model_identity(settings):
     assert base != await key({**CATALOG, "rules": []}, "a" * 64, audience="children")  # another model, same weights
 
 
-async def test_a_session_whose_model_is_no_longer_configured_says_so(app_client, models, make_key):
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_session_whose_model_is_no_longer_configured_says_so(app_client, models, make_key, streamed):
     s, load, _, _ = models
     key = make_key(s)
     async with app_client(s, key=key, load_model=load) as c:
         sid = (await c.post("/v1/sessions", json={"premise": "A night market.", "model": "kids"})).json()["id"]
     fewer = s.model_copy(update={"models": ModelCatalog.model_validate({"models": CATALOG["models"][:1]})})
+    expected = {"type": "unknown_model", "message": "model: no model 'kids' is configured; available: plain"}
     async with app_client(fewer, key=key, load_model=load) as c:  # restarted without the session's model
-        r = await c.post(f"/v1/sessions/{sid}/turns", json={"action": "I run."})
-        assert r.status_code == 422 and r.json()["error"] == {
-            "type": "unknown_model", "message": "model: no model 'kids' is configured; available: plain"}
-
-
-async def test_a_streamed_turn_whose_model_is_gone_gets_a_typed_error_event(app_client, models, make_key):
-    s, load, _, _ = models
-    key = make_key(s)
-    async with app_client(s, key=key, load_model=load) as c:
-        sid = (await c.post("/v1/sessions", json={"premise": "A night market.", "model": "kids"})).json()["id"]
-    fewer = s.model_copy(update={"models": ModelCatalog.model_validate({"models": CATALOG["models"][:1]})})
-    async with app_client(fewer, key=key, load_model=load) as c:
+        if not streamed:
+            r = await c.post(f"/v1/sessions/{sid}/turns", json={"action": "I run."})
+            assert r.status_code == 422 and r.json()["error"] == expected
+            return
         r = await c.post(f"/v1/sessions/{sid}/turns", json={"action": "I run."}, headers={"Accept": "text/event-stream"})
         events = [line for line in r.text.splitlines() if line.startswith(("event:", "data:"))]
-        assert events[0] == "event: error"
-        assert json.loads(events[1].removeprefix("data:"))["error"] == {
-            "type": "unknown_model", "message": "model: no model 'kids' is configured; available: plain"}
+        assert events[0] == "event: error"  # the typed error as an SSE event
+        assert json.loads(events[1].removeprefix("data:"))["error"] == expected
