@@ -1,7 +1,9 @@
 """Migrations build the schema from empty, are idempotent, and match the models exactly."""
 
+import sqlite3
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -66,6 +68,23 @@ def test_replicas_starting_together_migrate_one_after_another(store_url):
     store = Store(store_url)
     assert _revision(store) == ScriptDirectory.from_config(alembic_config()).get_current_head()
     store.close()
+
+
+def test_a_replica_connecting_while_another_holds_the_write_lock_waits_for_it(tmp_path):
+    """The first connection turns the database to WAL, which needs its exclusive lock; SQLite
+    answered "database is locked" at once, ignoring the busy timeout (a CI failure of the test above)."""
+    path = tmp_path / "engine.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (x)")
+    other.execute("BEGIN IMMEDIATE")  # another replica, migrating
+    released = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    released.start()
+    store = Store(f"sqlite:///{path}")
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    assert not released.is_alive()  # it did wait for the other's commit
+    store.close()
+    other.close()
 
 
 def test_threads_migrating_together_do_not_trip_over_alembic(store_url):

@@ -9,6 +9,8 @@ key never learns whether another key's id exists.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -43,6 +45,9 @@ class SessionExpiredError(RuntimeError):
     """The session was idle past its time to live: it can be read, not played on."""
 
 
+SQLITE_BUSY_S = 30  # how long an SQLite writer waits for another's write lock
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -71,19 +76,34 @@ def _make_engine(url: str) -> Engine:
         engine = create_engine(u, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
         Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        # a writer waits this long for the write lock (the connection's first pragma included): a
+        # a writer waits SQLITE_BUSY_S for the write lock (the connection's pragmas included): a
         # replica migrating at start-up on a loaded machine held it past the 5 s default (seen in CI)
-        engine = create_engine(u, connect_args={"timeout": 30})
+        engine = create_engine(u, connect_args={"timeout": SQLITE_BUSY_S})
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn, _record):
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout=30000")  # as the connect timeout, before anything may wait
-        cur.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_S * 1000}")  # before anything may wait
+        _enable_wal(cur)  # readers do not block the writer
         cur.execute("PRAGMA foreign_keys=ON")  # off by default in SQLite; session turns cascade
         cur.close()
 
     return engine
+
+
+def _enable_wal(cur: sqlite3.Cursor) -> None:
+    """Switching a database to WAL needs its exclusive lock, and SQLite answers "database is locked"
+    at once instead of calling the busy handler: a replica connecting while another one migrated
+    failed at start-up (seen in CI). So wait for the lock here, as long as any other write would."""
+    deadline = time.monotonic() + SQLITE_BUSY_S
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class Store:
