@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -165,15 +166,17 @@ def changed_names(reasons: list[str]) -> list[str]:
 
 
 def profile_items() -> list[str]:
-    """Every text item of every culture profile (places, foods, names, sayings...), longest first."""
+    """Every text item of every culture profile (places, foods, names, sayings...), longest first;
+    the sensitivity checks are regular expressions, not words of the culture."""
     out: set[str] = set()
 
     def walk(v):
         if isinstance(v, str):
             out.update(p.strip().lower() for p in re.split(r"[;,()]", v) if len(p.strip()) > 2)
         elif isinstance(v, dict):
-            for x in v.values():
-                walk(x)
+            for k, x in v.items():
+                if k != "checks":
+                    walk(x)
         elif isinstance(v, list | tuple):
             for x in v:
                 walk(x)
@@ -183,14 +186,18 @@ def profile_items() -> list[str]:
     return sorted(out, key=len, reverse=True)
 
 
+@functools.cache
+def _item_pattern(items: tuple[str, ...]) -> re.Pattern:
+    """The items as whole words, longest first ("boss" must not cut "bossy", nor "moon" "moonlight")."""
+    def bounded(item: str) -> str:
+        return (r"\b" if item[0].isalnum() else "") + re.escape(item) + (r"\b" if item[-1].isalnum() else "")
+    return re.compile("|".join(bounded(i) for i in sorted(items, key=len, reverse=True)))
+
+
 def masked(text: str, items: list[str]) -> str:
     caps = name_like_words(text)
     words = [w for w in text.split() if w.strip(".,;:!?\"'()“”‘’").removesuffix("'s") not in caps]
-    low = " ".join(words).lower()
-    for item in items:
-        if item in low:
-            low = low.replace(item, " ")
-    return low
+    return _item_pattern(tuple(items)).sub(" ", " ".join(words).lower())
 
 
 def localisation_similarity(texts: dict[tuple[int, str], str]) -> tuple[float, list[float]]:

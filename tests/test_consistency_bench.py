@@ -1,5 +1,6 @@
 """The consistency benchmark's own measures (the stories themselves need the real model)."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -32,6 +33,9 @@ def test_masking_removes_names_and_profile_items():
     out = consistency.masked(text, items)
     assert "hiroshi" not in out and "tom" not in out and "onigiri" not in out and "miso soup" not in out
     assert "river" in out and "station" in out
+    # items are whole words: "boss" and "mate" are items, and the sensitivity checks' regexes are not
+    out = consistency.masked("The bossy brothers hid their faces in the moonlight with a teammate.", items)
+    assert all(w in re.findall(r"\w+", out) for w in ("bossy", "brothers", "faces", "moonlight", "teammate")), out
 
 
 def test_localisation_similarity_is_lower_when_the_story_changes_not_only_names():
