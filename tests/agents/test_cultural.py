@@ -14,6 +14,11 @@ def test_clean_text_and_sentence_starts_are_left_alone():
     assert foreign_names("They met Haruto.", "ja-JP") == {}
     # "He" is a Chinese surname, but an English pronoun first (seen in a real story: "... and He smiled")
     assert "He" in name_index() and foreign_names("Night fell, and He smiled.", "yo-NG") == {}
+    # dialogue opens a sentence after a comma, and "Oh" is a Korean surname: a benchmark story had
+    # 'Aster turned, "Oh, ...' turn into an Amharic name; a foreign name is still seen where it stands as one
+    text = 'Aster turned, "Oh, the river," and laughed. "Emily?" she asked, and Emily came.'
+    assert set(foreign_names(text, "am-ET")) == {"Emily"}
+    assert foreign_names('Aster turned, "Oh, the river!" (Well, almost.)', "am-ET") == {}
 
 
 def test_titles_places_and_ordinary_words_are_no_foreign_names():

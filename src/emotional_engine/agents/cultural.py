@@ -22,9 +22,11 @@ from emotional_engine.culture import load_profile, profile_tags
 from emotional_engine.culture.names import known_names
 
 _CAPITALISED = re.compile(r"\b[A-Z][a-zà-ÿ'’-]+\b")
-# English words that are also names somewhere (He, a Chinese surname; May; Will): never a foreign name
+# English words that are also names somewhere (He, a Chinese surname; Oh, a Korean one; May; Will):
+# never a foreign name
 _FUNCTION_WORDS = set("he she it we they you him her his hers its our their my me us them i a an the and but or "
                       "if so as at in on to by of for from with may will can shall might must do did not no yes "
+                      "oh ah hey "
                       "this that these those there here then than when where who what how why all any some".split())
 
 
@@ -69,9 +71,12 @@ def _used_as_a_word(word: str, text: str) -> bool:
 
 
 def name_like_words(text: str) -> set[str]:
-    """Capitalised words seen at least once away from a sentence start (so "Will you?" is no name)."""
+    """Capitalised words seen at least once away from a sentence start (so "Will you?" is no name); an
+    opening quote or bracket starts a sentence too (she said, "Oh, look")."""
     out = set()
     for m in _CAPITALISED.finditer(text):
+        if text[m.start() - 1: m.start()] in ("\"", "“", "‘", "("):
+            continue
         before = text[: m.start()].rstrip(" \t\"'“‘(")
         if before and before[-1] not in ".!?…\n:":
             out.add(m.group())
