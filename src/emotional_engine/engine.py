@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 from emotional_engine.agents.orchestrator import Deps, Event, SceneOutcome, write_story
+from emotional_engine.agents.story import StoryPlan
 from emotional_engine.config import Settings, get_settings
 from emotional_engine.domain import Story, StoryRequest
 from emotional_engine.lm.backends import Generator
@@ -94,9 +95,11 @@ class Engine:
 
         return load_or_build(vocabulary(), emotion, HEAD_PATH, self.settings.cache_dir or default_cache_dir())
 
-    async def agenerate(self, request: StoryRequest, on_event=None, done: Sequence[SceneOutcome] = ()) -> Story:
-        """`done`: checkpointed scenes of an interrupted run (same request and seed) to resume after."""
-        return await write_story(request, await self.adeps(request), on_event or (lambda e: None), done)
+    async def agenerate(self, request: StoryRequest, on_event=None, done: Sequence[SceneOutcome] = (),
+                        plan: StoryPlan | None = None) -> Story:
+        """`done`: checkpointed scenes of an interrupted run (same request and seed) to resume after;
+        `plan`: that run's plan (its `plan` event), kept for the rest of the story."""
+        return await write_story(request, await self.adeps(request), on_event or (lambda e: None), done, plan=plan)
 
     def generate(self, request: StoryRequest, on_event=None) -> Story:
         return asyncio.run(self.agenerate(request, on_event))

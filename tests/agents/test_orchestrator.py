@@ -10,6 +10,7 @@ import torch
 
 from emotional_engine.agents import orchestrator, technical
 from emotional_engine.agents.orchestrator import Deps, write_story
+from emotional_engine.agents.story import StoryPlan
 from emotional_engine.domain import EMOTIONS, StoryRequest
 from emotional_engine.lm.backends import ModelInfo
 from emotional_engine.lm.engine import Completion, Piece
@@ -291,9 +292,11 @@ class OutliningGenerator(FakeGenerator):
         self.info = ModelInfo("fake", "fake-model", context_length=8192)  # its tokenizer counts a token a byte
         self.emotion_contexts = {e: [float(k == i) for k in range(11)] for i, e in enumerate(EMOTIONS)}
         self.params = []  # of the scene candidates
+        self.outlines = 0  # outline calls
 
     async def complete(self, prompt, params, *, session_id=None, processors=()):
         if prompt[0]["content"].startswith("You plan stories"):
+            self.outlines += 1
             return await self.outliner.complete(prompt, params, processors=processors)
         return await super().complete(prompt, params, processors=processors)
 
@@ -331,6 +334,29 @@ async def test_the_model_written_outline_drives_the_scenes_and_the_adapter_moves
         assert last == gen.emotion_contexts[targets[i]] and len(schedules[1]) == 10  # 150 words
         if i and targets[i - 1] != targets[i]:
             assert first != last and first[EMOTIONS.index(targets[i - 1])] > 0
+
+
+async def test_a_story_resumed_with_its_plan_keeps_the_model_written_outline(tokenizer):
+    req = StoryRequest(premise="A fisherman's daughter saves the harbour.", words=450, seed=3)
+    saved, checkpoints = {}, []
+
+    def keep(e):
+        if e.kind == "plan":  # as a caller saves it: the plan object moves on as the story goes
+            saved["plan"] = e.data.model_dump(mode="json")
+        elif e.kind == "checkpoint":
+            checkpoints.append(e.data)
+
+    gen = OutliningGenerator(tokenizer)
+    full = await write_story(req, Deps(generator=gen, emotion=FakeEmotion(), embed=fake_embed), keep)
+    assert gen.outlines > 0 and len(checkpoints) == len(full.scenes) > 1
+    plan = StoryPlan.model_validate(saved["plan"])
+    plan.scenes[-1].outline = plan.scenes[-1].outline.model_copy(update={"event": "The tide turns."})
+    again = OutliningGenerator(tokenizer)
+    resumed = await write_story(req, Deps(generator=again, emotion=FakeEmotion(), embed=fake_embed),
+                                done=checkpoints[:1], plan=plan)
+    assert again.outlines == 0  # no outline written again: the saved one, changed line included, stands
+    assert [s.outline for s in resumed.scenes] == [s.outline for s in plan.scenes]
+    assert resumed.scenes[0].text == full.scenes[0].text
 
 
 async def test_without_processors_the_rule_plan_stands_and_says_so():

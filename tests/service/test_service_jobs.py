@@ -4,6 +4,8 @@ import asyncio
 
 from service_fakes import FakeGenerator
 
+from emotional_engine.storage import Store
+
 LONG = {"premise": "A lighthouse keeper finds a letter.", "words": 600, "seed": 11}
 
 
@@ -48,3 +50,24 @@ async def test_a_job_resumes_after_a_restart_from_its_last_finished_scene(app_cl
         total, done_before = job["progress"]["scenes_total"], before["progress"]["scenes_done"]
         assert done_before < total == len(job["story"]["scenes"])
         assert gen.streams == 2 * (total - done_before)  # only the unfinished scenes were written (2 candidates)
+
+
+async def test_a_resumed_job_keeps_the_plan_its_first_scenes_were_written_to(app_client, make_key, settings):
+    """A model-written outline need not come out the same twice; the job keeps the one it began with.
+    Here a planted outline line in the saved plan must reach the resumed scenes."""
+    key = make_key()
+    async with app_client(key=key, generator=FakeGenerator(delay=0.3)) as c:
+        job_id = (await c.post("/v1/jobs", json=LONG)).json()["id"]
+        await _wait(c, job_id, lambda j: j["progress"]["scenes_done"] >= 1)
+    store = Store.from_settings(settings)
+    job = store.unfinished_jobs()[0]
+    done = len(job.progress["outcomes"])
+    planted = {"place": "old pier", "lead": "whoever", "event": "The tide turns."}
+    for sc in job.progress["plan"]["scenes"][done:]:
+        sc["outline"] = planted
+    store.checkpoint_job(job_id, job.progress)
+    store.close()
+    async with app_client(key=key, generator=FakeGenerator()) as c:
+        scenes = (await _wait(c, job_id, lambda j: j["status"] == "done"))["story"]["scenes"]
+    assert [sc["outline"] for sc in scenes[done:]] == [planted] * (len(scenes) - done)
+    assert all(sc["outline"] is None for sc in scenes[:done])  # the first scenes were written to the rule plan

@@ -108,17 +108,23 @@ def _seed(request: StoryRequest) -> int:
 
 
 async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Event], None] = lambda e: None,
-                      done: Sequence[SceneOutcome] = (), memory: StoryMemory | None = None) -> Story:
+                      done: Sequence[SceneOutcome] = (), memory: StoryMemory | None = None,
+                      plan: StoryPlan | None = None) -> Story:
     """`done`: the outcomes of scenes already written (checkpoints of an interrupted run with the same
-    request and seed); writing resumes after them."""
+    request and seed); writing resumes after them. `plan`: that run's plan, as its `plan` event gave it;
+    without it the outline is written again, and a model-written one may come out otherwise (batched
+    sampling is not bit-for-bit repeatable), leaving the rest of the story to another outline."""
     t_start = time.perf_counter()
     timing = _Timing()
     seed = _seed(request)
     profile = load_profile(request.culture)
     cast = character_agent.build_cast(request.model_copy(update={"seed": seed}), profile)
     t0 = time.perf_counter()
-    plan = await write_outline(deps.generator, request, profile, plan_story(request, profile.story.structure,
-                                                                            [cast[0].name]), cast, seed)
+    if plan is None:
+        plan = await write_outline(deps.generator, request, profile, plan_story(request, profile.story.structure,
+                                                                                [cast[0].name]), cast, seed)
+    else:
+        plan = plan.model_copy(deep=True)  # its scenes' targets are moved as the story goes
     timing.lm_ms += 1000 * (time.perf_counter() - t0)
     if memory is None:
         memory = StoryMemory(cast, deps.embed)

@@ -12,6 +12,7 @@ import logging
 import random
 
 from emotional_engine.agents.orchestrator import SceneOutcome
+from emotional_engine.agents.story import StoryPlan
 from emotional_engine.domain import StoryRequest
 from emotional_engine.service import metering
 from emotional_engine.service.errors import ApiError
@@ -53,11 +54,14 @@ class JobRunner:
     async def _run(self, job_id: str, key_id: str, request: StoryRequest, progress: dict) -> None:
         svc = self.service
         done = [SceneOutcome.model_validate(o) for o in progress.get("outcomes", [])]
-        saved = {"outcomes": [o.model_dump(mode="json") for o in done], "scenes_total": progress.get("scenes_total")}
+        plan = StoryPlan.model_validate(progress["plan"]) if progress.get("plan") else None
+        saved = {"outcomes": [o.model_dump(mode="json") for o in done], "scenes_total": progress.get("scenes_total"),
+                 "plan": progress.get("plan")}
 
         def on_event(e):
-            if e.kind == "plan":
+            if e.kind == "plan":  # kept as it stands now: the scenes' targets move as the story goes
                 saved["scenes_total"] = len(e.data.scenes)
+                saved["plan"] = e.data.model_dump(mode="json")
             elif e.kind == "checkpoint":  # committed before the next scene starts
                 saved["outcomes"].append(e.data.model_dump(mode="json"))
                 if not svc.store.checkpoint_job(job_id, {**saved, "scenes_done": len(saved["outcomes"])}):
@@ -69,7 +73,7 @@ class JobRunner:
                     async with svc.gate.slot(key_id):
                         usage = metering.begin("story")
                         try:
-                            story = await svc.engine.agenerate(request, on_event, done)
+                            story = await svc.engine.agenerate(request, on_event, done, plan)
                         finally:
                             await account(svc, key_id, usage)
                     break
