@@ -18,8 +18,10 @@ Three parts, each a list of stories written with the engine (embedded model by d
   TF-IDF cosine similarity between the versions of a premise (15 pairs each). Lower means the
   culture changed more than the names; target: the engine at least 30% lower than the baseline.
 
-Each finished story is written to OUT/<id>.json at once and skipped when the run resumes, so the
-benchmark can run in the background across sessions. A progress line is printed per scene.
+Each finished story is written to OUT/<id>.json at once and skipped when the run resumes; a story
+being written keeps its plan and finished scenes in OUT/partial/<id>.json after every scene and
+goes on from there, so a long story can be written across sessions. A progress line is printed
+per scene.
 
     .venv/bin/python benchmarks/consistency.py [--parts length,fit,localisation] [--lengths 500,10000]
         [--candidates 2] [--limit N] [--out benchmarks/results/consistency] [--report]
@@ -42,6 +44,8 @@ import numpy as np
 
 from emotional_engine.agents import character as character_agent
 from emotional_engine.agents.cultural import foreign_names, name_like_words
+from emotional_engine.agents.orchestrator import SceneOutcome
+from emotional_engine.agents.story import StoryPlan
 from emotional_engine.culture import load_profile, profile_tags
 from emotional_engine.domain import StoryRequest
 from emotional_engine.engine import Engine
@@ -100,19 +104,29 @@ def request_of(item: dict) -> StoryRequest:
                         seed=item["seed"])
 
 
-async def engine_story(engine: Engine, item: dict) -> dict:
-    req = request_of(item)
-    t0, story, scenes = time.perf_counter(), None, 0
-    async for ev in engine.stream(req):
-        if ev.kind == "plan":
-            scenes = len(ev.data.scenes)
-        elif ev.kind == "scene_done":
-            sc = ev.data
-            print(f"[{item['id']}] scene {sc.index + 1}/{scenes} {len(sc.text.split())} words "
-                  f"{sc.measured.emotion if sc.measured else '-'} {time.perf_counter() - t0:.0f}s", flush=True)
-        elif ev.kind == "story_done":
-            story = ev.data
-    return {"seconds": time.perf_counter() - t0, "story": story.model_dump()}
+async def engine_story(engine: Engine, item: dict, partial: Path) -> dict:
+    """The engine's story, resumed after the scenes `partial` holds; `partial` is rewritten after
+    every scene (plan, finished scenes, seconds so far)."""
+    saved = json.loads(partial.read_text()) if partial.exists() else {"plan": None, "outcomes": [], "seconds": 0.0}
+    done = [SceneOutcome.model_validate(o) for o in saved["outcomes"]]
+    plan = StoryPlan.model_validate(saved["plan"]) if saved["plan"] else None
+    if done:
+        print(f"[{item['id']}] resuming after scene {len(done)}/{len(plan.scenes)}", flush=True)
+    t0 = time.perf_counter()
+
+    def on_event(ev):
+        if ev.kind == "plan" and saved["plan"] is None:  # as it stands before the scenes move its targets
+            saved["plan"] = ev.data.model_dump(mode="json")
+        elif ev.kind == "checkpoint":
+            saved["outcomes"].append(ev.data.model_dump(mode="json"))
+            atomic_write(partial, {**saved, "seconds": saved["seconds"] + time.perf_counter() - t0})
+            sc = ev.data.scene
+            print(f"[{item['id']}] scene {sc.index + 1}/{len(saved['plan']['scenes'])} {len(sc.text.split())} "
+                  f"words {sc.measured.emotion if sc.measured else '-'} {time.perf_counter() - t0:.0f}s", flush=True)
+
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    story = await engine.agenerate(request_of(item), on_event, done, plan)
+    return {"seconds": saved["seconds"] + time.perf_counter() - t0, "story": story.model_dump()}
 
 
 async def baseline_story(engine: Engine, item: dict) -> dict:
@@ -229,10 +243,14 @@ def interval(values: list[float]) -> tuple[float, float, float]:
 
 # ---- the run -------------------------------------------------------------------------------------
 
+def atomic_write(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)  # a crash never leaves half a file
+
+
 def save(out: Path, item: dict, result: dict) -> None:
-    tmp = out / f".{item['id']}.json.tmp"
-    tmp.write_text(json.dumps({"item": item, **result}, indent=1))
-    os.replace(tmp, out / f"{item['id']}.json")  # a crash never leaves half a file
+    atomic_write(out / f"{item['id']}.json", {"item": item, **result})
 
 
 def _finished(out: Path, item: dict) -> bool:
@@ -272,8 +290,10 @@ async def write_and_measure(engine: Engine, out: Path, item: dict) -> None:
     if path.exists():  # written before a crash in measuring: measure only
         result = {k: v for k, v in json.loads(path.read_text()).items() if k != "item"}
     else:
-        result = await engine_story(engine, item)
+        partial = out / "partial" / f"{item['id']}.json"
+        result = await engine_story(engine, item, partial)
         save(out, item, result)  # the story is kept even if measuring fails
+        partial.unlink()
     result["measures"] = await run_model(measure, engine, item, result["story"])  # torch: the model worker
     save(out, item, result)
     m = result["measures"]

@@ -1,5 +1,6 @@
 """The consistency benchmark's own measures (the stories themselves need the real model)."""
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -7,7 +8,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).parent / "service"))
 import consistency  # noqa: E402
+from service_fakes import FakeEmotion, FakeGenerator  # noqa: E402
+
+from emotional_engine.engine import Engine  # noqa: E402
 
 
 def test_work_list_starts_with_a_long_story_and_matches_the_issue():
@@ -52,3 +57,36 @@ def test_interval():
     m, half, n = consistency.interval([1.0, 2.0, 3.0])
     assert m == 2.0 and half == pytest.approx(2.484, abs=1e-3) and n == 3
     assert consistency.interval([0.5])[1] != consistency.interval([0.5])[1]  # nan for one story
+
+
+class CrashingGenerator(FakeGenerator):
+    """Dies in its `crash_at`-th scene candidate, as a killed run would."""
+
+    def __init__(self, crash_at: int):
+        super().__init__()
+        self.crash_at = crash_at
+
+    async def stream(self, prompt, params, **kw):
+        if self.streams + 1 == self.crash_at:
+            raise RuntimeError("killed")
+        async for piece in super().stream(prompt, params, **kw):
+            yield piece
+
+
+async def test_a_story_goes_on_after_the_last_scene_saved_before_a_crash(tmp_path):
+    item = {"id": "length-1000-0", "words": 600, "culture": "ja-JP", "premise": consistency.PREMISES[0],
+            "arc": "man_in_a_hole", "seed": 4}
+
+    def engine(gen):
+        return Engine(generator=gen, emotion=FakeEmotion(), candidates=2, check_safety=False)
+
+    whole = await consistency.engine_story(engine(FakeGenerator()), item, tmp_path / "whole.json")
+    partial = tmp_path / "partial" / "length-1000-0.json"
+    with pytest.raises(RuntimeError, match="killed"):
+        await consistency.engine_story(engine(CrashingGenerator(crash_at=5)), item, partial)  # in scene 3
+    assert len(json.loads(partial.read_text())["outcomes"]) == 2
+    gen = FakeGenerator()
+    resumed = await consistency.engine_story(engine(gen), item, partial)
+    scenes = len(whole["story"]["scenes"])
+    assert gen.streams == 2 * (scenes - 2)  # 2 candidates for each scene not saved
+    assert resumed["story"]["text"] == whole["story"]["text"] and resumed["seconds"] > 0
