@@ -17,6 +17,7 @@ Three parts, each a list of stories written with the engine (embedded model by d
   from a sentence start and every item of every culture profile are masked; the score is the mean
   TF-IDF cosine similarity between the versions of a premise (15 pairs each). Lower means the
   culture changed more than the names; target: the engine at least 30% lower than the baseline.
+  Printed again on each version's first 200 words: overlap grows with length, and lengths vary.
 
 Each finished story is written to OUT/<id>.json at once and skipped when the run resumes; a story
 being written keeps its plan and finished scenes in OUT/partial/<id>.json after every scene and
@@ -66,6 +67,7 @@ ARCS = ["man_in_a_hole", "rags_to_riches", "tragedy", "cinderella", "icarus"]
 LENGTH_CULTURES = ["ja-JP", "yo-NG", "es-MX", "hi-IN", "de-DE", "ko-KR", "sw-KE", "pt-BR", "ar-EG", "en-GB",
                    "vi-VN", "mi-NZ", "tr-TR", "fil-PH", "ru-RU", "zu-ZA", "bn-BD", "fr-FR", "id-ID", "am-ET"]
 LOC_CULTURES = ["en-US", "ja-JP", "yo-NG", "hi-IN", "es-MX", "ru-RU"]
+SAME_LENGTH = 200  # words: localisation measured again on every version's first words
 FIT_PREMISE = "A family gathers for an important celebration, and an old quarrel comes back."
 
 
@@ -343,12 +345,17 @@ def report(out: Path) -> None:
             texts = {(r["item"]["premise_index"], r["item"]["culture"]): r["story"]["text"] if who == "engine"
                      else r["text"] for r in loc if r["item"]["who"] == who and r["item"]["premise_index"] in complete}
             sims[who] = localisation_similarity(texts)
-        ratio = sims["engine"][0] / sims["baseline"][0] if sims["baseline"][0] else float("nan")
+            # TF-IDF overlap grows with length, and the baseline's lengths vary more (27-414 words
+            # against 35-445 in the run of 2026-11-26): the same measure on the first words of each
+            sims[f"{who}, first {SAME_LENGTH} words"] = localisation_similarity(
+                {k: " ".join(t.split()[:SAME_LENGTH]) for k, t in texts.items()})
         n = len({r["item"]["culture"] for r in loc})
-        print(f"\nlocalisation ({len(complete)} premises x {n} cultures, masked TF-IDF cosine): "
-              f"engine {sims['engine'][0]:.3f}, baseline {sims['baseline'][0]:.3f}, ratio {ratio:.2f} "
-              f"(target <= 0.70); per premise engine {[round(x, 3) for x in sims['engine'][1]]} "
-              f"baseline {[round(x, 3) for x in sims['baseline'][1]]}")
+        for view in ("", f", first {SAME_LENGTH} words"):
+            eng, base = sims[f"engine{view}"], sims[f"baseline{view}"]
+            ratio = eng[0] / base[0] if base[0] else float("nan")
+            print(f"\nlocalisation ({len(complete)} premises x {n} cultures, masked TF-IDF cosine{view}): "
+                  f"engine {eng[0]:.3f}, baseline {base[0]:.3f}, ratio {ratio:.2f} (target <= 0.70); per premise "
+                  f"engine {[round(x, 3) for x in eng[1]]} baseline {[round(x, 3) for x in base[1]]}")
 
 
 if __name__ == "__main__":
