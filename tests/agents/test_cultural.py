@@ -29,3 +29,11 @@ def test_titles_places_and_ordinary_words_are_no_foreign_names():
     # the same words standing alone, as names do, still count; so do names that are no ordinary words
     assert set(foreign_names("Then Luke smiled at Kumiko, and King waved.", "ja-JP")) == {"Luke", "King"}
     assert set(foreign_names("Kumiko met Emily and Rose by the river.", "ja-JP")) == {"Emily", "Rose"}
+
+
+def test_a_city_that_is_also_a_name_is_no_foreign_name_where_it_stands_as_a_place():
+    for text in ("Kumiko moved to London in May.", "In Sydney the rain kept on.", "She flew back from Austin."):
+        assert foreign_names(text, "ja-JP") == {}, text
+    # as a person anywhere in the text, it counts
+    assert set(foreign_names("Kumiko gave the letter to Sydney.", "ja-JP")) == {"Sydney"}
+    assert set(foreign_names("Kumiko moved to Austin, where Austin waited.", "ja-JP")) == {"Austin"}

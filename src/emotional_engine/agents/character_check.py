@@ -9,7 +9,7 @@ A rule-based reader, small on purpose (spaCy is not installed; the rules are the
 - Foreign/stray names: a person name (one any culture's generator knows) that is nobody in the
   cast. At a sentence start a word only counts when it is not an ordinary English word ("Will you
   come?", "Rose petals fell"). A capitalised unknown word followed by a speech verb ("Zorba said")
-  counts too.
+  counts too. A name after a place preposition ("in Rome", "moved to London") is a place.
 - Pronouns (salience heuristic): a he/she pronoun refers to the most recent compatible candidate
   earlier in its sentence or in the previous sentence (further back, up to two more sentences, when
   that window holds nobody; later in the sentence when it opens with "When", "As", ...). Only when
@@ -37,7 +37,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from emotional_engine.agents.cultural import culture_name_words
+from emotional_engine.agents.cultural import after_a_place_preposition, culture_name_words
 from emotional_engine.culture import CultureProfile
 from emotional_engine.domain import Character
 from emotional_engine.emotion.model import split_sentences
@@ -315,7 +315,7 @@ class CharacterChecker:
             return tuple(sorted(self.parts[base]))
         return ()
 
-    def _is_stray(self, word: str, tokens: list[str], i: int, sentence_start: bool) -> bool:
+    def _is_stray(self, word: str, tokens: list[str], i: int, sentence_start: bool, possessive: bool = False) -> bool:
         base = word.split("-")[0] if word.partition("-")[2].lower() in self.suffixes else word
         if base in self.not_names or not base[:1].isupper() or base.isupper() and len(base) > 1:
             return False
@@ -323,6 +323,8 @@ class CharacterChecker:
         known = base in self.person_names
         if not known:  # an unknown word is a person only when it speaks or acts like one: "Zorba said"
             return nxt.lower() in HUMAN_VERBS and not is_ordinary(base)
+        if not possessive and nxt.lower() not in HUMAN_VERBS and after_a_place_preposition(tokens[max(0, i - 2):i]):
+            return False  # a city that is a name too: "in Rome", "moved to London"
         prev = tokens[i - 1] if i else ""
         if nxt in PLACE_NOUNS or not sentence_start and prev[:1].isupper() and not is_ordinary(prev, False) \
                 and prev not in self.person_names and prev not in self.parts and prev not in self.prefixes:
@@ -367,7 +369,8 @@ class CharacterChecker:
                 elif low in PERSON_NOUNS or w in MR_MRS:
                     out.append(Mention(start, start + len(w), si, "noun", (), PERSON_NOUNS.get(low, MR_MRS.get(w)),
                                        quoted, w))
-                elif w[:1].isupper() and self._is_stray(w, words, i, self._starts(s.text, toks, i, words)):
+                elif w[:1].isupper() and self._is_stray(w, words, i, self._starts(s.text, toks, i, words),
+                                                        possessive=t.group() != w):
                     out.append(Mention(start, start + len(w), si, "stray", (), None, quoted, w))
                 i += 1
         return out

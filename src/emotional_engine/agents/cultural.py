@@ -3,8 +3,9 @@
 Names: which culture a name belongs to comes from the names each culture's generator can produce
 (`culture.known_names`). A capitalised word of the text, away from a sentence start, that is in
 another culture's names and not in the story culture's is a foreign name, unless it is a word of
-a place in any profile or of a culture's name, or an ordinary English word used as one ("the
-King", "New Year's Day"); the gate replaces it with one local name for the whole story. Sensitivities and stereotypes: `culture.sensitivity` (a rule checker for known
+a place in any profile or of a culture's name, an ordinary English word used as one ("the
+King", "New Year's Day"), or a word only ever after a place preposition ("in Rome", "moved to
+London"); the gate replaces it with one local name for the whole story. Sensitivities and stereotypes: `culture.sensitivity` (a rule checker for known
 patterns, from the profiles' data). Both run per sentence in the gate before text is shown
 (`agents/gate.py`, `agents/sentence_checks.py`); a flagged sentence is rewritten through the
 Generator and kept when the checker passes it, else dropped.
@@ -28,6 +29,27 @@ _FUNCTION_WORDS = set("he she it we they you him her his hers its our their my m
                       "if so as at in on to by of for from with may will can shall might must do did not no yes "
                       "oh ah hey "
                       "this that these those there here then than when where who what how why all any some".split())
+
+# "in Rome", "across Lagos", "moved to London": after these a name is a place (Rome, London, Sydney
+# and Austin are given names too); "to"/"from" only after going somewhere ("gave it to Emily" is a person)
+_IN_A_PLACE = {"in", "across", "through", "throughout"}
+_GOING = set("went go goes going gone came come comes coming return returns returned returning move moves moved "
+             "moving travel travels travelled traveled travelling traveling flew fly flying drove drive driving "
+             "sailed sail sailing headed heading back way road train bus flight trip journey ticket".split())
+
+
+def after_a_place_preposition(before: list[str]) -> bool:
+    """`before`: the words before a capitalised word, nearest last. True where a name there is a place."""
+    last = before[-1].lower() if before else ""
+    return last in _IN_A_PLACE or last in ("to", "from") and len(before) > 1 and before[-2].lower() in _GOING
+
+
+def _named_as_a_place(word: str, text: str) -> bool:
+    """Every use of `word` follows a place preposition and none is possessive ("in Rome", not "in Rome's arms")."""
+    uses = list(re.finditer(rf"\b{re.escape(word)}\b", text))
+    return bool(uses) and all(
+        after_a_place_preposition(re.findall(r"[\w']+", text[max(0, m.start() - 40): m.start()])[-2:])
+        and not re.match(r"['’]s\b", text[m.end():]) for m in uses)
 
 
 @cache
@@ -93,6 +115,7 @@ def foreign_names(text: str, culture: str, allowed: set[str] = frozenset(),
     for word in name_like_words(text) if words is None else words:
         tags = index.get(word)
         if (tags and culture not in tags and word not in allowed and word.lower() not in _FUNCTION_WORDS
-                and word not in places and not (is_ordinary(word, inflected=False) and _used_as_a_word(word, text))):
+                and word not in places and not (is_ordinary(word, inflected=False) and _used_as_a_word(word, text))
+                and not _named_as_a_place(word, text)):
             found[word] = sorted(tags)
     return found
