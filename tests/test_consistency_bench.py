@@ -90,3 +90,16 @@ async def test_a_story_goes_on_after_the_last_scene_saved_before_a_crash(tmp_pat
     scenes = len(whole["story"]["scenes"])
     assert gen.streams == 2 * (scenes - 2)  # 2 candidates for each scene not saved
     assert resumed["story"]["text"] == whole["story"]["text"] and resumed["seconds"] > 0
+
+
+def test_a_version_in_another_language_is_left_out_of_the_english_views():
+    english = "At dawn Ana walked to the river and sold the fish that her father had caught in the night."
+    spanish = "Al amanecer Ana caminó hasta el río y vendió los peces que su padre había pescado de noche."
+    assert consistency.english(english) and not consistency.english(spanish)
+    assert not consistency.english("AUGUSTONACASTAMURIAL-SHOOTHANE DAINERANTEMISALES7 Магазин")
+    texts = {(0, "a"): english, (0, "b"): english.replace("river", "market"), (0, "c"): spanish}
+    views = consistency.localisation_views(texts)
+    # the Spanish version overlaps nothing, which pulls the all-versions mean down; the English view drops it
+    assert views["English versions"][0] > views["all versions"][0]
+    assert views["English versions"][0] == pytest.approx(consistency.localisation_similarity(
+        {k: v for k, v in texts.items() if k[1] != "c"})[0])
