@@ -6,9 +6,9 @@ added, never removed or renamed without bumping `SCHEMA_VERSION`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
 from emotional_engine.arcs import Arc, get_arc
 
@@ -18,15 +18,21 @@ Emotion = Literal["joy", "trust", "fear", "surprise", "sadness", "disgust", "ang
 Audience = Literal["children", "teen", "adult"]
 
 
+# a name or alias: at least one non-space character, outer spaces dropped (a blank alias matched
+# everywhere and hung the character checker)
+Words = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
 class CastMember(BaseModel):
     """A character the caller asks for; missing details are filled in by the character agent."""
 
-    name: str = Field(min_length=1, max_length=80)
+    name: Words = Field(max_length=80)
     role: str = Field("supporting", max_length=80)
     pronouns: str = Field("they/them", max_length=20)
     traits: list[str] = Field(default_factory=list, max_length=12)
     goals: list[str] = Field(default_factory=list, max_length=6)
-    aliases: list[str] = Field(default_factory=list, max_length=12, description="nicknames and forms of address")
+    aliases: list[Annotated[Words, Field(max_length=80)]] = Field(default_factory=list, max_length=12,
+                                                                   description="nicknames and forms of address")
     relationships: dict[str, str] = Field(default_factory=dict, description="other cast member -> what they are to this one")
 
 

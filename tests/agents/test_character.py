@@ -83,3 +83,24 @@ def test_a_city_that_is_also_a_given_name_is_a_place_after_a_place_preposition()
     for text, stray in (("Amara gave the letter to Sydney.", "Sydney"), ("A call from Austin woke Chidi.", "Austin"),
                         ("Chidi fell asleep in London's arms.", "London"), ("Amara went to Rome, and Rome said no.", "Rome")):
         assert stray in [f.span for f in check_mentions(text, CAST, YO).findings], text
+
+
+def test_a_blank_name_or_alias_is_refused_and_the_checker_survives_one():
+    import subprocess
+    import sys
+
+    import pytest
+    from pydantic import ValidationError
+
+    for bad in ({"name": "  "}, {"name": "Ann", "aliases": [""]}, {"name": "Ann", "aliases": ["  "]}):
+        with pytest.raises(ValidationError):
+            CastMember(**bad)
+    assert CastMember(name=" Ann Lee ", aliases=[" Annie "]).aliases == ["Annie"]
+    # a Character built otherwise (a saved session) may still carry one: a blank alias matched before every
+    # word and mentions() never moved on, growing without bound (the schema test's job ate 20 GB); in a
+    # subprocess, so a regression fails on the timeout instead of taking the test run down
+    code = ("from emotional_engine.agents.character import check_mentions; from emotional_engine.domain import Character; "
+            "c = [Character(name='Ann Lee', role='lead', pronouns='she/her', aliases=['', ' ', 'Auntie Ann'])]; "
+            "r = check_mentions('Ann smiled. Auntie Ann laughed, and she left.', c); print(r.mentions['Ann Lee'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.split()[-1] == "3", out.stderr

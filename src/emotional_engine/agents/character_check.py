@@ -298,10 +298,11 @@ class CharacterChecker:
             for w in c.name.split():
                 self.parts.setdefault(w, set()).add(c.name)
             for alias in c.aliases:
-                if len(alias.split()) == 1:
-                    self.parts.setdefault(alias, set()).add(c.name)
-                else:
-                    self.phrases.append((tuple(alias.split()), c.name))
+                words = tuple(alias.split())
+                if len(words) == 1:
+                    self.parts.setdefault(alias.strip(), set()).add(c.name)
+                elif words:  # a blank alias would match before every word, and mentions() would never move on
+                    self.phrases.append((words, c.name))
         self.prefixes, self.suffixes = _address_terms(profile)
         self.not_names = NOT_NAMES | culture_name_words() | _settings_words(profile) | self.prefixes
         self.person_names = person_names if person_names is not None else all_person_names()
