@@ -46,6 +46,7 @@ async def test_meta_lines_and_failed_checks_are_dropped():
 
     gate = SentenceGate("en-GB", ["Ann Lee"], seed=0, checks=[no_storms])
     assert await gate.check("Scene 2:") is None
+    assert await gate.check("Here is a revised version of the scene that adds context.") is None
     assert await gate.check("A storm came.") is None
     gate.shown_as("It was dawn.")
     assert await gate.check("The sun rose.") == "The sun rose."

@@ -58,3 +58,21 @@ def test_meta_lines_are_stripped():
     assert strip_meta_lines(text) == "Rain fell on the roofs.\nShe said: go."
     slot = "[Title Sentence] What makes a story powerful.\n[Name]\n\nShe kept [the] key."
     assert strip_meta_lines(slot) == "What makes a story powerful.\n\nShe kept [the] key."
+
+
+def test_sentences_about_the_writing_are_told_from_story_sentences():
+    from emotional_engine.agents.technical import about_the_writing
+
+    # each from a benchmark story written by the embedded model
+    for s in ("Here is a rewritten version of the scene with a focus on clean language.",
+              "In scene 2, the order and structure of the two opposing scenes change.",
+              "Descriptive: I am making this scene within the confines of 150 words.",
+              "This sentence has a very different tone from the rest of the story.",
+              "Here's a continuation of the story, focusing on a moment of healing.",
+              "Here is the given version of scene 1 as a continuation of your plot outline."):
+        assert about_the_writing(s), s
+    for s in ('"Here is the key," she said.', "Here is the harbour where her father worked.",
+              "Police taped off the crime scene before dawn.", "She watched this scene of chaos unfold.",
+              "The story goes back decades.", "He wrote three words on the card.",
+              "Here's a meeting of the souls of those cursed enemies at sea."):
+        assert not about_the_writing(s), s

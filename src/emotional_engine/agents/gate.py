@@ -21,7 +21,7 @@ from functools import cache
 from importlib import resources
 
 from emotional_engine.agents.cultural import foreign_names, name_like_words
-from emotional_engine.agents.technical import ends_a_sentence, strip_meta_lines
+from emotional_engine.agents.technical import about_the_writing, ends_a_sentence, strip_meta_lines
 from emotional_engine.culture import NameGenerator, load_profile
 
 _FIRST_WORD = re.compile(r"^[\"'“‘(\[]*([A-Z][a-zà-ÿ'’-]+)\b")
@@ -110,8 +110,8 @@ class SentenceGate:
         """The sentence as it may be shown, or None when it must not be. Call `shown_as` with what
         was finally shown (with its separator) so the next checks see it."""
         text = strip_meta_lines(sentence)
-        if not text or not ends_a_sentence(text):  # a heading or a fragment the model wrote between paragraphs
-            return None
+        if not text or not ends_a_sentence(text) or about_the_writing(text):
+            return None  # a heading, a fragment between paragraphs, or the model talking about its task
         self.scene.sentences += 1
         self.scene.raw.append(text)
         text, foreign = self._replace_names(text)

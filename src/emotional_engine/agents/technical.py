@@ -63,6 +63,23 @@ def strip_meta_lines(text: str) -> str:
     return "\n".join(kept).strip()
 
 
+# a sentence about the writing instead of in the story: the 135M model narrates its task ("Here is a
+# rewritten version of the scene", "In scene 2, the narrator...", "within 150 words"); 48 of the
+# 3,134 sentences of the consistency benchmark's stories, all but a couple of them such
+_ABOUT_THE_WRITING = re.compile(
+    r"\bscenes?\s+\d+\b|\b(?:rewritten|revised|edited|reworded|shorter|longer) version of\b"
+    r"|\bthis (?:sentence|paragraph|passage|prompt)\b|\b\d+ words\b|\bas an ai\b"
+    r"|\b(?:the|this|your) (?:prompt|premise|instructions?|plot outline)\b"
+    r"|^here(?:'s|’s| is| are) (?:\w+ ){0,4}(?:version|continuation|scene|story|passage|outline|example|idea|ideas"
+    r"|plot|setup|rewrite|draft|tips?|suggestions?|opener|stories|steps?)\b", re.I)
+
+
+def about_the_writing(sentence: str) -> bool:
+    """The sentence speaks of the story's writing (scenes by number, versions, the prompt), not in
+    it. Dialogue is never such: a sentence that opens with a quotation mark is story."""
+    return not sentence.lstrip()[:1] in "\"“‘'" and bool(_ABOUT_THE_WRITING.search(sentence.strip()))
+
+
 def ends_a_sentence(text: str) -> bool:
     return bool(_SENTENCE_END.search(text.rstrip()))
 
