@@ -77,11 +77,12 @@ def test_a_country_that_is_also_a_given_name_is_not_a_stray_name():
 
 def test_a_city_that_is_also_a_given_name_is_a_place_after_a_place_preposition():
     # a benchmark story had 'Rome' turned into the cast's Lorenzo; London, Sydney and Austin are names too
-    text = "Amara moved to London in May. Chidi grew up in Sydney and came back from Austin."
+    text = "Amara moved to London in May. Chidi grew up in Sydney and came back from Austin. The village of Rome slept."
     assert check_mentions(text, CAST, YO).findings == []
-    # the same names as people: given to, heard from, or in their arms
+    # the same names as people: given to, heard from, in their arms, a parent
     for text, stray in (("Amara gave the letter to Sydney.", "Sydney"), ("A call from Austin woke Chidi.", "Austin"),
-                        ("Chidi fell asleep in London's arms.", "London"), ("Amara went to Rome, and Rome said no.", "Rome")):
+                        ("Chidi fell asleep in London's arms.", "London"), ("The son of Austin wept.", "Austin"),
+                        ("Amara went to Rome, and Rome said no.", "Rome")):
         assert stray in [f.span for f in check_mentions(text, CAST, YO).findings], text
 
 

@@ -36,12 +36,16 @@ _IN_A_PLACE = {"in", "across", "through", "throughout"}
 _GOING = set("went go goes going gone came come comes coming return returns returned returning move moves moved "
              "moving travel travels travelled traveled travelling traveling flew fly flying drove drive driving "
              "sailed sail sailing headed heading back way road train bus flight trip journey ticket".split())
+# "the village of Tan", "the streets of Rome"
+_OF_A_PLACE = set("village villages town towns city cities province island islands district kingdom county region "
+                  "state port harbour harbor capital streets outskirts suburbs".split())
 
 
 def after_a_place_preposition(before: list[str]) -> bool:
     """`before`: the words before a capitalised word, nearest last. True where a name there is a place."""
     last = before[-1].lower() if before else ""
-    return last in _IN_A_PLACE or last in ("to", "from") and len(before) > 1 and before[-2].lower() in _GOING
+    prior = before[-2].lower() if len(before) > 1 else ""
+    return last in _IN_A_PLACE or last in ("to", "from") and prior in _GOING or last == "of" and prior in _OF_A_PLACE
 
 
 def _named_as_a_place(word: str, text: str) -> bool:
