@@ -88,6 +88,8 @@ def _used_as_a_word(word: str, text: str) -> bool:
     for m in re.finditer(rf"\b{re.escape(word)}\b", text):
         head = text[: m.start()].split()
         before = head[-1] if head else ""
+        if not before or before.rstrip("\"”’')")[-1:] in ".!?…:" or text[m.start() - 1] in "\"“‘(":
+            continue  # a sentence start says nothing ("... a sentence. Good. Use a comma")
         opens_sentence = len(head) < 2 or head[-2][-1:] in ".!?…:"  # "Then Luke": "Then" is capitalised anyway
         after = (text[m.end():].split()[:1] or [""])[0]
         titled = (before[:1].isupper() and not opens_sentence) or after[:1].isupper()
