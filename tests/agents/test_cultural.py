@@ -1,6 +1,6 @@
 """The cultural agent's name check, proven on planted foreign names and on clean text."""
 
-from emotional_engine.agents.cultural import foreign_names, name_index
+from emotional_engine.agents.cultural import foreign_names, name_index, name_like_words
 
 
 def test_name_index_knows_names_by_culture():
@@ -32,6 +32,7 @@ def test_titles_places_and_ordinary_words_are_no_foreign_names():
     # a use that opens a sentence does not make a title a name ("Good" is an American surname; a
     # 2,500-word benchmark story's final text was counted as keeping it)
     assert foreign_names("The Law of Good Life held. You removed a sentence. Good. Use a comma.", "vi-VN") == {}
+    assert "Love" not in name_like_words('She sang, "fun builds heart…” Love and comfort found each other.')
 
 
 def test_a_city_that_is_also_a_name_is_no_foreign_name_where_it_stands_as_a_place():

@@ -105,7 +105,7 @@ def name_like_words(text: str) -> set[str]:
     for m in _CAPITALISED.finditer(text):
         if text[m.start() - 1: m.start()] in ("\"", "“", "‘", "("):
             continue
-        before = text[: m.start()].rstrip(" \t\"'“‘(")
+        before = text[: m.start()].rstrip(" \t\"'“‘(”’)")  # '... heart…” Love and' starts one too
         if before and before[-1] not in ".!?…\n:":
             out.add(m.group())
     return out
