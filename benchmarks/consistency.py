@@ -379,6 +379,7 @@ def report(out: Path) -> None:
         for who, t in texts.items():
             print(f"{who} versions not in English: {sorted(f'{p}-{c}' for (p, c), x in t.items() if not english(x))}")
 
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--parts", default="length,fit,localisation")

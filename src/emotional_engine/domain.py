@@ -20,18 +20,18 @@ Audience = Literal["children", "teen", "adult"]
 
 # a name or alias: at least one non-space character, outer spaces dropped (a blank alias matched
 # everywhere and hung the character checker)
-Words = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
 class CastMember(BaseModel):
     """A character the caller asks for; missing details are filled in by the character agent."""
 
-    name: Words = Field(max_length=80)
+    name: NonBlank = Field(max_length=80)
     role: str = Field("supporting", max_length=80)
     pronouns: str = Field("they/them", max_length=20)
     traits: list[str] = Field(default_factory=list, max_length=12)
     goals: list[str] = Field(default_factory=list, max_length=6)
-    aliases: list[Annotated[Words, Field(max_length=80)]] = Field(default_factory=list, max_length=12,
+    aliases: list[Annotated[NonBlank, Field(max_length=80)]] = Field(default_factory=list, max_length=12,
                                                                    description="nicknames and forms of address")
     relationships: dict[str, str] = Field(default_factory=dict, description="other cast member -> what they are to this one")
 

@@ -300,7 +300,7 @@ class CharacterChecker:
             for alias in c.aliases:
                 words = tuple(alias.split())
                 if len(words) == 1:
-                    self.parts.setdefault(alias.strip(), set()).add(c.name)
+                    self.parts.setdefault(words[0], set()).add(c.name)
                 elif words:  # a blank alias would match before every word, and mentions() would never move on
                     self.phrases.append((words, c.name))
         self.prefixes, self.suffixes = _address_terms(profile)

@@ -77,7 +77,7 @@ _ABOUT_THE_WRITING = re.compile(
 def about_the_writing(sentence: str) -> bool:
     """The sentence speaks of the story's writing (scenes by number, versions, the prompt), not in
     it. Dialogue is never such: a sentence that opens with a quotation mark is story."""
-    return not sentence.lstrip()[:1] in "\"“‘'" and bool(_ABOUT_THE_WRITING.search(sentence.strip()))
+    return sentence.lstrip()[:1] not in "\"“‘'" and bool(_ABOUT_THE_WRITING.search(sentence.strip()))
 
 
 def ends_a_sentence(text: str) -> bool:
