@@ -18,8 +18,13 @@ from emotional_engine.lm.engine import Completion, Piece
 MOODS = ["joy", "fear", "sadness", "anticipation"]  # candidate k writes in MOODS[k % 4]
 
 
+def asked_words(prompt) -> int:
+    return int(re.search(r"about (\d+) (?:more )?words", prompt[-1]["content"]).group(1))
+
+
 class FakeGenerator:
-    """Candidate k writes in MOODS[seed % 4], a word at a time; records prompts and closed streams."""
+    """Candidate k writes in MOODS[seed % 4], a word at a time, over half the words asked for; records prompts
+    and closed streams."""
 
     info = ModelInfo("fake", "fake-model")
     supports_logits_processors = False
@@ -39,7 +44,10 @@ class FakeGenerator:
         self.prompts.append(prompt)
         self.processors.append(list(processors))
         mood = MOODS[params.seed % 4]
-        text = f"The harbour woke in {mood}. Everyone felt {mood} as the boats went out. It was a {mood} morning"
+        asked = asked_words(prompt)
+        # over half the words asked for (a shorter scene is written on), and a cut-off last sentence
+        text = (f"The harbour woke in {mood}." + f" Everyone felt {mood} as the boats went out." * (asked // 16 + 1)
+                + f" It was a {mood} morning")
         words = text.split(" ")
         finished = False
         try:
@@ -98,7 +106,7 @@ async def test_each_scene_takes_the_candidate_nearest_its_target():
     assert [e.kind for e in events][:2] == ["plan", "scene_started"] and events[-1].kind == "story_done"
     # the text events, sentence by sentence, add up to the story
     texts = [e.data["text"] for e in events if e.kind == "text"]
-    assert len(texts) == 8 and "".join(texts) == story.text
+    assert len(texts) == story.text.count(".") and "".join(texts) == story.text
     assert story.degraded == [] and 0 <= story.quality.overall <= 1
     assert story.timings_ms["orchestration_overhead_per_scene"] >= 0
 
@@ -197,7 +205,9 @@ class BloodyGenerator(FakeGenerator):
         self.prompts.append(prompt)
         self.processors.append(list(processors))
         mood = MOODS[params.seed % 4]
-        for w in f"The harbour woke in {mood}. There was blood on the pier. Everyone felt {mood}. Then".split(" "):
+        text = (f"The harbour woke in {mood}. There was blood on the pier." + f" Everyone felt {mood}." *
+                (asked_words(prompt) // 6 + 1) + " Then")
+        for w in text.split(" "):
             await asyncio.sleep(0)
             yield Piece(text=w + " ")
 
@@ -262,6 +272,53 @@ async def test_planted_strays_and_cliches_are_repaired_before_they_are_shown_and
     assert story.quality.cultural_fit < clean.quality.cultural_fit == 1.0
     assert any("Hans" in r for r in story.quality.reasons)
     assert all(len(c.states) == len(story.scenes) for c in story.characters)
+
+class StoppingGenerator(FakeGenerator):
+    """A scene's first stream talks about its task and stops after one story sentence; written on
+    ("Go on with scene"), it writes in full. With `never`, every stream is talk about the task."""
+
+    def __init__(self, never=False):
+        super().__init__()
+        self.never = never
+
+    async def stream(self, prompt, params, *, session_id=None, processors=()):
+        if self.never or "Go on with scene" not in prompt[-1]["content"]:
+            self.prompts.append(prompt)
+            story = "" if self.never else " The harbour woke early."
+            yield Piece(text="Here is a rewritten version of the scene." + story, finish_reason="stop")
+            return
+        async for piece in super().stream(prompt, params, session_id=session_id, processors=processors):
+            yield piece
+
+
+async def test_a_scene_that_comes_out_short_is_written_on_from_where_it_stops():
+    req = StoryRequest(premise="A fisherman's daughter saves the harbour.", words=300, seed=3)
+    d = Deps(generator=StoppingGenerator(), emotion=FakeEmotion(), embed=fake_embed, candidates=2)
+    events = []
+    story = await write_story(req, d, events.append)
+    assert "".join(e.data["text"] for e in events if e.kind == "text") == story.text
+    assert "rewritten version" not in story.text
+    go_on = [p[-1]["content"] for p in d.generator.prompts if "Go on with scene" in p[-1]["content"]]
+    assert len(go_on) == len(story.scenes)  # once each: the second stream filled the scene
+    for scene, prompt in zip(story.scenes, go_on):
+        assert scene.text.startswith("The harbour woke early. The harbour woke in")
+        assert len(scene.text.split()) > 0.5 * int(re.search(r"about (\d+) words", scene_prompt_of(d, scene)).group(1))
+        assert "The harbour woke early.\n\nGo on with scene" in prompt  # the scene so far ends the story so far
+
+
+def scene_prompt_of(d, scene):
+    return next(p[-1]["content"] for p in d.generator.prompts if f"Write scene {scene.index + 1} of" in p[-1]["content"])
+
+
+async def test_a_scene_that_stays_empty_is_tried_a_bounded_number_of_times():
+    req = StoryRequest(premise="A fisherman's daughter saves the harbour.", words=300, seed=3)
+    d = Deps(generator=StoppingGenerator(never=True), emotion=FakeEmotion(), embed=fake_embed, candidates=2)
+    story = await write_story(req, d)
+    assert story.text == "" and all(sc.text == "" for sc in story.scenes)
+    # per scene: the two candidates, then TOP_UPS more tries; none of them "goes on" from nothing
+    assert len(d.generator.prompts) == len(story.scenes) * (2 + orchestrator.TOP_UPS)
+    assert not any("Go on with scene" in p[-1]["content"] for p in d.generator.prompts)
+
 
 async def test_a_story_resumes_after_its_checkpointed_scenes():
     req = StoryRequest(premise="A fisherman's daughter saves the harbour.", arc="man_in_a_hole", words=600, seed=5)

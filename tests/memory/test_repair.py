@@ -2,6 +2,7 @@
 streams, and repaired by a rewrite of that sentence (or dropped)."""
 
 import asyncio
+import re
 
 from emotional_engine.agents.orchestrator import Deps, write_story
 from emotional_engine.domain import CastMember, StoryRequest
@@ -28,7 +29,8 @@ class PlantingGenerator:
         user = prompt[-1]["content"]
         self.scene_prompts.append(user)
         text = self.first if "Write scene 1 " in user else self.contradicting
-        for word in (text + " The joy of it stayed.").split(" "):
+        asked = int(re.search(r"about (\d+) words", user).group(1))
+        for word in (text + " The joy of it stayed." * (asked // 10 + 1)).split(" "):  # over half the words asked
             await asyncio.sleep(0)
             yield Piece(text=word + " ")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from types import SimpleNamespace
 
@@ -36,10 +37,16 @@ class FakeGenerator:
         self.calls += 1
         self.streams += 1
         text = self._text(params)
-        for i in range(0, len(text), 9):
+        whole, fragment = text.rsplit(". ", 1)
+        pieces = [whole[i:i + 9] for i in range(0, len(whole), 9)] + [". "]
+        asked = re.search(r"about (\d+) (?:more )?words", prompt[-1]["content"])
+        if asked:  # a scene: over half the words asked for (a shorter one is written on), in one more piece
+            mood = MOODS[(params.seed or 0) % 4]
+            pieces.append(f"Everyone felt {mood} as the boats went out. " * (int(asked.group(1)) // 16 + 1))
+        for piece in pieces + [fragment]:
             await asyncio.sleep(self.delay)
             self.pieces += 1
-            yield Piece(text[i:i + 9], token_id=1)
+            yield Piece(piece, token_id=1)
         yield Piece("", finish_reason="length", usage={"completion_tokens": len(text) // 9 + 1})
 
     async def complete(self, prompt, params, *, session_id=None, processors=()):

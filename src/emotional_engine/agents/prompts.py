@@ -114,27 +114,29 @@ def memory_block(facts: list[str], states: list[str]) -> str:
 
 
 def scene_prompt(scene: ScenePlan, plan: StoryPlan, guide: Guidance, recent: str, memory: str = "",
-                 fix: str = "") -> str:
+                 going_on: bool = False) -> str:
+    """`going_on`: the scene is begun (the story so far ends with its first part) and `scene.words` is what it lacks."""
     lead = f"The story so far ends:\n{recent}\n\n" if recent else (
         "This is the opening scene.\n\n" if scene.index == 0 else "")
     follow = scene.outline.lead if scene.outline is not None else scene.pov
     who = f" Follow {follow}." if follow else ""
     what = f" What happens, at the {scene.outline.place}: {scene.outline.event}" if scene.outline is not None else ""
-    redo = f"\nA draft of this scene contradicted the story. {fix} Write it again without the contradiction." \
-        if fix else ""
+    task = (f"Go on with scene {scene.index + 1} of {len(plan.scenes)} from where the story stops, about "
+            f"{scene.words} more words." if going_on else
+            f"Write scene {scene.index + 1} of {len(plan.scenes)}, about {scene.words} words.")
     return (
-        f"{memory}{lead}Write scene {scene.index + 1} of {len(plan.scenes)}, about {scene.words} words. "
-        f"In this part of the story ({scene.part.replace('_', ' ')}): {scene.goal}.{what}{who} {guide.note}{redo}"
+        f"{memory}{lead}{task} "
+        f"In this part of the story ({scene.part.replace('_', ' ')}): {scene.goal}.{what}{who} {guide.note}"
     )
 
 
 def scene_messages(request: StoryRequest, profile: CultureProfile, plan: StoryPlan, cast: list[Character],
                    scene: ScenePlan, guide: Guidance, story_so_far: str, *, facts: list[str] = (),
-                   states: list[str] = (), fix: str = "", budget: int | None = None,
+                   states: list[str] = (), going_on: bool = False, budget: int | None = None,
                    count: Callable[[str], int] = estimate_tokens) -> list[dict[str, str]]:
     """The scene's messages within `budget` prompt tokens (None: the default caps only)."""
     system = system_prompt(request, profile, plan, cast)
-    fixed = count(system) + count(scene_prompt(scene, plan, guide, "", "", fix)) + TEMPLATE_TOKENS
+    fixed = count(system) + count(scene_prompt(scene, plan, guide, "", "", going_on)) + TEMPLATE_TOKENS
     room = (budget if budget is not None else fixed + FACT_TOKENS + RECENT_TOKENS + 64) - fixed
     kept_states = _fitting(list(states), room // 4, count)
     kept_facts = _fitting(list(facts), min(FACT_TOKENS, room // 2) - sum(count(s) + 2 for s in kept_states), count)
@@ -142,7 +144,7 @@ def scene_messages(request: StoryRequest, profile: CultureProfile, plan: StoryPl
     recent = tail_within(story_so_far, min(RECENT_TOKENS, room - count(memory) - 8), count)
     return [
         {"role": "system", "content": system},
-        {"role": "user", "content": scene_prompt(scene, plan, guide, recent, memory, fix)},
+        {"role": "user", "content": scene_prompt(scene, plan, guide, recent, memory, going_on)},
     ]
 
 
