@@ -329,6 +329,14 @@ async def write_and_measure(engine: Engine, out: Path, item: dict) -> None:
           f"{m['emotion_arc_r']:+.2f}, off-culture {len(m['off_culture_names'])}, {result['seconds']:.0f}s", flush=True)
 
 
+def short_scenes(story: dict) -> tuple[int, int, int]:
+    """(scenes shown with under half the words asked for, of them empty, scenes), from the technical
+    agent's length reasons ("scene 3: 40 words, asked for 150"; it names every scene over 10 % off)."""
+    lengths = [re.match(r"scene \d+: (\d+) words, asked for (\d+)", r) for r in story["quality"]["reasons"]]
+    short = [int(m[1]) for m in lengths if m and int(m[1]) < int(m[2]) / 2]
+    return len(short), short.count(0), len(story["scenes"])
+
+
 def load_results(out: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
 
@@ -360,6 +368,11 @@ def report(out: Path) -> None:
             changed = changed_names(r["story"]["quality"]["reasons"])
             print(f"| {r['item']['culture']} | {', '.join(m['off_culture_names']) or 'none'} | "
                   f"{'; '.join(changed) or 'none'} | {m['cultural_fit']:.3f} |")
+    for part in ("length", "fit"):
+        counts = [short_scenes(r["story"]) for r in results if r["item"]["part"] == part]
+        if counts:
+            short, empty, scenes = (sum(c[k] for c in counts) for k in range(3))
+            print(f"\n{part}: {short} of {scenes} scenes shown with under half the words asked for ({empty} empty)")
     loc = [r for r in results if r["item"]["part"] == "localisation"]
     premises = {r["item"]["premise_index"] for r in loc}
     complete = [p for p in sorted(premises) if sum(r["item"]["premise_index"] == p for r in loc)

@@ -103,3 +103,12 @@ def test_a_version_in_another_language_is_left_out_of_the_english_views():
     assert views["English versions"][0] > views["all versions"][0]
     assert views["English versions"][0] == pytest.approx(consistency.localisation_similarity(
         {k: v for k, v in texts.items() if k[1] != "c"})[0])
+
+
+def test_short_scenes_are_counted_from_the_technical_agents_length_reasons():
+    story = {"scenes": [{"text": ""}, {"text": "a b c"}, {"text": "word " * 140}],
+             "quality": {"reasons": ["scene 1: 0 words, asked for 150 (more than 10% off)",
+                                     "scene 2: 70 words, asked for 150 (more than 10% off)",
+                                     "scene 2: reading grade 16.1 is above 16 for a adult audience",
+                                     "scene 3: 80 words, asked for 150 (more than 10% off)"]}}
+    assert consistency.short_scenes(story) == (2, 1, 3)  # 0 and 70 are under half of 150; 80 is not
