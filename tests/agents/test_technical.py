@@ -69,10 +69,16 @@ def test_sentences_about_the_writing_are_told_from_story_sentences():
               "Descriptive: I am making this scene within the confines of 150 words.",
               "This sentence has a very different tone from the rest of the story.",
               "Here's a continuation of the story, focusing on a moment of healing.",
-              "Here is the given version of scene 1 as a continuation of your plot outline."):
+              "Here is the given version of scene 1 as a continuation of your plot outline.",
+              "If your character arrives in a haunted location, you may choose to show the others watching.",
+              "By adding a strong moral sense to the conclusion, it allows the reader to understand the depth.",
+              "You can skip that extra part and simply transition to the next scene again.",
+              "Your creativity must be what makes your writing impactful."):
         assert about_the_writing(s), s
     for s in ('"Here is the key," she said.', "Here is the harbour where her father worked.",
               "Police taped off the crime scene before dawn.", "She watched this scene of chaos unfold.",
               "The story goes back decades.", "He wrote three words on the card.",
-              "Here's a meeting of the souls of those cursed enemies at sea."):
+              "Here's a meeting of the souls of those cursed enemies at sea.",
+              '"Your story is a good one," the old man said.', "She was a reader of old maps.",
+              "He kept your letters in a tin by the bed.", "The next morning the scene was quiet."):
         assert not about_the_writing(s), s

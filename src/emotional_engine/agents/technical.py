@@ -65,11 +65,15 @@ def strip_meta_lines(text: str) -> str:
 
 # a sentence about the writing instead of in the story: the 135M model narrates its task ("Here is a
 # rewritten version of the scene", "In scene 2, the narrator...", "within 150 words"); 48 of the
-# 3,134 sentences of the consistency benchmark's stories, all but a couple of them such
+# 3,134 sentences of the consistency benchmark's stories, all but a couple of them such; and writing
+# advice ("If your character arrives...", "... allows the reader to"), 65 more of 5,729
 _ABOUT_THE_WRITING = re.compile(
     r"\bscenes?\s+\d+\b|\b(?:rewritten|revised|edited|reworded|shorter|longer) version of\b"
     r"|\bthis (?:sentence|paragraph|passage|prompt)\b|\b\d+ words\b|\bas an ai\b"
     r"|\b(?:the|this|your) (?:prompt|premise|instructions?|plot outline)\b"
+    # advice to a writer ("If your character arrives...", "allows the reader to..."), the scenes by place
+    r"|\byour (?:characters?|story|stories|writing|readers?|audience|scenes?|plot|protagonist|narrative|creativity"
+    r"|twist|ending)\b|\bthe reader\b|\b(?:the|this|our) (?:final|next|previous|opening|last) scene\b"
     r"|^here(?:'s|’s| is| are) (?:\w+ ){0,4}(?:version|continuation|scene|story|passage|outline|example|idea|ideas"
     r"|plot|setup|rewrite|draft|tips?|suggestions?|opener|stories|steps?)\b", re.I)
 
