@@ -105,3 +105,12 @@ def test_a_blank_name_or_alias_is_refused_and_the_checker_survives_one():
             "r = check_mentions('Ann smiled. Auntie Ann laughed, and she left.', c); print(r.mentions['Ann Lee'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout.split()[-1] == "3", out.stderr
+
+
+def test_a_faith_a_title_and_a_run_on_sentence_start_are_not_stray_names():
+    # from the fit benchmark: "Jesus Christ" and "the Buddha" became cast members, and so did "My"
+    # after an ellipsis the sentence splitter had not split ("skybound....My mind wanders")
+    for text in ("Amara prayed to Jesus Christ in the dark.", "Chidi came to the Buddha with his question.",
+                 "The stars were skybound....My mind wanders, Amara thought.", "The walls of Rome began."):
+        assert check_mentions(text, CAST, YO).findings == [], text
+    assert [f.span for f in check_mentions("Amara met Hans at the gate.", CAST).findings] == ["Hans"]

@@ -41,3 +41,16 @@ def test_a_city_that_is_also_a_name_is_no_foreign_name_where_it_stands_as_a_plac
     # as a person anywhere in the text, it counts
     assert set(foreign_names("Kumiko gave the letter to Sydney.", "ja-JP")) == {"Sydney"}
     assert set(foreign_names("Kumiko moved to Austin, where Austin waited.", "ja-JP")) == {"Austin"}
+
+
+def test_a_faith_is_no_foreign_name():
+    # a fit benchmark story had "Islam" and "Christian" replaced by Indonesian names, "Lord" by a Chinese one
+    for text in ("The family had turned to Islam long ago.", "A small Christian school stood by the road.",
+                 "She prayed, and the Lord of the mountain listened."):
+        assert foreign_names(text, "id-ID") == {}, text
+    assert set(foreign_names("Kumiko met Emily by the river.", "ja-JP")) == {"Emily"}
+
+
+def test_a_name_after_the_walls_or_gates_of_is_a_place():
+    # the pt-BR fit story: "The walls of Rome began." made Rome a cast member
+    assert foreign_names("Beatriz looked up. The walls of Rome began.", "pt-BR") == {}

@@ -37,7 +37,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from emotional_engine.agents.cultural import after_a_place_preposition, culture_name_words
+from emotional_engine.agents.cultural import SACRED_NAMES, after_a_place_preposition, culture_name_words
 from emotional_engine.culture import CultureProfile
 from emotional_engine.domain import Character
 from emotional_engine.emotion.model import split_sentences
@@ -75,7 +75,7 @@ HUMAN_VERBS = set("said asked replied shouted whispered smiled laughed nodded si
                   "waved grinned cried wept told walked ran muttered".split())
 NEGATIONS = {"not", "never", "no", "hardly", "nor", "without"}
 NOT_NAMES = set("January February March April May June July August September October November December Monday "
-                "Tuesday Wednesday Thursday Friday Saturday Sunday God Allah Lord Christmas Easter English I".split())
+                "Tuesday Wednesday Thursday Friday Saturday Sunday Christmas Easter English I".split()) | SACRED_NAMES
 
 # --- traits and their contradictions (the TRAITS pool in agents.character, plus conditions users give)
 ANTONYMS: dict[str, str] = {
@@ -327,13 +327,14 @@ class CharacterChecker:
         if not possessive and nxt.lower() not in HUMAN_VERBS and after_a_place_preposition(tokens[max(0, i - 2):i]):
             return False  # a city that is a name too: "in Rome", "moved to London"
         prev = tokens[i - 1] if i else ""
+        if prev.lower() == "the":
+            return False  # "the Buddha", "the Rose Choir": a title or a thing named after someone
         if nxt in PLACE_NOUNS or not sentence_start and prev[:1].isupper() and not is_ordinary(prev, False) \
                 and prev not in self.person_names and prev not in self.parts and prev not in self.prefixes:
             return False  # part of a place: "Lenin Street", "Hoi An"
         if is_ordinary(base, inflected=False):
-            # an ordinary word ("Rose", "Hope") is a name only mid-sentence, alone (not "the Rose Garden")
-            prev = tokens[i - 1].lower() if i else ""
-            return not sentence_start and not nxt[:1].isupper() and prev not in ("the", "a", "an")
+            # an ordinary word ("Rose", "Hope") is a name only mid-sentence, alone (not "a Rose Garden")
+            return not sentence_start and not nxt[:1].isupper() and prev.lower() not in ("a", "an")
         return True
 
     def mentions(self, sentences: list[_Sentence]) -> list[Mention]:
@@ -381,7 +382,7 @@ class CharacterChecker:
         if i == 0 or i == 1 and words[0] in self.prefixes:
             return True
         gap = text[toks[i - 1].end(): toks[i].start()]
-        return any(ch in gap for ch in "\n:\"“‘—(")
+        return any(ch in gap for ch in "\n:\"“‘—(.…")  # "skybound....My mind" was never split
 
     # -- pronouns ------------------------------------------------------------------------------------
     def resolve(self, sentences: list[_Sentence], mentions: list[Mention]) -> list[Finding]:

@@ -3,7 +3,7 @@
 Names: which culture a name belongs to comes from the names each culture's generator can produce
 (`culture.known_names`). A capitalised word of the text, away from a sentence start, that is in
 another culture's names and not in the story culture's is a foreign name, unless it is a word of
-a place in any profile or of a culture's name, an ordinary English word used as one ("the
+a place in any profile or of a culture's name, a faith's (SACRED_NAMES), an ordinary English word used as one ("the
 King", "New Year's Day"), or a word only ever after a place preposition ("in Rome", "moved to
 London"); the gate replaces it with one local name for the whole story. Sensitivities and stereotypes: `culture.sensitivity` (a rule checker for known
 patterns, from the profiles' data). Both run per sentence in the gate before text is shown
@@ -30,6 +30,12 @@ _FUNCTION_WORDS = set("he she it we they you him her his hers its our their my m
                       "oh ah hey "
                       "this that these those there here then than when where who what how why all any some".split())
 
+# faiths, their scriptures and whom they worship: some are given names somewhere (Christian, Jesus,
+# Islam), but in a story they are almost always the faith; a story had "Islam" replaced by a person
+SACRED_NAMES = frozenset("God Gods Lord Allah Jesus Christ Buddha Islam Christian Christians Christianity Muslim "
+                         "Muslims Hindu Hindus Hinduism Buddhism Buddhist Buddhists Judaism Jewish Sikh Sikhs "
+                         "Shiva Vishnu Ganesha Heaven Quran Koran Bible Torah".split())
+
 # "in Rome", "across Lagos", "moved to London": after these a name is a place (Rome, London, Sydney
 # and Austin are given names too); "to"/"from" only after going somewhere ("gave it to Emily" is a person)
 _IN_A_PLACE = {"in", "across", "through", "throughout"}
@@ -38,7 +44,7 @@ _GOING = set("went go goes going gone came come comes coming return returns retu
              "sailed sail sailing headed heading back way road train bus flight trip journey ticket".split())
 # "the village of Tan", "the streets of Rome"
 _OF_A_PLACE = set("village villages town towns city cities province island islands district kingdom county region "
-                  "state port harbour harbor capital streets outskirts suburbs".split())
+                  "state port harbour harbor capital streets outskirts suburbs walls gates ruins markets".split())
 
 
 def after_a_place_preposition(before: list[str]) -> bool:
@@ -121,7 +127,7 @@ def foreign_names(text: str, culture: str, allowed: set[str] = frozenset(),
     for word in name_like_words(text) if words is None else words:
         tags = index.get(word)
         if (tags and culture not in tags and word not in allowed and word.lower() not in _FUNCTION_WORDS
-                and word not in places and not (is_ordinary(word, inflected=False) and _used_as_a_word(word, text))
+                and word not in SACRED_NAMES and word not in places and not (is_ordinary(word, inflected=False) and _used_as_a_word(word, text))
                 and not _named_as_a_place(word, text)):
             found[word] = sorted(tags)
     return found
