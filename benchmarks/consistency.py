@@ -26,7 +26,10 @@ goes on from there, so a long story can be written across sessions. A progress l
 per scene.
 
     .venv/bin/python benchmarks/consistency.py [--parts length,fit,localisation] [--lengths 500,10000]
-        [--candidates 2] [--limit N] [--out benchmarks/results/consistency] [--report]
+        [--candidates 2] [--limit N] [--out benchmarks/results/consistency] [--report | --remeasure]
+
+`--remeasure` measures the saved stories of the parts again with the code's current measures
+(after a checker fix) and writes nothing new.
 """
 
 from __future__ import annotations
@@ -294,6 +297,14 @@ async def run(args, engine: Engine | None = None) -> None:
              "fit": lambda: fit_items()[: args.limit],
              "localisation": lambda: localisation_items(args.loc_words, args.limit or 5, args.loc_cultures)}
     work = [item for part in parts for item in lists[part]()]  # in the order the parts are named
+    if args.remeasure:  # the saved stories, measured again with this code's measures; nothing is written
+        engine = engine or Engine(candidates=args.candidates)
+        for item in (it for it in work if it.get("who") != "baseline" and (out / f"{it['id']}.json").exists()):
+            result = {k: v for k, v in json.loads((out / f"{item['id']}.json").read_text()).items() if k != "item"}
+            result["measures"] = await run_model(measure, engine, item, result["story"])
+            save(out, item, result)
+        report(out)
+        return
     todo = [it for it in work if not _finished(out, it)]
     print(f"{len(work)} stories, {len(todo)} to write, {args.concurrency} at a time", flush=True)
     engine = engine or Engine(candidates=args.candidates)
@@ -405,6 +416,8 @@ if __name__ == "__main__":
     ap.add_argument("--concurrency", type=int, default=3, help="stories written at the same time")
     ap.add_argument("--out", default="benchmarks/results/consistency")
     ap.add_argument("--report", action="store_true", help="only print the tables from the saved results")
+    ap.add_argument("--remeasure", action="store_true",
+                    help="measure the saved stories of the parts again with today's measures, then print the tables")
     a = ap.parse_args()
     if a.report:
         report(Path(a.out))

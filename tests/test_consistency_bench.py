@@ -112,3 +112,22 @@ def test_short_scenes_are_counted_from_the_technical_agents_length_reasons():
                                      "scene 2: reading grade 16.1 is above 16 for a adult audience",
                                      "scene 3: 80 words, asked for 150 (more than 10% off)"]}}
     assert consistency.short_scenes(story) == (2, 1, 3)  # 0 and 70 are under half of 150; 80 is not
+
+
+async def test_remeasure_measures_the_saved_stories_again_without_writing(tmp_path):
+    from types import SimpleNamespace
+
+    item = consistency.fit_items()[0]
+    gen = FakeGenerator()
+    engine = Engine(generator=gen, emotion=FakeEmotion(), candidates=2, check_safety=False)
+    result = await consistency.engine_story(engine, item, tmp_path / "partial" / f"{item['id']}.json")
+    result["measures"] = {"character_consistency": -1.0, "cast_mentions": 0}  # stale, from older code
+    consistency.save(tmp_path, item, result)
+    streams = gen.streams
+    args = SimpleNamespace(out=str(tmp_path), parts="fit", lengths="500", limit=None, loc_words=300, loc_cultures=6,
+                           remeasure=True, candidates=2, concurrency=1)
+    await consistency.run(args, engine)
+    saved = json.loads((tmp_path / f"{item['id']}.json").read_text())
+    assert gen.streams == streams  # nothing was written
+    assert saved["story"] == json.loads(json.dumps(result["story"]))
+    assert saved["measures"] == json.loads(json.dumps(consistency.measure(engine, item, result["story"])))
