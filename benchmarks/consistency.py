@@ -283,6 +283,11 @@ def save(out: Path, item: dict, result: dict) -> None:
     atomic_write(out / f"{item['id']}.json", {"item": item, **result})
 
 
+def _saved(out: Path, item: dict) -> dict:
+    """A saved story's result (story, measures, seconds) without its item."""
+    return {k: v for k, v in json.loads((out / f"{item['id']}.json").read_text()).items() if k != "item"}
+
+
 def _finished(out: Path, item: dict) -> bool:
     path = out / f"{item['id']}.json"
     return path.exists() and (item.get("who") == "baseline"
@@ -300,7 +305,7 @@ async def run(args, engine: Engine | None = None) -> None:
     if args.remeasure:  # the saved stories, measured again with this code's measures; nothing is written
         engine = engine or Engine(candidates=args.candidates)
         for item in (it for it in work if it.get("who") != "baseline" and (out / f"{it['id']}.json").exists()):
-            result = {k: v for k, v in json.loads((out / f"{item['id']}.json").read_text()).items() if k != "item"}
+            result = _saved(out, item)
             result["measures"] = await run_model(measure, engine, item, result["story"])
             save(out, item, result)
         report(out)
@@ -326,7 +331,7 @@ async def write_and_measure(engine: Engine, out: Path, item: dict) -> None:
         return
     path = out / f"{item['id']}.json"
     if path.exists():  # written before a crash in measuring: measure only
-        result = {k: v for k, v in json.loads(path.read_text()).items() if k != "item"}
+        result = _saved(out, item)
     else:
         partial = out / "partial" / f"{item['id']}.json"
         result = await engine_story(engine, item, partial)

@@ -273,6 +273,7 @@ async def test_planted_strays_and_cliches_are_repaired_before_they_are_shown_and
     assert any("Hans" in r for r in story.quality.reasons)
     assert all(len(c.states) == len(story.scenes) for c in story.characters)
 
+
 class StoppingGenerator(FakeGenerator):
     """A scene's first stream talks about its task and stops after one story sentence; written on
     ("Go on with scene"), it writes in full. With `never`, every stream is talk about the task."""
@@ -302,12 +303,9 @@ async def test_a_scene_that_comes_out_short_is_written_on_from_where_it_stops():
     assert len(go_on) == len(story.scenes)  # once each: the second stream filled the scene
     for scene, prompt in zip(story.scenes, go_on):
         assert scene.text.startswith("The harbour woke early. The harbour woke in")
-        assert len(scene.text.split()) > 0.5 * int(re.search(r"about (\d+) words", scene_prompt_of(d, scene)).group(1))
+        first = next(p for p in d.generator.prompts if f"Write scene {scene.index + 1} of" in p[-1]["content"])
+        assert len(scene.text.split()) > 0.5 * asked_words(first)
         assert "The harbour woke early.\n\nGo on with scene" in prompt  # the scene so far ends the story so far
-
-
-def scene_prompt_of(d, scene):
-    return next(p[-1]["content"] for p in d.generator.prompts if f"Write scene {scene.index + 1} of" in p[-1]["content"])
 
 
 async def test_a_scene_that_stays_empty_is_tried_a_bounded_number_of_times():

@@ -3,10 +3,11 @@
 Names: which culture a name belongs to comes from the names each culture's generator can produce
 (`culture.known_names`). A capitalised word of the text, away from a sentence start, that is in
 another culture's names and not in the story culture's is a foreign name, unless it is a word of
-a place in any profile or of a culture's name, a faith's (SACRED_NAMES), an ordinary English word used as one ("the
-King", "New Year's Day"), or a word only ever after a place preposition ("in Rome", "moved to
-London"); the gate replaces it with one local name for the whole story. Sensitivities and stereotypes: `culture.sensitivity` (a rule checker for known
-patterns, from the profiles' data). Both run per sentence in the gate before text is shown
+a place in any profile or of a culture's name, a faith's (SACRED_NAMES), an ordinary English word
+used as one ("the King", "New Year's Day"), or a word only ever after a place preposition ("in
+Rome", "moved to London"); the gate replaces it with one local name for the whole story.
+Sensitivities and stereotypes: `culture.sensitivity` (a rule checker for known patterns, from the
+profiles' data). Both run per sentence in the gate before text is shown
 (`agents/gate.py`, `agents/sentence_checks.py`); a flagged sentence is rewritten through the
 Generator and kept when the checker passes it, else dropped.
 
@@ -127,7 +128,8 @@ def foreign_names(text: str, culture: str, allowed: set[str] = frozenset(),
     for word in name_like_words(text) if words is None else words:
         tags = index.get(word)
         if (tags and culture not in tags and word not in allowed and word.lower() not in _FUNCTION_WORDS
-                and word not in SACRED_NAMES and word not in places and not (is_ordinary(word, inflected=False) and _used_as_a_word(word, text))
+                and word not in SACRED_NAMES and word not in places
+                and not (is_ordinary(word, inflected=False) and _used_as_a_word(word, text))
                 and not _named_as_a_place(word, text)):
             found[word] = sorted(tags)
     return found

@@ -175,12 +175,17 @@ async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Eve
     return story
 
 
+def _token_allowance(words: int) -> int:
+    """The most tokens a scene (or the rest of one) of `words` words may take."""
+    return int(words * 1.7) + 16
+
+
 async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list[Character], checker: CharacterChecker,
                        memory: StoryMemory, i: int, story_text: str, seed: int, timing: _Timing, gate: SentenceGate,
                        on_event: Callable[[Event], None], drift: str | None = None) -> SceneOutcome:
     sp = plan.scenes[i]
     guide = emotion_agent.guidance(sp.target, request.sampling.temperature)
-    max_tokens = int(sp.words * 1.7) + 16
+    max_tokens = _token_allowance(sp.words)
     count = token_counter(deps.generator)
     facts, states = [drift] if drift else [], []
     if deps.remember and memory.facts:  # what earlier scenes established that bears on this one, and on its outline
@@ -248,12 +253,12 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
     # fragments; 9 of the consistency benchmark's 409 scenes came out empty): the chosen
     # candidate's settings go on from what was shown
     for extra in range(1, TOP_UPS + 1):
-        missing = sp.words - len(text.split())
-        if missing <= sp.words * (1 - SHORT_SCENE):
+        if len(text.split()) >= SHORT_SCENE * sp.words:
             break
+        missing = sp.words - len(text.split())
         so_far = "\n\n".join(t for t in (story_text, text) if t)
         p = params[choice.index].model_copy(update={"seed": params[choice.index].seed + 7919 * extra,
-                                                    "max_tokens": int(missing * 1.7) + 16})
+                                                    "max_tokens": _token_allowance(missing)})
         more = scene_messages(request, profile, plan, cast, sp.model_copy(update={"words": missing}), guide, so_far,
                               facts=facts, states=states, going_on=bool(text),
                               budget=prompt_budget(deps.generator, p.max_tokens), count=count)
