@@ -97,7 +97,8 @@ class TurnWriter(StreamingFake):
 
 
 def prompt_tokens(messages):
-    from emotional_engine.agents.prompts import TEMPLATE_TOKENS, estimate_tokens
+    from emotional_engine.agents.prompts import TEMPLATE_TOKENS
+    from emotional_engine.text import estimate_tokens
 
     return sum(estimate_tokens(m["content"]) for m in messages) + TEMPLATE_TOKENS * len(messages) // 2
 

@@ -29,7 +29,7 @@ from emotional_engine.agents import character as character_agent
 from emotional_engine.agents import emotion as emotion_agent
 from emotional_engine.agents.gate import SentenceGate
 from emotional_engine.agents.orchestrator import Deps, sentence_gate
-from emotional_engine.agents.prompts import (AUDIENCE_NOTE, FACT_TOKENS, TEMPLATE_TOKENS, fence, memory_block,
+from emotional_engine.agents.prompts import (AUDIENCE_NOTE, FACT_TOKENS, TEMPLATE_TOKENS, memory_block,
                                              prompt_budget, token_counter)
 from emotional_engine.agents.story import target_emotion
 from emotional_engine.agents.streaming import Sentence, SentenceStream
@@ -38,6 +38,7 @@ from emotional_engine.domain import Measurement, SceneTarget, StoryRequest
 from emotional_engine.emotion.steering import LogitBias
 from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.memory import StoryMemory, remember_scene
+from emotional_engine.text import fence
 from emotional_engine.threads import run_model
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import re
 
-from emotional_engine.agents.prompts import fence, tokenizer_of
+from emotional_engine.agents.prompts import tokenizer_of
+from emotional_engine.text import fence
 from emotional_engine.agents.story import ScenePlan, StoryPlan
 from emotional_engine.culture import CultureProfile
 from emotional_engine.domain import Character, SceneOutline, StoryRequest

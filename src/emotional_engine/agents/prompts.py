@@ -18,6 +18,7 @@ from emotional_engine.agents.emotion import Guidance
 from emotional_engine.agents.story import ScenePlan, StoryPlan
 from emotional_engine.culture import CultureProfile
 from emotional_engine.domain import Character, StoryRequest
+from emotional_engine.text import estimate_tokens, fence
 
 RECENT_TOKENS = 400  # at most, of the story so far, carried into the next scene's prompt
 FACT_TOKENS = 300  # at most, of facts recalled from the story memory
@@ -28,17 +29,6 @@ AUDIENCE_NOTE = {
     "teen": "for teenagers: vivid but not graphic",
     "adult": "for adults",
 }
-
-
-def fence(label: str, text: str) -> str:
-    """User-supplied text, fenced; angle brackets inside cannot close the fence."""
-    clean = text.replace("<", "‹").replace(">", "›")
-    return f"<{label}>\n{clean}\n</{label}>"
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters a token, for generators whose tokenizer we cannot see."""
-    return len(text) // 4 + 1
 
 
 def tokenizer_of(generator):

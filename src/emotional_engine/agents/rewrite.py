@@ -12,7 +12,7 @@ import re
 
 from pydantic import BaseModel
 
-from emotional_engine.agents.prompts import fence
+from emotional_engine.text import fence
 from emotional_engine.agents.technical import ends_a_sentence
 from emotional_engine.emotion.model import split_sentences
 

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from emotional_engine.agents.prompts import fence
+from emotional_engine.text import fence
 from emotional_engine.agents.technical import strip_meta_lines, trim_to_last_sentence
 from emotional_engine.domain import Character
 from emotional_engine.emotion.model import split_sentences

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import networkx as nx
 import numpy as np
 
-from emotional_engine.agents.prompts import estimate_tokens
+from emotional_engine.text import estimate_tokens
 from emotional_engine.domain import Character
 from emotional_engine.memory.facts import CastIndex, Fact
 
