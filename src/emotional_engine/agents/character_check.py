@@ -40,7 +40,7 @@ from pydantic import BaseModel, Field
 from emotional_engine.agents.cultural import SACRED_NAMES, after_a_place_preposition, culture_name_words
 from emotional_engine.culture import CultureProfile
 from emotional_engine.domain import Character
-from emotional_engine.emotion.model import split_sentences
+from emotional_engine.text import split_sentences
 
 Kind = Literal["foreign_name", "wrong_pronoun", "dead_acting", "contradiction"]
 Gender = Literal["f", "m"]
