@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from emotional_engine.agents.cultural import name_index, name_like_words
+from emotional_engine.culture.lexicon import name_index, name_like_words
 from emotional_engine.domain import Character
 from emotional_engine.text import split_sentences
 
