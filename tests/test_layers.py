@@ -74,7 +74,8 @@ def test_an_upward_import_is_caught_in_every_form(tmp_path, planted):
     assert not report.ok
     assert [(e.packages, e.file, e.line) for e in report.upward] == [
         (("memory", "agents"), "src/emotional_engine/memory/deep/recall.py", planted.count("\n") + 1)]
-    assert "src/emotional_engine/memory/deep/recall.py:" in str(report) and "memory (layer 2) -> agents (layer 3)" in str(report)
+    assert "src/emotional_engine/memory/deep/recall.py:" in str(report)
+    assert "memory (layer 2) -> agents (layer 3)" in str(report)
 
 
 def test_a_never_pair_is_caught_though_it_runs_down(tmp_path):
@@ -104,9 +105,11 @@ def test_a_cycle_between_agents_is_caught(tmp_path):
     assert not report.upward and not report.package_cycles
     [(cycle, edges)] = report.module_cycles
     assert cycle == ["emotional_engine.agents.character_check", "emotional_engine.agents.cultural"]
-    assert {e.file for e in edges} == {"src/emotional_engine/agents/cultural.py", "src/emotional_engine/agents/character_check.py"}
+    assert {e.file for e in edges} == {"src/emotional_engine/agents/cultural.py",
+                                       "src/emotional_engine/agents/character_check.py"}
 
 
 def test_a_package_in_no_layer_is_caught(tmp_path):
-    report = check(import_edges(_tree(tmp_path, {**CLEAN, "optimize/prune.py": "from emotional_engine.lm import Llama\n"})))
+    files = {**CLEAN, "optimize/prune.py": "from emotional_engine.lm import Llama\n"}
+    report = check(import_edges(_tree(tmp_path, files)))
     assert report.unplaced == ["optimize"]
