@@ -48,10 +48,11 @@ from pathlib import Path
 import numpy as np
 
 from emotional_engine.agents import character as character_agent
-from emotional_engine.agents.cultural import foreign_names, name_like_words
+from emotional_engine.agents.cultural import foreign_names
 from emotional_engine.agents.orchestrator import SceneOutcome
 from emotional_engine.agents.story import StoryPlan
 from emotional_engine.culture import load_profile, profile_tags
+from emotional_engine.culture.lexicon import name_like_words
 from emotional_engine.domain import StoryRequest
 from emotional_engine.engine import Engine
 from emotional_engine.lm.sampling import SamplingParams

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from emotional_engine.agents import emotion as emotion_agent
+from emotional_engine.agents import emotional_intelligence as emotion_agent
 from emotional_engine.domain import SceneTarget
 from emotional_engine.emotion import EmotionModel
 from emotional_engine.emotion.labels import CIRCUMPLEX, LABELS

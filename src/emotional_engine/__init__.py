@@ -1,8 +1,5 @@
 """emotional-engine: stories with emotional intelligence and cultural sensitivity."""
 
-from importlib.metadata import PackageNotFoundError, version
+from emotional_engine.version import __version__
 
-try:
-    __version__ = version("emotional-engine")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
+__all__ = ["__version__"]

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
 from emotional_engine.arcs import Arc, get_arc
+from emotional_engine.culture_tags import resolve_tag
 
 SCHEMA_VERSION = "1.0"
 EMOTIONS = ("joy", "trust", "fear", "surprise", "sadness", "disgust", "anger", "anticipation", "neutral")
@@ -68,9 +69,7 @@ class StoryRequest(BaseModel):
     @field_validator("culture")
     @classmethod
     def _known_culture(cls, v: str) -> str:
-        from emotional_engine.culture import load_profile  # raises ValueError naming the closest tags
-
-        return load_profile(v).tag
+        return resolve_tag(v)  # the canonical tag, or ValueError naming the closest ones
 
     @model_validator(mode="after")
     def _valid_arc(self) -> StoryRequest:

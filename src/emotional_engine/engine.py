@@ -73,7 +73,7 @@ class Engine:
         """The parts every language model's `Deps` shares; loaded once."""
         if self._shared is None:
             from emotional_engine.agents import technical as technical_agent
-            from emotional_engine.agents.cultural import name_index
+            from emotional_engine.culture.lexicon import name_index
 
             name_index()  # built once (every culture's names), here rather than inside the first scene
             technical_agent.check_text("Warm up.", "adult")  # textstat loads its pronunciation dictionary

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 from pydantic import BaseModel
 
 from emotional_engine.agents import character as character_agent
-from emotional_engine.agents import emotion as emotion_agent
+from emotional_engine.agents import emotional_intelligence as emotion_agent
 from emotional_engine.agents.gate import SentenceGate
 from emotional_engine.agents.orchestrator import Deps, sentence_gate
 from emotional_engine.agents.prompts import (AUDIENCE_NOTE, FACT_TOKENS, TEMPLATE_TOKENS, memory_block,

@@ -1,6 +1,7 @@
 """The cultural agent's name check, proven on planted foreign names and on clean text."""
 
-from emotional_engine.agents.cultural import foreign_names, name_index, name_like_words
+from emotional_engine.agents.cultural import foreign_names
+from emotional_engine.culture.lexicon import name_index, name_like_words
 
 
 def test_name_index_knows_names_by_culture():

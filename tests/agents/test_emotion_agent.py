@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from emotional_engine.agents.emotion import choose, compensate, distance, guidance
+from emotional_engine.agents.emotional_intelligence import choose, compensate, distance, guidance
 from emotional_engine.domain import SceneTarget
 
 
@@ -36,7 +36,7 @@ def test_guidance_names_the_mood_and_warms_high_arousal():
 
 
 def test_sentence_contexts_move_from_the_previous_target_to_this_one():
-    from emotional_engine.agents.emotion import sentence_contexts
+    from emotional_engine.agents.emotional_intelligence import sentence_contexts
 
     start, end = [0.0] * 10 + [1.0], [1.0] * 10 + [0.0]
     steps = sentence_contexts(start, end, 60)  # about four sentences

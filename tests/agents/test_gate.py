@@ -1,7 +1,7 @@
 """The per-sentence gate: foreign names replaced the same way all story long, meta lines and failed checks dropped."""
 
-from emotional_engine.agents.cultural import name_index
 from emotional_engine.agents.gate import SentenceGate, sentence_names
+from emotional_engine.culture.lexicon import name_index
 
 
 def _foreign_for(culture: str) -> str:

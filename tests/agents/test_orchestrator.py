@@ -159,7 +159,7 @@ def test_request_validation_messages(bad, msg):
 
 
 async def test_candidates_are_steered_at_rising_strengths_when_the_backend_takes_processors():
-    from emotional_engine.agents.emotion import steering_strength
+    from emotional_engine.agents.emotional_intelligence import steering_strength
     from emotional_engine.emotion.steering import LogitBias, TokenAffect
 
     table = TokenAffect(3, np.arange(3), np.full((3, len(EMOTIONS)), 1 / len(EMOTIONS), np.float32),

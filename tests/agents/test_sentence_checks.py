@@ -6,7 +6,7 @@ from emotional_engine.agents.character_check import StoryFacts
 from emotional_engine.agents.gate import SentenceGate
 from emotional_engine.agents.sentence_checks import CharacterCheck, SensitivityCheck, rewriter
 from emotional_engine.culture import load_profile
-from emotional_engine.emotion.model import split_sentences
+from emotional_engine.text import split_sentences
 from fakes import CAST, YO, ScriptedGenerator
 
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from emotional_engine.agents.technical import check_text, repeated_ngram_share, split_sentences, trim_to_last_sentence
+from emotional_engine.agents.technical import check_text, repeated_ngram_share
+from emotional_engine.text import split_sentences, trim_to_last_sentence
 
 CLEAN = (
     "Amara carried the lantern down to the harbour before dawn. The boats were still tied, and the water "
@@ -52,7 +53,7 @@ def test_sentence_split_and_ngram_share():
 
 
 def test_meta_lines_are_stripped():
-    from emotional_engine.agents.technical import strip_meta_lines
+    from emotional_engine.text import strip_meta_lines
 
     text = "Scene 2: The storm\n## Part one\nIntroduce the protagonist in a dramatic way:\nRain fell on the roofs.\nShe said: go."
     assert strip_meta_lines(text) == "Rain fell on the roofs.\nShe said: go."

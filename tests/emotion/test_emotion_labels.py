@@ -2,7 +2,8 @@
 import subprocess
 import sys
 
-from emotional_engine.emotion import CIRCUMPLEX, LABELS, split_sentences
+from emotional_engine.emotion import CIRCUMPLEX, LABELS
+from emotional_engine.text import split_sentences
 
 
 def test_labels_are_plutchik_plus_neutral():

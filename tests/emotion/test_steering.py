@@ -74,7 +74,7 @@ def test_the_shipped_table_fits_the_embedded_model_and_head():
 
     g, _ = load_gguf(embedded_model_path())
     path = SHIPPED_DIR / f"token-affect-{table_key(list(g.tokenizer.tokens), HEAD_PATH)}.npz"
-    assert path.exists(), "the shipped steering table is stale: python -m emotional_engine.emotion.steering"
+    assert path.exists(), "the shipped steering table is stale: python -m emotional_engine.training.steering_table"
     t = TokenAffect.load(path)
     words = {g.tokenizer.tokens[i]: k for k, i in enumerate(t.ids)}
     sad = LABELS.index("sadness")

@@ -101,7 +101,7 @@ async def test_scene_prompts_recall_facts_and_stay_within_the_context():
 
 
 def test_scene_messages_fit_the_budget_whatever_the_story_length():
-    from emotional_engine.agents.emotion import guidance
+    from emotional_engine.agents.emotional_intelligence import guidance
     from emotional_engine.agents.prompts import scene_messages
     from emotional_engine.text import estimate_tokens
     from emotional_engine.agents.story import plan_story

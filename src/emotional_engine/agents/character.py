@@ -30,10 +30,9 @@ from emotional_engine.agents.character_check import (
     CheckResult,
     Finding,
     StoryFacts,
-    all_person_names,
-    is_ordinary,
 )
 from emotional_engine.culture import CultureProfile, NameGenerator
+from emotional_engine.culture.lexicon import all_person_names, is_ordinary
 from emotional_engine.domain import Character, StoryRequest
 
 PRONOUNS = {"female": "she/her", "male": "he/him"}

@@ -32,15 +32,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from emotional_engine.agents.cultural import SACRED_NAMES, after_a_place_preposition, culture_name_words
 from emotional_engine.culture import CultureProfile
+from emotional_engine.culture.lexicon import (
+    SACRED_NAMES,
+    after_a_place_preposition,
+    all_person_names,
+    culture_name_words,
+    is_ordinary,
+)
 from emotional_engine.domain import Character
-from emotional_engine.emotion.model import split_sentences
+from emotional_engine.text import split_sentences
 
 Kind = Literal["foreign_name", "wrong_pronoun", "dead_acting", "contradiction"]
 Gender = Literal["f", "m"]
@@ -151,43 +156,6 @@ PLACE_NOUNS = set("Street Road Avenue Square Park Station Market Bridge Hospital
 
 _TOKEN = re.compile(r"[^\W\d_][\w’'-]*")
 _QUOTES = re.compile(r"[\"“”]")
-
-
-@cache
-def ordinary_words() -> frozenset[str]:
-    """English words that are written in lower case (Webster's 2nd via english-words): 'will', 'rose', 'hope'."""
-    from english_words import get_english_words_set
-
-    return frozenset(w for w in get_english_words_set(["web2"], lower=False, alpha=True) if w.islower())
-
-
-def is_ordinary(word: str, inflected: bool = True) -> bool:
-    """An ordinary English word; with `inflected`, also in a plural or -ed/-ing form ('Customers')."""
-    low, words = word.lower(), ordinary_words()
-    return low in words or inflected and any(low.endswith(e) and low[: -len(e)] in words
-                                             for e in ("s", "es", "ed", "d", "ing"))
-
-
-@cache
-def all_person_names() -> frozenset[str]:
-    """Given names from every Faker locale (Latin script), plus every name the culture profiles produce."""
-    import importlib
-
-    from faker.config import AVAILABLE_LOCALES
-
-    from emotional_engine.agents.cultural import name_index
-
-    names = set(name_index())
-    for loc in AVAILABLE_LOCALES:
-        try:
-            provider = importlib.import_module(f"faker.providers.person.{loc}").Provider
-        except ModuleNotFoundError:
-            continue
-        for attr in ("first_names", "first_names_female", "first_names_male"):
-            values = provider.__dict__.get(attr)
-            if isinstance(values, (list, tuple, dict)):
-                names.update(str(v) for v in values)
-    return frozenset(n for n in names if n.isalpha() and n[0].isupper() and all(ord(c) < 0x250 for c in n))
 
 
 class Finding(BaseModel):

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-from emotional_engine.agents.cultural import foreign_names, name_like_words
-from emotional_engine.agents.technical import about_the_writing, ends_a_sentence, strip_meta_lines
+from emotional_engine.agents.cultural import foreign_names
+from emotional_engine.agents.technical import about_the_writing
 from emotional_engine.culture import NameGenerator, load_profile
+from emotional_engine.culture.lexicon import name_like_words
+from emotional_engine.text import ends_a_sentence, strip_meta_lines
 
 _FIRST_WORD = re.compile(r"^[\"'“‘(\[]*([A-Z][a-zà-ÿ'’-]+)\b")
 

@@ -34,9 +34,9 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import BaseModel
 
-from emotional_engine import __version__
+from emotional_engine.version import __version__
 from emotional_engine.agents import character as character_agent
-from emotional_engine.agents import emotion as emotion_agent
+from emotional_engine.agents import emotional_intelligence as emotion_agent
 from emotional_engine.agents import quality as quality_agent
 from emotional_engine.agents import technical as technical_agent
 from emotional_engine.agents.base import run_parallel

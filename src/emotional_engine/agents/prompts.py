@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from emotional_engine.agents.emotion import Guidance
+from emotional_engine.agents.emotional_intelligence import Guidance
 from emotional_engine.agents.story import ScenePlan, StoryPlan
 from emotional_engine.culture import CultureProfile
 from emotional_engine.domain import Character, StoryRequest

@@ -1,6 +1,6 @@
 """Quality-assurance agent: the story's final scores, each in [0, 1], with the reasons.
 
-- emotion_fit: 1 - distance/2 per scene (see agents.emotion.distance), averaged.
+- emotion_fit: 1 - distance/2 per scene (see agents.emotional_intelligence.distance), averaged.
 - character_consistency, cultural_fit: from the character and cultural agents.
 - coherence: cosine similarity of sentence embeddings between consecutive scenes and between each
   scene and the premise, clipped to [0, 1] and averaged.

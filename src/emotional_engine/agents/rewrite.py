@@ -12,9 +12,7 @@ import re
 
 from pydantic import BaseModel
 
-from emotional_engine.text import fence
-from emotional_engine.agents.technical import ends_a_sentence
-from emotional_engine.emotion.model import split_sentences
+from emotional_engine.text import ends_a_sentence, fence, split_sentences
 
 SYSTEM = ("You edit one sentence of a story written in English. Rewrite the sentence inside <sentence> tags so that "
           "it fits where it stands in the story but no longer has the problem named. Keep the same people, place and "

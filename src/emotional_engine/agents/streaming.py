@@ -12,9 +12,8 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from emotional_engine.agents.technical import ends_a_sentence
-from emotional_engine.emotion.model import sentence_breaks
 from emotional_engine.lm.engine import Piece
+from emotional_engine.text import ends_a_sentence, sentence_breaks
 
 
 @dataclass(frozen=True)

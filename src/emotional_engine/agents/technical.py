@@ -14,12 +14,11 @@ import textstat
 from pydantic import BaseModel, Field
 
 from emotional_engine.domain import Audience
-from emotional_engine.emotion.model import split_sentences
+from emotional_engine.text import ends_a_sentence, split_sentences
 
 GRADE_CEILING: dict[str, float] = {"children": 6.0, "teen": 10.0, "adult": 16.0}
 LENGTH_TOLERANCE = 0.10
 REPEATED_4GRAM_LIMIT = 0.12  # share of 4-grams that occur more than once
-_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
 _WORD = re.compile(r"[\w'’-]+")
 
 
@@ -46,23 +45,6 @@ def repeated_ngram_share(tokens: list[str], n: int = 4) -> float:
     return 0.0 if total == 0 else sum(c for c in grams.values() if c > 1) / total
 
 
-_META_LINE = re.compile(r"^\s*(#+\s.*|\*\*[^*]+\*\*:?|(scene|part|chapter|title)\b[^.!?]{0,60}:?|[^.!?]{1,80}:)\s*$", re.I)
-
-
-_PLACEHOLDER = re.compile(r"^\s*\[[^\]\n]{1,40}\]\s*")  # a template slot left at a line's start: "[Title Sentence]"
-
-
-def strip_meta_lines(text: str) -> str:
-    """Drop lines the model wrote about the story instead of in it: headings, "Scene 2:", "Title: ...",
-    and bracketed placeholders that open a line."""
-    kept = []
-    for line in text.splitlines():
-        unslotted = _PLACEHOLDER.sub("", line)
-        if not _META_LINE.match(unslotted) and (unslotted.strip() or not line.strip()):
-            kept.append(unslotted)
-    return "\n".join(kept).strip()
-
-
 # a sentence about the writing instead of in the story: the 135M model narrates its task ("Here is a
 # rewritten version of the scene", "In scene 2, the narrator...", "within 150 words"); 48 of the
 # 3,134 sentences of the consistency benchmark's stories, all but a couple of them such; and writing
@@ -82,24 +64,6 @@ def about_the_writing(sentence: str) -> bool:
     """The sentence speaks of the story's writing (scenes by number, versions, the prompt), not in
     it. Dialogue is never such: a sentence that opens with a quotation mark is story."""
     return sentence.lstrip()[:1] not in "\"“‘'" and bool(_ABOUT_THE_WRITING.search(sentence.strip()))
-
-
-def ends_a_sentence(text: str) -> bool:
-    return bool(_SENTENCE_END.search(text.rstrip()))
-
-
-def trim_to_last_sentence(text: str) -> str:
-    """Drop an unfinished last sentence (the model stopped mid-way); keep the text if none is whole."""
-    text = text.rstrip()
-    if not text or _SENTENCE_END.search(text):
-        return text
-    cut = max(text.rfind(c) for c in ".!?…")
-    if cut < 0:
-        return text
-    end = cut + 1
-    while end < len(text) and text[end] in "\"'”’)]":
-        end += 1
-    return text[:end]
 
 
 def check_text(text: str, audience: Audience, target_words: int | None = None) -> TechnicalReport:

@@ -123,24 +123,30 @@ class NameGenerator:
         return [self.person(gender) for _ in range(n)]
 
 
+def person_provider(locale: str):
+    """Faker's person-name Provider class for a locale (its name lists), or None where it has none."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"faker.providers.person.{locale}").Provider
+    except ModuleNotFoundError:
+        return None
+
+
 def _faker_list(locale: str, method: str, draws: int = 1500) -> list[str]:
     """The names behind a Faker person method: its list attribute (``first_name_female`` ->
     ``first_names_female``) where that is a plain list, plus ``draws`` seeded calls for what it composes."""
-    import importlib
-
     from faker import Faker
 
     out: list[str] = []
-    try:
-        provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+    provider = person_provider(locale)
+    if provider is not None:
         attrs = [method.replace("_name", "_names", 1)]
         if method.startswith("last_"):  # locales keep surnames under several names (pl_PL: unisex_last_names)
             attrs += [a for a in dir(provider) if a.endswith("last_names") and not a.startswith("_")]
         for attr in attrs:
             values = getattr(provider, attr, None) or ()
             out.extend(str(v) for v in values if "{{" not in str(v))
-    except ModuleNotFoundError:
-        pass
     fake = Faker(locale)
     fake.seed_instance(0)
     fn = getattr(fake, method)

@@ -2,18 +2,18 @@
 
 The files live in ``emotional_engine/culture/profiles/<tag>.yaml`` and ship as package data; they
 are read with :mod:`importlib.resources`, validated by :class:`CultureProfile`, and cached.
-Tags are BCP 47 (``ja-JP``); lookups ignore case and accept ``_`` for ``-``.
+Tags are BCP 47 (``ja-JP``); lookups ignore case and accept ``_`` for ``-`` (see `emotional_engine.culture_tags`).
 """
 
 from __future__ import annotations
 
-import difflib
 from functools import cache
-from importlib import resources
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from emotional_engine.culture_tags import profile_dir, profile_tags, resolve_tag
 
 Continent = Literal["Africa", "Asia", "Europe", "North America", "South America", "Oceania"]
 Structure = Literal["three_act", "freytag", "kishotenketsu", "episodic", "oral_call_and_response",
@@ -169,59 +169,9 @@ class CultureProfile(_Strict):
         return out
 
 
-def _profile_dir():
-    return resources.files("emotional_engine.culture").joinpath("profiles")
-
-
-@cache
-def _index() -> dict[str, str]:
-    """lowercase tag -> canonical tag, from the file names."""
-    out = {}
-    for entry in _profile_dir().iterdir():
-        if entry.name.endswith(".yaml"):
-            tag = entry.name[: -len(".yaml")]
-            out[tag.lower()] = tag
-    return dict(sorted(out.items()))
-
-
-def profile_tags() -> list[str]:
-    return list(_index().values())
-
-
-def _normalise(tag: str) -> str:
-    return tag.strip().replace("_", "-").lower()
-
-
-def closest_tags(tag: str, n: int = 3) -> list[str]:
-    """Supported tags nearest to ``tag``: those sharing a subtag with it (``ja``, ``JP``, ``jp-JA`` -> ja-JP) or
-    whose name contains it (``swahili`` -> sw-KE), then the closest by spelling."""
-    q = _normalise(tag)
-    index = _index()
-    parts = {p for p in q.split("-") if p}
-    shared = [t for low, t in index.items() if parts & set(low.split("-"))]
-    named = [t for t in index.values() if len(q) >= 3 and q in _load(t).name.lower()] if q else []
-    fuzzy = [] if shared or named else [index[m] for m in difflib.get_close_matches(q, list(index), n=n, cutoff=0.5)]
-    out: list[str] = []
-    for t in shared + named + fuzzy:
-        if t not in out:
-            out.append(t)
-    return out[: max(n, len(shared) + len(named))]
-
-
-def resolve_tag(tag: str) -> str:
-    """The canonical supported tag for ``tag`` (case-insensitive), or ValueError naming the closest ones."""
-    index = _index()
-    q = _normalise(tag)
-    if q in index:
-        return index[q]
-    near = closest_tags(tag)
-    hint = f"; closest: {', '.join(near)}" if near else ""
-    raise ValueError(f"unknown culture {tag!r}{hint} (run `emotional-engine cultures` for all {len(index)})")
-
-
 @cache
 def _load(canonical: str) -> CultureProfile:
-    text = _profile_dir().joinpath(f"{canonical}.yaml").read_text(encoding="utf-8")
+    text = profile_dir().joinpath(f"{canonical}.yaml").read_text(encoding="utf-8")
     data = yaml.safe_load(text)
     profile = CultureProfile.model_validate(data)
     if profile.tag != canonical:

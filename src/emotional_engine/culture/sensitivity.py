@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, TypeAdapter
 
 from emotional_engine.culture.profiles import Audience, SensitivityCheck, load_profile
-from emotional_engine.emotion.model import split_sentences
+from emotional_engine.text import split_sentences
 
 _AGES: list[Audience] = ["children", "teen", "adult"]
 

@@ -3,6 +3,6 @@
 Importing this package loads nothing; `EmotionModel.load()` loads MiniLM and the head on first use.
 """
 from .labels import CIRCUMPLEX, LABELS
-from .model import ArcWindow, EmotionModel, EmotionScore, analyze, split_sentences
+from .model import ArcWindow, EmotionModel, EmotionScore, analyze
 
-__all__ = ["LABELS", "CIRCUMPLEX", "EmotionModel", "EmotionScore", "ArcWindow", "analyze", "split_sentences"]
+__all__ = ["LABELS", "CIRCUMPLEX", "EmotionModel", "EmotionScore", "ArcWindow", "analyze"]

@@ -14,13 +14,14 @@ mean probabilities.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
+
+from emotional_engine.text import split_sentences
 
 from .labels import CIRCUMPLEX, LABELS
 
@@ -45,29 +46,6 @@ class ArcWindow:
     arousal: float
     emotion: str
     scores: dict[str, float] = field(default_factory=dict)
-
-
-# a sentence ends at . ! ? … (and any closing quote or bracket, which stays with it) when the next
-# one starts with a capital or a digit; blank lines always end one
-_SENT = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"'”’)\]]))\s+(?=[\"'“‘(\[]?[A-Z0-9])|\n\s*\n+")
-
-
-def sentence_breaks(text: str) -> list[re.Match]:
-    """The gaps between sentences, exactly where `split_sentences` cuts (the match is the whitespace)."""
-    return list(_SENT.finditer(text))
-
-
-def split_sentences(text: str, normalize: bool = True) -> list[str]:
-    """Split prose into sentences (on . ! ? … followed by a capitalised word, and on blank lines).
-    `normalize=False` keeps each part's own whitespace, for text that is still being streamed."""
-    if not normalize:
-        return _SENT.split(text)
-    out = []
-    for part in _SENT.split(text.strip()):
-        part = " ".join(part.split())
-        if part:
-            out.append(part)
-    return out
 
 
 def model_dir() -> Path:

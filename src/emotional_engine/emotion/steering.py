@@ -14,7 +14,7 @@ valence lose. Only the first token of a word is biased; the model finishes words
 
 The table depends on the tokenizer and the emotion head; it is computed once per pair (about a
 minute on two cores) and cached under the cache directory, keyed by both. The embedded model's
-table ships in `emotion/data/` (rebuilt by `python -m emotional_engine.emotion.steering`).
+table ships in `emotion/data/` (rebuilt by `python -m emotional_engine.training.steering_table`).
 """
 
 from __future__ import annotations
@@ -113,21 +113,3 @@ def load_or_build(token_texts: list[str], model, head_path: Path, cache_dir: Pat
     table = TokenAffect.build(token_texts, model)
     table.save(path)
     return table
-
-
-def main() -> None:
-    """Rebuild the embedded model's shipped table (after the emotion head changes)."""
-    from emotional_engine.emotion.model import HEAD_PATH, EmotionModel
-    from emotional_engine.lm.gguf import embedded_model_path, load_gguf
-
-    g, _ = load_gguf(embedded_model_path())
-    table = TokenAffect.build(list(g.tokenizer.tokens), EmotionModel.load())
-    for old in SHIPPED_DIR.glob("token-affect-*.npz"):
-        old.unlink()
-    path = SHIPPED_DIR / f"token-affect-{table_key(list(g.tokenizer.tokens), HEAD_PATH)}.npz"
-    table.save(path)
-    print(f"wrote {path} ({len(table.ids)} word-start tokens)")
-
-
-if __name__ == "__main__":
-    main()

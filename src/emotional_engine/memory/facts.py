@@ -23,9 +23,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from emotional_engine.agents.cultural import name_index, name_like_words
+from emotional_engine.culture.lexicon import name_index, name_like_words
 from emotional_engine.domain import Character
-from emotional_engine.emotion.model import split_sentences
+from emotional_engine.text import split_sentences
 
 FactKind = Literal["event", "location", "state", "relation", "attribute", "knows", "action", "place", "object"]
 

@@ -7,14 +7,12 @@ import re
 
 import numpy as np
 
-from emotional_engine.text import fence
-from emotional_engine.agents.technical import strip_meta_lines, trim_to_last_sentence
 from emotional_engine.domain import Character
-from emotional_engine.emotion.model import split_sentences
 from emotional_engine.lm.backends import Generator
 from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.memory.facts import CastIndex, Fact, extract_facts
 from emotional_engine.memory.store import Embed, StoryMemory
+from emotional_engine.text import fence, split_sentences, strip_meta_lines, trim_to_last_sentence
 from emotional_engine.threads import run_model
 
 SUMMARY_SYSTEM = ("You summarise scenes of a story. Answer with one or two plain sentences that say who did what, "

@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from emotional_engine.culture.profiles import Audience, load_profile
-from emotional_engine.emotion.model import split_sentences
+from emotional_engine.text import split_sentences
 from emotional_engine.threads import run_model
 
 from .model import SafetyModel

@@ -15,7 +15,7 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from emotional_engine import __version__
+from emotional_engine.version import __version__
 from emotional_engine.config import ModelCatalog, Settings, get_settings
 from emotional_engine.engine import Engine
 from emotional_engine.lm.backends import Generator, make_generator

@@ -9,7 +9,7 @@ import uuid
 
 from pydantic_core import to_jsonable_python
 
-from emotional_engine import __version__
+from emotional_engine.version import __version__
 from emotional_engine.domain import Story, StoryRequest
 from emotional_engine.lm.models import UnknownModelError
 from emotional_engine.service import metering

@@ -12,7 +12,7 @@ import weakref
 
 from cachetools import TTLCache
 
-from emotional_engine.agents import emotion as emotion_agent
+from emotional_engine.agents import emotional_intelligence as emotion_agent
 from emotional_engine.domain import StoryRequest
 from emotional_engine.session import Beat, StorySession
 

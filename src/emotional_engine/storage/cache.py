@@ -27,7 +27,7 @@ from cachetools import TTLCache
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
-from emotional_engine import __version__
+from emotional_engine.version import __version__
 from emotional_engine.storage.schema import CACHE_KEY_MAX
 
 if TYPE_CHECKING:

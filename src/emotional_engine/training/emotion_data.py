@@ -1,8 +1,8 @@
 """Recipe for the emotion model's training sentences, written by the embedded language model.
 
-    python -m emotional_engine.emotion.build_data generate --minutes 14 --seed 0 --out /tmp/emotion_raw.jsonl
-    python -m emotional_engine.emotion.build_data generate --minutes 10 --seed 1 --out /tmp/emotion_raw2.jsonl
-    python -m emotional_engine.emotion.build_data build /tmp/emotion_raw.jsonl /tmp/emotion_raw2.jsonl \
+    python -m emotional_engine.training.emotion_data generate --minutes 14 --seed 0 --out /tmp/emotion_raw.jsonl
+    python -m emotional_engine.training.emotion_data generate --minutes 10 --seed 1 --out /tmp/emotion_raw2.jsonl
+    python -m emotional_engine.training.emotion_data build /tmp/emotion_raw.jsonl /tmp/emotion_raw2.jsonl \
         --out src/emotional_engine/emotion/data/train.jsonl
     python -m emotional_engine.emotion.training
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .labels import LABELS
+from emotional_engine.emotion.labels import LABELS
 
 # How a prompt names each label: several wordings, picked at random.
 DESCRIPTIONS: dict[str, list[str]] = {
@@ -107,7 +107,7 @@ def generate(out: Path, minutes: float, seed: int = 0, threads: int = 16, max_to
     from emotional_engine.lm.backends import BuiltinGenerator
     from emotional_engine.lm.sampling import SamplingParams
 
-    from .templates import compose
+    from emotional_engine.emotion.templates import compose
 
     seeds: dict[str, list[str]] = {k: [] for k in LABELS}
     for r in compose(60, seed=seed + 7):
@@ -182,7 +182,7 @@ def keep(text: str, label: str, compound: float) -> bool:
 
 
 def template_rows(per_label: int, seed: int = 0) -> list[dict[str, str]]:
-    from .templates import compose, compose_more
+    from emotional_engine.emotion.templates import compose, compose_more
 
     return compose(per_label, seed=seed + 1) + compose_more(per_label * 2 // 3, seed=seed + 2)
 
@@ -210,7 +210,7 @@ def clean(raw: Path | list[Path], out: Path, per_label_cap: int = 500, seed: int
                 seen.add(key)
                 cand.append((s, rec["label"]))
     if teacher is not None and cand:
-        from .model import EmotionModel
+        from emotional_engine.emotion.model import EmotionModel
 
         p, _ = EmotionModel.load(teacher).probabilities([s for s, _ in cand])
         top = np.argsort(-p, axis=1)[:, :top_k]
@@ -237,7 +237,7 @@ def clean(raw: Path | list[Path], out: Path, per_label_cap: int = 500, seed: int
 def build(raws: list[Path], out: Path, workdir: Path = Path("/tmp")) -> dict[str, int]:
     """Template sentences alone -> a teacher head; then the model's sentences filtered by `keep` and by
     the teacher (label among its top 2) plus the template sentences -> `out`."""
-    from .training import train
+    from emotional_engine.emotion.training import train
 
     templ = workdir / "emotion_templates_only.jsonl"
     teacher = workdir / "emotion_teacher.npz"
@@ -247,7 +247,7 @@ def build(raws: list[Path], out: Path, workdir: Path = Path("/tmp")) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m emotional_engine.emotion.build_data")
+    ap = argparse.ArgumentParser(prog="python -m emotional_engine.training.emotion_data")
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("generate")
     g.add_argument("--out", type=Path, required=True)
