@@ -32,18 +32,18 @@ async def account(service: Service, key_id: str, usage: metering.Usage) -> None:
 def with_model(service: Service, request: StoryRequest) -> StoryRequest:
     """`request` naming the model that serves it, so that a stored request (a job's, a session's)
     keeps its model; an unknown model raises `UnknownModelError` (a 422 listing the configured ones)."""
-    return request.model_copy(update={"model": service.engine.models.choose(request)})
+    return service.engine.pin_model(request)
 
 
 async def cache_key(service: Service, request: StoryRequest) -> str | None:
     """None for requests without a seed: only deterministic requests are answered from the cache.
-    The key holds the identity of the model that serves `request` (loaded first if need be: its
-    file's hash is read as it loads), so two models never share a story."""
+    The key holds the identity of the model that serves `request` (pinned by `with_model`; loaded
+    first if need be: its file's hash is read as it loads), so two models never share a story."""
     body = request.model_dump(mode="json")
     if not is_cacheable(body):
         return None
     models = service.engine.models
-    name = models.choose(request)
+    name = request.model
     await models.aget(name)
     model = models.identity(name)
     extra = {"engine": __version__, "model": model, "candidates": service.engine.candidates}
