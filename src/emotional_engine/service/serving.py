@@ -85,7 +85,7 @@ async def cached_story(service: Service, key_id: str, request: StoryRequest) -> 
 async def generate_story(service: Service, key_id: str, request: StoryRequest, on_event=None) -> bytes:
     """Write the story (holding a generation slot), keep it, cache it; its JSON with `id`."""
     usage = metering.begin("story")  # time to first token includes waiting for a slot
-    async with service.gate.slot(key_id):
+    async with service.admission.slot(key_id):
         try:
             story = await service.engine.agenerate(request, on_event)
         finally:
