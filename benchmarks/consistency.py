@@ -49,7 +49,7 @@ import numpy as np
 
 from emotional_engine.agents import character as character_agent
 from emotional_engine.agents.cultural import foreign_names
-from emotional_engine.agents.orchestrator import SceneOutcome
+from emotional_engine.agents.run import SceneOutcome
 from emotional_engine.agents.story import StoryPlan
 from emotional_engine.culture import load_profile, profile_tags
 from emotional_engine.culture.lexicon import name_like_words

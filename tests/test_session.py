@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from emotional_engine.agents.orchestrator import Deps
+from emotional_engine.agents.run import Deps
 from emotional_engine.culture.lexicon import name_index
 from emotional_engine.domain import StoryRequest
 from emotional_engine.lm.backends import ModelInfo

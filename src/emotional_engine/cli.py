@@ -114,7 +114,7 @@ def generate(
                                                    "openai_base_url": None})
         settings = settings.model_copy(update={"emotion_adapter": _choose(emotion_adapter, settings.emotion_adapter)})
         engine = Engine(settings, candidates=candidates)
-        engine.models.choose(request)  # an unknown --model-name fails now, before any model loads
+        request = engine.pin_model(request)  # an unknown --model-name fails now, before any model loads
     except ValueError as e:  # the model configuration, or the name
         typer.echo(f"error: {_validation_message(e)}", err=True)
         raise typer.Exit(2) from None
@@ -215,7 +215,7 @@ def play(
         request = StoryRequest(premise=premise, culture=culture, audience=audience, arc=arc, seed=seed,
                                model=model_name)
         engine = Engine()
-        engine.models.choose(request)  # an unknown --model-name fails now, before any model loads
+        request = engine.pin_model(request)  # an unknown --model-name fails now, before any model loads
     except (ValidationError, ValueError) as e:
         typer.echo(f"error: {_validation_message(e)}", err=True)
         raise typer.Exit(2) from None

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 
-from emotional_engine.agents.orchestrator import Deps, Event, SceneOutcome, write_story
+from emotional_engine.agents.orchestrator import story_events, write_story
+from emotional_engine.agents.run import Deps, Event, SceneOutcome
 from emotional_engine.agents.story import StoryPlan
 from emotional_engine.config import Settings, get_settings
 from emotional_engine.domain import Story, StoryRequest
@@ -66,8 +68,14 @@ class Engine:
         await self.models.aget(model or self.models.default)  # the language model, in a thread of its own
         return await run_model(self.deps, model)  # the emotion model and steering table, in the model worker
 
+    def pin_model(self, request: StoryRequest) -> StoryRequest:
+        """`request` naming the model that serves it (the one it names, else the routing rules', else
+        the default): chosen once, here; an unknown name raises `UnknownModelError`."""
+        return request.model_copy(update={"model": self.models.choose(request)})
+
     async def adeps(self, request: StoryRequest) -> Deps:
-        return await self.load(self.models.choose(request))
+        """The deps of the model `request` names (pinned first if it names none)."""
+        return await self.load(request.model or self.models.choose(request))
 
     def _shared_deps(self) -> dict:
         """The parts every language model's `Deps` shares; loaded once."""
@@ -110,22 +118,6 @@ class Engine:
 
     async def stream(self, request: StoryRequest) -> AsyncIterator[Event]:
         """plan, scene_started, text, scene_done ... story_done, as they happen."""
-        q: asyncio.Queue[Event | BaseException] = asyncio.Queue()
-
-        async def run():
-            try:
-                await self.agenerate(request, q.put_nowait)
-            except BaseException as e:  # handed to the consumer
-                q.put_nowait(e)
-
-        task = asyncio.create_task(run())
-        try:
-            while True:
-                item = await q.get()
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-                if item.kind == "story_done":
-                    return
-        finally:
-            task.cancel()
+        async with aclosing(story_events(request, await self.adeps(request))) as events:
+            async for event in events:
+                yield event

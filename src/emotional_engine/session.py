@@ -25,17 +25,13 @@ from collections.abc import AsyncIterator
 
 from pydantic import BaseModel
 
-from emotional_engine.agents import character as character_agent
 from emotional_engine.agents import emotional_intelligence as emotion_agent
-from emotional_engine.agents.gate import SentenceGate
-from emotional_engine.agents.orchestrator import Deps, sentence_gate
-from emotional_engine.agents.prompts import (AUDIENCE_NOTE, FACT_TOKENS, TEMPLATE_TOKENS, memory_block,
-                                             prompt_budget, token_counter)
+from emotional_engine.agents.prompts import (AUDIENCE_NOTE, FACT_TOKENS, TEMPLATE_TOKENS, memory_block, prompt_budget,
+                                             token_counter)
+from emotional_engine.agents.run import Deps, StoryRun
+from emotional_engine.agents.scene_writer import Draft, measure, steering_bias, token_allowance
 from emotional_engine.agents.story import target_emotion
-from emotional_engine.agents.streaming import Sentence, SentenceStream
-from emotional_engine.culture import load_profile
 from emotional_engine.domain import Measurement, SceneTarget, StoryRequest
-from emotional_engine.emotion.steering import LogitBias
 from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.memory import StoryMemory, remember_scene
 from emotional_engine.text import fence
@@ -62,16 +58,24 @@ class StorySession:
         self.request = request
         self.deps = deps
         self.turns = max(2, turns)
-        self.id = uuid.uuid4().hex
-        self.profile = load_profile(request.culture)
-        self.cast = character_agent.build_cast(request, self.profile)
+        self.id = uuid.uuid4().hex  # the runtime keeps the session's KV cache under it
+        self.run = StoryRun.start(request, deps, request.seed or 0)
         self.arc = request.arc_curve()
         self.beats: list[Beat] = []
-        self._bias = 0.0  # carried valence correction from earlier misses
-        self.memory = StoryMemory(self.cast, deps.embed)
-        self._count = token_counter(deps.generator)
-        self._gate: SentenceGate | None = None  # built on the first turn (the checker loads name lists)
+        self._learned = False  # the gate knows the beats written before it was built (a restored session)
         self._remembering: asyncio.Task | None = None  # the last beat's summary and facts, being stored
+
+    @property
+    def cast(self):
+        return self.run.cast
+
+    @property
+    def memory(self) -> StoryMemory:
+        return self.run.memory
+
+    @property
+    def profile(self):
+        return self.run.profile
 
     async def settle(self) -> None:
         """Wait until the last beat is in the story memory. A failure there costs the memory that beat,
@@ -83,23 +87,21 @@ class StorySession:
             except Exception:
                 log.warning("session %s: beat %d was not remembered", self.id, len(self.beats) - 1, exc_info=True)
 
-    async def gate(self) -> SentenceGate:
+    async def _gate(self):
         """The sentence gate, knowing what earlier beats established (names taken, deaths, kinship)."""
-        if self._gate is None:
-            seed = self.request.seed or 0
-            self._gate, checker = await sentence_gate(self.request, self.deps, self.profile, self.cast, seed,
-                                                      self.memory)
+        gate = await self.run.gate()
+        if not self._learned:
+            self._learned = True
             for b in self.beats:  # a session restored from its beats
-                checker.learn(checker.check(b.text))
-                self._gate.remember(b.text)
-        return self._gate
+                await self.run.learn(b.text)
+        return gate
 
     def to_dict(self) -> dict:
         """Everything needed to resume the session (JSON-safe); `await settle()` first after a streamed turn."""
         if self._remembering is not None and not self._remembering.done():
             raise RuntimeError("the last beat is still being remembered: await session.settle() before to_dict()")
         return {"version": 1, "id": self.id, "request": self.request.model_dump(), "turns": self.turns,
-                "beats": [b.model_dump() for b in self.beats], "bias": self._bias,
+                "beats": [b.model_dump() for b in self.beats],
                 "memory": self.memory.to_dict()}  # the memory carries the cast
 
     @classmethod
@@ -107,17 +109,22 @@ class StorySession:
         if data.get("version") != 1:
             raise ValueError(f"unknown session format {data.get('version')!r}; expected 1")
         s = cls(StoryRequest(**data["request"]), deps, data["turns"])
-        s.id, s._bias = data["id"], data["bias"]
+        s.id = data["id"]
         s.beats = [Beat(**b) for b in data["beats"]]
-        s.memory = StoryMemory.from_dict(data["memory"], deps.embed)
-        s.cast = s.memory.cast
+        s.run.memory = StoryMemory.from_dict(data["memory"], deps.embed)
+        s.run.cast = s.run.memory.cast
         return s
+
+    def _correction(self) -> float:
+        """The valence correction the next beat carries: part of the last measured beat's miss."""
+        measured = [b for b in self.beats if b.measured is not None]
+        return emotion_agent.miss_correction(measured[-1].target, measured[-1].measured.valence) if measured else 0.0
 
     def _target(self) -> SceneTarget:
         i = len(self.beats)
         t = min(1.0, (i + 0.5) / self.turns)
         h = 0.5 / self.turns
-        v = max(-1.0, min(1.0, float(self.arc.valence(t)) + self._bias))
+        v = max(-1.0, min(1.0, float(self.arc.valence(t)) + self._correction()))
         slope = (float(self.arc.valence(min(1.0, t + h))) - float(self.arc.valence(max(0.0, t - h)))) / (2 * h)
         return SceneTarget(valence=round(v, 4), emotion=target_emotion(v, slope, ""))
 
@@ -127,12 +134,13 @@ class StorySession:
         if not self.memory.facts:
             return ""
         query = f"{action} {self.beats[-1].text if self.beats else ''}"
-        facts = await run_model(self.memory.relevant, query, RECALLED_FACTS, FACT_TOKENS, self._count)
+        facts = await run_model(self.memory.relevant, query, RECALLED_FACTS, FACT_TOKENS,
+                                token_counter(self.deps.generator))
         return memory_block([f.text for f in facts], self.memory.character_states())
 
     def _messages(self, action: str, target: SceneTarget, recalled: str = "",
                   budget: int | None = None) -> list[dict[str, str]]:
-        p, r = self.profile, self.request
+        p, r, count = self.profile, self.request, token_counter(self.deps.generator)
         people = ", ".join(f"{c.name} ({c.pronouns}, {c.role})" for c in self.cast)
         system = (
             f"You are a storyteller running an interactive story in English, {AUDIENCE_NOTE[r.audience]}. "
@@ -145,10 +153,10 @@ class StorySession:
         guide = emotion_agent.guidance(target, r.sampling.temperature)
         last = {"role": "user", "content": f"{recalled}{fence('action', action)}\nWrite the next beat, about "
                                            f"{BEAT_WORDS} words. {guide.note}"}
-        room = (budget if budget is not None else 10**9) - self._count(system) - self._count(last["content"])
+        room = (budget if budget is not None else 10**9) - count(system) - count(last["content"])
         replay: list[dict[str, str]] = []
         for b in reversed(self.beats[-RECENT_BEATS:]):  # the most recent beats that fit
-            cost = self._count(b.request) + self._count(b.text) + TEMPLATE_TOKENS
+            cost = count(b.request) + count(b.text) + TEMPLATE_TOKENS
             if cost > room:
                 break
             room -= cost
@@ -164,29 +172,18 @@ class StorySession:
         target = self._target()
         guide = emotion_agent.guidance(target, self.request.sampling.temperature)
         # one beat, no candidates: logit steering alone (the adapter on top of it did not help, docs/benchmarks.md)
-        params = SamplingParams(max_tokens=int(BEAT_WORDS * 1.7), temperature=guide.temperature,
+        params = SamplingParams(max_tokens=token_allowance(BEAT_WORDS), temperature=guide.temperature,
                                 top_p=self.request.sampling.top_p,
                                 repetition_penalty=self.request.sampling.repetition_penalty,
                                 seed=None if self.request.seed is None else self.request.seed + len(self.beats))
         budget = prompt_budget(self.deps.generator, params.max_tokens)
         messages = self._messages(action, target, await self._recall(action), budget)
-        gate = await self.gate()
-        gate.start_scene(len(self.beats))
-        steer = self.deps.steering is not None and self.deps.generator.supports_logits_processors
-        processors = [LogitBias(self.deps.steering.bias(target.emotion, target.valence, 1.0))] if steer else []
-        stream = SentenceStream(self.deps.generator.stream(messages, params, session_id=self.id, processors=processors))
-        text = ""
-        while (sentence := await stream.next_sentence()) is not None:
-            shown = await gate.check(sentence.text)
-            if shown is None:
-                continue
-            piece = Sentence(shown, sentence.new_paragraph).joined_to(text)
-            text += piece
-            gate.shown_as(piece if len(text) > len(piece) else ("\n\n" if gate.shown else "") + piece)
-            yield piece
-        m = (await _measure(self.deps, text)) if text else None
-        if m is not None:
-            self._bias = emotion_agent.MISS_GAIN * (target.valence - m.valence)
+        (await self._gate()).start_scene(len(self.beats))
+        draft = Draft(self.run, target)
+        async for shown in draft.write(messages, [params], [steering_bias(self.run, target, 1.0)], session_id=self.id):
+            yield shown.piece
+        text = draft.text
+        m = (await measure(self.run, text)) if text else None
         if text:
             self._remembering = asyncio.create_task(
                 remember_scene(self.memory, text, len(self.beats), self.deps.generator, len(self.beats)))
@@ -199,9 +196,3 @@ class StorySession:
             pass
         await self.settle()
         return self.beats[-1]
-
-
-async def _measure(deps: Deps, text: str) -> Measurement:
-    (m,) = await run_model(deps.emotion.score_passages, [text])
-    return Measurement(valence=max(-1.0, min(1.0, m.valence)), arousal=max(-1.0, min(1.0, m.arousal)),
-                       emotion=m.emotion, scores=m.scores)

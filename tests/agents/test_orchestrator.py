@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from emotional_engine.agents import orchestrator, technical
-from emotional_engine.agents.orchestrator import Deps, write_story
+from emotional_engine.agents import orchestrator, scene_writer, technical
+from emotional_engine.agents.orchestrator import write_story
+from emotional_engine.agents.run import Deps
 from emotional_engine.agents.story import StoryPlan
 from emotional_engine.domain import EMOTIONS, StoryRequest
 from emotional_engine.lm.backends import ModelInfo
@@ -314,7 +315,7 @@ async def test_a_scene_that_stays_empty_is_tried_a_bounded_number_of_times():
     story = await write_story(req, d)
     assert story.text == "" and all(sc.text == "" for sc in story.scenes)
     # per scene: the two candidates, then TOP_UPS more tries; none of them "goes on" from nothing
-    assert len(d.generator.prompts) == len(story.scenes) * (2 + orchestrator.TOP_UPS)
+    assert len(d.generator.prompts) == len(story.scenes) * (2 + scene_writer.TOP_UPS)
     assert not any("Go on with scene" in p[-1]["content"] for p in d.generator.prompts)
 
 

@@ -4,7 +4,8 @@ streams, and repaired by a rewrite of that sentence (or dropped)."""
 import asyncio
 import re
 
-from emotional_engine.agents.orchestrator import Deps, write_story
+from emotional_engine.agents.orchestrator import write_story
+from emotional_engine.agents.run import Deps
 from emotional_engine.domain import CastMember, StoryRequest
 from emotional_engine.lm.backends import ModelInfo
 from emotional_engine.lm.engine import Completion, Piece

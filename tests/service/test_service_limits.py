@@ -12,12 +12,12 @@ STORY = {"premise": "A kite festival.", "words": 150}
 
 async def admitted(c, n: int) -> None:
     """Wait until n generations hold or wait for a slot (requests take a while to get there)."""
-    gate = c.app.state.service.gate
+    admission = c.app.state.service.admission
     for _ in range(400):
-        if gate.running + gate.waiting >= n:
+        if admission.running + admission.waiting >= n:
             return
         await asyncio.sleep(0.01)
-    raise AssertionError("the requests never reached the generation gate")
+    raise AssertionError("the requests never reached the admission control")
 
 
 async def test_requests_over_the_per_minute_limit_get_429_with_retry_after(app_client, settings):
@@ -119,28 +119,28 @@ async def test_a_request_that_waits_too_long_for_a_slot_is_shed(app_client, sett
         r = await c.post("/v1/stories", json=STORY, headers={"Authorization": f"Bearer {other}"})
         assert r.status_code == 503 and "within" in r.json()["error"]["message"] and r.headers["retry-after"]
         assert (await first).status_code == 200
-        gate = c.app.state.service.gate
-        assert gate.running == gate.waiting == 0
+        admission = c.app.state.service.admission
+        assert admission.running == admission.waiting == 0
 
 
 async def test_a_burst_is_admitted_up_to_slots_plus_queue_and_no_further():
     from emotional_engine.service.errors import ApiError
-    from emotional_engine.service.limits import GenerationGate
+    from emotional_engine.service.limits import Admission
 
-    gate = GenerationGate(slots=2, queue=3, per_key=100, max_wait_s=5)
-    tasks = [asyncio.ensure_future(gate.acquire("k")) for _ in range(8)]  # all arrive before any runs
+    admission = Admission(slots=2, queue=3, per_key=100, max_wait_s=5)
+    tasks = [asyncio.ensure_future(admission.acquire("k")) for _ in range(8)]  # all arrive before any runs
     await asyncio.sleep(0.05)
     shed = [t for t in tasks if t.done() and isinstance(t.exception(), ApiError) and t.exception().status == 503]
     held = [t.result() for t in tasks if t.done() and t.exception() is None]
-    assert len(held) == 2 and len(shed) == 3 and gate.waiting == 3  # 2 run, 3 wait, 3 refused at once
+    assert len(held) == 2 and len(shed) == 3 and admission.waiting == 3  # 2 run, 3 wait, 3 refused at once
     for t in held:
         t.release()
     await asyncio.sleep(0.05)
-    assert gate.running == 2 and gate.waiting == 1
+    assert admission.running == 2 and admission.waiting == 1
     for t in tasks:
         if not t.done():
             t.cancel()
         elif t.exception() is None:
             t.result().release()
     await asyncio.sleep(0.05)
-    assert gate.running == 0 and gate.waiting == 0 and not gate._per_key
+    assert admission.running == 0 and admission.waiting == 0 and not admission._per_key

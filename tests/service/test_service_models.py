@@ -140,7 +140,7 @@ async def test_the_cache_key_holds_the_model_identity(settings):
 
         models = ModelManager(ModelCatalog.model_validate(catalog), load)
         service = SimpleNamespace(engine=Engine(settings, models=models))
-        return await cache_key(service, StoryRequest(**STORY, **request))
+        return await cache_key(service, service.engine.pin_model(StoryRequest(**STORY, **request)))
 
     base = await key(CATALOG, "a" * 64, audience="children")
     assert base == await key(CATALOG, "a" * 64, audience="children")

@@ -45,4 +45,4 @@ async def test_a_client_that_disconnects_stops_the_generation(live_server, make_
         await asyncio.sleep(1.0)
         assert gen.calls == calls  # nothing more was generated
         assert scenes >= 3 and gen.streams <= 2 * 2  # at most the scene in flight was written, not the story
-        assert app.state.service.gate.running == 0  # the slot was given back
+        assert app.state.service.admission.running == 0  # the slot was given back

@@ -94,8 +94,12 @@ def choose(measured: list[Measured], target: SceneTarget, penalties: list[float]
     return Choice(index=best, distance=d[best], distances=d)
 
 
+def miss_correction(target: SceneTarget, measured_valence: float) -> float:
+    """What the next target's valence absorbs of a scene's (or beat's) miss."""
+    return MISS_GAIN * (target.valence - measured_valence)
+
+
 def compensate(next_target: SceneTarget, target: SceneTarget, measured_valence: float) -> SceneTarget:
     """Shift the next target by part of this scene's valence miss, within [-1, 1]."""
-    miss = target.valence - measured_valence
-    v = max(-1.0, min(1.0, next_target.valence + MISS_GAIN * miss))
+    v = max(-1.0, min(1.0, next_target.valence + miss_correction(target, measured_valence)))
     return SceneTarget(valence=round(v, 4), emotion=next_target.emotion)

@@ -22,7 +22,7 @@ from emotional_engine.lm.backends import Generator, make_generator
 from emotional_engine.lm.models import Loader, ModelManager
 from emotional_engine.service import auth, errors
 from emotional_engine.service.jobs import JobRunner
-from emotional_engine.service.limits import GenerationGate
+from emotional_engine.service.limits import Admission
 from emotional_engine.service.metering import MeteredGenerator
 from emotional_engine.service.metrics import Metrics
 from emotional_engine.service.middleware import BodyLimitAndMetrics
@@ -56,9 +56,9 @@ def build_service(settings: Settings, catalog: ModelCatalog | None, load_model: 
                             on_event=metrics.cache_event)
     limiter = RateLimiter(settings.rate_limit_requests_per_min, settings.rate_limit_tokens_per_min,
                           settings.redis_url, on_limit=lambda kind: metrics.rate_limited.labels(kind).inc())
-    gate = GenerationGate(settings.generation_slots, settings.generation_queue, settings.max_concurrent_per_key,
+    admission = Admission(settings.generation_slots, settings.generation_queue, settings.max_concurrent_per_key,
                           max_wait_s=settings.generation_max_wait_s, metrics=metrics)
-    service = Service(settings=settings, engine=engine, store=store, cache=cache, limiter=limiter, gate=gate,
+    service = Service(settings=settings, engine=engine, store=store, cache=cache, limiter=limiter, admission=admission,
                       metrics=metrics, sessions=LiveSessions(engine, MAX_LIVE_SESSIONS, settings.session_idle_ttl_s))
     service.jobs = JobRunner(service)
     return service

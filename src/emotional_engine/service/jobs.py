@@ -70,7 +70,7 @@ class JobRunner:
         try:
             while True:
                 try:
-                    async with svc.gate.slot(key_id):
+                    async with svc.admission.slot(key_id):
                         usage = metering.begin("story")
                         try:
                             story = await svc.engine.agenerate(request, on_event, done, plan)

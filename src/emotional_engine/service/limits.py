@@ -1,7 +1,7 @@
 """Admission for generations: a bounded number run at once, a bounded queue waits a bounded time,
 the rest are shed.
 
-`async with gate.slot(key_id): ...` (or `ticket = await gate.acquire(key_id)` ... `ticket.release()`
+`async with admission.slot(key_id): ...` (or `ticket = await admission.acquire(key_id)` ... `ticket.release()`
 when the slot must outlive the handler, as a stream's does) raises 429 when the key already runs
 its maximum of concurrent generations, and 503 with Retry-After when the queue is full or a slot
 did not free up within `max_wait_s`. Refusing early keeps the accepted requests fast instead of
@@ -20,19 +20,19 @@ from emotional_engine.service.errors import ApiError
 class Ticket:
     """A held generation slot; released once (also if dropped unreleased, e.g. a stream that never started)."""
 
-    def __init__(self, gate: GenerationGate, key_id: str):
-        self.gate, self.key_id, self.released = gate, key_id, False
+    def __init__(self, admission: Admission, key_id: str):
+        self.admission, self.key_id, self.released = admission, key_id, False
 
     def release(self) -> None:
         if not self.released:
             self.released = True
-            self.gate._release(self.key_id)
+            self.admission._release(self.key_id)
 
     def __del__(self):
         self.release()
 
 
-class GenerationGate:
+class Admission:
     def __init__(self, slots: int, queue: int, per_key: int, max_wait_s: float = 10.0, retry_after_s: float = 2.0,
                  metrics=None):
         self.slots, self.max_queue, self.per_key = slots, queue, per_key

@@ -32,18 +32,18 @@ async def account(service: Service, key_id: str, usage: metering.Usage) -> None:
 def with_model(service: Service, request: StoryRequest) -> StoryRequest:
     """`request` naming the model that serves it, so that a stored request (a job's, a session's)
     keeps its model; an unknown model raises `UnknownModelError` (a 422 listing the configured ones)."""
-    return request.model_copy(update={"model": service.engine.models.choose(request)})
+    return service.engine.pin_model(request)
 
 
 async def cache_key(service: Service, request: StoryRequest) -> str | None:
     """None for requests without a seed: only deterministic requests are answered from the cache.
-    The key holds the identity of the model that serves `request` (loaded first if need be: its
-    file's hash is read as it loads), so two models never share a story."""
+    The key holds the identity of the model that serves `request` (pinned by `with_model`; loaded
+    first if need be: its file's hash is read as it loads), so two models never share a story."""
     body = request.model_dump(mode="json")
     if not is_cacheable(body):
         return None
     models = service.engine.models
-    name = models.choose(request)
+    name = request.model
     await models.aget(name)
     model = models.identity(name)
     extra = {"engine": __version__, "model": model, "candidates": service.engine.candidates}
@@ -85,7 +85,7 @@ async def cached_story(service: Service, key_id: str, request: StoryRequest) -> 
 async def generate_story(service: Service, key_id: str, request: StoryRequest, on_event=None) -> bytes:
     """Write the story (holding a generation slot), keep it, cache it; its JSON with `id`."""
     usage = metering.begin("story")  # time to first token includes waiting for a slot
-    async with service.gate.slot(key_id):
+    async with service.admission.slot(key_id):
         try:
             story = await service.engine.agenerate(request, on_event)
         finally:

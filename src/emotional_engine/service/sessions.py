@@ -12,7 +12,6 @@ import weakref
 
 from cachetools import TTLCache
 
-from emotional_engine.agents import emotional_intelligence as emotion_agent
 from emotional_engine.domain import StoryRequest
 from emotional_engine.session import Beat, StorySession
 
@@ -36,16 +35,8 @@ class LiveSessions:
             s = await self.engine.session(StoryRequest.model_validate(request), turns)
             s.id = session_id  # the runtime keys the session's KV cache by it
             s.beats = [Beat.model_validate(b) for b in beats]
-            recompute_bias(s)
         self._live[session_id] = s
         return s
 
     def drop(self, session_id: str) -> None:
         self._live.pop(session_id, None)
-
-
-def recompute_bias(s: StorySession) -> None:
-    """The valence correction the next beat carries, as `stream_turn` sets it after each beat."""
-    last = s.beats[-1] if s.beats else None
-    s._bias = emotion_agent.MISS_GAIN * (last.target.valence - last.measured.valence) \
-        if last is not None and last.measured is not None else 0.0

@@ -8,7 +8,7 @@ from cachetools import TTLCache
 
 from emotional_engine.config import Settings
 from emotional_engine.engine import Engine
-from emotional_engine.service.limits import GenerationGate
+from emotional_engine.service.limits import Admission
 from emotional_engine.service.metrics import Metrics
 from emotional_engine.service.ratelimit import RateLimiter
 from emotional_engine.service.sessions import LiveSessions
@@ -23,7 +23,7 @@ class Service:
     store: object  # storage.db.Store
     cache: object  # storage.cache.MultiLevelCache
     limiter: RateLimiter
-    gate: GenerationGate
+    admission: Admission
     metrics: Metrics
     sessions: LiveSessions
     jobs: object = None  # service.jobs.JobRunner, set once built

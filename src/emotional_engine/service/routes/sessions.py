@@ -73,9 +73,9 @@ async def _turn(service, session_id: str, key_id: str, action: str | None, reque
     usage = metering.begin("beat")  # time to first token counts from here: waiting for a slot included
     if "text/event-stream" in request.headers.get("accept", ""):
         await _record(service, session_id, key_id)  # 404 before the stream starts
-        ticket = await service.gate.acquire(key_id)
+        ticket = await service.admission.acquire(key_id)
         return EventSourceResponse(_stream(service, session_id, key_id, action, undo_first, usage, ticket), ping=15)
-    async with service.gate.slot(key_id):
+    async with service.admission.slot(key_id):
         async for kind, data in _play(service, session_id, key_id, action, undo_first, usage):
             if kind == "beat":
                 return data

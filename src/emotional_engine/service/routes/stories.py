@@ -33,7 +33,7 @@ async def create_story(body: StoryRequest, request: Request, key_id: KeyId, serv
                             headers={"Location": f"/v1/jobs/{job_id}"})
     if "text/event-stream" in request.headers.get("accept", ""):
         usage = metering.begin("story")
-        ticket = await service.gate.acquire(key_id)  # 429/503 as a status, before the stream starts
+        ticket = await service.admission.acquire(key_id)  # 429/503 as a status, before the stream starts
         return EventSourceResponse(_events(service, key_id, body, usage, ticket), ping=15)
     cached = await serving.cached_story(service, key_id, body)
     if cached is not None:

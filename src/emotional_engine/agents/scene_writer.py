@@ -1,0 +1,212 @@
+"""Writing one scene of a story, or one beat of a session: candidates, choice, the gate, measurement.
+
+`Draft` is what stories and sessions share. The candidates (one for a beat) are written
+concurrently (the builtin runtime batches them) until each has its first SELECT_AFTER_SENTENCES
+sentences; the emotion model scores those openings in one batched call in a worker thread, the
+one nearest the target goes on and the others stop. The chosen candidate streams sentence by
+sentence through the run's gate (names, safety, sensitivity, characters, contradictions with
+memory), which repairs before anything is shown.
+
+`scene_events` writes a story's scene with it: the prompt carries what the story memory recalls,
+the emotional-intelligence agent's guidance goes into the prompt, the sampler and a logit bias
+(a different strength per candidate; the emotion adapter on every other one, its context moving
+sentence by sentence from the previous scene's target). A scene that comes out under half its
+length (the model stopped, or the gate dropped its talk about the task) is written on from where
+it stops, up to TOP_UPS times. The finished scene is measured; the technical and character
+agents check it and the memory remembers it, in parallel under a timeout each; an agent that
+fails or times out is skipped and named in `degraded`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from emotional_engine.agents import character as character_agent
+from emotional_engine.agents import emotional_intelligence as emotion_agent
+from emotional_engine.agents import technical as technical_agent
+from emotional_engine.agents.base import run_parallel
+from emotional_engine.agents.prompts import FACT_TOKENS, prompt_budget, scene_messages, token_counter
+from emotional_engine.agents.run import Event, SceneOutcome, StoryRun
+from emotional_engine.agents.story import StoryPlan
+from emotional_engine.agents.streaming import Sentence, SentenceStream
+from emotional_engine.domain import Measurement, Scene, SceneTarget
+from emotional_engine.emotion.steering import LogitBias
+from emotional_engine.lm.backends import Prompt, emotion_context
+from emotional_engine.lm.sampling import LogitsProcessor, SamplingParams
+from emotional_engine.memory import remember_scene
+from emotional_engine.threads import run_model
+
+SELECT_AFTER_SENTENCES = 2  # candidates race to this many sentences before one is chosen
+SHORT_SCENE = 0.5  # a scene shown with fewer than this share of its words goes on...
+TOP_UPS = 2  # ...at most this many times
+
+
+def token_allowance(words: int) -> int:
+    """The most tokens a scene or beat (or the rest of one) of `words` words may take."""
+    return int(words * 1.7) + 16
+
+
+async def measure(run: StoryRun, text: str) -> Measurement:
+    """The emotion model's reading of `text`, valence and arousal clamped to [-1, 1]."""
+    with run.timings.models():
+        (m,) = await run_model(run.deps.emotion.score_passages, [text])
+    return Measurement(valence=max(-1.0, min(1.0, m.valence)), arousal=max(-1.0, min(1.0, m.arousal)),
+                       emotion=m.emotion, scores=m.scores)
+
+
+def steering_bias(run: StoryRun, target: SceneTarget, strength: float) -> list[LogitsProcessor]:
+    """The logit bias towards `target` at `strength`; none when the run does not steer."""
+    return [LogitBias(run.deps.steering.bias(target.emotion, target.valence, strength))] if run.deps.steers else []
+
+
+@dataclass
+class Shown:
+    piece: str  # the sentence with its separator within the scene (none for the scene's first)
+    delta: str  # the same, with the separator from the story shown before it
+
+
+class Draft:
+    """A scene or beat being written towards `target`; `text` is what has been shown of it."""
+
+    def __init__(self, run: StoryRun, target: SceneTarget):
+        self.run = run
+        self.target = target
+        self.text = ""
+        self.chosen = 0  # the candidate that went on
+
+    async def write(self, messages: Prompt, params: Sequence[SamplingParams],
+                    processors: Sequence[Sequence[LogitsProcessor]], session_id: str | None = None
+                    ) -> AsyncIterator[Shown]:
+        """Write the candidates (`params[k]` with `processors[k]`), choose one, and yield its sentences
+        as the gate lets them through."""
+        run, gen = self.run, self.run.deps.generator
+        streams = [SentenceStream(gen.stream(messages, p, session_id=session_id, processors=procs))
+                   for p, procs in zip(params, processors)]
+        if len(streams) > 1:
+            with run.timings.lm():
+                await asyncio.gather(*(s.fill(SELECT_AFTER_SENTENCES) for s in streams))
+            with run.timings.models():
+                openings = await run_model(run.deps.emotion.score_passages, [s.buffered_text() for s in streams])
+            self.chosen = emotion_agent.choose(openings, self.target).index
+            for k, s in enumerate(streams):
+                if k != self.chosen:
+                    await s.aclose()
+        async for shown in self._through_gate(streams[self.chosen]):
+            yield shown
+
+    async def _through_gate(self, stream: SentenceStream) -> AsyncIterator[Shown]:
+        gate = await self.run.gate()
+        while True:
+            with self.run.timings.lm():
+                sentence = await stream.next_sentence()
+            if sentence is None:
+                return
+            checked = await gate.check(sentence.text)
+            if checked is None:
+                continue
+            piece = Sentence(checked, sentence.new_paragraph).joined_to(self.text)
+            delta = "\n\n" + piece if not self.text and gate.shown else piece
+            self.text += piece
+            gate.shown_as(delta)
+            yield Shown(piece, delta)
+
+
+class _Checked(BaseModel):
+    character_consistency: float
+    states: dict[str, str]
+
+
+async def scene_events(run: StoryRun, plan: StoryPlan, i: int, drift: str | None = None) -> AsyncIterator[Event]:
+    """Write scene `i` of `plan`: its `text` events as sentences are shown, then its `checkpoint`
+    (the SceneOutcome)."""
+    request, deps, sp = run.request, run.deps, plan.scenes[i]
+    gen, count = deps.generator, token_counter(deps.generator)
+    guide = emotion_agent.guidance(sp.target, request.sampling.temperature)
+    max_tokens = token_allowance(sp.words)
+    facts, states = [drift] if drift else [], []
+    if deps.remember and run.memory.facts:  # what earlier scenes established that bears on this one, and on its outline
+        planned = sp.outline.line() if sp.outline is not None else ""
+        query = f"{sp.goal}. {planned} {sp.pov or ''}. {run.shown[-600:]}"
+        with run.timings.models():
+            facts += [f.text for f in await run_model(run.memory.relevant, query, 8, FACT_TOKENS, count)]
+        states = run.memory.character_states()
+    messages = scene_messages(request, run.profile, plan, run.cast, sp, guide, run.shown, facts=facts,
+                              states=states, budget=prompt_budget(gen, max_tokens), count=count)
+    n = max(1, deps.candidates)
+    # the adapter's context sentence by sentence, from the previous scene's target to this one's
+    schedule = emotion_agent.sentence_contexts(
+        emotion_context(gen, plan.scenes[i - 1].target.emotion) if i else None,
+        emotion_context(gen, sp.target.emotion), sp.words)
+    params = [SamplingParams(max_tokens=max_tokens, temperature=guide.temperature,
+                             top_p=request.sampling.top_p, repetition_penalty=request.sampling.repetition_penalty,
+                             seed=run.seed * 1009 + i * 31 + k,
+                             # the adapter on every other candidate: measured alone it steers, on top of
+                             # logit steering it did not help (docs/benchmarks.md), so the reranker decides
+                             emotion_schedule=schedule if k % 2 else None)
+              for k in range(n)]
+    processors = [steering_bias(run, sp.target, emotion_agent.steering_strength(k, n)) for k in range(n)]
+
+    gate = await run.gate()
+    report = gate.start_scene(i)
+    draft = Draft(run, sp.target)
+    async for shown in draft.write(messages, params, processors):
+        yield Event("text", {"scene": i, "text": shown.delta})
+    # the model stopped early, or the gate dropped most of what it wrote (talk about its task,
+    # fragments; 9 of the consistency benchmark's 409 scenes came out empty): the chosen
+    # candidate's settings go on from what was shown
+    for extra in range(1, TOP_UPS + 1):
+        if len(draft.text.split()) >= SHORT_SCENE * sp.words:
+            break
+        missing = sp.words - len(draft.text.split())
+        p = params[draft.chosen].model_copy(update={"seed": params[draft.chosen].seed + 7919 * extra,
+                                                    "max_tokens": token_allowance(missing)})
+        more = scene_messages(request, run.profile, plan, run.cast, sp.model_copy(update={"words": missing}), guide,
+                              run.shown, facts=facts, states=states, going_on=bool(draft.text),
+                              budget=prompt_budget(gen, p.max_tokens), count=count)
+        async for shown in draft.write(more, [p], [processors[draft.chosen]]):
+            yield Event("text", {"scene": i, "text": shown.delta})
+    yield Event("checkpoint", await _outcome(run, i, sp, draft.text, report))
+
+
+async def _outcome(run: StoryRun, i: int, sp, text: str, report) -> SceneOutcome:
+    """The finished scene measured, checked by the technical and character agents and remembered."""
+    deps = run.deps
+    m = await measure(run, text or ".")
+    checker = await run.checker()
+
+    async def technical():
+        return await asyncio.to_thread(technical_agent.check_text, text, run.request.audience, sp.words)
+
+    async def character():
+        """Consistency of the text as written (before the gate's repairs); states and facts from the final text."""
+        as_written = await asyncio.to_thread(checker.check, " ".join(report.raw))
+        final = await asyncio.to_thread(checker.check, text)
+        checker.learn(final)
+        states = await run_model(character_agent.scene_states, final, deps.emotion.score_passages)
+        return _Checked(character_consistency=as_written.character_consistency, states=states)
+
+    async def remember():
+        with run.timings.models():
+            await remember_scene(run.memory, text, i, deps.generator, run.seed + i)
+
+    results = await run_parallel({
+        "technical": (technical, deps.agent_timeout_s),
+        "character": (character, deps.agent_timeout_s),
+        **({"memory": (remember, deps.agent_timeout_s)} if deps.remember and text else {}),
+    })
+    reasons = [f"scene {i + 1}: {r}" for r in report.reasons]
+    character_consistency, states = 1.0, {}
+    if results["character"].ok:
+        character_consistency = results["character"].output.character_consistency
+        states = results["character"].output.states
+    if results["technical"].ok:
+        reasons += [f"scene {i + 1}: {issue}" for issue in results["technical"].output.issues]
+    scene = Scene(index=i, text=text, target=sp.target, measured=m, outline=sp.outline)
+    return SceneOutcome(scene=scene, distance=emotion_agent.distance(m, sp.target),
+                        character_consistency=character_consistency, cultural_fit=report.cultural_fit,
+                        reasons=reasons, degraded=[name for name, r in results.items() if not r.ok], states=states,
+                        contradictions_found=sum(r.startswith("memory:") for r in report.reasons))
