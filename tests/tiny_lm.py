@@ -2,7 +2,7 @@
 llama.cpp-style GGUF writer. No real weights anywhere.
 
 This is a plain module (not conftest.py) so tests can import it by name: `from tiny_lm import ...`;
-pytest puts tests/ on sys.path because tests/conftest.py lives there.
+pytest puts tests/ on sys.path (the `pythonpath` option in pyproject.toml).
 """
 
 from __future__ import annotations
