@@ -163,8 +163,8 @@ def harbour(call: Call) -> str:
 
 
 def harbour_generator(delay: float = 0.0, **kw) -> FakeGenerator:
-    """The service's and the benchmarks' model: harbour scenes (and summaries) in pieces `delay` apart,
-    about ten a scene, so that a scene takes about ten delays."""
+    """The service's and the benchmarks' model: harbour scenes (and summaries as the same text) in
+    pieces of 32 characters, `delay` seconds apart, with the weights' hash and format filled in."""
     info = ModelInfo("fake", "fake-model", sha256="f" * 64, weight_format="fp32")
     return FakeGenerator(**{"write": harbour, "reply": harbour, "chunk": 32, "delay": delay, "info": info, **kw})
 

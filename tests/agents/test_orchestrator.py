@@ -254,8 +254,9 @@ def outlining(tokenizer):
     """The builtin runtime as the orchestrator sees it: takes processors, has a tokenizer and adapter
     contexts; its outline comes from random logits through the constraint."""
     outline = random_logits(tokenizer)
+    info = ModelInfo("fake", "fake-model", context_length=8192)  # its tokenizer counts a token a byte
     return FakeGenerator(write=harbour, reply=lambda call: (outline if is_outline(call) else summaries)(call),
-                         tokenizer=tokenizer, info=ModelInfo("fake", "fake-model", context_length=8192),  # a token a byte
+                         tokenizer=tokenizer, info=info,
                          emotion_contexts={e: [float(k == i) for k in range(11)] for i, e in enumerate(EMOTIONS)})
 
 
@@ -306,7 +307,7 @@ async def test_a_story_resumed_with_its_plan_keeps_the_model_written_outline(tok
     plan.scenes[-1].outline = plan.scenes[-1].outline.model_copy(update={"event": "The tide turns."})
     again = outlining(tokenizer)
     resumed = await write_story(req, deps(again), done=checkpoints[:1], plan=plan)
-    assert not any(map(is_outline, again.completions))  # no outline written again: the saved one, changed line included, stands
+    assert not any(map(is_outline, again.completions))  # no outline again: the saved one, changed line included, stands
     assert [s.outline for s in resumed.scenes] == [s.outline for s in plan.scenes]
     assert resumed.scenes[0].text == full.scenes[0].text
 

@@ -14,7 +14,8 @@ import pytest
 from emotional_engine.config import Settings
 from emotional_engine.service import create_app
 from emotional_engine.storage import Store
-from service_fakes import FakeEmotion, FakeGenerator, free_port
+from fakes import FakeEmotion, harbour_generator
+from service_helpers import free_port
 
 
 @pytest.fixture
@@ -42,8 +43,8 @@ def make_key(settings):
 @asynccontextmanager
 async def running(settings: Settings, key: str | None = None, generator=None, emotion=None, load_model=None):
     """The app with its lifespan run, and an httpx client on it (the key sent as Bearer). The one
-    model is `generator` (default: a FakeGenerator), or with `load_model` the settings' models."""
-    model = {"load_model": load_model} if load_model else {"generator": generator or FakeGenerator()}
+    model is `generator` (default: fakes.harbour_generator()), or with `load_model` the settings' models."""
+    model = {"load_model": load_model} if load_model else {"generator": generator or harbour_generator()}
     app = create_app(settings, **model, emotion=emotion or FakeEmotion(), candidates=2, check_safety=False)
     async with app.router.lifespan_context(app):
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -68,7 +69,7 @@ def live_server(settings):
 
     def start(s: Settings | None = None, generator=None):
         port = free_port()
-        app = create_app(s or settings, generator=generator or FakeGenerator(), emotion=FakeEmotion(), candidates=2,
+        app = create_app(s or settings, generator=generator or harbour_generator(), emotion=FakeEmotion(), candidates=2,
                          check_safety=False)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         t = threading.Thread(target=server.run, daemon=True)
