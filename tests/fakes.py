@@ -22,6 +22,7 @@ from emotional_engine.domain import EMOTIONS, Character
 from emotional_engine.emotion.model import EmotionModel, EmotionScore
 from emotional_engine.lm.backends import ModelInfo
 from emotional_engine.lm.engine import Completion, Piece
+from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.safety.model import Prediction
 from emotional_engine.text import estimate_tokens
 
@@ -39,7 +40,7 @@ class Call:
     kind: str  # stream | complete
     index: int  # its number among the generator's requests of its kind, from 0
     prompt: str | list[dict[str, str]]
-    params: object  # SamplingParams
+    params: SamplingParams
     session_id: str | None
     processors: list
 
