@@ -1,4 +1,5 @@
-"""Shared fixtures for the fast LM tests (tiny random-weight models only); helpers live in tiny_lm.py."""
+"""Shared fixtures for the fast LM tests (tiny random-weight models only); helpers live in tiny_lm.py,
+the fakes in fakes.py, the databases of the storage and service tests in db_fixtures.py."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from emotional_engine.lm.gguf import TokenizerData
 from emotional_engine.lm.model import Llama
 from emotional_engine.lm.tokenizer import BPETokenizer
 from tiny_lm import make_model, make_tokenizer_data, write_gguf
+
+pytest_plugins = ["db_fixtures"]
 
 
 @pytest.fixture(scope="module")

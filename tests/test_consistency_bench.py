@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-sys.path.insert(0, str(Path(__file__).parent / "service"))
 import consistency  # noqa: E402
-from service_fakes import FakeEmotion, FakeGenerator  # noqa: E402
 
 from emotional_engine.engine import Engine  # noqa: E402
+from fakes import FakeEmotion, harbour, harbour_generator  # noqa: E402
 
 
 def test_work_list_starts_with_a_long_story_and_matches_the_issue():
@@ -59,18 +58,15 @@ def test_interval():
     assert consistency.interval([0.5])[1] != consistency.interval([0.5])[1]  # nan for one story
 
 
-class CrashingGenerator(FakeGenerator):
-    """Dies in its `crash_at`-th scene candidate, as a killed run would."""
+def crashing(crash_at: int):
+    """Dies in its `crash_at`-th scene candidate (and any later one), as a killed run would."""
 
-    def __init__(self, crash_at: int):
-        super().__init__()
-        self.crash_at = crash_at
-
-    async def stream(self, prompt, params, **kw):
-        if self.streams + 1 == self.crash_at:
+    def write(call):
+        if call.index + 1 >= crash_at:
             raise RuntimeError("killed")
-        async for piece in super().stream(prompt, params, **kw):
-            yield piece
+        return harbour(call)
+
+    return harbour_generator(write=write)
 
 
 async def test_a_story_goes_on_after_the_last_scene_saved_before_a_crash(tmp_path):
@@ -80,15 +76,15 @@ async def test_a_story_goes_on_after_the_last_scene_saved_before_a_crash(tmp_pat
     def engine(gen):
         return Engine(generator=gen, emotion=FakeEmotion(), candidates=2, check_safety=False)
 
-    whole = await consistency.engine_story(engine(FakeGenerator()), item, tmp_path / "whole.json")
+    whole = await consistency.engine_story(engine(harbour_generator()), item, tmp_path / "whole.json")
     partial = tmp_path / "partial" / "length-1000-0.json"
     with pytest.raises(RuntimeError, match="killed"):
-        await consistency.engine_story(engine(CrashingGenerator(crash_at=5)), item, partial)  # in scene 3
+        await consistency.engine_story(engine(crashing(crash_at=5)), item, partial)  # in scene 3
     assert len(json.loads(partial.read_text())["outcomes"]) == 2
-    gen = FakeGenerator()
+    gen = harbour_generator()
     resumed = await consistency.engine_story(engine(gen), item, partial)
     scenes = len(whole["story"]["scenes"])
-    assert gen.streams == 2 * (scenes - 2)  # 2 candidates for each scene not saved
+    assert len(gen.streams) == 2 * (scenes - 2)  # 2 candidates for each scene not saved
     assert resumed["story"]["text"] == whole["story"]["text"] and resumed["seconds"] > 0
 
 
@@ -118,16 +114,16 @@ async def test_remeasure_measures_the_saved_stories_again_without_writing(tmp_pa
     from types import SimpleNamespace
 
     item = consistency.fit_items()[0]
-    gen = FakeGenerator()
+    gen = harbour_generator()
     engine = Engine(generator=gen, emotion=FakeEmotion(), candidates=2, check_safety=False)
     result = await consistency.engine_story(engine, item, tmp_path / "partial" / f"{item['id']}.json")
     result["measures"] = {"character_consistency": -1.0, "cast_mentions": 0}  # stale, from older code
     consistency.save(tmp_path, item, result)
-    streams = gen.streams
+    streams = len(gen.streams)
     args = SimpleNamespace(out=str(tmp_path), parts="fit", lengths="500", limit=None, loc_words=300, loc_cultures=6,
                            remeasure=True, candidates=2, concurrency=1)
     await consistency.run(args, engine)
     saved = json.loads((tmp_path / f"{item['id']}.json").read_text())
-    assert gen.streams == streams  # nothing was written
+    assert len(gen.streams) == streams  # nothing was written
     assert saved["story"] == json.loads(json.dumps(result["story"]))
     assert saved["measures"] == json.loads(json.dumps(consistency.measure(engine, item, result["story"])))

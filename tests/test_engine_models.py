@@ -7,9 +7,8 @@ from emotional_engine.config import ModelCatalog, Settings
 from emotional_engine.domain import StoryRequest
 from emotional_engine.emotion import steering
 from emotional_engine.engine import Engine
-from emotional_engine.lm.backends import ModelInfo
 from emotional_engine.lm.models import ModelManager
-from fakes import JoyEmotion, ScriptedGenerator, bow_embed
+from fakes import FakeEmotion, FakeGenerator, ModelInfo
 
 CATALOG = ModelCatalog.model_validate({
     "models": [{"name": "steered", "builtin": True}, {"name": "other", "builtin": True},
@@ -18,22 +17,10 @@ CATALOG = ModelCatalog.model_validate({
 })
 
 
-class VocabGenerator(ScriptedGenerator):
+def vocab_generator(name: str) -> FakeGenerator:
     """Takes logits processors and has a vocabulary of its own (as the builtin runtime does)."""
-
-    supports_logits_processors = True
-
-    def __init__(self, name: str):
-        super().__init__("Once upon a time.")
-        self.info = ModelInfo("fake", name, sha256=name[0] * 64)
-        self.tokens = [f"{name}-{i}" for i in range(4)]
-
-    def vocabulary(self):
-        return self.tokens
-
-
-class Emotion(JoyEmotion):
-    embedder = type("E", (), {"encode": staticmethod(lambda texts, **kw: bow_embed(texts))})()
+    return FakeGenerator("Once upon a time.", logits_processors=True, info=ModelInfo("fake", name, sha256=name[0] * 64),
+                         vocabulary=[f"{name}-{i}" for i in range(4)])
 
 
 def engine(monkeypatch, tmp_path):
@@ -48,9 +35,9 @@ def engine(monkeypatch, tmp_path):
 
     def load(spec):
         loads.append(spec.name)
-        return ScriptedGenerator("Once.") if spec.openai else VocabGenerator(spec.name)
+        return FakeGenerator("Once.") if spec.openai else vocab_generator(spec.name)
 
-    e = Engine(Settings(cache_dir=tmp_path, _env_file=None), models=ModelManager(CATALOG, load), emotion=Emotion(),
+    e = Engine(Settings(cache_dir=tmp_path, _env_file=None), models=ModelManager(CATALOG, load), emotion=FakeEmotion(),
                check_safety=False)
     return e, loads, tables
 
@@ -62,8 +49,8 @@ async def test_each_model_gets_its_own_deps_and_steering_table(monkeypatch, tmp_
     other = await e.adeps(StoryRequest(premise="A fox.", culture="ja-JP"))
     assert loads == ["steered", "other"]
     assert steered.generator.info.name == "steered" and other.generator.info.name == "other"
-    assert steered.steering == ("table", tuple(steered.generator.tokens))
-    assert other.steering == ("table", tuple(other.generator.tokens)) and len(tables) == 2
+    assert steered.steering == ("table", tuple(steered.generator.vocabulary()))
+    assert other.steering == ("table", tuple(other.generator.vocabulary())) and len(tables) == 2
     assert steered.emotion is other.emotion and steered.embed is other.embed  # shared, loaded once
     assert await e.adeps(StoryRequest(premise="A fox.", model="steered")) is steered  # built once per model
     assert loads == ["steered", "other"] and len(tables) == 2
@@ -76,6 +63,6 @@ async def test_a_model_without_logits_processors_has_no_steering_table(monkeypat
 
 
 async def test_a_given_generator_is_the_only_model():
-    g = ScriptedGenerator("Once.")
-    e = Engine(Settings(_env_file=None), generator=g, emotion=Emotion(), check_safety=False)
+    g = FakeGenerator("Once.")
+    e = Engine(Settings(_env_file=None), generator=g, emotion=FakeEmotion(), check_safety=False)
     assert e.generator is g and (await e.adeps(StoryRequest(premise="A fox.", audience="children"))).generator is g

@@ -2,7 +2,7 @@
 llama.cpp-style GGUF writer. No real weights anywhere.
 
 This is a plain module (not conftest.py) so tests can import it by name: `from tiny_lm import ...`;
-pytest puts tests/ on sys.path because tests/conftest.py lives there.
+pytest puts tests/ on sys.path (the `pythonpath` option in pyproject.toml).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def make_model(cfg: LlamaConfig | None = None, seed: int = 0, std: float = 0.3) 
 def run_concurrently(engine, jobs: Sequence[dict], timeout: float = 60.0):
     """Submit every job at once (each a dict of prompt, params, and optional session_id /
     processors) and return their Completions in order."""
-    from emotional_engine.lm.engine import Completion
+    from fakes import Completion
 
     queues = []
     for job in jobs:

@@ -1,12 +1,10 @@
 """The character agent: cast building, and planted errors caught and repaired with a fake generator."""
 
-from dataclasses import dataclass
-
 from emotional_engine.agents.character import build_cast, check_mentions, checker_for, scene_states
 from emotional_engine.agents.character_check import StoryFacts
 from emotional_engine.culture import load_profile
 from emotional_engine.domain import CastMember, StoryRequest
-from fakes import CAST, YO
+from fakes import CAST, YO, FakeEmotion
 
 
 def test_cast_is_completed_from_the_culture_and_deterministic():
@@ -58,13 +56,7 @@ def test_kinship_contradicts_the_sheet_and_earlier_scenes():
 
 
 def test_states_per_character_come_from_their_own_sentences():
-    @dataclass
-    class Score:
-        emotion: str
-
-    def score(passages):
-        return [Score("joy" if "laughed" in p else "sadness") for p in passages]
-
+    score = FakeEmotion({"laughed": ("joy", 0.8)}, otherwise=("sadness", -0.8)).score_passages
     result = checker_for(CAST, YO).check("Amara laughed at the joke. Chidi wept by the river. He could not stop.")
     assert scene_states(result, score) == {"Amara Okafor": "joy", "Chidi Okafor": "sadness"}
 

@@ -10,7 +10,7 @@ from emotional_engine.agents.outline import drift_note, followed, parse, write_o
 from emotional_engine.agents.story import plan_story
 from emotional_engine.domain import SceneOutline, StoryRequest
 from emotional_engine.memory import Fact, StoryMemory
-from fakes import CAST, YO, RandomLogits, ScriptedGenerator, bow_embed
+from fakes import CAST, YO, FakeGenerator, bow_embed, random_logits
 
 LEADS = [c.name for c in CAST]
 
@@ -23,27 +23,29 @@ def _plan(words: int):
 @pytest.mark.parametrize("seed", range(4))
 async def test_random_logits_through_the_constraint_always_give_a_whole_outline(tokenizer, seed):
     req, plan = _plan(1500)  # 10 scenes
-    gen = RandomLogits(tokenizer)
+    gen = FakeGenerator(reply=random_logits(tokenizer), tokenizer=tokenizer)
     written = await write_outline(gen, req, YO, plan, CAST, seed)
-    assert written.written_by == "model" and len(gen.prompts) == -(-10 // outline.OUTLINE_CHUNK)
+    assert written.written_by == "model" and len(gen.completions) == -(-10 // outline.OUTLINE_CHUNK)
     for before, after in zip(plan.scenes, written.scenes):
         o = after.outline
         assert o is not None and o.lead in LEADS and o.place and o.event.endswith(".")
         assert after.model_copy(update={"outline": None}) == before  # the skeleton stays as the rules made it
-    assert "Scene 10 (" in gen.prompts[-1][1]["content"] and "scenes 9 to 10" in gen.prompts[-1][1]["content"]
+    last = gen.completions[-1].prompt[1]["content"]
+    assert "Scene 10 (" in last and "scenes 9 to 10" in last
 
 
 async def test_a_backend_without_logits_processors_keeps_the_rule_plan():
     req, plan = _plan(450)
-    gen = ScriptedGenerator("Scene 1 | place: x")
+    gen = FakeGenerator("Scene 1 | place: x")
     assert await write_outline(gen, req, YO, plan, CAST, 1) is plan and plan.written_by == "rules"
-    assert gen.prompts == []
+    assert gen.calls == []
 
 
 async def test_a_generation_that_stops_early_leaves_its_remaining_scenes_to_the_rules(tokenizer):
     req, plan = _plan(450)  # 3 scenes; the first generation writes scenes 1 and 2
     one_line = outline.max_line_bytes(2, LEADS)  # at least the first line is done by then
-    written = await write_outline(RandomLogits(tokenizer, fail_after=one_line), req, YO, plan, CAST, 3)
+    gen = FakeGenerator(reply=random_logits(tokenizer, fail_after=one_line), tokenizer=tokenizer)
+    written = await write_outline(gen, req, YO, plan, CAST, 3)
     got = [s.outline is not None for s in written.scenes]
     assert got[0] and not got[1] and written.written_by == "mixed"
 

@@ -7,7 +7,7 @@ from emotional_engine.agents.gate import SentenceGate
 from emotional_engine.agents.sentence_checks import CharacterCheck, SensitivityCheck, rewriter
 from emotional_engine.culture import load_profile
 from emotional_engine.text import split_sentences
-from fakes import CAST, YO, ScriptedGenerator
+from fakes import CAST, YO, FakeGenerator
 
 
 async def shown(text: str, gate: SentenceGate) -> str:
@@ -28,7 +28,7 @@ def character_gate(gen, checker=None, culture="yo-NG", cast=CAST):
 
 
 async def test_a_stray_name_is_replaced_by_its_stand_in_everywhere():
-    gate = character_gate(ScriptedGenerator())
+    gate = character_gate(FakeGenerator())
     out = await shown("Amara met Hans at the gate. Hans smiled at her and Hans carried the basket.", gate)
     assert "Hans" not in out
     stand_in = next(w for w in ("Chidi", "Bisi") if w in out)
@@ -36,13 +36,13 @@ async def test_a_stray_name_is_replaced_by_its_stand_in_everywhere():
 
 
 async def test_a_wrong_pronoun_is_fixed():
-    gate = character_gate(ScriptedGenerator())
+    gate = character_gate(FakeGenerator())
     out = await shown("Amara walked to the well before sunrise. He filled two buckets and carried them on his head.", gate)
     assert out == "Amara walked to the well before sunrise. She filled two buckets and carried them on her head."
 
 
 async def test_the_gate_reads_pronouns_across_scenes_as_the_finished_story_is_read():
-    gate = character_gate(ScriptedGenerator())
+    gate = character_gate(FakeGenerator())
     first = await shown("Chidi walked to the river. He sat down on the bank.", gate)
     gate.start_scene(1)
     second = await shown("He looked at the water for a long time. She smiled at the fish.", gate)
@@ -54,21 +54,21 @@ async def test_the_dead_acting_is_rewritten_with_the_reason_given_to_the_model()
     checker = checker_for(CAST, YO)
     checker.learn(checker.check("Chidi drowned in the river that spring. Amara wept for a week."))
     assert checker.facts.dead == ["Chidi Okafor"]  # learned in an earlier scene
-    gen = ScriptedGenerator("Amara carried the basket home alone.")
+    gen = FakeGenerator("Amara carried the basket home alone.")
     out = await shown("The market was loud. Chidi carried the basket home for Amara.", character_gate(gen, checker))
     assert out == "The market was loud. Amara carried the basket home alone."
-    assert "Chidi Okafor died earlier" in gen.prompts[0][1]["content"]
-    assert "<before>\nThe market was loud.\n</before>" in gen.prompts[0][1]["content"]  # what came before
+    assert "Chidi Okafor died earlier" in gen.completions[0].prompt[1]["content"]
+    assert "<before>\nThe market was loud.\n</before>" in gen.completions[0].prompt[1]["content"]  # what came before
     # remembering the dead is no error
     remember = "Amara remembered how Chidi used to sing."
-    assert await shown(remember, character_gate(ScriptedGenerator(), checker_for(CAST, YO, StoryFacts(dead=["Chidi Okafor"])))) == remember
+    assert await shown(remember, character_gate(FakeGenerator(), checker_for(CAST, YO, StoryFacts(dead=["Chidi Okafor"])))) == remember
 
 
 async def test_a_contradiction_the_model_cannot_fix_is_dropped():
-    gen = ScriptedGenerator("She saw the river glitter.", "Amara watched the boats.")  # both still contradict "blind"
+    gen = FakeGenerator("She saw the river glitter.", "Amara watched the boats.")  # both still contradict "blind"
     gate = character_gate(gen)
     out = await shown("Amara sat by the water. She saw the river glitter in the sun. Then she went home.", gate)
-    assert out == "Amara sat by the water. Then she went home." and len(gen.prompts) == 2
+    assert out == "Amara sat by the water. Then she went home." and len(gen.completions) == 2
     assert gate.scene.dropped == 1
 
 
@@ -77,24 +77,24 @@ def sensitivity_gate(gen, culture, cast):
 
 
 async def test_a_stereotype_is_rewritten_and_cultural_fit_falls():
-    gen = ScriptedGenerator("The waiter set down the drinks and wished them a good evening.")
+    gen = FakeGenerator("The waiter set down the drinks and wished them a good evening.")
     gate = sensitivity_gate(gen, "sw-KE", ["Wanjiku Kamau"])
     out = await shown("Wanjiku sat in the café. Hakuna matata, the waiter grinned as he set down the drinks. "
                       "She paid and left.", gate)
     assert "Hakuna matata" not in out and "wished them a good evening" in out
     assert gate.scene.cultural_fit == round(1 - 1 / 3, 4) and any("rewrote" in r for r in gate.scene.reasons)
-    assert "hakuna matata" in gen.prompts[0][1]["content"].lower()  # the model is told what is wrong
+    assert "hakuna matata" in gen.completions[0].prompt[1]["content"].lower()  # the model is told what is wrong
 
     clean = "Wanjiku sat in the café. The waiter set down two cups of chai. She paid with M-Pesa and left."
-    gate = sensitivity_gate(ScriptedGenerator(), "sw-KE", ["Wanjiku Kamau"])
+    gate = sensitivity_gate(FakeGenerator(), "sw-KE", ["Wanjiku Kamau"])
     assert await shown(clean, gate) == clean and gate.scene.cultural_fit == 1.0
 
 
 async def test_a_cliche_the_model_cannot_fix_is_dropped():
-    gen = ScriptedGenerator("The exotic beauty smiled again.")  # still a cliché, twice
+    gen = FakeGenerator("The exotic beauty smiled again.")  # still a cliché, twice
     gate = sensitivity_gate(gen, "ja-JP", ["Aoi Tanaka"])
     out = await shown("Aoi opened the shop. The exotic beauty smiled at the customers. It was a slow morning.", gate)
-    assert out == "Aoi opened the shop. It was a slow morning." and len(gen.prompts) == 2
+    assert out == "Aoi opened the shop. It was a slow morning." and len(gen.completions) == 2
 
 
 def test_a_rewrite_that_talks_about_the_task_or_runs_on_is_no_rewrite():
@@ -115,10 +115,10 @@ def test_a_rewrite_that_talks_about_the_task_or_runs_on_is_no_rewrite():
 
 
 async def test_an_implausible_rewrite_counts_as_a_failed_try_and_the_sentence_goes():
-    gen = ScriptedGenerator("I'd love to help with a story you're working on.")
+    gen = FakeGenerator("I'd love to help with a story you're working on.")
     gate = sensitivity_gate(gen, "ja-JP", ["Aoi Tanaka"])
     out = await shown("Aoi opened the shop. The exotic beauty smiled at the customers. It was a slow morning.", gate)
-    assert out == "Aoi opened the shop. It was a slow morning." and len(gen.prompts) == 2
+    assert out == "Aoi opened the shop. It was a slow morning." and len(gen.completions) == 2
 
 
 async def test_headings_between_paragraphs_are_not_shown():

@@ -1,48 +1,31 @@
 """Logit steering: the token table follows the emotion model; the bias lifts the target's words and
 sinks the opposite valence; the orchestrator gives each candidate its strength."""
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 import torch
 
 from emotional_engine.emotion.labels import LABELS
 from emotional_engine.emotion.steering import LogitBias, TokenAffect, load_or_build, table_key
+from fakes import FakeEmotion
 
 VOCAB = ["Ġthe", "Ġgrief", "Ġjoy", "ing", "Ġof", "Ġtable", "Ġa", "Ġlaughter", "Ġ123", "Ġsorrow"]
 
 
-@dataclass
-class S:
-    scores: dict
-    valence: float
-
-
-class FakeEmotionModel:
+def emotion_model():
     """grief/sorrow sad, joy/laughter joyful, the rest neutral."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def score(self, words):
-        self.calls += 1
-        out = []
-        for w in words:
-            label, v = {"grief": ("sadness", -0.8), "sorrow": ("sadness", -0.7), "joy": ("joy", 0.9),
-                        "laughter": ("joy", 0.7)}.get(w, ("neutral", 0.0))
-            out.append(S({k: (0.8 if k == label else 0.2 / 8) for k in LABELS}, v))
-        return out
+    return FakeEmotion({"grief": ("sadness", -0.8), "sorrow": ("sadness", -0.7), "joy": ("joy", 0.9),
+                        "laughter": ("joy", 0.7)}, otherwise=("neutral", 0.0))
 
 
 def test_only_word_start_tokens_are_scored():
-    t = TokenAffect.build(VOCAB, FakeEmotionModel())
+    t = TokenAffect.build(VOCAB, emotion_model())
     assert [VOCAB[i] for i in t.ids] == ["Ġthe", "Ġgrief", "Ġjoy", "Ġtable", "Ġlaughter", "Ġsorrow"]
     assert t.probs.shape == (6, len(LABELS)) and t.vocab_size == len(VOCAB)
 
 
 def test_bias_lifts_the_target_and_sinks_the_opposite():
-    t = TokenAffect.build(VOCAB, FakeEmotionModel())
+    t = TokenAffect.build(VOCAB, emotion_model())
     b = t.bias("sadness", -0.8, 1.0)
     ix = {w: i for i, w in enumerate(VOCAB)}
     assert b[ix["Ġgrief"]] > 0 and b[ix["Ġsorrow"]] > 0
@@ -57,7 +40,7 @@ def test_bias_lifts_the_target_and_sinks_the_opposite():
 def test_table_is_built_once_then_loaded(tmp_path):
     head = tmp_path / "head.npz"
     head.write_bytes(b"head v1")
-    model = FakeEmotionModel()
+    model = emotion_model()
     a = load_or_build(VOCAB, model, head, tmp_path)
     b = load_or_build(VOCAB, model, head, tmp_path)
     assert model.calls == 1 and np.array_equal(a.ids, b.ids) and np.allclose(a.valence, b.valence, atol=1e-3)

@@ -17,12 +17,12 @@ from emotional_engine.lm.backends import (
     BackendError,
     Generator,
     LlamaCppGenerator,
-    ModelInfo,
     OpenAIGenerator,
     make_generator,
 )
 from emotional_engine.lm.sampling import SamplingParams
 from fake_openai import FakeOpenAI
+from fakes import ModelInfo
 
 
 @pytest.fixture

@@ -11,9 +11,10 @@ import time
 import pytest
 import torch
 
-from emotional_engine.lm.engine import Completion, ContextOverflowError, LMEngine
+from emotional_engine.lm.engine import ContextOverflowError, LMEngine
 from emotional_engine.lm.quant import apply_weight_format
 from emotional_engine.lm.sampling import SamplingParams
+from fakes import Completion
 from tiny_lm import run_concurrently
 
 pytestmark = pytest.mark.usefixtures("torch_threads")

@@ -11,9 +11,10 @@ from pydantic import ValidationError
 
 from emotional_engine.config import ModelCatalog, Settings
 from emotional_engine.domain import StoryRequest
-from emotional_engine.lm.backends import ModelInfo, OpenAIGenerator
+from emotional_engine.lm.backends import OpenAIGenerator
 from emotional_engine.lm.models import ModelManager, UnknownModelError
 from emotional_engine.lm.sampling import SamplingParams
+from fakes import FakeGenerator, ModelInfo
 
 CATALOG = {
     "models": [{"name": "small", "builtin": True},
@@ -25,17 +26,12 @@ CATALOG = {
 }
 
 
-class Named:
-    """A stand-in generator: which spec it was loaded for."""
-
-    supports_logits_processors = False
-
-    def __init__(self, spec):
-        self.spec = spec
-        self.info = ModelInfo("fake", f"{spec.name}-weights", sha256=spec.name * 4)
+def named(spec) -> FakeGenerator:
+    """A stand-in generator whose weights are named after the spec it was loaded for."""
+    return FakeGenerator(info=ModelInfo("fake", f"{spec.name}-weights", sha256=spec.name * 4))
 
 
-def manager(catalog=CATALOG, load=Named) -> tuple[ModelManager, list[str]]:
+def manager(catalog=CATALOG, load=named) -> tuple[ModelManager, list[str]]:
     """A manager over `catalog` and the names it loaded, in order."""
     loads = []
 
@@ -162,7 +158,7 @@ def test_models_load_on_first_use_and_only_the_one_used():
     m, loads = manager()
     assert loads == [] and not any(s.info for s in m.describe())
     g = m.get(m.choose(req(audience="children")))
-    assert g.spec.name == "kids" and loads == ["kids"]
+    assert g.info.name == "kids-weights" and loads == ["kids"]
     assert m.get("kids") is g and loads == ["kids"]  # loaded once
     assert {s.spec.name: s.info is not None for s in m.describe()} == {"small": False, "kids": True, "japanese": False}
 
@@ -170,7 +166,7 @@ def test_models_load_on_first_use_and_only_the_one_used():
 def test_concurrent_first_uses_load_once():
     def slow(spec):
         time.sleep(0.2)  # both threads arrive while the first load is running
-        return Named(spec)
+        return named(spec)
 
     m, loads = manager(load=slow)
     got, start = [], threading.Barrier(4)
@@ -185,7 +181,7 @@ def test_concurrent_first_uses_load_once():
     for t in threads:
         t.join(5)
     assert sorted(loads) == ["kids", "small"]
-    assert len({id(g) for g in got if g.spec.name == "kids"}) == 1
+    assert len({id(g) for g in got if g.info.name == "kids-weights"}) == 1
 
 
 async def test_aget_loads_off_the_event_loop():
@@ -193,11 +189,11 @@ async def test_aget_loads_off_the_event_loop():
 
     def load(spec):
         loader_threads.append(threading.current_thread())
-        return Named(spec)
+        return named(spec)
 
     m, _ = manager(load=load)
     g = await m.aget("japanese")
-    assert g.spec.name == "japanese" and loader_threads != [threading.current_thread()]
+    assert g.info.name == "japanese-weights" and loader_threads != [threading.current_thread()]
     assert await m.aget("japanese") is g
 
 
@@ -214,15 +210,14 @@ def test_describe_gives_default_rules_and_details_once_loaded():
 
 
 def test_identities_differ_between_models_even_with_the_same_weights():
-    same = lambda spec: type("G", (), {"info": ModelInfo("fake", "w", sha256="a" * 64)})()  # noqa: E731
-    m, _ = manager(load=same)
+    m, _ = manager(load=lambda spec: FakeGenerator(info=ModelInfo("fake", "w", sha256="a" * 64)))
     m.get("kids"), m.get("japanese")
     a, b = m.identity("kids"), m.identity("japanese")
     assert a != b and a["name"] == "kids" and a["base_url"] == "http://127.0.0.1:9"
 
 
 def test_a_single_given_generator_is_the_embedded_default():
-    g = Named(type("S", (), {"name": "x"})())
+    g = FakeGenerator()
     m = ModelManager.single(g)
     assert m.default == "embedded" and m.choose(req(audience="children")) == "embedded"
     assert m.get("embedded") is g

@@ -1,46 +1,38 @@
 """A planted contradiction is caught against the story memory, sentence by sentence as the scene
 streams, and repaired by a rewrite of that sentence (or dropped)."""
 
-import asyncio
 import re
 
 from emotional_engine.agents.orchestrator import write_story
 from emotional_engine.agents.run import Deps
 from emotional_engine.domain import CastMember, StoryRequest
-from emotional_engine.lm.backends import ModelInfo
-from emotional_engine.lm.engine import Completion, Piece
 from emotional_engine.memory import StoryMemory
-from fakes import JoyEmotion, bow_embed
+from fakes import FakeEmotion, FakeGenerator, ModelInfo, bow_embed
 
 CAST = [CastMember(name="Ada Obi", role="protagonist", pronouns="she/her"),
         CastMember(name="Kofi Mensah", role="ally", pronouns="he/him")]
 
 
-class PlantingGenerator:
-    """Scene 1 establishes facts; scene 2's draft contradicts one unless told about it."""
+def planting(first: str, contradicting: str, repaired: str) -> FakeGenerator:
+    """Scene 1 establishes facts; scene 2's draft contradicts one unless told about it; a flagged
+    sentence is rewritten as `repaired`. Summaries come back empty: the fallback is used."""
 
-    info = ModelInfo("fake", "fake", context_length=2048)
-    supports_logits_processors = False
+    def write(call):
+        text = first if "Write scene 1 " in call.user else contradicting
+        asked = int(re.search(r"about (\d+) words", call.user).group(1))
+        return text + " The joy of it stayed." * (asked // 10 + 1)  # over half the words asked
 
-    def __init__(self, first: str, contradicting: str, repaired: str):
-        self.first, self.contradicting, self.repaired = first, contradicting, repaired
-        self.scene_prompts, self.rewrite_prompts = [], []
+    return FakeGenerator(write=write, reply=lambda call: "" if is_summary(call) else repaired,
+                         info=ModelInfo("fake", "fake", context_length=2048))
 
-    async def stream(self, prompt, params, *, session_id=None, processors=()):
-        user = prompt[-1]["content"]
-        self.scene_prompts.append(user)
-        text = self.first if "Write scene 1 " in user else self.contradicting
-        asked = int(re.search(r"about (\d+) words", user).group(1))
-        for word in (text + " The joy of it stayed." * (asked // 10 + 1)).split(" "):  # over half the words asked
-            await asyncio.sleep(0)
-            yield Piece(text=word + " ")
 
-    async def complete(self, prompt, params, *, session_id=None, processors=()):
-        await asyncio.sleep(0)
-        if prompt[0]["content"].startswith("You summarise"):
-            return Completion(text="", finish_reason="stop")  # no usable summary: the fallback is used
-        self.rewrite_prompts.append(prompt[-1]["content"])  # a flagged sentence to rewrite
-        return Completion(text=self.repaired, finish_reason="stop")
+def is_summary(call):
+    return call.system.startswith("You summarise")
+
+
+def rewrite_prompts(gen):
+    """The flagged sentences' rewrite prompts."""
+    return [c.user for c in gen.completions if not is_summary(c)]
 
 
 def request():
@@ -50,19 +42,19 @@ def request():
 
 async def run(gen):
     memory = StoryMemory([])
-    story = await write_story(request(), Deps(generator=gen, emotion=JoyEmotion(), embed=bow_embed, candidates=2),
+    story = await write_story(request(), Deps(generator=gen, emotion=FakeEmotion(), embed=bow_embed, candidates=2),
                               memory=memory)
     return story, memory
 
 
 async def test_an_object_that_changes_colour_is_rewritten():
-    gen = PlantingGenerator("Ada Obi carried the red lantern to the harbour. She hung the red lantern up in joy.",
+    gen = planting("Ada Obi carried the red lantern to the harbour. She hung the red lantern up in joy.",
                             "Ada took down the blue lantern in joy.",
                             "Ada took down the red lantern in joy.")
     story, memory = await run(gen)
     assert len(story.scenes) == 2
     assert "red lantern" in story.scenes[1].text and "blue" not in story.scenes[1].text
-    repair_prompt = gen.rewrite_prompts[0]
+    repair_prompt = rewrite_prompts(gen)[0]
     assert "The lantern is red." in repair_prompt and "blue" in repair_prompt  # the contradiction is named
     assert story.memory["contradictions_found"] == 1
     assert any(r.startswith("scene 2: memory: rewrote") for r in story.quality.reasons)
@@ -70,7 +62,7 @@ async def test_an_object_that_changes_colour_is_rewritten():
 
 
 async def test_a_dead_character_who_acts_is_rewritten():
-    gen = PlantingGenerator("Kofi Mensah died in the storm in joy. Ada wept at the harbour.",
+    gen = planting("Kofi Mensah died in the storm in joy. Ada wept at the harbour.",
                             "Kofi laughed at the harbour in joy.",
                             "Ada remembered how Kofi laughed, and found joy.")
     story, memory = await run(gen)
@@ -82,21 +74,21 @@ async def test_a_dead_character_who_acts_is_rewritten():
 
 
 async def test_a_contradiction_the_rewrite_cannot_fix_is_dropped_and_counted():
-    gen = PlantingGenerator("Ada Obi carried the red lantern in joy.", "Ada lit the blue lantern in joy.",
+    gen = planting("Ada Obi carried the red lantern in joy.", "Ada lit the blue lantern in joy.",
                             "Ada lit the blue lantern in joy.")
     story, _ = await run(gen)
     words = len(story.text.split())
-    assert "blue lantern" not in story.text and len(gen.rewrite_prompts) == 2  # two tries, then it goes
+    assert "blue lantern" not in story.text and len(rewrite_prompts(gen)) == 2  # two tries, then it goes
     assert story.memory["contradictions_found"] == 1
     assert story.memory["contradictions_found_per_1000_words"] == round(1000 / words, 3)
     assert any(r.startswith("scene 2: memory: dropped") for r in story.quality.reasons)
 
 
 async def test_scene_prompts_recall_facts_and_stay_within_the_context():
-    gen = PlantingGenerator("Ada Obi carried the red lantern to the harbour in joy.",
+    gen = planting("Ada Obi carried the red lantern to the harbour in joy.",
                             "Ada waited at the harbour in joy.", "unused")
     await run(gen)
-    second = gen.scene_prompts[-1]
+    second = gen.streams[-1].user
     assert "Established earlier in the story" in second and "The lantern is red." in second
     assert "Ada Obi: last seen at the harbour" in second
 

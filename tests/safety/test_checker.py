@@ -7,7 +7,7 @@ import pytest
 
 from emotional_engine.culture import load_profile
 from emotional_engine.safety import SafetyChecker, SafetyReport
-from emotional_engine.safety.model import Prediction
+from fakes import FakeSafety
 
 PERIL = "The wolf chased Ada into the woods."
 GRAPHIC = "The wolf tore out the woodcutter's throat and blood sprayed the snow."
@@ -18,24 +18,9 @@ LABELS = {PERIL: ("violence", 1), GRAPHIC: ("gore", 2), STUBBORN: ("gore", 2), K
           SWEAR: ("profanity", 2)}
 
 
-class FakeModel:
-    """Labels sentences from LABELS (anything else is safe) and counts its batched calls."""
-
-    def __init__(self):
-        self.calls: list[list[str]] = []
-
-    def predict(self, texts):
-        self.calls.append(list(texts))
-        out = []
-        for t in texts:
-            cat, sev = LABELS.get(t, ("safe", 0))
-            out.append(Prediction(cat, sev, 0.9, {}))
-        return out
-
-
 @pytest.fixture
 def checker():
-    return SafetyChecker(FakeModel())
+    return SafetyChecker(FakeSafety(LABELS))  # anything else is safe; it keeps its batched calls
 
 
 def test_one_batched_call_per_check(checker):
@@ -163,16 +148,11 @@ async def test_repair_refuses_a_bad_culture_before_regenerating(checker):
 
 def test_for_teens_and_adults_only_a_confident_block_blocks():
     from emotional_engine.safety.checker import BLOCK_MIN_PROBABILITY
-    from emotional_engine.safety.model import Prediction
 
-    class Fixed:
-        def __init__(self, p):
-            self.p = p
+    def hate(p):
+        return SafetyChecker(FakeSafety(otherwise=("hate", 2), probability=p))
 
-        def predict(self, texts):
-            return [Prediction(category="hate", severity=2, probability=self.p, scores={}) for _ in texts]
-
-    unsure, sure = SafetyChecker(Fixed(BLOCK_MIN_PROBABILITY - 0.3)), SafetyChecker(Fixed(0.99))
+    unsure, sure = hate(BLOCK_MIN_PROBABILITY - 0.3), hate(0.99)
     assert [unsure.check_sentences(["x"], a)[0].action for a in ("adult", "teen", "children")] == \
            ["flag", "flag", "block"]
     assert [sure.check_sentences(["x"], a)[0].action for a in ("adult", "teen", "children")] == ["block"] * 3

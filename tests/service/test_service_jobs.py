@@ -2,7 +2,7 @@
 
 import asyncio
 
-from service_fakes import FakeGenerator
+from fakes import harbour_generator
 
 from emotional_engine.storage import Store
 
@@ -28,7 +28,7 @@ async def test_a_job_reports_progress_and_gives_the_story(app_client):
 
 
 async def test_a_job_can_be_cancelled(app_client):
-    async with app_client(generator=FakeGenerator(delay=0.2)) as c:
+    async with app_client(generator=harbour_generator(delay=0.2)) as c:
         job_id = (await c.post("/v1/jobs", json=LONG)).json()["id"]
         r = await c.delete(f"/v1/jobs/{job_id}")
         assert r.status_code == 200 and r.json()["status"] == "cancelled"
@@ -40,23 +40,23 @@ async def test_a_job_can_be_cancelled(app_client):
 
 async def test_a_job_resumes_after_a_restart_from_its_last_finished_scene(app_client, make_key):
     key = make_key()
-    async with app_client(key=key, generator=FakeGenerator(delay=0.3)) as c:
+    async with app_client(key=key, generator=harbour_generator(delay=0.3)) as c:
         job_id = (await c.post("/v1/jobs", json=LONG)).json()["id"]
         before = await _wait(c, job_id, lambda j: j["progress"]["scenes_done"] >= 1)
     # the server stopped mid-story; a new one on the same database picks the job up
-    gen = FakeGenerator()
+    gen = harbour_generator()
     async with app_client(key=key, generator=gen) as c:
         job = await _wait(c, job_id, lambda j: j["status"] == "done")
         total, done_before = job["progress"]["scenes_total"], before["progress"]["scenes_done"]
         assert done_before < total == len(job["story"]["scenes"])
-        assert gen.streams == 2 * (total - done_before)  # only the unfinished scenes were written (2 candidates)
+        assert len(gen.streams) == 2 * (total - done_before)  # only the unfinished scenes were written (2 candidates)
 
 
 async def test_a_resumed_job_keeps_the_plan_its_first_scenes_were_written_to(app_client, make_key, settings):
     """A model-written outline need not come out the same twice; the job keeps the one it began with.
     Here a planted outline line in the saved plan must reach the resumed scenes."""
     key = make_key()
-    async with app_client(key=key, generator=FakeGenerator(delay=0.3)) as c:
+    async with app_client(key=key, generator=harbour_generator(delay=0.3)) as c:
         job_id = (await c.post("/v1/jobs", json=LONG)).json()["id"]
         await _wait(c, job_id, lambda j: j["progress"]["scenes_done"] >= 1)
     store = Store.from_settings(settings)
@@ -67,7 +67,7 @@ async def test_a_resumed_job_keeps_the_plan_its_first_scenes_were_written_to(app
         sc["outline"] = planted
     store.checkpoint_job(job_id, job.progress)
     store.close()
-    async with app_client(key=key, generator=FakeGenerator()) as c:
+    async with app_client(key=key, generator=harbour_generator()) as c:
         scenes = (await _wait(c, job_id, lambda j: j["status"] == "done"))["story"]["scenes"]
     assert [sc["outline"] for sc in scenes[done:]] == [planted] * (len(scenes) - done)
     assert all(sc["outline"] is None for sc in scenes[:done])  # the first scenes were written to the rule plan

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from service_fakes import FakeGenerator
+from fakes import harbour_generator
 
 STORY = {"premise": "A kite festival.", "words": 150}
 
@@ -50,7 +50,7 @@ async def test_generated_tokens_count_against_the_key(app_client, settings):
 async def test_a_full_queue_sheds_with_503_and_retry_after(app_client, settings, make_key):
     s = settings.model_copy(update={"generation_slots": 1, "generation_queue": 1})
     keys = [make_key(s, name=f"k{i}") for i in range(3)]
-    async with app_client(s, generator=FakeGenerator(delay=0.3)) as c:
+    async with app_client(s, generator=harbour_generator(delay=0.3)) as c:
         reqs = [c.post("/v1/stories", json=STORY, headers={"Authorization": f"Bearer {k}"}) for k in keys]
         first = asyncio.ensure_future(reqs[0])
         await admitted(c, 1)
@@ -66,7 +66,7 @@ async def test_a_full_queue_sheds_with_503_and_retry_after(app_client, settings,
 
 async def test_concurrent_generations_per_key_are_limited(app_client, settings):
     s = settings.model_copy(update={"max_concurrent_per_key": 1})
-    async with app_client(s, generator=FakeGenerator(delay=0.3)) as c:
+    async with app_client(s, generator=harbour_generator(delay=0.3)) as c:
         first = asyncio.ensure_future(c.post("/v1/stories", json=STORY))
         await admitted(c, 1)
         r = await c.post("/v1/stories", json=STORY)
@@ -91,7 +91,7 @@ async def test_a_shared_redis_cache_serves_the_other_instance(app_client, tmp_pa
     async with app_client(s1) as a, app_client(s2) as b:
         assert (await a.post("/v1/stories", json=story)).json()["cached"] is False
         r = (await b.post("/v1/stories", json=story)).json()
-        assert r["cached"] is True and b.app.state.service.engine.generator.inner.calls == 0
+        assert r["cached"] is True and b.app.state.service.engine.generator.inner.calls == []
         assert b.app.state.service.cache.stats()["l2"]["hits"] == 1
 
 
@@ -113,7 +113,7 @@ async def test_unreachable_redis_degrades_without_errors(app_client, settings):
 async def test_a_request_that_waits_too_long_for_a_slot_is_shed(app_client, settings, make_key):
     s = settings.model_copy(update={"generation_slots": 1, "generation_queue": 5, "generation_max_wait_s": 0.2})
     other = make_key(s, name="other")
-    async with app_client(s, generator=FakeGenerator(delay=0.3)) as c:
+    async with app_client(s, generator=harbour_generator(delay=0.3)) as c:
         first = asyncio.ensure_future(c.post("/v1/stories", json=STORY))
         await admitted(c, 1)
         r = await c.post("/v1/stories", json=STORY, headers={"Authorization": f"Bearer {other}"})

@@ -6,10 +6,9 @@ import json
 from collections import Counter
 
 import pytest
-from service_fakes import FakeGenerator
 
 from emotional_engine.config import ModelCatalog
-from emotional_engine.lm.backends import ModelInfo
+from fakes import ModelInfo, harbour_generator
 
 CATALOG = {"models": [{"name": "plain", "builtin": True}, {"name": "kids", "builtin": True},
                       {"name": "ja", "builtin": True}],
@@ -24,8 +23,8 @@ def models(settings):
 
     def load(spec):
         loads[spec.name] += 1
-        g = fakes[spec.name] = FakeGenerator(delay=0.01)
-        g.info = ModelInfo("fake", f"{spec.name}-weights", sha256=spec.name[0] * 64)
+        g = fakes[spec.name] = harbour_generator(0.01, info=ModelInfo("fake", f"{spec.name}-weights",
+                                                                         sha256=spec.name[0] * 64))
         return g
 
     return settings.model_copy(update={"models": ModelCatalog.model_validate(CATALOG)}), load, fakes, loads
@@ -49,7 +48,7 @@ async def test_the_catalog_shows_each_model_loading_on_first_use(app_client, mod
                                     for i in (1, 2)))
         assert [r.status_code for r in rs] == [200, 200]
         assert {r.json()["provenance"]["model"] for r in rs} == {"kids-weights"}
-        assert loads == {"plain": 1, "kids": 1} and fakes["kids"].streams > 0 and fakes["plain"].calls == 0
+        assert loads == {"plain": 1, "kids": 1} and fakes["kids"].streams and fakes["plain"].calls == []
 
         after = {m["name"]: m for m in (await c.get("/v1/models")).json()}
         assert after["kids"]["loaded"] and after["kids"]["sha256"] == "k" * 64 and not after["ja"]["loaded"]
@@ -93,7 +92,7 @@ async def test_a_session_keeps_its_model_for_every_turn(app_client, models):
         for action in ("I follow the lanterns.", "I call out."):
             r = await c.post(f"/v1/sessions/{session['id']}/turns", json={"action": action})
             assert r.status_code == 200, r.text
-        assert fakes["kids"].streams >= 2 and fakes["plain"].calls == 0
+        assert len(fakes["kids"].streams) >= 2 and fakes["plain"].calls == []
 
 
 async def test_a_job_writes_with_its_model(app_client, models):
@@ -107,7 +106,7 @@ async def test_a_job_writes_with_its_model(app_client, models):
             await asyncio.sleep(0.05)
         assert job["status"] == "done", job
         assert job["story"]["provenance"]["model"] == "ja-weights"
-        assert fakes["ja"].streams > 0 and fakes["plain"].calls == 0
+        assert fakes["ja"].streams and fakes["plain"].calls == []
 
 
 async def test_two_models_never_share_a_cached_story(app_client, models):
@@ -117,9 +116,9 @@ async def test_two_models_never_share_a_cached_story(app_client, models):
         kids = (await c.post("/v1/stories", json={**STORY, "model": "kids"})).json()
         assert plain["cached"] is False and kids["cached"] is False  # same request and seed, other model
         assert kids["provenance"]["model"] == "kids-weights"
-        calls = fakes["kids"].calls
+        calls = len(fakes["kids"].calls)
         again = (await c.post("/v1/stories", json={**STORY, "model": "kids"})).json()
-        assert again["cached"] is True and again["id"] == kids["id"] and fakes["kids"].calls == calls
+        assert again["cached"] is True and again["id"] == kids["id"] and len(fakes["kids"].calls) == calls
         # the default, unnamed, is the same model as naming it: its cached story
         assert (await c.post("/v1/stories", json=STORY)).json()["id"] == plain["id"]
 
@@ -134,9 +133,7 @@ async def test_the_cache_key_holds_the_model_identity(settings):
 
     async def key(catalog: dict, sha: str, **request) -> str:
         def load(spec):
-            g = FakeGenerator()
-            g.info = ModelInfo("fake", "same-weights", sha256=sha)
-            return g
+            return harbour_generator(info=ModelInfo("fake", "same-weights", sha256=sha))
 
         models = ModelManager(ModelCatalog.model_validate(catalog), load)
         service = SimpleNamespace(engine=Engine(settings, models=models))

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from service_fakes import free_port
+from service_helpers import free_port
 
 
 @pytest.mark.model

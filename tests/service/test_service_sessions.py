@@ -4,7 +4,7 @@ import asyncio
 import json
 
 import httpx
-from service_fakes import parse_sse
+from service_helpers import parse_sse
 
 from emotional_engine.storage import Store
 

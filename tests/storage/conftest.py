@@ -1,30 +1,13 @@
-"""Stores on SQLite (a temporary file) and on PostgreSQL (a schema of our own in the shared `test`
-database, dropped afterwards), and a Redis URL. PostgreSQL and Redis must be running: without them
-these tests fail with a message saying so, they never skip."""
+"""Stores on SQLite and on PostgreSQL (the databases come from tests/db_fixtures.py, shared with the
+service tests), with a settable clock."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from datetime import datetime, timedelta, timezone
-from urllib.parse import quote
 
-import psycopg
 import pytest
-import redis
 
 from emotional_engine.storage import Store
-
-PG_HOST = os.environ.get("EE_TEST_POSTGRES", "postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("EE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def pytest_collection_modifyitems(items):
-    """Mark what needs PostgreSQL or Redis, so `-m 'not services'` can deliberately leave it out."""
-    for item in items:
-        on_postgres = getattr(item, "callspec", None) and item.callspec.params.get("store_url") == "postgresql"
-        if on_postgres or {"postgres_admin", "redis_url"} & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.services)
 
 
 class Clock:
@@ -38,37 +21,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture(scope="session")
-def postgres_admin() -> str:
-    """A libpq connection string for creating and dropping our schemas."""
-    user_host, db = PG_HOST.rsplit("/", 1)
-    user, hostport = user_host.split("@")
-    host, port = hostport.split(":")
-    conninfo = f"host={host} port={port} user={user} dbname={db} connect_timeout=3"
-    try:
-        psycopg.connect(conninfo).close()
-    except psycopg.OperationalError as e:
-        pytest.fail(f"PostgreSQL not reachable at {PG_HOST} (the storage tests need it; set EE_TEST_POSTGRES "
-                    f"to user@host:port/db): {e}")
-    return conninfo
-
-
-@pytest.fixture
-def postgres_url(postgres_admin):
-    """A SQLAlchemy URL whose search_path is a fresh schema; the schema is dropped afterwards."""
-    schema = f"ee_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_admin, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    yield f"postgresql+psycopg://{PG_HOST}?options={quote(f'-csearch_path={schema}')}"
-    with psycopg.connect(postgres_admin, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-@pytest.fixture
-def sqlite_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'engine.db'}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -92,23 +44,3 @@ def store(store_url, clock):
 @pytest.fixture
 def key_id(store) -> str:
     return store.create_key("tests")[1].id
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.RedisError as e:
-        pytest.fail(f"Redis not reachable at {REDIS_URL} (the storage tests need it; set EE_TEST_REDIS_URL): {e}")
-    return REDIS_URL
-
-
-@pytest.fixture
-def namespace(redis_url):
-    """A key prefix of this test's own in the shared Redis, deleted afterwards."""
-    ns = f"ee:test:{uuid.uuid4().hex[:12]}:"
-    yield ns
-    r = redis.Redis.from_url(redis_url)
-    for k in r.scan_iter(match=ns + "*"):
-        r.delete(k)
-    r.close()

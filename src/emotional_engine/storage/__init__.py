@@ -2,7 +2,8 @@
 migrations shipped in the package) and `MultiLevelCache` (in-process, Redis, SQL)."""
 
 from emotional_engine.storage.cache import MultiLevelCache, is_cacheable, request_cache_key
-from emotional_engine.storage.db import NotFoundError, SessionExpiredError, Store, default_database_url
+from emotional_engine.storage.connect import default_database_url
+from emotional_engine.storage.db import NotFoundError, SessionExpiredError, Store
 from emotional_engine.storage.records import ApiKeyInfo, JobRecord, SessionRecord, TurnRecord, Usage, UsageWindow
 
 __all__ = ["ApiKeyInfo", "JobRecord", "MultiLevelCache", "NotFoundError", "SessionExpiredError", "SessionRecord",
