@@ -2,15 +2,15 @@
 
 import re
 import zlib
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from emotional_engine.culture import load_profile
 from emotional_engine.domain import Character
-from emotional_engine.lm.backends import ModelInfo
-from emotional_engine.lm.engine import Completion
+from emotional_engine.lm.generator import Completion, ModelInfo
+from emotional_engine.lm.sampling import bind_processors
+from emotional_engine.text import estimate_tokens
 
 
 def bow_embed(texts, dim=256):
@@ -45,6 +45,15 @@ class ScriptedGenerator:
         self.replies = list(replies) or [""]
         self.prompts: list[list[dict]] = []
 
+    def count_tokens(self, text):
+        return estimate_tokens(text)
+
+    def vocabulary(self):
+        return None
+
+    def emotion_context(self, emotion):
+        return None
+
     async def complete(self, prompt, params, *, session_id=None, processors=()):
         reply = self.replies[min(len(self.prompts), len(self.replies) - 1)]
         self.prompts.append(prompt)
@@ -53,19 +62,29 @@ class ScriptedGenerator:
 
 class RandomLogits:
     """A model that knows nothing: random logits at every step, through whatever processors it is given
-    (what constrained decoding must survive). `engine.tok` is the tokenizer it writes with."""
+    (what constrained decoding must survive). `tok` is the tokenizer it writes with."""
 
     info = ModelInfo("fake", "random-logits")
     supports_logits_processors = True
 
     def __init__(self, tokenizer, fail_after: int | None = None):
-        self.engine = SimpleNamespace(tok=tokenizer)
+        self.tok = tokenizer
         self.fail_after = fail_after  # stop with an error after this many tokens (None: never)
         self.prompts: list[list[dict]] = []
 
+    def count_tokens(self, text):
+        return len(self.tok.encode(text))
+
+    def vocabulary(self):
+        return [self.tok.token_text(i) for i in range(self.tok.vocab_size)]
+
+    def emotion_context(self, emotion):
+        return None
+
     async def complete(self, prompt, params, *, session_id=None, processors=()):
         self.prompts.append(prompt)
-        tok, g = self.engine.tok, torch.Generator().manual_seed(params.seed or 0)
+        processors = bind_processors(processors, self.tok)
+        tok, g = self.tok, torch.Generator().manual_seed(params.seed or 0)
         prompt_ids, out = [1, 2, 3], []
         while len(out) < params.max_tokens:
             if self.fail_after is not None and len(out) == self.fail_after:

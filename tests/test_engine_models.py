@@ -7,7 +7,7 @@ from emotional_engine.config import ModelCatalog, Settings
 from emotional_engine.domain import StoryRequest
 from emotional_engine.emotion import steering
 from emotional_engine.engine import Engine
-from emotional_engine.lm.backends import ModelInfo
+from emotional_engine.lm.generator import ModelInfo
 from emotional_engine.lm.models import ModelManager
 from fakes import JoyEmotion, ScriptedGenerator, bow_embed
 

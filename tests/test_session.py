@@ -7,9 +7,9 @@ import pytest
 from emotional_engine.agents.cultural import name_index
 from emotional_engine.agents.orchestrator import Deps
 from emotional_engine.domain import StoryRequest
-from emotional_engine.lm.backends import ModelInfo
-from emotional_engine.lm.engine import Completion, Piece
+from emotional_engine.lm.generator import Completion, ModelInfo, Piece
 from emotional_engine.session import StorySession
+from emotional_engine.text import estimate_tokens
 from fakes import bow_embed
 
 
@@ -23,6 +23,15 @@ class StreamingFake:
 
     def __init__(self, text):
         self.text, self.calls, self.summaries = text, [], []
+
+    def count_tokens(self, text):
+        return estimate_tokens(text)
+
+    def vocabulary(self):
+        return None
+
+    def emotion_context(self, emotion):
+        return None
 
     async def complete(self, prompt, params, *, session_id=None, processors=()):
         """The story memory's scene summaries: the scene's first sentence, as a model might write."""

@@ -89,7 +89,7 @@ def make_model(cfg: LlamaConfig | None = None, seed: int = 0, std: float = 0.3) 
 def run_concurrently(engine, jobs: Sequence[dict], timeout: float = 60.0):
     """Submit every job at once (each a dict of prompt, params, and optional session_id /
     processors) and return their Completions in order."""
-    from emotional_engine.lm.engine import Completion
+    from emotional_engine.lm.generator import Completion
 
     queues = []
     for job in jobs:

@@ -30,7 +30,7 @@ from emotional_engine.agents import emotion as emotion_agent
 from emotional_engine.agents.gate import SentenceGate
 from emotional_engine.agents.orchestrator import Deps, sentence_gate
 from emotional_engine.agents.prompts import (AUDIENCE_NOTE, FACT_TOKENS, TEMPLATE_TOKENS, memory_block,
-                                             prompt_budget, token_counter)
+                                             prompt_budget)
 from emotional_engine.agents.story import target_emotion
 from emotional_engine.agents.streaming import Sentence, SentenceStream
 from emotional_engine.culture import load_profile
@@ -69,7 +69,7 @@ class StorySession:
         self.beats: list[Beat] = []
         self._bias = 0.0  # carried valence correction from earlier misses
         self.memory = StoryMemory(self.cast, deps.embed)
-        self._count = token_counter(deps.generator)
+        self._count = deps.generator.count_tokens
         self._gate: SentenceGate | None = None  # built on the first turn (the checker loads name lists)
         self._remembering: asyncio.Task | None = None  # the last beat's summary and facts, being stored
 

@@ -12,8 +12,8 @@ from emotional_engine.agents import orchestrator, technical
 from emotional_engine.agents.orchestrator import Deps, write_story
 from emotional_engine.agents.story import StoryPlan
 from emotional_engine.domain import EMOTIONS, StoryRequest
-from emotional_engine.lm.backends import ModelInfo
-from emotional_engine.lm.engine import Completion, Piece
+from emotional_engine.lm.generator import Completion, ModelInfo, Piece
+from emotional_engine.text import estimate_tokens
 
 MOODS = ["joy", "fear", "sadness", "anticipation"]  # candidate k writes in MOODS[k % 4]
 
@@ -35,7 +35,18 @@ class FakeGenerator:
         self.processors = []
         self.summaries = []  # the story memory's scene-summary prompts
 
+    def count_tokens(self, text):
+        return estimate_tokens(text)
+
+    def vocabulary(self):
+        return None
+
+    def emotion_context(self, emotion):
+        return None
+
     async def complete(self, prompt, params, *, session_id=None, processors=()):
+        if prompt[0]["content"].startswith("You plan stories"):  # an outline, when it takes processors: none
+            return Completion(text="", finish_reason="stop")
         assert prompt[0]["content"].startswith("You summarise"), "scenes are streamed, not completed"
         self.summaries.append(prompt)
         return Completion(text="The boats went out at dawn.", finish_reason="stop", completion_tokens=8)
@@ -343,9 +354,10 @@ class OutliningGenerator(FakeGenerator):
         from fakes import RandomLogits
 
         self.outliner = RandomLogits(tokenizer)
-        self.engine = self.outliner.engine
+        self.count_tokens = self.outliner.count_tokens
         self.info = ModelInfo("fake", "fake-model", context_length=8192)  # its tokenizer counts a token a byte
         self.emotion_contexts = {e: [float(k == i) for k in range(11)] for i, e in enumerate(EMOTIONS)}
+        self.emotion_context = self.emotion_contexts.get
         self.params = []  # of the scene candidates
         self.outlines = 0  # outline calls
 

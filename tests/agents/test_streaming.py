@@ -1,7 +1,7 @@
 """Sentences out of a stream of pieces: cut where the splitter cuts, paragraphs kept, the unfinished tail dropped."""
 
 from emotional_engine.agents.streaming import SentenceStream
-from emotional_engine.lm.engine import Piece
+from emotional_engine.lm.generator import Piece
 
 
 async def pieces(text: str, size: int = 3):

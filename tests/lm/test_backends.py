@@ -12,15 +12,11 @@ import time
 import pytest
 
 from emotional_engine.config import ModelSpec, Settings
-from emotional_engine.lm import backends
-from emotional_engine.lm.backends import (
-    BackendError,
-    Generator,
-    LlamaCppGenerator,
-    ModelInfo,
-    OpenAIGenerator,
-    make_generator,
-)
+from emotional_engine.lm.builtin import BuiltinGenerator
+from emotional_engine.lm.generator import BackendError, Generator, ModelInfo
+from emotional_engine.lm.llama_cpp import LlamaCppGenerator
+from emotional_engine.lm.models import make_generator
+from emotional_engine.lm.openai_backend import OpenAIGenerator
 from emotional_engine.lm.sampling import SamplingParams
 from fake_openai import FakeOpenAI
 
@@ -412,7 +408,7 @@ def test_make_generator_otherwise_loads_the_builtin_with_the_settings(monkeypatc
         seen["path"], seen["kw"] = path, kw
         return "builtin"
 
-    monkeypatch.setattr(backends.BuiltinGenerator, "load", staticmethod(fake_load))
+    monkeypatch.setattr(BuiltinGenerator, "load", staticmethod(fake_load))
     (tmp_path / "m.gguf").write_bytes(b"")
     s = Settings(weight_format="fp32", max_batch=3, kv_cache_budget_mb=64, context_overflow="error",
                  cache_dir=tmp_path, emotion_adapter=True, _env_file=None)

@@ -6,9 +6,9 @@ import re
 
 from emotional_engine.agents.orchestrator import Deps, write_story
 from emotional_engine.domain import CastMember, StoryRequest
-from emotional_engine.lm.backends import ModelInfo
-from emotional_engine.lm.engine import Completion, Piece
+from emotional_engine.lm.generator import Completion, ModelInfo, Piece
 from emotional_engine.memory import StoryMemory
+from emotional_engine.text import estimate_tokens
 from fakes import JoyEmotion, bow_embed
 
 CAST = [CastMember(name="Ada Obi", role="protagonist", pronouns="she/her"),
@@ -24,6 +24,15 @@ class PlantingGenerator:
     def __init__(self, first: str, contradicting: str, repaired: str):
         self.first, self.contradicting, self.repaired = first, contradicting, repaired
         self.scene_prompts, self.rewrite_prompts = [], []
+
+    def count_tokens(self, text):
+        return estimate_tokens(text)
+
+    def vocabulary(self):
+        return None
+
+    def emotion_context(self, emotion):
+        return None
 
     async def stream(self, prompt, params, *, session_id=None, processors=()):
         user = prompt[-1]["content"]

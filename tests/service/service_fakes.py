@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 from emotional_engine.domain import EMOTIONS
 from emotional_engine.emotion.model import EmotionModel
-from emotional_engine.lm.backends import ModelInfo
-from emotional_engine.lm.engine import Completion, Piece
+from emotional_engine.lm.generator import Completion, ModelInfo, Piece
+from emotional_engine.text import estimate_tokens
 
 MOODS = ["joy", "fear", "sadness", "anticipation"]
 VALENCE = {"joy": 0.8, "fear": -0.6, "sadness": -0.8, "anticipation": 0.3}
@@ -27,6 +27,15 @@ class FakeGenerator:
         self.calls = 0
         self.streams = 0  # scene candidates and beats (calls also counts summaries and rewrites)
         self.pieces = 0
+
+    def count_tokens(self, text):
+        return estimate_tokens(text)
+
+    def vocabulary(self):
+        return None
+
+    def emotion_context(self, emotion):
+        return None
 
     def _text(self, params) -> str:
         mood = MOODS[(params.seed or 0) % 4]

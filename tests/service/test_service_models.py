@@ -9,7 +9,7 @@ import pytest
 from service_fakes import FakeGenerator
 
 from emotional_engine.config import ModelCatalog
-from emotional_engine.lm.backends import ModelInfo
+from emotional_engine.lm.generator import ModelInfo
 
 CATALOG = {"models": [{"name": "plain", "builtin": True}, {"name": "kids", "builtin": True},
                       {"name": "ja", "builtin": True}],

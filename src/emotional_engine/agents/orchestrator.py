@@ -43,7 +43,7 @@ from emotional_engine.agents.base import run_parallel
 from emotional_engine.agents.character_check import CharacterChecker
 from emotional_engine.agents.gate import SentenceGate
 from emotional_engine.agents.outline import drift_note, write_outline
-from emotional_engine.agents.prompts import FACT_TOKENS, prompt_budget, scene_messages, token_counter
+from emotional_engine.agents.prompts import FACT_TOKENS, prompt_budget, scene_messages
 from emotional_engine.agents.sentence_checks import (CharacterCheck, MemoryCheck, SafetyCheck, SensitivityCheck,
                                                      rewriter)
 from emotional_engine.agents.story import StoryPlan, plan_story
@@ -51,7 +51,7 @@ from emotional_engine.agents.streaming import Sentence, SentenceStream
 from emotional_engine.culture import load_profile
 from emotional_engine.domain import ArcOut, Character, Measurement, Scene, Story, StoryRequest
 from emotional_engine.emotion.steering import LogitBias, TokenAffect
-from emotional_engine.lm.backends import Generator, emotion_context
+from emotional_engine.lm.generator import Generator
 from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.memory import StoryMemory, per_1000_words, remember_scene
 from emotional_engine.safety import SafetyChecker
@@ -186,7 +186,7 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
     sp = plan.scenes[i]
     guide = emotion_agent.guidance(sp.target, request.sampling.temperature)
     max_tokens = _token_allowance(sp.words)
-    count = token_counter(deps.generator)
+    count = deps.generator.count_tokens
     facts, states = [drift] if drift else [], []
     if deps.remember and memory.facts:  # what earlier scenes established that bears on this one, and on its outline
         planned = sp.outline.line() if sp.outline is not None else ""
@@ -200,8 +200,8 @@ async def _write_scene(request, deps: Deps, profile, plan: StoryPlan, cast: list
     n = max(1, deps.candidates)
     # the adapter's context sentence by sentence, from the previous scene's target to this one's
     schedule = emotion_agent.sentence_contexts(
-        emotion_context(deps.generator, plan.scenes[i - 1].target.emotion) if i else None,
-        emotion_context(deps.generator, sp.target.emotion), sp.words)
+        deps.generator.emotion_context(plan.scenes[i - 1].target.emotion) if i else None,
+        deps.generator.emotion_context(sp.target.emotion), sp.words)
     params = [SamplingParams(max_tokens=max_tokens, temperature=guide.temperature,
                              top_p=request.sampling.top_p, repetition_penalty=request.sampling.repetition_penalty,
                              seed=seed * 1009 + i * 31 + k,

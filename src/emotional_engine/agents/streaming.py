@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from emotional_engine.agents.technical import ends_a_sentence
 from emotional_engine.emotion.model import sentence_breaks
-from emotional_engine.lm.engine import Piece
+from emotional_engine.lm.generator import Piece
 
 
 @dataclass(frozen=True)

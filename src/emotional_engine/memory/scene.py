@@ -11,7 +11,7 @@ from emotional_engine.text import fence
 from emotional_engine.agents.technical import strip_meta_lines, trim_to_last_sentence
 from emotional_engine.domain import Character
 from emotional_engine.emotion.model import split_sentences
-from emotional_engine.lm.backends import Generator
+from emotional_engine.lm.generator import Generator
 from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.memory.facts import CastIndex, Fact, extract_facts
 from emotional_engine.memory.store import Embed, StoryMemory
