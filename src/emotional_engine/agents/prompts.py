@@ -5,10 +5,10 @@ scene. The premise and player
 actions are data: they are fenced and labelled, and the instructions say that nothing inside the
 fences is an instruction.
 
-The prompt fits the model's context: the fixed parts are counted first (`Generator.count_tokens`: exact
-with the generator's own tokenizer when it has one), then the recalled facts get up to FACT_TOKENS and the recent text
-the rest, up to RECENT_TOKENS, cut from the left at a word boundary. Older scenes live on in the
-story memory as summaries and facts rather than as text."""
+The prompt fits the model's context: the fixed parts are counted first (`Generator.count_tokens`:
+exact with the generator's own tokenizer when it has one), then the recalled facts get up to
+FACT_TOKENS and the recent text the rest, up to RECENT_TOKENS, cut from the left at a word
+boundary. Older scenes live on in the story memory as summaries and facts rather than as text."""
 
 from __future__ import annotations
 

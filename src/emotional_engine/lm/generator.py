@@ -82,7 +82,8 @@ async def complete_from_stream(pieces: AsyncIterator[Piece]) -> Completion:
 @runtime_checkable
 class Generator(Protocol):
     info: ModelInfo
-    supports_logits_processors: bool  # takes LogitsProcessors in stream/complete (and `Bindable` ones)
+    # takes LogitsProcessors in stream/complete, and binds those that need its tokenizer (constrained.Regex)
+    supports_logits_processors: bool
 
     def count_tokens(self, text: str) -> int:
         """Exact with its own tokenizer; else `emotional_engine.text.estimate_tokens`."""
