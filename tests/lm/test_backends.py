@@ -18,6 +18,7 @@ from emotional_engine.lm.llama_cpp import LlamaCppGenerator
 from emotional_engine.lm.models import make_generator
 from emotional_engine.lm.openai_backend import OpenAIGenerator
 from emotional_engine.lm.sampling import SamplingParams
+from emotional_engine.text import estimate_tokens
 from fake_openai import FakeOpenAI
 
 
@@ -42,6 +43,9 @@ def test_openai_generator_is_a_generator():
     assert isinstance(g, Generator)
     assert g.supports_logits_processors is False
     assert g.info == ModelInfo("openai", "m", None, None, None)
+    text = "Once upon a time, a heron waited."
+    assert g.count_tokens(text) == estimate_tokens(text)  # its tokenizer is the server's: an estimate
+    assert g.vocabulary() is None and g.emotion_context("joy") is None
 
 
 async def test_string_prompt_streams_from_completions_endpoint(fake, gen):
@@ -291,6 +295,13 @@ class FakeLlama:
 
 def _llama_gen(llm) -> LlamaCppGenerator:
     return LlamaCppGenerator(llm, ModelInfo("llama-cpp", "fake", None, 2048, None))
+
+
+def test_llama_cpp_generator_is_a_generator_that_counts_with_its_own_tokenizer():
+    g = _llama_gen(FakeLlama([]))
+    assert isinstance(g, Generator) and g.supports_logits_processors is False
+    assert g.count_tokens("a b c d") == 4  # FakeLlama's tokenizer splits on spaces
+    assert g.vocabulary() is None and g.emotion_context("joy") is None
 
 
 async def test_llama_cpp_streams_from_worker_thread_with_mapped_params():
