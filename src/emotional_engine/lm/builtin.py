@@ -26,7 +26,8 @@ class BuiltinGenerator:
 
     supports_logits_processors = True
 
-    def __init__(self, batcher: ContinuousBatcher, info: ModelInfo, emotion_contexts: dict[str, list[float]] | None = None):
+    def __init__(self, batcher: ContinuousBatcher, info: ModelInfo,
+                 emotion_contexts: dict[str, list[float]] | None = None):
         self.batcher = batcher
         self.info = info
         # target emotion -> the adapter's conditioning vector (SamplingParams.emotion_context); empty
