@@ -44,8 +44,9 @@ from emotional_engine.emotion.labels import CIRCUMPLEX, LABELS
 from emotional_engine.emotion.model import HEAD_PATH
 from emotional_engine.emotion.steering import LogitBias, load_or_build
 from emotional_engine.lm import emotion_attention as ea
-from emotional_engine.lm.backends import BuiltinGenerator
-from emotional_engine.lm.engine import Completion, LMEngine
+from emotional_engine.lm.builtin import BuiltinGenerator
+from emotional_engine.lm.batcher import ContinuousBatcher
+from emotional_engine.lm.generator import Completion
 from emotional_engine.lm.gguf import default_cache_dir
 from emotional_engine.lm.sampling import SamplingParams
 
@@ -70,7 +71,7 @@ def scene_prompt(premise: str, emotion: str) -> list[dict[str, str]]:
                                         "Write only the scene."}]
 
 
-def run_all(engine: LMEngine, jobs: list[tuple[list[dict], SamplingParams, list]]) -> list[Completion]:
+def run_all(engine: ContinuousBatcher, jobs: list[tuple[list[dict], SamplingParams, list]]) -> list[Completion]:
     """Submit every job at once (continuous batching), collect completions in order."""
     qs = []
     for prompt, params, procs in jobs:
@@ -136,7 +137,7 @@ def heldout_perplexity(model, tok, n_chunks: int, seq_len: int = 128) -> dict[st
     return {k: math.exp(v / len(ch.tokens)) for k, v in nll.items()}
 
 
-def ms_per_token(engine: LMEngine, ctx: list[float] | None, batch: int, tokens: int, reps: int) -> float:
+def ms_per_token(engine: ContinuousBatcher, ctx: list[float] | None, batch: int, tokens: int, reps: int) -> float:
     params = SamplingParams(temperature=0.0, max_tokens=tokens, ignore_eos=True, emotion_context=ctx)
     prompt = scene_prompt(PREMISES[0], "joy")
     runs = []
@@ -162,7 +163,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     gen = BuiltinGenerator.load(emotion_adapter=Path(args.adapter), max_batch=16)
-    engine, tok, model = gen.engine, gen.engine.tok, gen.engine.model
+    engine, tok, model = gen.batcher, gen.batcher.tok, gen.batcher.model
     contexts = gen.emotion_contexts
     print(f"model {gen.info.name}, adapter {gen.info.adapter}, {args.premises} premises x {len(LABELS)} emotions")
 

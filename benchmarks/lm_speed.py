@@ -9,7 +9,7 @@ Run from the repository root:
 
 Sections (see benchmarks/README.md for what each row means):
   1. prefill tokens/s at 64 / 256 / 1024 prompt tokens (one request through the engine, max_tokens=1)
-  2. decode tokens/s at 1 / 4 / 16 concurrent requests (threads calling LMEngine.generate)
+  2. decode tokens/s at 1 / 4 / 16 concurrent requests (threads calling ContinuousBatcher.generate)
   3. time to first token of a 20-token turn appended to a warm 500-token session
   4. resident memory after loading and after the 16-request run
   5. perplexity of each weight format on benchmarks/data/heldout.txt
@@ -42,8 +42,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from emotional_engine.lm.backends import BuiltinGenerator
-from emotional_engine.lm.engine import Completion, LMEngine, Piece, common_prefix_len
+from emotional_engine.lm.builtin import BuiltinGenerator
+from emotional_engine.lm.batcher import ContinuousBatcher, common_prefix_len
+from emotional_engine.lm.generator import Completion, Piece
 from emotional_engine.lm.gguf import embedded_model_path
 from emotional_engine.lm.quant import WEIGHT_FORMATS
 from emotional_engine.lm.sampling import SamplingParams
@@ -89,9 +90,9 @@ class EngineFailure(RuntimeError):
     """The engine stopped answering (its scheduler thread died or stalled) or a request failed."""
 
 
-def generate(engine: LMEngine, prompt_ids: list[int], params: SamplingParams, *, session_id: str | None = None,
+def generate(engine: ContinuousBatcher, prompt_ids: list[int], params: SamplingParams, *, session_id: str | None = None,
              on_piece: Callable[[Piece], None] | None = None) -> Completion:
-    """LMEngine.generate, but never blocks forever: it fails fast if the scheduler thread is gone
+    """ContinuousBatcher.generate, but never blocks forever: it fails fast if the scheduler thread is gone
     and after STALL_S seconds without a piece. Same submit/queue path, so the same timings."""
     q: queue.Queue[Piece] = queue.Queue()
     r = engine.submit(prompt_ids, params, q.put, session_id=session_id)
@@ -171,7 +172,7 @@ def mib(b: int) -> float:
     return b / 2**20
 
 
-def kv_state(engine: LMEngine) -> dict:
+def kv_state(engine: ContinuousBatcher) -> dict:
     """Size of the engine's KV storage: the arena of running requests (if the engine has one) and the
     idle session caches. Read defensively: these are engine internals."""
     out: dict = {}
@@ -219,7 +220,7 @@ def machine_info() -> dict:
 class Prompts:
     """Token-exact prompts cut from PARAGRAPH repeated; `offset` rotates the text so prompts differ."""
 
-    def __init__(self, engine: LMEngine, min_tokens: int):
+    def __init__(self, engine: ContinuousBatcher, min_tokens: int):
         tok = engine.tok
         self.bos = [tok.bos_id] if tok.add_bos and tok.bos_id is not None else []
         one = len(tok.encode(PARAGRAPH)) - len(self.bos)
@@ -237,7 +238,7 @@ class Prompts:
 # ---- 1. prefill ---------------------------------------------------------------------------------
 
 
-def bench_prefill(engine: LMEngine, prompts: Prompts, lengths: list[int], reps: int, budget_s: float) -> list[dict]:
+def bench_prefill(engine: ContinuousBatcher, prompts: Prompts, lengths: list[int], reps: int, budget_s: float) -> list[dict]:
     """One request at a time through the engine with max_tokens=1; prefill time = Completion.ttft_ms
     (submit -> first token sampled), so it includes the engine's 256-token prefill chunking."""
     greedy1 = SamplingParams(max_tokens=1, temperature=0)
@@ -255,7 +256,7 @@ def bench_prefill(engine: LMEngine, prompts: Prompts, lengths: list[int], reps: 
 # ---- 2. decode ----------------------------------------------------------------------------------
 
 
-def run_concurrent(engine: LMEngine, prompt_list: list[list[int]], max_tokens: int) -> dict:
+def run_concurrent(engine: ContinuousBatcher, prompt_list: list[list[int]], max_tokens: int) -> dict:
     """len(prompt_list) threads each call engine.generate at once (greedy, ignore_eos)."""
     params = SamplingParams(max_tokens=max_tokens, temperature=0, ignore_eos=True)
     B = len(prompt_list)
@@ -308,7 +309,7 @@ def run_concurrent(engine: LMEngine, prompt_list: list[list[int]], max_tokens: i
             "token_ids": comps[0].token_ids}
 
 
-def bench_decode(engine: LMEngine, prompts: Prompts, batch: int, max_tokens: int, reps: int, budget_s: float) -> dict:
+def bench_decode(engine: ContinuousBatcher, prompts: Prompts, batch: int, max_tokens: int, reps: int, budget_s: float) -> dict:
     plist = [prompts.make(DECODE_PROMPT_TOKENS, offset=11 * i) for i in range(batch)]
     runs = repeat(lambda: run_concurrent(engine, plist, max_tokens), reps, budget_s)
     return {
@@ -327,7 +328,7 @@ def bench_decode(engine: LMEngine, prompts: Prompts, batch: int, max_tokens: int
 # ---- 3. session TTFT ----------------------------------------------------------------------------
 
 
-def bench_session(engine: LMEngine, prompts: Prompts, turns: int, cold_reps: int) -> dict:
+def bench_session(engine: ContinuousBatcher, prompts: Prompts, turns: int, cold_reps: int) -> dict:
     greedy1 = SamplingParams(max_tokens=1, temperature=0)
     sid = "lm-speed-bench-session"
     ids = prompts.make(SESSION_BASE_TOKENS + turns * SESSION_TURN_TOKENS, offset=5)
@@ -586,7 +587,7 @@ def run(args: argparse.Namespace, res: dict) -> None:
     rss0 = rss_bytes()
     t = time.perf_counter()
     gen = BuiltinGenerator.load(path, weight_format=primary)
-    engine = gen.engine
+    engine = gen.batcher
     res["load"] = {"format": primary, "load_s": time.perf_counter() - t, "row_multiple": engine.model.row_multiple}
     mem = {"before_load_rss_mib": mib(rss0), "after_load_rss_mib": mib(rss_bytes()),
            "after_load_peak_mib": mib(peak_rss_bytes()), "after_load_kv": kv_state(engine)}
@@ -663,10 +664,10 @@ def run(args: argparse.Namespace, res: dict) -> None:
     for f in others:
         console.print(f"[dim]loading {f} ...[/dim]")
         g2 = BuiltinGenerator.load(path, weight_format=f)
-        generate(g2.engine, prompts.make(DECODE_PROMPT_TOKENS), SamplingParams(max_tokens=4, temperature=0, ignore_eos=True))
-        decode[f] = {"1": bench_decode(g2.engine, prompts, 1, max_tokens, reps["ref"], budget["ref"])}
-        ppl[f] = perplexity(g2.engine.model, held_ids, PPL_WINDOW, reps["ppl_windows"])
-        g2.engine.close()
+        generate(g2.batcher, prompts.make(DECODE_PROMPT_TOKENS), SamplingParams(max_tokens=4, temperature=0, ignore_eos=True))
+        decode[f] = {"1": bench_decode(g2.batcher, prompts, 1, max_tokens, reps["ref"], budget["ref"])}
+        ppl[f] = perplexity(g2.batcher.model, held_ids, PPL_WINDOW, reps["ppl_windows"])
+        g2.batcher.close()
         del g2
         gc.collect()
     ref = ppl.get("fp32")

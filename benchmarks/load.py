@@ -47,13 +47,24 @@ class SimulatedDecoder:
     and gives every running sequence (at most max_batch) one token."""
 
     def __init__(self, step_ms: float, per_seq_ms: float, max_batch: int):
-        from emotional_engine.lm.backends import ModelInfo
+        from emotional_engine.lm.generator import ModelInfo
 
         self.info = ModelInfo("simulated", "simulated-decoder", sha256="5" * 64, weight_format="fp16")
         self.supports_logits_processors = False
         self.step_ms, self.per_seq_ms, self.max_batch = step_ms, per_seq_ms, max_batch
         self._waiting: list = []
         self._loop_task = None
+
+    def count_tokens(self, text: str) -> int:
+        from emotional_engine.text import estimate_tokens
+
+        return estimate_tokens(text)
+
+    def vocabulary(self):
+        return None
+
+    def emotion_context(self, emotion: str):
+        return None
 
     async def _steps(self):
         running: list = []
@@ -70,7 +81,7 @@ class SimulatedDecoder:
             running = [r for r in running if r["left"] > 0 and not r["gone"]]
 
     async def stream(self, prompt, params, *, session_id=None, processors=()):
-        from emotional_engine.lm.engine import Piece
+        from emotional_engine.lm.generator import Piece
 
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._steps())
@@ -88,7 +99,7 @@ class SimulatedDecoder:
         yield Piece("", finish_reason="length", usage={"completion_tokens": n})
 
     async def complete(self, prompt, params, *, session_id=None, processors=()):
-        from emotional_engine.lm.engine import Completion
+        from emotional_engine.lm.generator import Completion
 
         text = "".join([p.text async for p in self.stream(prompt, params)])
         return Completion(text=text.strip(), finish_reason="length", completion_tokens=len(text.split()))

@@ -52,25 +52,25 @@ def model_copy(model) -> Callable[[], Llama]:
 
 
 @pytest.fixture
-def make_engine(model, tokenizer):
-    """Factory for LMEngine instances that are closed at teardown."""
-    from emotional_engine.lm.engine import LMEngine
+def make_batcher(model, tokenizer):
+    """Factory for ContinuousBatcher instances that are closed at teardown."""
+    from emotional_engine.lm.batcher import ContinuousBatcher
 
-    engines = []
+    batchers = []
 
-    def make(m: Llama | None = None, **kw) -> LMEngine:
-        e = LMEngine(m if m is not None else model, tokenizer, **kw)
-        engines.append(e)
-        return e
+    def make(m: Llama | None = None, **kw) -> ContinuousBatcher:
+        b = ContinuousBatcher(m if m is not None else model, tokenizer, **kw)
+        batchers.append(b)
+        return b
 
     yield make
-    for e in engines:
-        e.close()
+    for b in batchers:
+        b.close()
 
 
 @pytest.fixture
-def engine(make_engine):
-    return make_engine()
+def batcher(make_batcher):
+    return make_batcher()
 
 
 @pytest.fixture
@@ -108,8 +108,8 @@ def embedded_path() -> Path:
 
 @pytest.fixture(scope="session")
 def fp32_generator(embedded_path):
-    from emotional_engine.lm.backends import BuiltinGenerator
+    from emotional_engine.lm.builtin import BuiltinGenerator
 
     gen = BuiltinGenerator.load(embedded_path, weight_format="fp32", max_batch=4)
     yield gen
-    gen.engine.close()
+    gen.batcher.close()

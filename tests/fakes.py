@@ -20,9 +20,8 @@ import torch
 from emotional_engine.culture import load_profile
 from emotional_engine.domain import EMOTIONS, Character
 from emotional_engine.emotion.model import EmotionModel, EmotionScore
-from emotional_engine.lm.backends import ModelInfo
-from emotional_engine.lm.engine import Completion, Piece
-from emotional_engine.lm.sampling import SamplingParams
+from emotional_engine.lm.generator import Completion, ModelInfo, Piece
+from emotional_engine.lm.sampling import SamplingParams, bind_processors
 from emotional_engine.safety.model import Prediction
 from emotional_engine.text import estimate_tokens
 
@@ -78,10 +77,8 @@ class FakeGenerator:
         self.info = info or ModelInfo("fake", "fake-model")
         self.tokenizer = tokenizer
         self.supports_logits_processors = tokenizer is not None if logits_processors is None else logits_processors
-        if tokenizer is not None:
-            self.engine = SimpleNamespace(tok=tokenizer)  # where this branch's callers look for the tokenizer
         self._vocabulary = vocabulary
-        self.emotion_contexts = emotion_contexts or {}  # target emotion -> the adapter's conditioning vector
+        self._emotion_contexts = emotion_contexts or {}  # target emotion -> the adapter's conditioning vector
         self.calls: list[Call] = []
         self.closed = 0
         self.aclosed = False
@@ -103,11 +100,11 @@ class FakeGenerator:
         return [self.tokenizer.token_text(i) for i in range(self.tokenizer.vocab_size)]
 
     def emotion_context(self, emotion: str) -> list[float] | None:
-        return self.emotion_contexts.get(emotion)
+        return self._emotion_contexts.get(emotion)
 
     def _record(self, kind, prompt, params, session_id, processors) -> Call:
         if self.tokenizer is not None:  # a processor that needs the runtime's tokenizer is bound to it
-            processors = [p.bind(self.tokenizer) if hasattr(p, "bind") else p for p in processors]
+            processors = bind_processors(processors, self.tokenizer)
         call = Call(kind, sum(c.kind == kind for c in self.calls), prompt, params, session_id, list(processors))
         self.calls.append(call)
         return call

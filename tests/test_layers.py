@@ -10,21 +10,10 @@ from import_layers import NEVER, check, import_edges
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-# Imports the `lm` split (issue 13, item 2) removes: lm/emotion_attention.py reads emotion.labels, and
-# lm/models.py names domain.StoryRequest. Delete this set when that work is merged; nothing else goes here.
-KNOWN_UNTIL_SEAM = frozenset({("lm", "emotion"), ("lm", "domain")})
-
 
 def test_imports_run_down_the_layers():
-    report = check(import_edges(SRC), known=KNOWN_UNTIL_SEAM)
+    report = check(import_edges(SRC))
     assert report.ok, f"\n{report}"
-
-
-def test_the_known_exceptions_are_still_needed():
-    """A pair in KNOWN_UNTIL_SEAM that no longer occurs is to be deleted from it."""
-    pairs = {e.packages for e in import_edges(SRC)}
-    assert KNOWN_UNTIL_SEAM <= pairs, f"no longer imported, delete from KNOWN_UNTIL_SEAM: {KNOWN_UNTIL_SEAM - pairs}"
-    assert KNOWN_UNTIL_SEAM <= {("lm", "emotion"), ("lm", "domain")}  # the set only ever shrinks
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:

@@ -39,8 +39,11 @@ def lm(
     emotion_adapter: Annotated[Optional[bool], typer.Option("--emotion-adapter/--no-emotion-adapter", help="attach the shipped emotion-attention adapter (default: on with --emotion, else EE_EMOTION_ADAPTER)")] = None,
 ):
     """Stream a completion from the language model."""
+    import asyncio
+
     from emotional_engine.config import get_settings
-    from emotional_engine.lm.backends import BuiltinGenerator
+    from emotional_engine.lm.builtin import BuiltinGenerator
+    from emotional_engine.lm.generator import Completion
     from emotional_engine.lm.sampling import SamplingParams
 
     s = get_settings()
@@ -51,16 +54,27 @@ def lm(
     except (ModelFileError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    if emotion is not None and emotion not in gen.emotion_contexts:
+    if emotion is not None and gen.emotion_context(emotion) is None:
         reason = f"choose one of {', '.join(gen.emotion_contexts)}" if gen.emotion_contexts else "no emotion adapter is loaded"
         typer.echo(f"error: --emotion {emotion!r}: {reason}", err=True)
         raise typer.Exit(2)
     params = SamplingParams(max_tokens=max_tokens, seed=seed, temperature=temperature, top_p=max(top_p, 1e-6),
-                            emotion_context=gen.emotion_contexts.get(emotion) if emotion else None)
+                            emotion_context=gen.emotion_context(emotion) if emotion else None)
     prompt_in = prompt if raw else [{"role": "user", "content": prompt}]
-    done = gen.engine.generate(prompt_in, params, on_piece=lambda p: (sys.stdout.write(p.text), sys.stdout.flush()))
+
+    async def run() -> Completion:
+        pieces = []
+        try:
+            async for piece in gen.stream(prompt_in, params):
+                sys.stdout.write(piece.text)
+                sys.stdout.flush()
+                pieces.append(piece)
+        finally:
+            await gen.aclose()
+        return Completion.from_pieces(pieces)
+
+    done = asyncio.run(run())
     sys.stdout.write("\n")
-    gen.engine.close()
     if done.finish_reason == "error":
         typer.echo(f"error: {done.error}", err=True)
         raise typer.Exit(1)

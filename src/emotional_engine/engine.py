@@ -16,7 +16,7 @@ from emotional_engine.agents.run import Deps, Event, SceneOutcome
 from emotional_engine.agents.story import StoryPlan
 from emotional_engine.config import Settings, get_settings
 from emotional_engine.domain import Story, StoryRequest
-from emotional_engine.lm.backends import Generator
+from emotional_engine.lm.generator import Generator
 from emotional_engine.lm.models import ModelManager
 from emotional_engine.safety import SafetyChecker
 from emotional_engine.session import StorySession
@@ -94,14 +94,16 @@ class Engine:
 
     def _steering_table(self, generator: Generator, emotion):
         """The logit-steering table for `generator`'s vocabulary, when it takes logits processors."""
-        vocabulary = getattr(generator, "vocabulary", None)
-        if not self.settings.logit_steering or not generator.supports_logits_processors or vocabulary is None:
+        if not self.settings.logit_steering or not generator.supports_logits_processors:
+            return None
+        vocabulary = generator.vocabulary()
+        if vocabulary is None:
             return None
         from emotional_engine.emotion.model import HEAD_PATH
         from emotional_engine.emotion.steering import load_or_build
         from emotional_engine.lm.gguf import default_cache_dir
 
-        return load_or_build(vocabulary(), emotion, HEAD_PATH, self.settings.cache_dir or default_cache_dir())
+        return load_or_build(vocabulary, emotion, HEAD_PATH, self.settings.cache_dir or default_cache_dir())
 
     async def agenerate(self, request: StoryRequest, on_event=None, done: Sequence[SceneOutcome] = (),
                         plan: StoryPlan | None = None) -> Story:

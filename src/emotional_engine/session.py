@@ -26,8 +26,7 @@ from collections.abc import AsyncIterator
 from pydantic import BaseModel
 
 from emotional_engine.agents import emotional_intelligence as emotion_agent
-from emotional_engine.agents.prompts import (AUDIENCE_NOTE, FACT_TOKENS, TEMPLATE_TOKENS, memory_block, prompt_budget,
-                                             token_counter)
+from emotional_engine.agents.prompts import AUDIENCE_NOTE, FACT_TOKENS, TEMPLATE_TOKENS, memory_block, prompt_budget
 from emotional_engine.agents.run import Deps, StoryRun
 from emotional_engine.agents.scene_writer import Draft, measure, steering_bias, token_allowance
 from emotional_engine.agents.story import target_emotion
@@ -135,12 +134,12 @@ class StorySession:
             return ""
         query = f"{action} {self.beats[-1].text if self.beats else ''}"
         facts = await run_model(self.memory.relevant, query, RECALLED_FACTS, FACT_TOKENS,
-                                token_counter(self.deps.generator))
+                                self.deps.generator.count_tokens)
         return memory_block([f.text for f in facts], self.memory.character_states())
 
     def _messages(self, action: str, target: SceneTarget, recalled: str = "",
                   budget: int | None = None) -> list[dict[str, str]]:
-        p, r, count = self.profile, self.request, token_counter(self.deps.generator)
+        p, r, count = self.profile, self.request, self.deps.generator.count_tokens
         people = ", ".join(f"{c.name} ({c.pronouns}, {c.role})" for c in self.cast)
         system = (
             f"You are a storyteller running an interactive story in English, {AUDIENCE_NOTE[r.audience]}. "

@@ -12,15 +12,13 @@ import time
 import pytest
 
 from emotional_engine.config import ModelSpec, Settings
-from emotional_engine.lm import backends
-from emotional_engine.lm.backends import (
-    BackendError,
-    Generator,
-    LlamaCppGenerator,
-    OpenAIGenerator,
-    make_generator,
-)
+from emotional_engine.lm.builtin import BuiltinGenerator
+from emotional_engine.lm.generator import BackendError, Generator, ModelInfo
+from emotional_engine.lm.llama_cpp import LlamaCppGenerator
+from emotional_engine.lm.models import make_generator
+from emotional_engine.lm.openai_backend import OpenAIGenerator
 from emotional_engine.lm.sampling import SamplingParams
+from emotional_engine.text import estimate_tokens
 from fake_openai import FakeOpenAI
 from fakes import ModelInfo
 
@@ -46,6 +44,9 @@ def test_openai_generator_is_a_generator():
     assert isinstance(g, Generator)
     assert g.supports_logits_processors is False
     assert g.info == ModelInfo("openai", "m", None, None, None)
+    text = "Once upon a time, a heron waited."
+    assert g.count_tokens(text) == estimate_tokens(text)  # its tokenizer is the server's: an estimate
+    assert g.vocabulary() is None and g.emotion_context("joy") is None
 
 
 async def test_string_prompt_streams_from_completions_endpoint(fake, gen):
@@ -297,6 +298,13 @@ def _llama_gen(llm) -> LlamaCppGenerator:
     return LlamaCppGenerator(llm, ModelInfo("llama-cpp", "fake", None, 2048, None))
 
 
+def test_llama_cpp_generator_is_a_generator_that_counts_with_its_own_tokenizer():
+    g = _llama_gen(FakeLlama([]))
+    assert isinstance(g, Generator) and g.supports_logits_processors is False
+    assert g.count_tokens("a b c d") == 4  # FakeLlama's tokenizer splits on spaces
+    assert g.vocabulary() is None and g.emotion_context("joy") is None
+
+
 async def test_llama_cpp_streams_from_worker_thread_with_mapped_params():
     llm = FakeLlama(["It", " was", " dark"], finish="length")
     g = _llama_gen(llm)
@@ -412,7 +420,7 @@ def test_make_generator_otherwise_loads_the_builtin_with_the_settings(monkeypatc
         seen["path"], seen["kw"] = path, kw
         return "builtin"
 
-    monkeypatch.setattr(backends.BuiltinGenerator, "load", staticmethod(fake_load))
+    monkeypatch.setattr(BuiltinGenerator, "load", staticmethod(fake_load))
     (tmp_path / "m.gguf").write_bytes(b"")
     s = Settings(weight_format="fp32", max_batch=3, kv_cache_budget_mb=64, context_overflow="error",
                  cache_dir=tmp_path, emotion_adapter=True, _env_file=None)

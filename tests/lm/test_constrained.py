@@ -30,9 +30,9 @@ def test_random_logits_forced_through_the_constraint_always_parse(tokenizer, see
     assert re.fullmatch(LINE, tokenizer.decode(ids[3:]))
 
 
-def test_the_engine_writes_within_the_constraint(engine, tokenizer):
+def test_the_batcher_writes_within_the_constraint(batcher, tokenizer):
     params = SamplingParams(temperature=1.0, seed=7, max_tokens=100)
-    done = engine.generate("the cat", params, processors=[RegexConstraint(tokenizer, LINE)])
+    done = batcher.generate("the cat", params, processors=[RegexConstraint(tokenizer, LINE)])
     assert done.finish_reason == "stop" and re.fullmatch(LINE, done.text)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from emotional_engine.lm import emotion_attention as ea
-from emotional_engine.lm.model import KVCache, Segment
+from emotional_engine.lm.kv_cache import KVCache, Segment
 from emotional_engine.lm.sampling import SamplingParams
 from tiny_lm import make_model, run_concurrently, tiny_config
 
@@ -97,16 +97,16 @@ def test_packed_prefill_matches_plain_forward(model):
     torch.testing.assert_close(packed[0], full[0, -1], rtol=1e-4, atol=1e-4)
 
 
-def test_engine_feeds_each_request_its_own_context(model, make_engine):
+def test_batcher_feeds_each_request_its_own_context(model, make_batcher):
     adapted, _ = _adapted(model, layers=(0, 1), seed=2)
     params = lambda ctx: SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True, emotion_context=ctx)
     jobs = [{"prompt": "the cat sat", "params": params(JOY)}, {"prompt": "the cat sat", "params": params(FEAR)},
             {"prompt": "the cat sat", "params": params(None)}, {"prompt": "hello there", "params": params(JOY)}]
-    eng = make_engine(adapted, max_batch=8)
+    eng = make_batcher(adapted, max_batch=8)
     together = run_concurrently(eng, jobs)
     alone = [eng.generate(j["prompt"], j["params"]) for j in jobs]
     assert [c.text for c in together] == [c.text for c in alone]  # batch mates never matter
-    base = make_engine(model).generate("the cat sat", params(None))
+    base = make_batcher(model).generate("the cat sat", params(None))
     assert together[2].text == base.text  # no context: the base model, even next to adapted rows
     assert len({together[0].text, together[1].text, together[2].text}) == 3  # each context steers
 
@@ -135,9 +135,9 @@ class _PeriodAt:
         return logits
 
 
-def test_a_schedule_switches_the_context_at_the_sentence_end(model, make_engine, tokenizer):
+def test_a_schedule_switches_the_context_at_the_sentence_end(model, make_batcher, tokenizer):
     adapted, _ = _adapted(model, layers=(0, 1), seed=2)
-    eng = make_engine(adapted)
+    eng = make_batcher(adapted)
 
     def run(**ctx):
         params = SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True, **ctx)
@@ -167,7 +167,7 @@ def test_save_and_load_round_trip(tmp_path, model):
 
 
 def test_builtin_generator_loads_an_adapter_for_its_model_only(tmp_path, model, gguf_writer, cache_dir):
-    from emotional_engine.lm.backends import BuiltinGenerator, emotion_context
+    from emotional_engine.lm.builtin import BuiltinGenerator
     from emotional_engine.lm.gguf import load_gguf
 
     path = gguf_writer(model)
@@ -179,14 +179,14 @@ def test_builtin_generator_loads_an_adapter_for_its_model_only(tmp_path, model, 
     gen = BuiltinGenerator.load(path, weight_format="fp32", emotion_adapter=tmp_path / "mine.pt")
     try:
         assert gen.info.adapter.startswith("emotion-attention@")
-        assert emotion_context(gen, "joy") == JOY and emotion_context(gen, "fear") is None
-        assert gen.engine.has_adapter
+        assert gen.emotion_context("joy") == JOY and gen.emotion_context("fear") is None
+        assert gen.batcher.has_adapter
     finally:
-        gen.engine.close()
+        gen.batcher.close()
     off = BuiltinGenerator.load(path, weight_format="fp32", emotion_adapter=False)
     try:
-        assert off.info.adapter is None and not off.engine.has_adapter and emotion_context(off, "joy") is None
+        assert off.info.adapter is None and not off.batcher.has_adapter and off.emotion_context("joy") is None
     finally:
-        off.engine.close()
+        off.batcher.close()
     with pytest.raises(ValueError, match="another model"):
         BuiltinGenerator.load(path, weight_format="fp32", emotion_adapter=tmp_path / "other.pt")

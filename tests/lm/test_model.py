@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from tiny_lm import make_model, tiny_config
-from emotional_engine.lm.model import KVCache, Segment
+from emotional_engine.lm.kv_cache import KVCache, Segment
 from emotional_engine.lm.quant import apply_weight_format
 
 pytestmark = pytest.mark.usefixtures("torch_threads")

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from emotional_engine.config import ModelCatalog, Settings
 from emotional_engine.domain import StoryRequest
-from emotional_engine.lm.backends import OpenAIGenerator
+from emotional_engine.lm.generator import ModelInfo
+from emotional_engine.lm.openai_backend import OpenAIGenerator
 from emotional_engine.lm.models import ModelManager, UnknownModelError
 from emotional_engine.lm.sampling import SamplingParams
 from fakes import FakeGenerator, ModelInfo

@@ -30,27 +30,27 @@ def hf_tokenizer(embedded_path):
 
 
 def test_tokenizer_matches_transformers(fp32_generator, hf_tokenizer):
-    tok = fp32_generator.engine.tok
+    tok = fp32_generator.batcher.tok
     for text in PROMPTS + ["Café déjà vu 🙂 — naïve 123456789\n\n\ttabs  and   spaces"]:
         assert tok.encode(text) == hf_tokenizer.encode(text, add_special_tokens=False)
 
 
 @torch.no_grad()
 def test_last_position_logits_match(fp32_generator, hf_model):
-    engine = fp32_generator.engine
+    batcher = fp32_generator.batcher
     for text in PROMPTS:
-        ids = engine.tok.encode(text)
-        ours, _ = engine.model(torch.tensor([ids]))
+        ids = batcher.tok.encode(text)
+        ours, _ = batcher.model(torch.tensor([ids]))
         theirs = hf_model(torch.tensor([ids])).logits
         assert (ours[0, -1] - theirs[0, -1]).abs().max().item() < 1e-3
 
 
 @torch.no_grad()
 def test_greedy_tokens_match(fp32_generator, hf_model):
-    engine = fp32_generator.engine
+    batcher = fp32_generator.batcher
     for text in PROMPTS:
-        ids = engine.tok.encode(text)
+        ids = batcher.tok.encode(text)
         out = hf_model.generate(torch.tensor([ids]), max_new_tokens=32, do_sample=False,
                                 eos_token_id=None, pad_token_id=0)[0, len(ids):].tolist()
-        done = engine.generate(ids, SamplingParams(max_tokens=32, temperature=0.0, ignore_eos=True))
+        done = batcher.generate(ids, SamplingParams(max_tokens=32, temperature=0.0, ignore_eos=True))
         assert done.token_ids == out

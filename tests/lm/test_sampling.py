@@ -190,3 +190,22 @@ def test_sampling_params_defaults_are_valid():
     p = SamplingParams()
     assert p.temperature > 0 and p.top_p == 1.0 and p.stop == [] and p.max_tokens >= 1
     assert SamplingParams(temperature=0, top_p=1.0, stop=["\n\n"], seed=3).stop == ["\n\n"]
+
+
+def test_logprob_is_of_the_drawn_token_under_the_distribution_drawn_from():
+    logits = random_logits(4)
+    s = Sampler(SamplingParams(temperature=0.0))
+    tok = s(logits, [], [])
+    assert s.logprob == pytest.approx(float(torch.log_softmax(logits, -1)[tok]), abs=1e-5)  # greedy: the full softmax
+    s = Sampler(SamplingParams(temperature=0.5, seed=3))
+    tok = s(logits, [], [])
+    assert s.logprob == pytest.approx(float(torch.log_softmax(logits / 0.5, -1)[tok]), abs=1e-5)
+    s = Sampler(SamplingParams(temperature=1.0, top_k=5, seed=3))  # truncated: renormalised over the five kept
+    tok = s(logits, [], [])
+    top = torch.topk(logits, 5)
+    assert tok in top.indices.tolist()
+    kept = torch.log_softmax(top.values, -1)[top.indices.tolist().index(tok)]
+    assert s.logprob == pytest.approx(float(kept), abs=1e-5)
+    s = Sampler(SamplingParams(temperature=1.0, top_p=0.5, seed=1))
+    tok = s(logits, [], [])
+    assert s.logprob <= 0.0 and s.logprob >= float(torch.log_softmax(logits, -1)[tok]) - 1e-6  # never below untruncated

@@ -23,13 +23,12 @@ from __future__ import annotations
 import asyncio
 import re
 
-from emotional_engine.agents.prompts import tokenizer_of
 from emotional_engine.text import fence
 from emotional_engine.agents.story import ScenePlan, StoryPlan
 from emotional_engine.culture import CultureProfile
 from emotional_engine.domain import Character, SceneOutline, StoryRequest
-from emotional_engine.lm.backends import Generator
-from emotional_engine.lm.constrained import RegexConstraint
+from emotional_engine.lm.constrained import Regex
+from emotional_engine.lm.generator import Generator
 from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.memory import StoryMemory
 from emotional_engine.memory.facts import CastIndex, head
@@ -90,8 +89,7 @@ async def write_outline(generator: Generator, request: StoryRequest, profile: Cu
                         cast: list[Character], seed: int) -> StoryPlan:
     """`plan` with the model's outline on each scene it wrote one for (a copy); `plan` itself when the
     backend cannot constrain its output."""
-    tok = tokenizer_of(generator)
-    if not generator.supports_logits_processors or tok is None:
+    if not generator.supports_logits_processors:
         return plan
     leads = [c.name for c in cast]
     chunks = [range(a, min(a + OUTLINE_CHUNK, len(plan.scenes))) for a in range(0, len(plan.scenes), OUTLINE_CHUNK)]
@@ -102,7 +100,7 @@ async def write_outline(generator: Generator, request: StoryRequest, profile: Cu
                                 temperature=TEMPERATURE, repetition_penalty=REPETITION_PENALTY,
                                 seed=seed * 7 + indices[0])
         done = await generator.complete(outline_messages(request, profile, plan, cast, indices), params,
-                                        processors=[RegexConstraint(tok, regex)])
+                                        processors=[Regex(regex)])
         return parse(done.text, indices, leads)
 
     outlines = [o for part in await asyncio.gather(*map(chunk, chunks)) for o in part]

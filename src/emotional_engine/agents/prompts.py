@@ -5,10 +5,10 @@ scene. The premise and player
 actions are data: they are fenced and labelled, and the instructions say that nothing inside the
 fences is an instruction.
 
-The prompt fits the model's context: the fixed parts are counted first (with the generator's own
-tokenizer when it has one), then the recalled facts get up to FACT_TOKENS and the recent text
-the rest, up to RECENT_TOKENS, cut from the left at a word boundary. Older scenes live on in the
-story memory as summaries and facts rather than as text."""
+The prompt fits the model's context: the fixed parts are counted first (`Generator.count_tokens`:
+exact with the generator's own tokenizer when it has one), then the recalled facts get up to
+FACT_TOKENS and the recent text the rest, up to RECENT_TOKENS, cut from the left at a word
+boundary. Older scenes live on in the story memory as summaries and facts rather than as text."""
 
 from __future__ import annotations
 
@@ -29,17 +29,6 @@ AUDIENCE_NOTE = {
     "teen": "for teenagers: vivid but not graphic",
     "adult": "for adults",
 }
-
-
-def tokenizer_of(generator):
-    """The builtin runtime's tokenizer; None for backends whose tokenizer we cannot see."""
-    return getattr(getattr(generator, "engine", None), "tok", None)
-
-
-def token_counter(generator) -> Callable[[str], int]:
-    """Exact counts with the builtin runtime's tokenizer; an estimate for other backends."""
-    tok = tokenizer_of(generator)
-    return (lambda text: len(tok.encode(text))) if tok is not None else estimate_tokens
 
 
 def prompt_budget(generator, max_tokens: int) -> int:

@@ -27,7 +27,7 @@ from emotional_engine.agents.sentence_checks import (CharacterCheck, MemoryCheck
 from emotional_engine.culture import CultureProfile, load_profile
 from emotional_engine.domain import Character, Scene, StoryRequest
 from emotional_engine.emotion.steering import TokenAffect
-from emotional_engine.lm.backends import Generator
+from emotional_engine.lm.generator import Generator
 from emotional_engine.memory import StoryMemory
 from emotional_engine.safety import SafetyChecker
 

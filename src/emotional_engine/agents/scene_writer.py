@@ -29,13 +29,13 @@ from emotional_engine.agents import character as character_agent
 from emotional_engine.agents import emotional_intelligence as emotion_agent
 from emotional_engine.agents import technical as technical_agent
 from emotional_engine.agents.base import run_parallel
-from emotional_engine.agents.prompts import FACT_TOKENS, prompt_budget, scene_messages, token_counter
+from emotional_engine.agents.prompts import FACT_TOKENS, prompt_budget, scene_messages
 from emotional_engine.agents.run import Event, SceneOutcome, StoryRun
 from emotional_engine.agents.story import StoryPlan
 from emotional_engine.agents.streaming import Sentence, SentenceStream
 from emotional_engine.domain import Measurement, Scene, SceneTarget
 from emotional_engine.emotion.steering import LogitBias
-from emotional_engine.lm.backends import Prompt, emotion_context
+from emotional_engine.lm.generator import Prompt
 from emotional_engine.lm.sampling import LogitsProcessor, SamplingParams
 from emotional_engine.memory import remember_scene
 from emotional_engine.threads import run_model
@@ -124,7 +124,8 @@ async def scene_events(run: StoryRun, plan: StoryPlan, i: int, drift: str | None
     """Write scene `i` of `plan`: its `text` events as sentences are shown, then its `checkpoint`
     (the SceneOutcome)."""
     request, deps, sp = run.request, run.deps, plan.scenes[i]
-    gen, count = deps.generator, token_counter(deps.generator)
+    gen = deps.generator
+    count = gen.count_tokens
     guide = emotion_agent.guidance(sp.target, request.sampling.temperature)
     max_tokens = token_allowance(sp.words)
     facts, states = [drift] if drift else [], []
@@ -139,8 +140,8 @@ async def scene_events(run: StoryRun, plan: StoryPlan, i: int, drift: str | None
     n = max(1, deps.candidates)
     # the adapter's context sentence by sentence, from the previous scene's target to this one's
     schedule = emotion_agent.sentence_contexts(
-        emotion_context(gen, plan.scenes[i - 1].target.emotion) if i else None,
-        emotion_context(gen, sp.target.emotion), sp.words)
+        gen.emotion_context(plan.scenes[i - 1].target.emotion) if i else None,
+        gen.emotion_context(sp.target.emotion), sp.words)
     params = [SamplingParams(max_tokens=max_tokens, temperature=guide.temperature,
                              top_p=request.sampling.top_p, repetition_penalty=request.sampling.repetition_penalty,
                              seed=run.seed * 1009 + i * 31 + k,

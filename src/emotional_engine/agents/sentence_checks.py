@@ -24,7 +24,7 @@ from emotional_engine.agents.rewrite import Rewrite, first_sentence, plausible, 
 from emotional_engine.culture.sensitivity import check_sentence
 from emotional_engine.domain import Character
 from emotional_engine.memory import StoryMemory, extract_facts, find_contradictions
-from emotional_engine.lm.backends import Generator
+from emotional_engine.lm.generator import Generator
 from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.safety import Repair, SafetyChecker
 

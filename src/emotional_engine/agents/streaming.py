@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from emotional_engine.lm.engine import Piece
+from emotional_engine.lm.generator import Piece
 from emotional_engine.text import ends_a_sentence, sentence_breaks
 
 

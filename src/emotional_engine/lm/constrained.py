@@ -5,11 +5,14 @@ The matching is llguidance's (a maintained Rust library that works over any `tok
 vocabulary, offline and on CPU): at each step its matcher gives the set of tokens whose bytes
 keep the output a prefix of the language, every other token's logit becomes -inf, and once the
 language is complete only end-of-sequence remains.
+
+Callers above the runtime pass a `Regex` (the pattern alone); the generator binds it to its tokenizer.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import llguidance
 import numpy as np
@@ -49,3 +52,15 @@ class RegexConstraint:
         n = min(self.vocab_size, logits.shape[0])
         allowed[:n] = torch.from_numpy(bits[:n].astype(bool))
         return logits.masked_fill(~allowed, float("-inf"))
+
+
+@dataclass(frozen=True)
+class Regex:
+    """Output within `pattern`, asked of any generator that takes logits processors without knowing
+    its tokenizer: the generator binds it (`sampling.bind_processors`) to a `RegexConstraint` over
+    its own tokenizer when the request starts."""
+
+    pattern: str
+
+    def bind(self, tok: BPETokenizer) -> RegexConstraint:
+        return RegexConstraint(tok, self.pattern)

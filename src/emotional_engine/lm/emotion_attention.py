@@ -1,7 +1,8 @@
 """Emotion-aware attention: an adapter in the frozen decoder's top layers (design doc section 3.2).
 
-Per token an emotion context c (CTX_DIM = 11: the nine emotion scores in `LABELS` order, valence,
-arousal). In each adapted layer:
+Per token an emotion context c (CTX_DIM = 11: the emotion model's nine scores in its label order,
+valence, arousal; the caller builds it, see training/corpus.py, and the adapter file's
+`emotion_contexts` holds one per target emotion). In each adapted layer:
 
     q_h += (W_q c)_h,  k_g += (W_k c)_g          per query head h and kv head g, before RoPE
     y_h *= 1 + tanh(W_g [x; c])_h                the gate: from the layer's input x and c
@@ -24,16 +25,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from emotional_engine.emotion.labels import LABELS
 from emotional_engine.lm.model import Llama, LlamaConfig
 
-CTX_DIM = len(LABELS) + 2  # nine scores, valence, arousal
+CTX_DIM = 11  # nine emotion scores, valence, arousal
 SHIPPED_PATH = Path(__file__).parent / "data" / "emotion_adapter.pt"
-
-
-def context_vector(score) -> list[float]:
-    """An `EmotionScore` (emotion model output) -> the 11-dim context."""
-    return [float(score.scores[k]) for k in LABELS] + [float(score.valence), float(score.arousal)]
 
 
 class EmotionAttentionAdapter(nn.Module):

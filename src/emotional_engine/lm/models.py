@@ -1,4 +1,5 @@
-"""`ModelManager`: the configured language models, each loaded on first use, and the one a request gets.
+"""`ModelManager`: the configured language models, each loaded on first use, and the one a request gets;
+`make_generator`: the generator of one configured model.
 
 A request that names a model (`StoryRequest.model`) gets it; otherwise the first routing rule that
 matches its audience and culture picks one; otherwise the catalog's default does.
@@ -11,16 +12,39 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from emotional_engine.config import EMBEDDED, ModelCatalog, ModelSpec
-from emotional_engine.lm.backends import Generator, ModelInfo, make_generator
+from emotional_engine.lm.builtin import BuiltinGenerator
+from emotional_engine.lm.generator import Generator, ModelInfo
+from emotional_engine.lm.llama_cpp import LlamaCppGenerator
+from emotional_engine.lm.openai_backend import OpenAIGenerator
 
 if TYPE_CHECKING:
     from emotional_engine.config import Settings
-    from emotional_engine.domain import StoryRequest
 
 Loader = Callable[[ModelSpec], Generator]
+
+
+class Routed(Protocol):
+    """What routing reads of a request (a `StoryRequest` is one): the model it names, its audience and culture."""
+
+    model: str | None
+    audience: str
+    culture: str
+
+
+def make_generator(spec: ModelSpec, settings: Settings) -> Generator:
+    """The generator of one configured model; the builtin runtime takes its options from `settings`."""
+    if spec.openai is not None:
+        return OpenAIGenerator(spec.openai.base_url, spec.openai.model, spec.openai.key())
+    if spec.runtime == "llama-cpp":
+        return LlamaCppGenerator.load(spec.gguf)
+    return BuiltinGenerator.load(
+        spec.gguf, weight_format=settings.weight_format, max_batch=settings.max_batch,
+        cache_budget_mb=settings.kv_cache_budget_mb, overflow=settings.context_overflow,
+        cache_dir=settings.cache_dir, emotion_adapter=settings.emotion_adapter,
+    )
 
 
 class UnknownModelError(ValueError):
@@ -64,7 +88,7 @@ class ModelManager:
         except KeyError:
             raise UnknownModelError(name, list(self._specs)) from None
 
-    def choose(self, request: StoryRequest) -> str:
+    def choose(self, request: Routed) -> str:
         """The model for `request`: the one it names, else the first matching rule's, else the default."""
         if request.model is not None:
             return self.spec(request.model).name

@@ -5,6 +5,7 @@ Each sequence owns its sampler and its torch.Generator, so its draws never depen
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import torch
@@ -16,6 +17,13 @@ class LogitsProcessor(Protocol):
     (vocab,); returns logits to sample from. Emotion steering plugs in here."""
 
     def __call__(self, ids: list[int], logits: torch.Tensor) -> torch.Tensor: ...
+
+
+def bind_processors(processors, tokenizer) -> list[LogitsProcessor]:
+    """`processors` ready to run over `tokenizer`'s ids. A processor that needs the runtime's own
+    tokenizer (constrained decoding: `constrained.Regex`) has `bind(tokenizer) -> LogitsProcessor`
+    and is bound here by whichever generator applies it; the rest pass as they are."""
+    return [p.bind(tokenizer) if hasattr(p, "bind") else p for p in processors]
 
 
 class SamplingParams(BaseModel):
@@ -69,6 +77,9 @@ class Sampler:
         else:
             self.gen.seed()
         self._counts: dict[int, int] = {}  # output token -> occurrences
+        # of the last token drawn, under the distribution it was drawn from: tempered and truncated
+        # when sampling; when greedy, the untempered softmax of the processed logits
+        self.logprob: float | None = None
 
     def __call__(self, logits: torch.Tensor, prompt_ids: list[int], out_ids: list[int]) -> int:
         """logits: (vocab,) for one sequence -> the next token id."""
@@ -90,6 +101,7 @@ class Sampler:
             logits[idx] -= p.presence_penalty + p.frequency_penalty * cnt
         if p.temperature == 0.0:
             tok = int(torch.argmax(logits))
+            self.logprob = float(logits[tok] - torch.logsumexp(logits, dim=-1))
         else:
             tok = self._draw(logits / p.temperature)
         self._counts[tok] = self._counts.get(tok, 0) + 1
@@ -108,5 +120,9 @@ class Sampler:
             cum = torch.cumsum(sorted_p, dim=-1)
             drop = cum - sorted_p >= p.top_p  # keep the smallest prefix whose mass reaches top_p
             sorted_p = sorted_p.masked_fill(drop, 0.0)
-            return int(order[torch.multinomial(sorted_p, 1, generator=self.gen)])
-        return int(torch.multinomial(probs, 1, generator=self.gen))
+            i = int(torch.multinomial(sorted_p, 1, generator=self.gen))
+            self.logprob = math.log(float(sorted_p[i]) / float(sorted_p.sum()))
+            return int(order[i])
+        tok = int(torch.multinomial(probs, 1, generator=self.gen))
+        self.logprob = math.log(float(probs[tok]) / float(probs.sum()))
+        return tok

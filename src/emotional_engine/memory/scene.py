@@ -8,7 +8,7 @@ import re
 import numpy as np
 
 from emotional_engine.domain import Character
-from emotional_engine.lm.backends import Generator
+from emotional_engine.lm.generator import Generator
 from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.memory.facts import CastIndex, Fact, extract_facts
 from emotional_engine.memory.store import Embed, StoryMemory

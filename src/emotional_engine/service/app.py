@@ -18,8 +18,8 @@ from fastapi import FastAPI
 from emotional_engine.version import __version__
 from emotional_engine.config import ModelCatalog, Settings, get_settings
 from emotional_engine.engine import Engine
-from emotional_engine.lm.backends import Generator, make_generator
-from emotional_engine.lm.models import Loader, ModelManager
+from emotional_engine.lm.generator import Generator
+from emotional_engine.lm.models import Loader, ModelManager, make_generator
 from emotional_engine.service import auth, errors
 from emotional_engine.service.jobs import JobRunner
 from emotional_engine.service.limits import Admission

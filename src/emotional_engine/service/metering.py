@@ -11,6 +11,7 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+from emotional_engine.lm.generator import Generator, ModelInfo
 from emotional_engine.service.metrics import Metrics
 
 
@@ -34,11 +35,26 @@ def begin(kind: str) -> Usage:
 class MeteredGenerator:
     """A `Generator` that counts into the current request's `Usage` and the metrics."""
 
-    def __init__(self, inner, metrics: Metrics):
+    def __init__(self, inner: Generator, metrics: Metrics):
         self.inner, self.metrics = inner, metrics
 
-    def __getattr__(self, name):  # info, supports_logits_processors, vocabulary, engine ...: the inner one's
-        return getattr(self.inner, name)
+    # the rest of the protocol is the inner generator's
+    @property
+    def info(self) -> ModelInfo:
+        return self.inner.info
+
+    @property
+    def supports_logits_processors(self) -> bool:
+        return self.inner.supports_logits_processors
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def vocabulary(self) -> list[str] | None:
+        return self.inner.vocabulary()
+
+    def emotion_context(self, emotion: str) -> list[float] | None:
+        return self.inner.emotion_context(emotion)
 
     def _first_token(self, u: Usage | None) -> None:
         if u is not None and u.ttft_s is None:

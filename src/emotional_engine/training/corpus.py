@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from emotional_engine.emotion.labels import LABELS
 from emotional_engine.lm.gguf import default_cache_dir
 
 # ck general fiction, cl mystery, cm science fiction, cn adventure, cp romance, cr humour
@@ -79,6 +80,11 @@ def fiction_sentences(files: Path, categories: tuple[str, ...] = FICTION) -> Ite
                 yield Sentence(path.name, text)
 
 
+def context_vector(score) -> list[float]:
+    """An `EmotionScore` (emotion model output) -> the 11-dim emotion-attention context (lm/emotion_attention.py)."""
+    return [float(score.scores[k]) for k in LABELS] + [float(score.valence), float(score.arousal)]
+
+
 def label_sentences(
     sentences: list[Sentence],
     out: Path,
@@ -87,8 +93,6 @@ def label_sentences(
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> Path:
     """Append {"doc", "text", "ctx"} rows to `out`, resuming after the rows already there."""
-    from emotional_engine.lm.emotion_attention import context_vector
-
     done = sum(1 for _ in out.open()) if out.exists() else 0
     with out.open("a") as f:
         for i in range(done, len(sentences), batch):

@@ -17,6 +17,7 @@ model's sentences are few and noisy. The hand-written test set in tests/data is 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 import re
@@ -104,7 +105,7 @@ def make_fewshot(label: str, rng: random.Random, seeds: dict[str, list[str]]) ->
 
 def generate(out: Path, minutes: float, seed: int = 0, threads: int = 16, max_tokens: int = 110,
              mode: str = "fewshot") -> int:
-    from emotional_engine.lm.backends import BuiltinGenerator
+    from emotional_engine.lm.builtin import BuiltinGenerator
     from emotional_engine.lm.sampling import SamplingParams
 
     from emotional_engine.emotion.templates import compose
@@ -129,8 +130,8 @@ def generate(out: Path, minutes: float, seed: int = 0, threads: int = 16, max_to
                 prompt = make_fewshot(label, rng, seeds) if mode == "fewshot" else make_prompt(label, rng)
                 s = rng.randrange(2**31)
             msgs = prompt if mode == "fewshot" else [{"role": "user", "content": prompt}]
-            c = gen.engine.generate(msgs, SamplingParams(max_tokens=max_tokens, temperature=0.8, top_p=0.95,
-                                                         repetition_penalty=1.1, seed=s, stop=["\n\n"]))
+            c = asyncio.run(gen.complete(msgs, SamplingParams(max_tokens=max_tokens, temperature=0.8, top_p=0.95,
+                                                              repetition_penalty=1.1, seed=s, stop=["\n\n"])))
             with lock:
                 text = "4." + c.text if mode == "fewshot" else c.text
                 f.write(json.dumps({"label": label, "mode": mode, "prompt": prompt, "seed": s, "text": text}) + "\n")

@@ -1,4 +1,4 @@
-"""LMEngine on a tiny random-weight model: determinism, stopping, sessions, isolation, batch invariance."""
+"""ContinuousBatcher on a tiny random-weight model: determinism, stopping, sessions, isolation, batch invariance."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import time
 import pytest
 import torch
 
-from emotional_engine.lm.engine import ContextOverflowError, LMEngine
+from emotional_engine.lm.batcher import ContextOverflowError, ContinuousBatcher
+from emotional_engine.lm.generator import Completion
 from emotional_engine.lm.quant import apply_weight_format
 from emotional_engine.lm.sampling import SamplingParams
 from fakes import Completion
@@ -49,65 +50,65 @@ class Script:
         return out
 
 
-def generate_with_pieces(engine: LMEngine, prompt, params, **kw) -> tuple[Completion, list[str]]:
+def generate_with_pieces(batcher: ContinuousBatcher, prompt, params, **kw) -> tuple[Completion, list[str]]:
     pieces: list[str] = []
-    c = engine.generate(prompt, params, on_piece=lambda p: pieces.append(p.text), **kw)
+    c = batcher.generate(prompt, params, on_piece=lambda p: pieces.append(p.text), **kw)
     return c, pieces
 
 
 # ---- determinism ------------------------------------------------------------------------------
 
 
-def test_greedy_is_deterministic_and_prompt_dependent(engine):
-    a = engine.generate("hello", GREEDY)
+def test_greedy_is_deterministic_and_prompt_dependent(batcher):
+    a = batcher.generate("hello", GREEDY)
     assert a.finish_reason == "length" and a.completion_tokens == 16 and a.error is None
-    assert engine.generate("hello", GREEDY).text == a.text
-    assert engine.generate("goodbye", GREEDY).text != a.text
+    assert batcher.generate("hello", GREEDY).text == a.text
+    assert batcher.generate("goodbye", GREEDY).text != a.text
 
 
-def test_seed_controls_sampling(engine):
+def test_seed_controls_sampling(batcher):
     p = SamplingParams(temperature=1.0, max_tokens=24, ignore_eos=True, seed=1234)
-    a = engine.generate("once upon a time", p)
-    b = engine.generate("once upon a time", p)
+    a = batcher.generate("once upon a time", p)
+    b = batcher.generate("once upon a time", p)
     assert a.text == b.text
-    others = {engine.generate("once upon a time", p.model_copy(update={"seed": s})).text for s in range(4)}
+    others = {batcher.generate("once upon a time", p.model_copy(update={"seed": s})).text for s in range(4)}
     assert len(others | {a.text}) >= 3  # different seeds give different text
 
 
-def test_usage_counts(engine, tokenizer):
+def test_usage_counts(batcher, tokenizer):
     prompt = "the cat sat"
-    c = engine.generate(prompt, SamplingParams(temperature=0.0, max_tokens=5, ignore_eos=True))
+    c = batcher.generate(prompt, SamplingParams(temperature=0.0, max_tokens=5, ignore_eos=True))
     assert c.prompt_tokens == len(tokenizer.encode(prompt))
     assert c.cached_tokens == 0
     assert c.total_ms >= c.ttft_ms > 0
 
 
-def test_chat_messages_and_token_ids_are_accepted(engine, tokenizer):
+def test_chat_messages_and_token_ids_are_accepted(batcher, tokenizer):
     msgs = [{"role": "user", "content": "hi"}]
     ids = tokenizer.encode(tokenizer.apply_chat_template(msgs))
-    a = engine.generate(msgs, GREEDY)
-    b = engine.generate(ids, GREEDY)
+    a = batcher.generate(msgs, GREEDY)
+    b = batcher.generate(ids, GREEDY)
     assert a.text == b.text and a.prompt_tokens == len(ids)
 
 
-def test_empty_prompt_is_rejected(engine):
+def test_empty_prompt_is_rejected(batcher):
     with pytest.raises(ValueError):
-        engine.generate("", GREEDY)
+        batcher.generate("", GREEDY)
 
 
 # ---- stopping ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("max_tokens", [1, 7, 30])
-def test_max_tokens(engine, max_tokens):
-    c = engine.generate("hello", SamplingParams(temperature=0.7, seed=0, max_tokens=max_tokens, ignore_eos=True))
+def test_max_tokens(batcher, max_tokens):
+    c = batcher.generate("hello", SamplingParams(temperature=0.7, seed=0, max_tokens=max_tokens, ignore_eos=True))
     assert c.finish_reason == "length"
     assert c.completion_tokens == max_tokens
 
 
-def test_stop_string_cuts_and_is_never_streamed(engine, tokenizer):
+def test_stop_string_cuts_and_is_never_streamed(batcher, tokenizer):
     script = tokenizer.encode("Hello world END more text")
-    c, pieces = generate_with_pieces(engine, "hi", SamplingParams(temperature=0.0, max_tokens=40, stop=["END"]),
+    c, pieces = generate_with_pieces(batcher, "hi", SamplingParams(temperature=0.0, max_tokens=40, stop=["END"]),
                                      processors=[Script(script)])
     assert c.finish_reason == "stop"
     assert c.text == "Hello world "
@@ -116,44 +117,44 @@ def test_stop_string_cuts_and_is_never_streamed(engine, tokenizer):
     assert c.completion_tokens <= len(tokenizer.encode("Hello world END"))
 
 
-def test_stop_prefix_that_does_not_complete_is_released(engine, tokenizer):
+def test_stop_prefix_that_does_not_complete_is_released(batcher, tokenizer):
     script = tokenizer.encode("a wxq b wxyz tail")
-    c, pieces = generate_with_pieces(engine, "hi", SamplingParams(temperature=0.0, max_tokens=40, stop=["wxyz"]),
+    c, pieces = generate_with_pieces(batcher, "hi", SamplingParams(temperature=0.0, max_tokens=40, stop=["wxyz"]),
                                      processors=[Script(script)])
     assert (c.text, c.finish_reason) == ("a wxq b ", "stop")
     assert "".join(pieces) == "a wxq b "
 
 
-def test_stop_inside_a_token_and_earliest_stop_wins(engine, tokenizer):
+def test_stop_inside_a_token_and_earliest_stop_wins(batcher, tokenizer):
     script = tokenizer.encode("say the other one")  # "the" is a single token: stop "he" cuts inside it
     assert any(tokenizer.token_text(i) == "Ġthe" for i in script)
-    c = engine.generate("hi", SamplingParams(temperature=0.0, max_tokens=40, stop=["one", "he"]), processors=[Script(script)])
+    c = batcher.generate("hi", SamplingParams(temperature=0.0, max_tokens=40, stop=["one", "he"]), processors=[Script(script)])
     assert (c.text, c.finish_reason) == ("say t", "stop")
 
 
-def test_stop_string_at_the_start_gives_empty_text(engine, tokenizer):
-    c = engine.generate("hi", SamplingParams(temperature=0.0, max_tokens=10, stop=["ab"]), processors=[Script(tokenizer.encode("abc"))])
+def test_stop_string_at_the_start_gives_empty_text(batcher, tokenizer):
+    c = batcher.generate("hi", SamplingParams(temperature=0.0, max_tokens=10, stop=["ab"]), processors=[Script(tokenizer.encode("abc"))])
     assert (c.text, c.finish_reason) == ("", "stop")
 
 
-def test_max_tokens_releases_held_stop_prefix(engine, tokenizer):
+def test_max_tokens_releases_held_stop_prefix(batcher, tokenizer):
     script = tokenizer.encode("ok EN")
-    c = engine.generate("hi", SamplingParams(temperature=0.0, max_tokens=len(script), stop=["END"]), processors=[Script(script)])
+    c = batcher.generate("hi", SamplingParams(temperature=0.0, max_tokens=len(script), stop=["END"]), processors=[Script(script)])
     assert (c.text, c.finish_reason) == ("ok EN", "length")
 
 
-def test_eos_stops(engine, tokenizer):
+def test_eos_stops(batcher, tokenizer):
     eos = next(iter(tokenizer.eos_ids))
     script = tokenizer.encode("ab") + [eos]
-    c = engine.generate("hi", SamplingParams(temperature=0.0, max_tokens=20), processors=[Script(script)])
+    c = batcher.generate("hi", SamplingParams(temperature=0.0, max_tokens=20), processors=[Script(script)])
     assert (c.text, c.finish_reason, c.completion_tokens) == ("ab", "stop", len(script))
     # with ignore_eos the eos token is generated (and not shown) and generation goes on
-    c = engine.generate("hi", SamplingParams(temperature=0.0, max_tokens=20, ignore_eos=True), processors=[Script(script)])
+    c = batcher.generate("hi", SamplingParams(temperature=0.0, max_tokens=20, ignore_eos=True), processors=[Script(script)])
     assert (c.finish_reason, c.completion_tokens) == ("length", 20)
     assert c.text.startswith("ab")
 
 
-def test_forced_token_is_obeyed_when_sampling(engine, tokenizer):
+def test_forced_token_is_obeyed_when_sampling(batcher, tokenizer):
     x = tokenizer.encode("x")[0]
 
     def force_x(ids, logits):
@@ -163,117 +164,117 @@ def test_forced_token_is_obeyed_when_sampling(engine, tokenizer):
 
     p = SamplingParams(temperature=1.5, top_k=5, top_p=0.9, repetition_penalty=1.3, presence_penalty=0.5,
                        max_tokens=12, ignore_eos=True, seed=3)
-    c = engine.generate("some prompt", p, processors=[force_x])
+    c = batcher.generate("some prompt", p, processors=[force_x])
     assert c.text == "x" * 12
 
 
 # ---- sessions and the cache pool ---------------------------------------------------------------
 
 
-def test_session_reuses_the_prefix(engine, tokenizer):
+def test_session_reuses_the_prefix(batcher, tokenizer):
     prompt = tokenizer.encode("the story so far: a cat, a hat, a bat.")
     out = tokenizer.encode(" and then")
-    first = engine.generate(prompt, SamplingParams(temperature=0.0, max_tokens=len(out)), session_id="s1", processors=[Script(out)])
+    first = batcher.generate(prompt, SamplingParams(temperature=0.0, max_tokens=len(out)), session_id="s1", processors=[Script(out)])
     assert first.cached_tokens == 0 and first.completion_tokens == len(out)
     turn2 = prompt + out + tokenizer.encode(" the end came")
-    second = engine.generate(turn2, GREEDY, session_id="s1")
+    second = batcher.generate(turn2, GREEDY, session_id="s1")
     # the cache holds the prompt and every generated token but the last (it was never fed back)
     assert second.cached_tokens == len(prompt) + len(out) - 1
-    fresh = engine.generate(turn2, GREEDY)
+    fresh = batcher.generate(turn2, GREEDY)
     assert fresh.cached_tokens == 0
     assert second.text == fresh.text
     # a third turn that diverges early reuses only the common prefix
     turn3 = prompt[:5] + tokenizer.encode("XYZ")
-    third = engine.generate(turn3, GREEDY, session_id="s1")
+    third = batcher.generate(turn3, GREEDY, session_id="s1")
     assert third.cached_tokens == 5
-    assert third.text == engine.generate(turn3, GREEDY).text
+    assert third.text == batcher.generate(turn3, GREEDY).text
 
 
-def test_session_same_prompt_again_keeps_one_token_to_feed(engine, tokenizer):
+def test_session_same_prompt_again_keeps_one_token_to_feed(batcher, tokenizer):
     prompt = tokenizer.encode("repeat me")
-    a = engine.generate(prompt, GREEDY, session_id="s")
-    b = engine.generate(prompt, GREEDY, session_id="s")
+    a = batcher.generate(prompt, GREEDY, session_id="s")
+    b = batcher.generate(prompt, GREEDY, session_id="s")
     assert b.cached_tokens == len(prompt) - 1
     assert a.text == b.text
 
 
-def test_concurrent_requests_of_one_session(engine, tokenizer):
+def test_concurrent_requests_of_one_session(batcher, tokenizer):
     prompt = tokenizer.encode("shared session prompt")
-    alone = engine.generate(prompt, GREEDY).text
-    res = run_concurrently(engine, [{"prompt": prompt, "params": GREEDY, "session_id": "dup"}] * 3)
+    alone = batcher.generate(prompt, GREEDY).text
+    res = run_concurrently(batcher, [{"prompt": prompt, "params": GREEDY, "session_id": "dup"}] * 3)
     assert [r.text for r in res] == [alone] * 3
     assert all(r.finish_reason == "length" for r in res)
 
 
-def test_dropped_session_is_not_reused(engine, tokenizer):
+def test_dropped_session_is_not_reused(batcher, tokenizer):
     prompt = tokenizer.encode("drop me")
-    engine.generate(prompt, GREEDY, session_id="d")
-    assert wait_until(lambda: "d" in engine.pool)
-    engine.drop_session("d")
-    assert "d" not in engine.pool
-    assert engine.generate(prompt, GREEDY, session_id="d").cached_tokens == 0
+    batcher.generate(prompt, GREEDY, session_id="d")
+    assert wait_until(lambda: "d" in batcher.pool)
+    batcher.drop_session("d")
+    assert "d" not in batcher.pool
+    assert batcher.generate(prompt, GREEDY, session_id="d").cached_tokens == 0
 
 
-def test_tiny_budget_evicts_and_reprefill_matches(make_engine, tokenizer):
-    engine = make_engine(cache_budget_bytes=1)
+def test_tiny_budget_evicts_and_reprefill_matches(make_batcher, tokenizer):
+    batcher = make_batcher(cache_budget_bytes=1)
     prompt = tokenizer.encode("a prompt long enough to matter")
-    first = engine.generate(prompt, GREEDY, session_id="a")
-    assert wait_until(lambda: engine.pool.evictions > 0)
-    assert "a" not in engine.pool and engine.pool.idle_bytes == 0
-    again = engine.generate(prompt, GREEDY, session_id="a")
+    first = batcher.generate(prompt, GREEDY, session_id="a")
+    assert wait_until(lambda: batcher.pool.evictions > 0)
+    assert "a" not in batcher.pool and batcher.pool.idle_bytes == 0
+    again = batcher.generate(prompt, GREEDY, session_id="a")
     assert again.cached_tokens == 0
     assert again.text == first.text
 
 
-def test_budget_for_one_cache_evicts_least_recently_used(make_engine, tokenizer):
-    probe = make_engine()
+def test_budget_for_one_cache_evicts_least_recently_used(make_batcher, tokenizer):
+    probe = make_batcher()
     pa, pb = tokenizer.encode("session a says hi"), tokenizer.encode("session b says hello")
     probe.generate(pa, GREEDY, session_id="a")
     assert wait_until(lambda: probe.pool.idle_bytes > 0)
     one = probe.pool.idle_bytes
-    engine = make_engine(cache_budget_bytes=int(one * 1.5))
-    ta = engine.generate(pa, GREEDY, session_id="a")
-    assert wait_until(lambda: "a" in engine.pool) and engine.pool.evictions == 0
-    engine.generate(pb, GREEDY, session_id="b")
-    assert wait_until(lambda: engine.pool.evictions == 1)
-    assert "a" not in engine.pool and "b" in engine.pool
-    again = engine.generate(pa, GREEDY, session_id="a")
+    batcher = make_batcher(cache_budget_bytes=int(one * 1.5))
+    ta = batcher.generate(pa, GREEDY, session_id="a")
+    assert wait_until(lambda: "a" in batcher.pool) and batcher.pool.evictions == 0
+    batcher.generate(pb, GREEDY, session_id="b")
+    assert wait_until(lambda: batcher.pool.evictions == 1)
+    assert "a" not in batcher.pool and "b" in batcher.pool
+    again = batcher.generate(pa, GREEDY, session_id="a")
     assert again.cached_tokens == 0 and again.text == ta.text
-    assert wait_until(lambda: engine.pool.evictions == 2)
-    assert "a" in engine.pool and "b" not in engine.pool
-    assert engine.pool.idle_bytes <= engine.pool.budget
+    assert wait_until(lambda: batcher.pool.evictions == 2)
+    assert "a" in batcher.pool and "b" not in batcher.pool
+    assert batcher.pool.idle_bytes <= batcher.pool.budget
 
 
 # ---- context overflow ---------------------------------------------------------------------------
 
 
-def test_long_prompt_is_cut_from_the_left(engine, model, caplog):
+def test_long_prompt_is_cut_from_the_left(batcher, model, caplog):
     ctx = model.config.context_length
     ids = [int(i) for i in torch.randint(0, 256, (ctx + 30,), generator=torch.Generator().manual_seed(0))]
     p = SamplingParams(temperature=0.0, max_tokens=8, ignore_eos=True)
-    with caplog.at_level(logging.WARNING, logger="emotional_engine.lm.engine"):
-        c = engine.generate(ids, p)
+    with caplog.at_level(logging.WARNING, logger="emotional_engine.lm.batcher"):
+        c = batcher.generate(ids, p)
     assert any("cut from the left" in r.getMessage() for r in caplog.records)
     room = ctx - 8
     assert c.prompt_tokens == room
     assert (c.finish_reason, c.completion_tokens) == ("length", 8)
-    assert c.text == engine.generate(ids[-room:], p).text
+    assert c.text == batcher.generate(ids[-room:], p).text
 
 
-def test_overflow_error_mode_raises(make_engine, model):
-    engine = make_engine(overflow="error")
+def test_overflow_error_mode_raises(make_batcher, model):
+    batcher = make_batcher(overflow="error")
     ids = list(range(model.config.context_length + 1))
     with pytest.raises(ContextOverflowError, match="context"):
-        engine.generate(ids, SamplingParams(max_tokens=8))
+        batcher.generate(ids, SamplingParams(max_tokens=8))
     # a prompt that fits still runs
-    assert engine.generate(ids[:20], SamplingParams(max_tokens=3, temperature=0.0, ignore_eos=True)).completion_tokens == 3
+    assert batcher.generate(ids[:20], SamplingParams(max_tokens=3, temperature=0.0, ignore_eos=True)).completion_tokens == 3
 
 
-def test_generation_stops_at_the_context_end(engine, model):
+def test_generation_stops_at_the_context_end(batcher, model):
     ctx = model.config.context_length
     p = SamplingParams(temperature=0.0, max_tokens=1000, ignore_eos=True)
     ids = list(range(10, 10 + ctx))  # gets cut to ctx // 2 tokens: max_tokens > ctx // 2
-    c = engine.generate(ids, p)
+    c = batcher.generate(ids, p)
     assert c.prompt_tokens == ctx // 2
     assert c.finish_reason == "length"
     assert c.completion_tokens < 1000
@@ -282,14 +283,14 @@ def test_generation_stops_at_the_context_end(engine, model):
 
 def test_invalid_overflow_mode(model, tokenizer):
     with pytest.raises(ValueError):
-        LMEngine(model, tokenizer, overflow="wrap")
+        ContinuousBatcher(model, tokenizer, overflow="wrap")
 
 
 # ---- isolation ---------------------------------------------------------------------------------
 
 
-def test_failing_processor_fails_only_its_request(engine):
-    alone = [engine.generate(p, GREEDY).text for p in PROMPTS[:3]]
+def test_failing_processor_fails_only_its_request(batcher):
+    alone = [batcher.generate(p, GREEDY).text for p in PROMPTS[:3]]
 
     def boom_later():
         n = [0]
@@ -309,30 +310,30 @@ def test_failing_processor_fails_only_its_request(engine):
         {"prompt": "worse one", "params": GREEDY, "processors": [lambda ids, logits: 1 / 0]},
         {"prompt": PROMPTS[2], "params": GREEDY},
     ]
-    res = run_concurrently(engine, jobs)
+    res = run_concurrently(batcher, jobs)
     assert [res[i].text for i in (0, 2, 4)] == alone
     assert all(res[i].finish_reason == "length" for i in (0, 2, 4))
     assert res[1].finish_reason == "error" and "boom from the processor" in res[1].error
     assert res[1].completion_tokens == 3
     assert res[3].finish_reason == "error" and "ZeroDivisionError" in res[3].error
-    # the engine still serves
-    assert engine.generate(PROMPTS[0], GREEDY).text == alone[0]
+    # the batcher still serves
+    assert batcher.generate(PROMPTS[0], GREEDY).text == alone[0]
 
 
-def test_bad_token_id_fails_only_its_request(engine, model):
-    alone = [engine.generate(p, GREEDY).text for p in PROMPTS[:2]]
+def test_bad_token_id_fails_only_its_request(batcher, model):
+    alone = [batcher.generate(p, GREEDY).text for p in PROMPTS[:2]]
     jobs = [
         {"prompt": PROMPTS[0], "params": GREEDY},
         {"prompt": [1, 2, model.config.vocab_size + 5], "params": GREEDY},
         {"prompt": PROMPTS[1], "params": GREEDY},
     ]
-    res = run_concurrently(engine, jobs)
+    res = run_concurrently(batcher, jobs)
     assert res[1].finish_reason == "error" and res[1].error
     assert [res[0].text, res[2].text] == alone
-    assert engine.generate(PROMPTS[1], GREEDY).text == alone[1]
+    assert batcher.generate(PROMPTS[1], GREEDY).text == alone[1]
 
 
-async def test_cancelling_a_stream_leaves_the_engine_serving(engine):
+async def test_cancelling_a_stream_leaves_the_engine_serving(batcher):
     calls = []
 
     def slow(ids, logits):
@@ -342,7 +343,7 @@ async def test_cancelling_a_stream_leaves_the_engine_serving(engine):
 
     long = SamplingParams(temperature=0.0, max_tokens=60, ignore_eos=True)
     n = 0
-    async for piece in engine.stream("cancel me", long, processors=[slow]):
+    async for piece in batcher.stream("cancel me", long, processors=[slow]):
         n += 1
         break
     assert n == 1
@@ -355,28 +356,28 @@ async def test_cancelling_a_stream_leaves_the_engine_serving(engine):
         seen = len(calls)
     assert len(calls) < 60
     # other requests are served normally
-    pieces = [p async for p in engine.stream(PROMPTS[1], GREEDY)]
+    pieces = [p async for p in batcher.stream(PROMPTS[1], GREEDY)]
     assert pieces[-1].finish_reason == "length"
-    assert "".join(p.text for p in pieces) == engine.generate(PROMPTS[1], GREEDY).text
+    assert "".join(p.text for p in pieces) == batcher.generate(PROMPTS[1], GREEDY).text
 
 
-async def test_stream_reports_usage_and_matches_generate(engine):
-    pieces = [p async for p in engine.stream(PROMPTS[0], GREEDY)]
+async def test_stream_reports_usage_and_matches_generate(batcher):
+    pieces = [p async for p in batcher.stream(PROMPTS[0], GREEDY)]
     assert all(p.finish_reason is None for p in pieces[:-1])
     last = pieces[-1]
     assert last.finish_reason == "length" and last.usage["completion_tokens"] == 16
-    assert "".join(p.text for p in pieces) == engine.generate(PROMPTS[0], GREEDY).text
+    assert "".join(p.text for p in pieces) == batcher.generate(PROMPTS[0], GREEDY).text
 
 
-def test_close_cancels_and_rejects_new_requests(make_engine):
-    engine = make_engine()
-    assert engine.generate("warm up", SamplingParams(max_tokens=2, temperature=0.0)).completion_tokens >= 1
-    engine.close()
+def test_close_cancels_and_rejects_new_requests(make_batcher):
+    batcher = make_batcher()
+    assert batcher.generate("warm up", SamplingParams(max_tokens=2, temperature=0.0)).completion_tokens >= 1
+    batcher.close()
     with pytest.raises(RuntimeError, match="closed"):
-        engine.generate("after close", GREEDY)
+        batcher.generate("after close", GREEDY)
 
 
-# ---- batch invariance through the engine ------------------------------------------------------
+# ---- batch invariance through the batcher ------------------------------------------------------
 
 
 @pytest.fixture(scope="module", params=["fp32", "fp16"])
@@ -402,22 +403,22 @@ def assert_same_logits(a: Recorder, b: Recorder, what: str):
 
 
 @pytest.mark.parametrize("sampling", ["greedy", "seeded"])
-def test_alone_equals_batched(make_engine, fmt_model, sampling):
-    engine = make_engine(fmt_model, prefill_chunk=8)  # long prompts prefill over several steps
+def test_alone_equals_batched(make_batcher, fmt_model, sampling):
+    batcher = make_batcher(fmt_model, prefill_chunk=8)  # long prompts prefill over several steps
     if sampling == "greedy":
         params = [GREEDY] * len(PROMPTS)
     else:
         params = [SamplingParams(temperature=0.9, top_p=0.95, max_tokens=16, ignore_eos=True, seed=100 + i) for i in range(len(PROMPTS))]
     rec_alone = [Recorder() for _ in PROMPTS]
-    alone = [engine.generate(p, sp, processors=[r]) for p, sp, r in zip(PROMPTS, params, rec_alone)]
+    alone = [batcher.generate(p, sp, processors=[r]) for p, sp, r in zip(PROMPTS, params, rec_alone)]
     assert len({c.text for c in alone}) == len(PROMPTS)
-    steps_alone = engine.steps
+    steps_alone = batcher.steps
 
     # all submitted at once: one packed batch mixing prefill chunks and decode steps
     rec = [Recorder() for _ in PROMPTS]
-    batched = run_concurrently(engine, [{"prompt": p, "params": sp, "processors": [r]} for p, sp, r in zip(PROMPTS, params, rec)])
+    batched = run_concurrently(batcher, [{"prompt": p, "params": sp, "processors": [r]} for p, sp, r in zip(PROMPTS, params, rec)])
     assert [c.text for c in batched] == [c.text for c in alone]
-    assert engine.steps - steps_alone < steps_alone / 2  # the requests really shared forward passes
+    assert batcher.steps - steps_alone < steps_alone / 2  # the requests really shared forward passes
     for i in range(len(PROMPTS)):  # the logits themselves are bitwise equal, not merely the argmax
         assert_same_logits(rec_alone[i], rec[i], f"{fmt_model.weight_format} prompt {i}")
 
@@ -429,7 +430,7 @@ def test_alone_equals_batched(make_engine, fmt_model, sampling):
     def worker(i):
         barrier.wait()
         time.sleep(0.002 * i)
-        results[i] = engine.generate(PROMPTS[i], params[i], processors=[rec[i]]).text
+        results[i] = batcher.generate(PROMPTS[i], params[i], processors=[rec[i]]).text
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(PROMPTS))]
     for t in threads:
@@ -441,17 +442,17 @@ def test_alone_equals_batched(make_engine, fmt_model, sampling):
         assert_same_logits(rec_alone[i], rec[i], f"{fmt_model.weight_format} prompt {i} (threads)")
 
 
-def test_prefill_chunk_size_does_not_change_greedy_text(make_engine, model):
-    small, big = make_engine(prefill_chunk=3), make_engine(prefill_chunk=256)
+def test_prefill_chunk_size_does_not_change_greedy_text(make_batcher, model):
+    small, big = make_batcher(prefill_chunk=3), make_batcher(prefill_chunk=256)
     for p in PROMPTS:
         assert small.generate(p, GREEDY).text == big.generate(p, GREEDY).text
 
 
-def test_arena_grown_during_a_step_serves_the_next_request(make_engine, tokenizer):
+def test_arena_grown_during_a_step_serves_the_next_request(make_batcher, tokenizer):
     # a prompt longer than the arena's first capacity makes it grow inside a step; the next
     # request must still be admitted (regression: the grown arena was an inference tensor
     # written outside inference mode, which killed the scheduler)
-    eng = make_engine(prefill_chunk=16)
+    eng = make_batcher(prefill_chunk=16)
     eng.arena.GROW = 8
     long = eng.generate(list(range(1, 60)), GREEDY.model_copy(update={"max_tokens": 4}))
     assert long.finish_reason == "length"

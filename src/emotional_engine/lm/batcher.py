@@ -1,4 +1,4 @@
-"""Continuous-batching inference engine for the builtin decoder.
+"""The builtin decoder's continuous batcher: the inference loop behind `BuiltinGenerator`.
 
 One scheduler thread owns the model. Each step it packs every running request into one forward
 pass: one token per decoding request plus at most `prefill_chunk` prompt tokens of requests still
@@ -24,13 +24,14 @@ import queue
 import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-from emotional_engine.lm.model import KVArena, KVCache, Llama, Segment
+from emotional_engine.lm.generator import Completion, Piece
+from emotional_engine.lm.kv_cache import CachePool, KVArena, KVCache, Segment
+from emotional_engine.lm.model import Llama
 from emotional_engine.lm.sampling import LogitsProcessor, Sampler, SamplingParams
 from emotional_engine.lm.tokenizer import BPETokenizer, StreamDecoder
 
@@ -39,42 +40,6 @@ log = logging.getLogger(__name__)
 
 class ContextOverflowError(ValueError):
     pass
-
-
-@dataclass
-class Piece:
-    """A streamed piece of output; the last one of a request carries `finish_reason` and `usage`."""
-
-    text: str
-    token_id: int | None = None
-    finish_reason: str | None = None  # stop | length | cancelled | error
-    error: str | None = None
-    usage: dict | None = None
-
-
-@dataclass
-class Completion:
-    text: str
-    finish_reason: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    ttft_ms: float = 0.0
-    total_ms: float = 0.0
-    error: str | None = None
-    token_ids: list[int] = field(default_factory=list)  # filled by the builtin engine
-
-    @classmethod
-    def from_pieces(cls, pieces: list[Piece]) -> Completion:
-        last = pieces[-1] if pieces else None
-        if last is None or last.finish_reason is None:
-            raise RuntimeError("the stream ended without a finish reason")
-        u = last.usage or {}
-        return cls(
-            text="".join(p.text for p in pieces), finish_reason=last.finish_reason, error=last.error,
-            prompt_tokens=u.get("prompt_tokens", 0), completion_tokens=u.get("completion_tokens", 0),
-            cached_tokens=u.get("cached_tokens", 0), ttft_ms=u.get("ttft_ms", 0.0), total_ms=u.get("total_ms", 0.0),
-        )
 
 
 _MARKS = ".!?…"  # sentence-final marks, for `SamplingParams.emotion_schedule`
@@ -127,51 +92,7 @@ def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-class CachePool:
-    """Session KV caches under a byte budget; idle ones are evicted least recently used first."""
-
-    def __init__(self, budget_bytes: int):
-        self.budget = budget_bytes
-        self._idle: OrderedDict[str, KVCache] = OrderedDict()
-        self._busy: dict[str, KVCache] = {}
-        self.evictions = 0
-
-    def checkout(self, session_id: str) -> tuple[KVCache | None, bool]:
-        """(cache or None if evicted/new, whether this request owns the session's cache)."""
-        if session_id in self._busy:
-            return None, False  # a concurrent request of the same session gets a private cache
-        cache = self._idle.pop(session_id, None)
-        self._busy[session_id] = cache  # placeholder until checkin
-        return cache, True
-
-    def checkin(self, session_id: str, cache: KVCache) -> None:
-        self._busy.pop(session_id, None)
-        self._idle[session_id] = cache
-
-    def release(self, session_id: str) -> None:
-        """End a checkout without keeping the cache (its state is unknown after an error)."""
-        self._busy.pop(session_id, None)
-
-    def drop(self, session_id: str) -> None:
-        self._idle.pop(session_id, None)
-
-    def __contains__(self, session_id: str) -> bool:
-        return session_id in self._idle
-
-    def enforce(self, active_bytes: int) -> None:
-        total = active_bytes + sum(c.nbytes for c in self._idle.values())
-        while total > self.budget and self._idle:
-            sid, cache = self._idle.popitem(last=False)
-            total -= cache.nbytes
-            self.evictions += 1
-            log.debug("evicted KV cache of session %s (%d bytes)", sid, cache.nbytes)
-
-    @property
-    def idle_bytes(self) -> int:
-        return sum(c.nbytes for c in self._idle.values())
-
-
-class LMEngine:
+class ContinuousBatcher:
     def __init__(
         self,
         model: Llama,
@@ -235,7 +156,7 @@ class LMEngine:
         )
         with self._cv:
             if self._closed:
-                raise RuntimeError("the engine is closed")
+                raise RuntimeError("the batcher is closed")
             self._waiting.append(r)
             self._ensure_thread()
             self._cv.notify()
@@ -351,7 +272,7 @@ class LMEngine:
                 cache = KVCache(self.cfg, self.cache_dtype)
             try:
                 self.arena.bind(cache)
-            except Exception as e:  # e.g. out of memory: this request fails, the engine goes on
+            except Exception as e:  # e.g. out of memory: this request fails, the batcher goes on
                 log.exception("request %d could not be admitted", r.id)
                 self._finish(r, "error", error=f"{type(e).__name__}: {e}")
                 continue
@@ -438,14 +359,14 @@ class LMEngine:
             finish = "length"
         if finish is not None:
             r.held = ""
-            self._emit(r, Piece(text, tok))
+            self._emit(r, Piece(text, tok, logprob=r.sampler.logprob))
             self._finish(r, finish)
             return
         keep = _stop_prefix_len(text, p.stop)
         r.held = text[len(text) - keep:] if keep else ""
         out = text[: len(text) - keep]
         if out:
-            self._emit(r, Piece(out, tok))
+            self._emit(r, Piece(out, tok, logprob=r.sampler.logprob))
         r.feed = [tok]
 
     def _emit(self, r: _Request, piece: Piece) -> None:
