@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench clean promtool
+.PHONY: run test install bench clean promtool lint format
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -19,8 +19,17 @@ run: $(STAMP)
 	$(BIN)/emotional-engine generate --premise "A lighthouse keeper finds a letter from her lost brother." \
 		--arc man_in_a_hole --culture en-GB --words 450 --seed 7 --candidates 2
 
-test: $(STAMP) promtool
+test: $(STAMP) promtool lint
 	$(BIN)/python -m pytest -q
+
+# ruff: the formatting and lint rules of pyproject.toml ([tool.ruff]); `make format` applies them
+lint: $(STAMP)
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
 
 # promtool (Debian package `prometheus`) unit-tests the alert rules in deploy/prometheus
 promtool:

@@ -105,8 +105,9 @@ def main() -> int:
         t0 = time.perf_counter()
         result = score(records, character_findings, KINDS)
         ms = 1000 * (time.perf_counter() - t0) / len(records)
-        table(f"character checker, {split} split, {ms:.1f} ms per passage (first call {warm:.1f} s)", result,
-              len(records))
+        table(
+            f"character checker, {split} split, {ms:.1f} ms per passage (first call {warm:.1f} s)", result, len(records)
+        )
         if args.show_misses:
             for m in result["misses"]:
                 print("  ", *m)

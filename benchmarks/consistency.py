@@ -69,8 +69,28 @@ PREMISES = [
     "A neighbourhood prepares for a festival while a storm approaches.",
 ]
 ARCS = ["man_in_a_hole", "rags_to_riches", "tragedy", "cinderella", "icarus"]
-LENGTH_CULTURES = ["ja-JP", "yo-NG", "es-MX", "hi-IN", "de-DE", "ko-KR", "sw-KE", "pt-BR", "ar-EG", "en-GB",
-                   "vi-VN", "mi-NZ", "tr-TR", "fil-PH", "ru-RU", "zu-ZA", "bn-BD", "fr-FR", "id-ID", "am-ET"]
+LENGTH_CULTURES = [
+    "ja-JP",
+    "yo-NG",
+    "es-MX",
+    "hi-IN",
+    "de-DE",
+    "ko-KR",
+    "sw-KE",
+    "pt-BR",
+    "ar-EG",
+    "en-GB",
+    "vi-VN",
+    "mi-NZ",
+    "tr-TR",
+    "fil-PH",
+    "ru-RU",
+    "zu-ZA",
+    "bn-BD",
+    "fr-FR",
+    "id-ID",
+    "am-ET",
+]
 LOC_CULTURES = ["en-US", "ja-JP", "yo-NG", "hi-IN", "es-MX", "ru-RU"]
 SAME_LENGTH = 200  # words: localisation measured again on every version's first words
 ENGLISH_SHARE = 0.30  # of a text's words English stop words: below it a version is not English prose
@@ -79,37 +99,71 @@ FIT_PREMISE = "A family gathers for an important celebration, and an old quarrel
 
 # ---- the work list -------------------------------------------------------------------------------
 
+
 def length_items(lengths: list[int]) -> list[dict]:
     """The stories of the lengths asked for; each keeps its id, culture and seed whatever the lengths asked."""
     items, c = [], itertools.count()
     for words in sorted(LENGTHS):
         for k in range(LENGTHS[words]):
             i = next(c)
-            items.append({"id": f"length-{words}-{k}", "part": "length", "words": words,
-                          "culture": LENGTH_CULTURES[i % len(LENGTH_CULTURES)], "premise": PREMISES[k % 5],
-                          "arc": ARCS[k % 5], "seed": 100 + i})
+            items.append(
+                {
+                    "id": f"length-{words}-{k}",
+                    "part": "length",
+                    "words": words,
+                    "culture": LENGTH_CULTURES[i % len(LENGTH_CULTURES)],
+                    "premise": PREMISES[k % 5],
+                    "arc": ARCS[k % 5],
+                    "seed": 100 + i,
+                }
+            )
     items = [it for it in items if it["words"] in lengths]
     longest = [it for it in items if it["words"] == 10000][:1]  # the one that matters most starts first
     return longest + [it for it in items if it not in longest]
 
 
 def fit_items() -> list[dict]:
-    return [{"id": f"fit-{tag}", "part": "fit", "words": 600, "culture": tag, "premise": FIT_PREMISE,
-             "arc": "man_in_a_hole", "seed": 7} for tag in profile_tags()]
+    return [
+        {
+            "id": f"fit-{tag}",
+            "part": "fit",
+            "words": 600,
+            "culture": tag,
+            "premise": FIT_PREMISE,
+            "arc": "man_in_a_hole",
+            "seed": 7,
+        }
+        for tag in profile_tags()
+    ]
 
 
 def localisation_items(words: int, premises: int = 5, cultures: int = 6) -> list[dict]:
-    return [{"id": f"loc-{who}-{p}-{tag}", "part": "localisation", "who": who, "words": words, "culture": tag,
-             "premise": PREMISES[p], "premise_index": p, "cultures": cultures, "arc": "man_in_a_hole",
-             "seed": 11 + p}
-            for p in range(premises) for tag in LOC_CULTURES[:cultures] for who in ("engine", "baseline")]
+    return [
+        {
+            "id": f"loc-{who}-{p}-{tag}",
+            "part": "localisation",
+            "who": who,
+            "words": words,
+            "culture": tag,
+            "premise": PREMISES[p],
+            "premise_index": p,
+            "cultures": cultures,
+            "arc": "man_in_a_hole",
+            "seed": 11 + p,
+        }
+        for p in range(premises)
+        for tag in LOC_CULTURES[:cultures]
+        for who in ("engine", "baseline")
+    ]
 
 
 # ---- writing one story ---------------------------------------------------------------------------
 
+
 def request_of(item: dict) -> StoryRequest:
-    return StoryRequest(premise=item["premise"], arc=item["arc"], culture=item["culture"], words=item["words"],
-                        seed=item["seed"])
+    return StoryRequest(
+        premise=item["premise"], arc=item["arc"], culture=item["culture"], words=item["words"], seed=item["seed"]
+    )
 
 
 async def engine_story(engine: Engine, item: dict, partial: Path) -> dict:
@@ -129,8 +183,11 @@ async def engine_story(engine: Engine, item: dict, partial: Path) -> dict:
             saved["outcomes"].append(ev.data.model_dump(mode="json"))
             atomic_write(partial, {**saved, "seconds": saved["seconds"] + time.perf_counter() - t0})
             sc = ev.data.scene
-            print(f"[{item['id']}] scene {sc.index + 1}/{len(saved['plan']['scenes'])} {len(sc.text.split())} "
-                  f"words {sc.measured.emotion if sc.measured else '-'} {time.perf_counter() - t0:.0f}s", flush=True)
+            print(
+                f"[{item['id']}] scene {sc.index + 1}/{len(saved['plan']['scenes'])} {len(sc.text.split())} "
+                f"words {sc.measured.emotion if sc.measured else '-'} {time.perf_counter() - t0:.0f}s",
+                flush=True,
+            )
 
     partial.parent.mkdir(parents=True, exist_ok=True)
     story = await engine.agenerate(request_of(item), on_event, done, plan)
@@ -140,10 +197,20 @@ async def engine_story(engine: Engine, item: dict, partial: Path) -> dict:
 async def baseline_story(engine: Engine, item: dict) -> dict:
     """The single-model baseline: the premise plus "set in CULTURE", one prompt, no agents."""
     req = request_of(item)
-    prompt = [{"role": "user", "content": f"Write a story of about {req.words} words set in "
-                                          f"{load_profile(req.culture).name}. Premise: {req.premise}"}]
-    params = SamplingParams(max_tokens=int(req.words * 1.6), temperature=req.sampling.temperature,
-                            top_p=req.sampling.top_p, repetition_penalty=req.sampling.repetition_penalty, seed=req.seed)
+    prompt = [
+        {
+            "role": "user",
+            "content": f"Write a story of about {req.words} words set in "
+            f"{load_profile(req.culture).name}. Premise: {req.premise}",
+        }
+    ]
+    params = SamplingParams(
+        max_tokens=int(req.words * 1.6),
+        temperature=req.sampling.temperature,
+        top_p=req.sampling.top_p,
+        repetition_penalty=req.sampling.repetition_penalty,
+        seed=req.seed,
+    )
     t0 = time.perf_counter()
     done = await engine.generator.complete(prompt, params)
     print(f"[{item['id']}] baseline {len(done.text.split())} words {time.perf_counter() - t0:.0f}s", flush=True)
@@ -151,6 +218,7 @@ async def baseline_story(engine: Engine, item: dict) -> dict:
 
 
 # ---- measures ------------------------------------------------------------------------------------
+
 
 def measure(engine: Engine, item: dict, story: dict) -> dict:
     from emotional_engine.domain import Story
@@ -171,7 +239,9 @@ def measure(engine: Engine, item: dict, story: dict) -> dict:
         "emotion_arc_r": pearson(req.arc_curve().targets(WINDOWS), model_v),
         "off_culture_names": sorted(foreign_names(s.text, req.culture, cast_words)),
         "cultural_fit": s.quality.cultural_fit,
-        "repairs_in_writing": {k: s.memory.get(k) for k in ("contradictions_found", "contradictions_found_per_1000_words")},
+        "repairs_in_writing": {
+            k: s.memory.get(k) for k in ("contradictions_found", "contradictions_found_per_1000_words")
+        },
     }
 
 
@@ -211,8 +281,10 @@ def profile_items() -> list[str]:
 @functools.cache
 def _item_pattern(items: tuple[str, ...]) -> re.Pattern:
     """The items as whole words, longest first ("boss" must not cut "bossy", nor "moon" "moonlight")."""
+
     def bounded(item: str) -> str:
         return (r"\b" if item[0].isalnum() else "") + re.escape(item) + (r"\b" if item[-1].isalnum() else "")
+
     return re.compile("|".join(bounded(i) for i in sorted(items, key=len, reverse=True)))
 
 
@@ -255,10 +327,12 @@ def localisation_views(texts: dict[tuple[int, str], str]) -> dict[str, tuple[flo
     the English versions only (a version in another language or in gibberish overlaps nothing)."""
     first = {k: " ".join(t.split()[:SAME_LENGTH]) for k, t in texts.items()}
     only = {k for k, t in texts.items() if english(t)}
-    return {"all versions": localisation_similarity(texts),
-            f"first {SAME_LENGTH} words": localisation_similarity(first),
-            "English versions": localisation_similarity({k: texts[k] for k in only}),
-            f"English versions, first {SAME_LENGTH} words": localisation_similarity({k: first[k] for k in only})}
+    return {
+        "all versions": localisation_similarity(texts),
+        f"first {SAME_LENGTH} words": localisation_similarity(first),
+        "English versions": localisation_similarity({k: texts[k] for k in only}),
+        f"English versions, first {SAME_LENGTH} words": localisation_similarity({k: first[k] for k in only}),
+    }
 
 
 def interval(values: list[float]) -> tuple[float, float, float]:
@@ -273,6 +347,7 @@ def interval(values: list[float]) -> tuple[float, float, float]:
 
 
 # ---- the run -------------------------------------------------------------------------------------
+
 
 def atomic_write(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
@@ -291,17 +366,20 @@ def _saved(out: Path, item: dict) -> dict:
 
 def _finished(out: Path, item: dict) -> bool:
     path = out / f"{item['id']}.json"
-    return path.exists() and (item.get("who") == "baseline"
-                              or "cast_mentions" in json.loads(path.read_text()).get("measures", {}))
+    return path.exists() and (
+        item.get("who") == "baseline" or "cast_mentions" in json.loads(path.read_text()).get("measures", {})
+    )
 
 
 async def run(args, engine: Engine | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     parts = args.parts.split(",")
-    lists = {"length": lambda: length_items([int(x) for x in args.lengths.split(",")])[: args.limit],
-             "fit": lambda: fit_items()[: args.limit],
-             "localisation": lambda: localisation_items(args.loc_words, args.limit or 5, args.loc_cultures)}
+    lists = {
+        "length": lambda: length_items([int(x) for x in args.lengths.split(",")])[: args.limit],
+        "fit": lambda: fit_items()[: args.limit],
+        "localisation": lambda: localisation_items(args.loc_words, args.limit or 5, args.loc_cultures),
+    }
     work = [item for part in parts for item in lists[part]()]  # in the order the parts are named
     if args.remeasure:  # the saved stories, measured again with this code's measures; nothing is written
         engine = engine or Engine(candidates=args.candidates)
@@ -341,9 +419,12 @@ async def write_and_measure(engine: Engine, out: Path, item: dict) -> None:
     result["measures"] = await run_model(measure, engine, item, result["story"])  # torch: the model worker
     save(out, item, result)
     m = result["measures"]
-    print(f"[{item['id']}] done: {m['words']} words, character {m['character_consistency']:.3f} over "
-          f"{m['cast_mentions']} mentions, plot {m['plot_contradictions_per_1000_words']:.2f}/1k, arc r "
-          f"{m['emotion_arc_r']:+.2f}, off-culture {len(m['off_culture_names'])}, {result['seconds']:.0f}s", flush=True)
+    print(
+        f"[{item['id']}] done: {m['words']} words, character {m['character_consistency']:.3f} over "
+        f"{m['cast_mentions']} mentions, plot {m['plot_contradictions_per_1000_words']:.2f}/1k, arc r "
+        f"{m['emotion_arc_r']:+.2f}, off-culture {len(m['off_culture_names'])}, {result['seconds']:.0f}s",
+        flush=True,
+    )
 
 
 def short_scenes(story: dict) -> tuple[int, int, int]:
@@ -362,13 +443,18 @@ def report(out: Path) -> None:
     results = load_results(out)
     lengths = [r for r in results if r["item"]["part"] == "length"]
     if lengths:
-        print("\n| words | stories | character consistency | as written, before the gate | plot contradictions / 1k words | emotion arc r "
-              "| cast mentions / 1k words | off-culture names | min per story |\n|---|---|---|---|---|---|---|---|---|")
+        print(
+            "\n| words | stories | character consistency | as written, before the gate "
+            "| plot contradictions / 1k words | emotion arc r "
+            "| cast mentions / 1k words | off-culture names | min per story |\n|---|---|---|---|---|---|---|---|---|"
+        )
         for words in sorted({r["item"]["words"] for r in lengths}):
             rs = [r for r in lengths if r["item"]["words"] == words]
-            columns = [[r["measures"]["character_consistency"] for r in rs],
-                       [r["story"]["quality"]["character_consistency"] for r in rs],  # the character agent's, as written
-                       *([r["measures"][k] for r in rs] for k in ("plot_contradictions_per_1000_words", "emotion_arc_r"))]
+            columns = [
+                [r["measures"]["character_consistency"] for r in rs],
+                [r["story"]["quality"]["character_consistency"] for r in rs],  # the character agent's, as written
+                *([r["measures"][k] for r in rs] for k in ("plot_contradictions_per_1000_words", "emotion_arc_r")),
+            ]
             cells = []
             for values in columns:
                 m, half, _ = interval(values)
@@ -383,8 +469,10 @@ def report(out: Path) -> None:
         for r in fits:
             m = r["measures"]
             changed = changed_names(r["story"]["quality"]["reasons"])
-            print(f"| {r['item']['culture']} | {', '.join(m['off_culture_names']) or 'none'} | "
-                  f"{'; '.join(changed) or 'none'} | {m['cultural_fit']:.3f} |")
+            print(
+                f"| {r['item']['culture']} | {', '.join(m['off_culture_names']) or 'none'} | "
+                f"{'; '.join(changed) or 'none'} | {m['cultural_fit']:.3f} |"
+            )
     for part in ("length", "fit"):
         counts = [short_scenes(r["story"]) for r in results if r["item"]["part"] == part]
         if counts:
@@ -392,20 +480,31 @@ def report(out: Path) -> None:
             print(f"\n{part}: {short} of {scenes} scenes shown with under half the words asked for ({empty} empty)")
     loc = [r for r in results if r["item"]["part"] == "localisation"]
     premises = {r["item"]["premise_index"] for r in loc}
-    complete = [p for p in sorted(premises) if sum(r["item"]["premise_index"] == p for r in loc)
-                == 2 * next(r["item"]["cultures"] for r in loc if r["item"]["premise_index"] == p)]
+    complete = [
+        p
+        for p in sorted(premises)
+        if sum(r["item"]["premise_index"] == p for r in loc)
+        == 2 * next(r["item"]["cultures"] for r in loc if r["item"]["premise_index"] == p)
+    ]
     if complete:
         n = len({r["item"]["culture"] for r in loc})
-        texts = {who: {(r["item"]["premise_index"], r["item"]["culture"]): r["story"]["text"] if who == "engine"
-                       else r["text"] for r in loc if r["item"]["who"] == who and r["item"]["premise_index"] in complete}
-                 for who in ("engine", "baseline")}
+        texts = {
+            who: {
+                (r["item"]["premise_index"], r["item"]["culture"]): r["story"]["text"] if who == "engine" else r["text"]
+                for r in loc
+                if r["item"]["who"] == who and r["item"]["premise_index"] in complete
+            }
+            for who in ("engine", "baseline")
+        }
         views = {who: localisation_views(t) for who, t in texts.items()}
         for view in views["engine"]:
             eng, base = views["engine"][view], views["baseline"][view]
             ratio = eng[0] / base[0] if base[0] else float("nan")
-            print(f"\nlocalisation ({len(complete)} premises x {n} cultures, masked TF-IDF cosine, {view}): "
-                  f"engine {eng[0]:.3f}, baseline {base[0]:.3f}, ratio {ratio:.2f} (target <= 0.70); per premise "
-                  f"engine {[round(x, 3) for x in eng[1]]} baseline {[round(x, 3) for x in base[1]]}")
+            print(
+                f"\nlocalisation ({len(complete)} premises x {n} cultures, masked TF-IDF cosine, {view}): "
+                f"engine {eng[0]:.3f}, baseline {base[0]:.3f}, ratio {ratio:.2f} (target <= 0.70); per premise "
+                f"engine {[round(x, 3) for x in eng[1]]} baseline {[round(x, 3) for x in base[1]]}"
+            )
         for who, t in texts.items():
             print(f"{who} versions not in English: {sorted(f'{p}-{c}' for (p, c), x in t.items() if not english(x))}")
 
@@ -415,15 +514,22 @@ if __name__ == "__main__":
     ap.add_argument("--parts", default="length,fit,localisation")
     ap.add_argument("--lengths", default="500,1000,2500,5000,10000")
     ap.add_argument("--candidates", type=int, default=2)
-    ap.add_argument("--limit", type=int, default=None, help="at most this many stories per part (for localisation: "
-                                                             "this many premises)")
+    ap.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="at most this many stories per part (for localisation: this many premises)",
+    )
     ap.add_argument("--loc-cultures", type=int, default=6, help="cultures per premise in the localisation part")
     ap.add_argument("--loc-words", type=int, default=300, help="length of the localisation stories")
     ap.add_argument("--concurrency", type=int, default=3, help="stories written at the same time")
     ap.add_argument("--out", default="benchmarks/results/consistency")
     ap.add_argument("--report", action="store_true", help="only print the tables from the saved results")
-    ap.add_argument("--remeasure", action="store_true",
-                    help="measure the saved stories of the parts again with today's measures, then print the tables")
+    ap.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="measure the saved stories of the parts again with today's measures, then print the tables",
+    )
     a = ap.parse_args()
     if a.report:
         report(Path(a.out))

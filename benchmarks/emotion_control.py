@@ -44,8 +44,8 @@ from emotional_engine.emotion.labels import CIRCUMPLEX, LABELS
 from emotional_engine.emotion.model import HEAD_PATH
 from emotional_engine.emotion.steering import LogitBias, load_or_build
 from emotional_engine.lm import emotion_attention as ea
-from emotional_engine.lm.builtin import BuiltinGenerator
 from emotional_engine.lm.batcher import ContinuousBatcher
+from emotional_engine.lm.builtin import BuiltinGenerator
 from emotional_engine.lm.generator import Completion
 from emotional_engine.lm.gguf import default_cache_dir
 from emotional_engine.lm.sampling import SamplingParams
@@ -65,10 +65,16 @@ PREMISES = [
 JUDGE_SUFFIX = "\n\nThe feeling of this passage is"
 CONTENT_FREE = ["N/A", "", "[MASK]"]  # the judge's prior: mean log-likelihoods after these
 
+
 def scene_prompt(premise: str, emotion: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": f"Premise: {premise}\nWrite one short scene of about 80 words from this "
-                                        f"story. The scene's emotion is {emotion}: the reader must feel {emotion}. "
-                                        "Write only the scene."}]
+    return [
+        {
+            "role": "user",
+            "content": f"Premise: {premise}\nWrite one short scene of about 80 words from this "
+            f"story. The scene's emotion is {emotion}: the reader must feel {emotion}. "
+            "Write only the scene.",
+        }
+    ]
 
 
 def run_all(engine: ContinuousBatcher, jobs: list[tuple[list[dict], SamplingParams, list]]) -> list[Completion]:
@@ -176,9 +182,14 @@ def main() -> None:
         for e in LABELS:
             for arm, (use_adapter, steer) in arms.items():
                 for k in range(args.candidates if arm == "d" else 1):  # (e) reranks (d)'s candidates
-                    params = SamplingParams(max_tokens=args.max_tokens, temperature=0.8, top_p=0.95, repetition_penalty=1.1,
-                                            seed=1000 * p + 10 * LABELS.index(e) + k,
-                                            emotion_context=contexts[e] if use_adapter else None)
+                    params = SamplingParams(
+                        max_tokens=args.max_tokens,
+                        temperature=0.8,
+                        top_p=0.95,
+                        repetition_penalty=1.1,
+                        seed=1000 * p + 10 * LABELS.index(e) + k,
+                        emotion_context=contexts[e] if use_adapter else None,
+                    )
                     jobs.append((scene_prompt(premise, e), params, [steering[e]] if steer else []))
                     keys.append((p, e, arm, k))
     t0 = time.perf_counter()
@@ -201,7 +212,9 @@ def main() -> None:
     judge = ZeroShotJudge(model, tok)
     gold = [json.loads(line) for line in (Path(__file__).parent.parent / "tests/data/emotion_test.jsonl").open()]
     judge_acc = float(np.mean([j[0] == g["label"] for j, g in zip(judge.judge([g["text"] for g in gold]), gold)]))
-    print(f"judge accuracy on the {len(gold)} hand-written test sentences: {judge_acc:.3f} (chance {1 / len(LABELS):.3f})")
+    print(
+        f"judge accuracy on the {len(gold)} hand-written test sentences: {judge_acc:.3f} (chance {1 / len(LABELS):.3f})"
+    )
     judged = dict(zip(texts, judge.judge(list(texts.values()))))
 
     rows = {arm: [] for arm in "abcde"}
@@ -222,25 +235,55 @@ def main() -> None:
             "match_judge": float(np.mean([j[0] == e for e, _, j in rs])),
             "valence_dist_judge": float(np.mean([abs(j[1] - CIRCUMPLEX[e][0]) for e, _, j in rs])),
         }
-    names = {"a": "prompt only", "b": "+ logit steering", "c": "+ adapter", "d": "adapter + steering", "e": f"(d) + rerank {args.candidates}"}
-    print(f"\n{'condition':<26} {'match (emotion model)':>22} {'|dv| (emotion model)':>21} {'match (judge)':>14} {'|dv| (judge)':>13}")
+    names = {
+        "a": "prompt only",
+        "b": "+ logit steering",
+        "c": "+ adapter",
+        "d": "adapter + steering",
+        "e": f"(d) + rerank {args.candidates}",
+    }
+    print(
+        f"\n{'condition':<26} {'match (emotion model)':>22} {'|dv| (emotion model)':>21} "
+        f"{'match (judge)':>14} {'|dv| (judge)':>13}"
+    )
     for arm, t in table.items():
-        print(f"({arm}) {names[arm]:<22} {t['match_emotion_model']:>22.3f} {t['valence_dist_emotion_model']:>21.3f} "
-              f"{t['match_judge']:>14.3f} {t['valence_dist_judge']:>13.3f}")
-    per_emotion = {arm: {e: float(np.mean([j[0] == e for e2, _, j in rs if e2 == e])) for e in LABELS} for arm, rs in rows.items()}
+        print(
+            f"({arm}) {names[arm]:<22} {t['match_emotion_model']:>22.3f} {t['valence_dist_emotion_model']:>21.3f} "
+            f"{t['match_judge']:>14.3f} {t['valence_dist_judge']:>13.3f}"
+        )
+    per_emotion = {
+        arm: {e: float(np.mean([j[0] == e for e2, _, j in rs if e2 == e])) for e in LABELS} for arm, rs in rows.items()
+    }
 
     ppl = heldout_perplexity(model, tok, args.ppl_chunks)
-    print(f"\nheld-out perplexity: base {ppl['base']:.3f}, adapter (own contexts) {ppl['adapter']:.3f}, "
-          f"ratio {ppl['adapter'] / ppl['base']:.4f}")
-
+    print(
+        f"\nheld-out perplexity: base {ppl['base']:.3f}, adapter (own contexts) {ppl['adapter']:.3f}, "
+        f"ratio {ppl['adapter'] / ppl['base']:.4f}"
+    )
 
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": f"{platform.machine()} {platform.processor()} threads={torch.get_num_threads()}",
-                       "premises": args.premises, "adapter": gen.info.adapter, "table": table, "per_emotion_judge": per_emotion,
-                       "perplexity": ppl, "speed": speed, "judge_accuracy_test_set": judge_acc, "generation_s": gen_s,
-                       "samples": {f"{p}-{e}-{arm}": texts[(p, e, arm, 0)] for p in range(min(2, args.premises)) for e in LABELS
-                                   for arm in "acd"}}, f, indent=2)
+            json.dump(
+                {
+                    "machine": f"{platform.machine()} {platform.processor()} threads={torch.get_num_threads()}",
+                    "premises": args.premises,
+                    "adapter": gen.info.adapter,
+                    "table": table,
+                    "per_emotion_judge": per_emotion,
+                    "perplexity": ppl,
+                    "speed": speed,
+                    "judge_accuracy_test_set": judge_acc,
+                    "generation_s": gen_s,
+                    "samples": {
+                        f"{p}-{e}-{arm}": texts[(p, e, arm, 0)]
+                        for p in range(min(2, args.premises))
+                        for e in LABELS
+                        for arm in "acd"
+                    },
+                },
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

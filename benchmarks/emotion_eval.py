@@ -3,6 +3,7 @@ per-label precision/recall/F1 and the confusion matrix. The test set is never us
 
     .venv/bin/python benchmarks/emotion_eval.py [--json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,10 @@ def evaluate(model=None, path: Path = TEST) -> dict:
         "n": len(rows),
         "accuracy": float(accuracy_score(y, pred)),
         "macro_f1": float(f1_score(y, pred, labels=list(LABELS), average="macro")),
-        "per_label": {k: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "n": int(n[i])}
-                      for i, k in enumerate(LABELS)},
+        "per_label": {
+            k: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "n": int(n[i])}
+            for i, k in enumerate(LABELS)
+        },
         "confusion": confusion_matrix(y, pred, labels=list(LABELS)).tolist(),
         "valence_sign_agreement": _valence_sign(rows, scores),
         "seconds_per_sentence": dt / len(rows),
@@ -42,8 +45,11 @@ def evaluate(model=None, path: Path = TEST) -> dict:
 
 def _valence_sign(rows, scores) -> float:
     pos, neg = {"joy", "trust"}, {"fear", "sadness", "disgust", "anger"}
-    ok = [(s.valence > 0) if r["label"] in pos else (s.valence < 0)
-          for r, s in zip(rows, scores) if r["label"] in pos | neg]
+    ok = [
+        (s.valence > 0) if r["label"] in pos else (s.valence < 0)
+        for r, s in zip(rows, scores)
+        if r["label"] in pos | neg
+    ]
     return float(np.mean(ok))
 
 
@@ -60,7 +66,9 @@ def main() -> None:
     print(f"test set: {TEST.name}, {res['n']} hand-written sentences")
     print(f"accuracy  {res['accuracy']:.3f}")
     print(f"macro-F1  {res['macro_f1']:.3f}")
-    print(f"valence sign agreement (joy/trust > 0; fear/sadness/disgust/anger < 0)  {res['valence_sign_agreement']:.3f}")
+    print(
+        f"valence sign agreement (joy/trust > 0; fear/sadness/disgust/anger < 0)  {res['valence_sign_agreement']:.3f}"
+    )
     print(f"scoring time per sentence (batched)  {1000 * res['seconds_per_sentence']:.1f} ms\n")
     print(f"{'label':<13}{'precision':>10}{'recall':>8}{'F1':>7}{'n':>5}")
     for k, v in res["per_label"].items():

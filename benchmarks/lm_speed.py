@@ -42,8 +42,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from emotional_engine.lm.builtin import BuiltinGenerator
 from emotional_engine.lm.batcher import ContinuousBatcher, common_prefix_len
+from emotional_engine.lm.builtin import BuiltinGenerator
 from emotional_engine.lm.generator import Completion, Piece
 from emotional_engine.lm.gguf import embedded_model_path
 from emotional_engine.lm.quant import WEIGHT_FORMATS
@@ -90,8 +90,14 @@ class EngineFailure(RuntimeError):
     """The engine stopped answering (its scheduler thread died or stalled) or a request failed."""
 
 
-def generate(engine: ContinuousBatcher, prompt_ids: list[int], params: SamplingParams, *, session_id: str | None = None,
-             on_piece: Callable[[Piece], None] | None = None) -> Completion:
+def generate(
+    engine: ContinuousBatcher,
+    prompt_ids: list[int],
+    params: SamplingParams,
+    *,
+    session_id: str | None = None,
+    on_piece: Callable[[Piece], None] | None = None,
+) -> Completion:
     """ContinuousBatcher.generate, but never blocks forever: it fails fast if the scheduler thread is gone
     and after STALL_S seconds without a piece. Same submit/queue path, so the same timings."""
     q: queue.Queue[Piece] = queue.Queue()
@@ -211,9 +217,15 @@ def machine_info() -> dict:
     except AttributeError:
         usable = os.cpu_count()
     return {
-        "cpu": cpu, "logical_cpus": os.cpu_count(), "usable_cpus": usable, "physical_cores": len(cores) or None,
-        "simd": simd, "python": platform.python_version(), "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable,
+        "physical_cores": len(cores) or None,
+        "simd": simd,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
     }
 
 
@@ -225,11 +237,11 @@ class Prompts:
         self.bos = [tok.bos_id] if tok.add_bos and tok.bos_id is not None else []
         one = len(tok.encode(PARAGRAPH)) - len(self.bos)
         text = " ".join([PARAGRAPH] * (min_tokens // max(one, 1) + 3))
-        self.stream = tok.encode(text)[len(self.bos):]
+        self.stream = tok.encode(text)[len(self.bos) :]
         self.paragraph_tokens = one
 
     def make(self, n: int, offset: int = 0) -> list[int]:
-        body = self.stream[offset: offset + n - len(self.bos)]
+        body = self.stream[offset : offset + n - len(self.bos)]
         if len(body) != n - len(self.bos):
             raise ValueError(f"prompt source too short for {n} tokens at offset {offset}")
         return self.bos + body
@@ -238,7 +250,9 @@ class Prompts:
 # ---- 1. prefill ---------------------------------------------------------------------------------
 
 
-def bench_prefill(engine: ContinuousBatcher, prompts: Prompts, lengths: list[int], reps: int, budget_s: float) -> list[dict]:
+def bench_prefill(
+    engine: ContinuousBatcher, prompts: Prompts, lengths: list[int], reps: int, budget_s: float
+) -> list[dict]:
     """One request at a time through the engine with max_tokens=1; prefill time = Completion.ttft_ms
     (submit -> first token sampled), so it includes the engine's 256-token prefill chunking."""
     greedy1 = SamplingParams(max_tokens=1, temperature=0)
@@ -246,10 +260,17 @@ def bench_prefill(engine: ContinuousBatcher, prompts: Prompts, lengths: list[int
     rows = []
     for n in lengths:
         ids = prompts.make(n)
-        ttfts = repeat(lambda: generate(engine, ids, greedy1).ttft_ms, reps, budget_s)
+        ttfts = repeat(lambda ids=ids: generate(engine, ids, greedy1).ttft_ms, reps, budget_s)
         rates = [n / (t / 1000) for t in ttfts]
-        rows.append({"prompt_tokens": n, "reps": len(ttfts), "tok_s_median": median(rates),
-                     "ms_median": median(ttfts), "ms_p95": p95(ttfts)})
+        rows.append(
+            {
+                "prompt_tokens": n,
+                "reps": len(ttfts),
+                "tok_s_median": median(rates),
+                "ms_median": median(ttfts),
+                "ms_p95": p95(ttfts),
+            }
+        )
     return rows
 
 
@@ -302,18 +323,32 @@ def run_concurrent(engine: ContinuousBatcher, prompt_list: list[list[int]], max_
         agg_decode = n_win / (t_b - t_a)
     else:  # too short to have a window (tiny max_tokens): fall back to per-request spans
         agg_decode = sum(c.completion_tokens - 1 for c in comps) / max(
-            (max(c.total_ms for c in comps) - min(c.ttft_ms for c in comps)) / 1000, 1e-9)
+            (max(c.total_ms for c in comps) - min(c.ttft_ms for c in comps)) / 1000, 1e-9
+        )
     itl = [(b - a) * 1000 for s in stamps for a, b in zip(s, s[1:])]
-    return {"batch": B, "wall_s": wall, "tokens": total, "e2e_tok_s": total / wall, "decode_tok_s": agg_decode,
-            "per_request_decode_tok_s": per_req, "ttft_ms": [c.ttft_ms for c in comps], "itl_ms": itl,
-            "token_ids": comps[0].token_ids}
+    return {
+        "batch": B,
+        "wall_s": wall,
+        "tokens": total,
+        "e2e_tok_s": total / wall,
+        "decode_tok_s": agg_decode,
+        "per_request_decode_tok_s": per_req,
+        "ttft_ms": [c.ttft_ms for c in comps],
+        "itl_ms": itl,
+        "token_ids": comps[0].token_ids,
+    }
 
 
-def bench_decode(engine: ContinuousBatcher, prompts: Prompts, batch: int, max_tokens: int, reps: int, budget_s: float) -> dict:
+def bench_decode(
+    engine: ContinuousBatcher, prompts: Prompts, batch: int, max_tokens: int, reps: int, budget_s: float
+) -> dict:
     plist = [prompts.make(DECODE_PROMPT_TOKENS, offset=11 * i) for i in range(batch)]
     runs = repeat(lambda: run_concurrent(engine, plist, max_tokens), reps, budget_s)
     return {
-        "batch": batch, "reps": len(runs), "max_tokens": max_tokens, "prompt_tokens": DECODE_PROMPT_TOKENS,
+        "batch": batch,
+        "reps": len(runs),
+        "max_tokens": max_tokens,
+        "prompt_tokens": DECODE_PROMPT_TOKENS,
         "decode_tok_s": median([r["decode_tok_s"] for r in runs]),
         "e2e_tok_s": median([r["e2e_tok_s"] for r in runs]),
         "per_request_decode_tok_s": median([x for r in runs for x in r["per_request_decode_tok_s"]]),
@@ -344,11 +379,20 @@ def bench_session(engine: ContinuousBatcher, prompts: Prompts, turns: int, cold_
     cold_ids = ids[: SESSION_BASE_TOKENS + SESSION_TURN_TOKENS]
     cold = [generate(engine, cold_ids, greedy1).ttft_ms for _ in range(cold_reps)]
     reused = min(cached) >= SESSION_BASE_TOKENS
-    return {"base_tokens": SESSION_BASE_TOKENS, "turn_tokens": SESSION_TURN_TOKENS, "turns": turns,
-            "build_ttft_ms": first.ttft_ms, "ttft_ms_median": median(ttfts), "ttft_ms_p95": p95(ttfts),
-            "ttft_ms": ttfts, "cached_tokens": cached, "prefix_reused": reused,
-            "cold_ttft_ms_median": median(cold), "target_ms": SESSION_TTFT_TARGET_MS,
-            "meets_target": reused and median(ttfts) <= SESSION_TTFT_TARGET_MS}
+    return {
+        "base_tokens": SESSION_BASE_TOKENS,
+        "turn_tokens": SESSION_TURN_TOKENS,
+        "turns": turns,
+        "build_ttft_ms": first.ttft_ms,
+        "ttft_ms_median": median(ttfts),
+        "ttft_ms_p95": p95(ttfts),
+        "ttft_ms": ttfts,
+        "cached_tokens": cached,
+        "prefix_reused": reused,
+        "cold_ttft_ms_median": median(cold),
+        "target_ms": SESSION_TTFT_TARGET_MS,
+        "meets_target": reused and median(ttfts) <= SESSION_TTFT_TARGET_MS,
+    }
 
 
 # ---- 5. perplexity ------------------------------------------------------------------------------
@@ -362,7 +406,7 @@ def perplexity(model, ids: list[int], window: int, max_windows: int) -> dict:
     for start in range(0, len(ids) - 1, window):
         if windows >= max_windows:
             break
-        chunk = ids[start: start + window + 1]
+        chunk = ids[start : start + window + 1]
         if len(chunk) < 2:
             break
         x = torch.tensor(chunk[:-1], dtype=torch.long)[None]
@@ -411,25 +455,44 @@ def bench_transformers(path: Path, prompt: list[int], max_tokens: int, reps: int
         clk = Clock()
         t0 = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(x, attention_mask=mask, max_new_tokens=n_new, min_new_tokens=n_new,
-                                 do_sample=False, streamer=clk, pad_token_id=pad)
+            out = model.generate(
+                x,
+                attention_mask=mask,
+                max_new_tokens=n_new,
+                min_new_tokens=n_new,
+                do_sample=False,
+                streamer=clk,
+                pad_token_id=pad,
+            )
         t1 = time.perf_counter()
-        new = out[0, x.shape[1]:].tolist()
+        new = out[0, x.shape[1] :].tolist()
         first = clk.stamps[1] if len(clk.stamps) > 1 else t1
-        return {"e2e": len(new) / (t1 - t0), "decode": (len(new) - 1) / max(t1 - first, 1e-9),
-                "ttft_ms": (first - t0) * 1000, "tokens": new}
+        return {
+            "e2e": len(new) / (t1 - t0),
+            "decode": (len(new) - 1) / max(t1 - first, 1e-9),
+            "ttft_ms": (first - t0) * 1000,
+            "tokens": new,
+        }
 
     once(min(8, max_tokens))  # warm-up (short: eager transformers is the slowest thing in this run)
     runs = repeat(once, reps, budget_s)
-    del model
+    model = None  # the weights go before the next baseline loads
     gc.collect()
-    return {"status": "ok", "version": transformers.__version__, "load_s": load_s, "reps": len(runs),
-            "decode_tok_s": median([r["decode"] for r in runs]), "e2e_tok_s": median([r["e2e"] for r in runs]),
-            "ttft_ms_median": median([r["ttft_ms"] for r in runs]), "token_ids": runs[0]["tokens"]}
+    return {
+        "status": "ok",
+        "version": transformers.__version__,
+        "load_s": load_s,
+        "reps": len(runs),
+        "decode_tok_s": median([r["decode"] for r in runs]),
+        "e2e_tok_s": median([r["e2e"] for r in runs]),
+        "ttft_ms_median": median([r["ttft_ms"] for r in runs]),
+        "token_ids": runs[0]["tokens"],
+    }
 
 
-def bench_llama_cpp(path: Path, prompt: list[int], max_tokens: int, reps: int, budget_s: float,
-                    eos_ids: set[int], threads: int) -> dict:
+def bench_llama_cpp(
+    path: Path, prompt: list[int], max_tokens: int, reps: int, budget_s: float, eos_ids: set[int], threads: int
+) -> dict:
     try:
         import llama_cpp
     except ImportError:
@@ -452,26 +515,44 @@ def bench_llama_cpp(path: Path, prompt: list[int], max_tokens: int, reps: int, b
 
         llm.reset()  # no prompt-prefix reuse from the previous run
         t0 = time.perf_counter()
-        out = llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0, repeat_penalty=1.0,
-                                    logits_processor=llama_cpp.LogitsProcessorList([clock_and_ban_eos]))
+        out = llm.create_completion(
+            prompt,
+            max_tokens=max_tokens,
+            temperature=0.0,
+            repeat_penalty=1.0,
+            logits_processor=llama_cpp.LogitsProcessorList([clock_and_ban_eos]),
+        )
         t1 = time.perf_counter()
         n = int(out["usage"]["completion_tokens"])
         first = stamps[0] if stamps else t1
-        toks = [int(i) for i in llm.input_ids[len(prompt): llm.n_tokens]]
-        return {"e2e": n / (t1 - t0), "decode": (n - 1) / max(t1 - first, 1e-9), "ttft_ms": (first - t0) * 1000,
-                "n": n, "tokens": toks}
+        toks = [int(i) for i in llm.input_ids[len(prompt) : llm.n_tokens]]
+        return {
+            "e2e": n / (t1 - t0),
+            "decode": (n - 1) / max(t1 - first, 1e-9),
+            "ttft_ms": (first - t0) * 1000,
+            "n": n,
+            "tokens": toks,
+        }
 
     once()  # warm-up
     runs = repeat(once, reps, budget_s)
     close = getattr(llm, "close", None)
     if close is not None:
         close()
-    del llm
+    llm = None  # the model goes before the next baseline loads
     gc.collect()
-    return {"status": "ok", "version": getattr(llama_cpp, "__version__", "?"), "load_s": load_s, "reps": len(runs),
-            "threads": threads, "completion_tokens": runs[0]["n"],
-            "decode_tok_s": median([r["decode"] for r in runs]), "e2e_tok_s": median([r["e2e"] for r in runs]),
-            "ttft_ms_median": median([r["ttft_ms"] for r in runs]), "token_ids": runs[0]["tokens"]}
+    return {
+        "status": "ok",
+        "version": getattr(llama_cpp, "__version__", "?"),
+        "load_s": load_s,
+        "reps": len(runs),
+        "threads": threads,
+        "completion_tokens": runs[0]["n"],
+        "decode_tok_s": median([r["decode"] for r in runs]),
+        "e2e_tok_s": median([r["e2e"] for r in runs]),
+        "ttft_ms_median": median([r["ttft_ms"] for r in runs]),
+        "token_ids": runs[0]["tokens"],
+    }
 
 
 # ---- report -------------------------------------------------------------------------------------
@@ -494,27 +575,52 @@ def verdict(ok: bool | None) -> str:
 
 def decode_table(title: str, rows: list[tuple[str, dict]]) -> Table:
     tb = Table(title=title, title_justify="left")
-    for col in ("format", "concurrent", "reps", "decode tok/s (aggregate)", "decode tok/s per request",
-                "end-to-end tok/s", "inter-token ms p50 / p95", "TTFT ms p50 / p95"):
+    for col in (
+        "format",
+        "concurrent",
+        "reps",
+        "decode tok/s (aggregate)",
+        "decode tok/s per request",
+        "end-to-end tok/s",
+        "inter-token ms p50 / p95",
+        "TTFT ms p50 / p95",
+    ):
         tb.add_column(col, justify="right")
     for fmt_name, r in rows:
-        tb.add_row(fmt_name, str(r["batch"]), str(r["reps"]), fmt(r["decode_tok_s"]), fmt(r["per_request_decode_tok_s"]),
-                   fmt(r["e2e_tok_s"]), f"{fmt(r['itl_ms_median'])} / {fmt(r['itl_ms_p95'])}",
-                   f"{fmt(r['ttft_ms_median'], 0)} / {fmt(r['ttft_ms_p95'], 0)}")
+        tb.add_row(
+            fmt_name,
+            str(r["batch"]),
+            str(r["reps"]),
+            fmt(r["decode_tok_s"]),
+            fmt(r["per_request_decode_tok_s"]),
+            fmt(r["e2e_tok_s"]),
+            f"{fmt(r['itl_ms_median'])} / {fmt(r['itl_ms_p95'])}",
+            f"{fmt(r['ttft_ms_median'], 0)} / {fmt(r['ttft_ms_p95'], 0)}",
+        )
     return tb
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--formats", default=",".join(WEIGHT_FORMATS),
-                    help="weight formats, comma separated (default: %(default)s). Full speed rows for fp16 "
-                         "(else the first listed), batch-1 decode for the others, perplexity for all")
-    ap.add_argument("--quick", action="store_true", help="smoke test: 1 repeat everywhere, max_tokens 16, 3 session turns")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--formats",
+        default=",".join(WEIGHT_FORMATS),
+        help="weight formats, comma separated (default: %(default)s). Full speed rows for fp16 "
+        "(else the first listed), batch-1 decode for the others, perplexity for all",
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="smoke test: 1 repeat everywhere, max_tokens 16, 3 session turns"
+    )
     ap.add_argument("--json", metavar="FILE", type=Path, help="also write every number to FILE as JSON")
     ap.add_argument("--model", type=Path, default=None, help="GGUF file (default: the embedded SmolLM2-135M Q4_1)")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice); "
-                    "llama.cpp gets the same number")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's choice); llama.cpp gets the same number",
+    )
     ap.add_argument("--max-tokens", type=int, default=None, help="decode length (default 128, 16 with --quick)")
     ap.add_argument("--no-baselines", action="store_true", help="skip transformers and llama-cpp-python")
     args = ap.parse_args(argv)
@@ -553,8 +659,10 @@ def main(argv=None) -> int:
         res["error"] = str(e)
         rc = 1
     res["elapsed_s"] = time.perf_counter() - t_start
-    console.print(f"total time {res['elapsed_s']:.0f} s"
-                  + ("  [yellow](--quick: smoke test only, do not quote these numbers)[/yellow]" if args.quick else ""))
+    console.print(
+        f"total time {res['elapsed_s']:.0f} s"
+        + ("  [yellow](--quick: smoke test only, do not quote these numbers)[/yellow]" if args.quick else "")
+    )
     if args.json:
         write_json(args.json, res)
     return rc
@@ -568,19 +676,38 @@ def run(args: argparse.Namespace, res: dict) -> None:
     path = Path(args.model) if args.model else embedded_model_path()
 
     # repeat counts and per-section time budgets (a section stops repeating once its budget is spent)
-    reps = dict(prefill=1 if q else 5, b1=1 if q else 3, b4=1 if q else 3, b16=1 if q else 2, ref=1 if q else 3,
-                turns=3 if q else 10, cold=1 if q else 3, ppl_windows=1 if q else 64, base=1 if q else 3)
+    reps = dict(
+        prefill=1 if q else 5,
+        b1=1 if q else 3,
+        b4=1 if q else 3,
+        b16=1 if q else 2,
+        ref=1 if q else 3,
+        turns=3 if q else 10,
+        cold=1 if q else 3,
+        ppl_windows=1 if q else 64,
+        base=1 if q else 3,
+    )
     budget = dict(prefill=15.0, b1=25.0, b4=25.0, b16=45.0, ref=20.0, base=30.0)
 
-    res.update(machine=machine_info(), model=str(path), quick=q, max_tokens=max_tokens, formats=args.formats,
-               primary_format=primary)
+    res.update(
+        machine=machine_info(),
+        model=str(path),
+        quick=q,
+        max_tokens=max_tokens,
+        formats=args.formats,
+        primary_format=primary,
+    )
     m = res["machine"]
     console.print(f"[bold]builtin LM benchmark[/bold]  {path.name}")
-    console.print(f"CPU: {m['cpu']}  |  logical CPUs {m['logical_cpus']} (usable {m['usable_cpus']}, physical cores "
-                  f"{m['physical_cores'] or '?'})  |  SIMD: {' '.join(m['simd']) or '-'}")
-    console.print(f"python {m['python']}  |  torch {m['torch']}  |  torch threads {m['torch_threads']}  |  "
-                  f"formats {', '.join(args.formats)} (speed rows: {primary})  |  "
-                  f"{'QUICK smoke test, numbers are not meaningful' if q else 'full run'}")
+    console.print(
+        f"CPU: {m['cpu']}  |  logical CPUs {m['logical_cpus']} (usable {m['usable_cpus']}, physical cores "
+        f"{m['physical_cores'] or '?'})  |  SIMD: {' '.join(m['simd']) or '-'}"
+    )
+    console.print(
+        f"python {m['python']}  |  torch {m['torch']}  |  torch threads {m['torch_threads']}  |  "
+        f"formats {', '.join(args.formats)} (speed rows: {primary})  |  "
+        f"{'QUICK smoke test, numbers are not meaningful' if q else 'full run'}"
+    )
 
     # ---- load ---------------------------------------------------------------------------------
     t0 = section(f"load ({primary})")
@@ -589,11 +716,17 @@ def run(args: argparse.Namespace, res: dict) -> None:
     gen = BuiltinGenerator.load(path, weight_format=primary)
     engine = gen.batcher
     res["load"] = {"format": primary, "load_s": time.perf_counter() - t, "row_multiple": engine.model.row_multiple}
-    mem = {"before_load_rss_mib": mib(rss0), "after_load_rss_mib": mib(rss_bytes()),
-           "after_load_peak_mib": mib(peak_rss_bytes()), "after_load_kv": kv_state(engine)}
+    mem = {
+        "before_load_rss_mib": mib(rss0),
+        "after_load_rss_mib": mib(rss_bytes()),
+        "after_load_peak_mib": mib(peak_rss_bytes()),
+        "after_load_kv": kv_state(engine),
+    }
     res["memory"] = mem
-    console.print(f"loaded in {res['load']['load_s']:.1f} s (batch-invariant row multiple {engine.model.row_multiple}); "
-                  f"RSS {mem['after_load_rss_mib']:.0f} MiB (before load {mem['before_load_rss_mib']:.0f} MiB)")
+    console.print(
+        f"loaded in {res['load']['load_s']:.1f} s (batch-invariant row multiple {engine.model.row_multiple}); "
+        f"RSS {mem['after_load_rss_mib']:.0f} MiB (before load {mem['before_load_rss_mib']:.0f} MiB)"
+    )
     prompts = Prompts(engine, 1024 + SESSION_BASE_TOKENS + 16 * 11 + 64)
     took(t0, res, "load")
 
@@ -604,12 +737,16 @@ def run(args: argparse.Namespace, res: dict) -> None:
     for col in ("prompt tokens", "reps", "tok/s (median)", "ms median", "ms p95"):
         tb.add_column(col, justify="right")
     for r in res["prefill"]:
-        tb.add_row(str(r["prompt_tokens"]), str(r["reps"]), fmt(r["tok_s_median"]), fmt(r["ms_median"]), fmt(r["ms_p95"]))
+        tb.add_row(
+            str(r["prompt_tokens"]), str(r["reps"]), fmt(r["tok_s_median"]), fmt(r["ms_median"]), fmt(r["ms_p95"])
+        )
     console.print(tb)
     took(t0, res, "prefill")
 
     # ---- 2. decode ----------------------------------------------------------------------------
-    t0 = section(f"2. decode ({max_tokens} tokens per request, greedy, ignore_eos, {DECODE_PROMPT_TOKENS}-token prompts)")
+    t0 = section(
+        f"2. decode ({max_tokens} tokens per request, greedy, ignore_eos, {DECODE_PROMPT_TOKENS}-token prompts)"
+    )
     generate(engine, prompts.make(DECODE_PROMPT_TOKENS), SamplingParams(max_tokens=4, temperature=0, ignore_eos=True))
     decode: dict[str, dict[str, dict]] = {primary: {}}
     for b, key in ((1, "b1"), (4, "b4"), (16, "b16")):
@@ -626,12 +763,27 @@ def run(args: argparse.Namespace, res: dict) -> None:
     s = bench_session(engine, prompts, reps["turns"], reps["cold"])
     res["session"] = s
     tb = Table(title=f"session turn TTFT, {primary}", title_justify="left")
-    for col in ("turns", "TTFT ms median", "TTFT ms p95", "cached tokens (min..max)", "prefix reused",
-                f"no-session TTFT ({SESSION_BASE_TOKENS + SESSION_TURN_TOKENS} tok)", "target", "result"):
+    for col in (
+        "turns",
+        "TTFT ms median",
+        "TTFT ms p95",
+        "cached tokens (min..max)",
+        "prefix reused",
+        f"no-session TTFT ({SESSION_BASE_TOKENS + SESSION_TURN_TOKENS} tok)",
+        "target",
+        "result",
+    ):
         tb.add_column(col, justify="right")
-    tb.add_row(str(s["turns"]), fmt(s["ttft_ms_median"]), fmt(s["ttft_ms_p95"]),
-               f"{min(s['cached_tokens'])}..{max(s['cached_tokens'])}", "yes" if s["prefix_reused"] else "[red]NO[/red]",
-               f"{fmt(s['cold_ttft_ms_median'])} ms", f"<= {SESSION_TTFT_TARGET_MS:.0f} ms", verdict(s["meets_target"]))
+    tb.add_row(
+        str(s["turns"]),
+        fmt(s["ttft_ms_median"]),
+        fmt(s["ttft_ms_p95"]),
+        f"{min(s['cached_tokens'])}..{max(s['cached_tokens'])}",
+        "yes" if s["prefix_reused"] else "[red]NO[/red]",
+        f"{fmt(s['cold_ttft_ms_median'])} ms",
+        f"<= {SESSION_TTFT_TARGET_MS:.0f} ms",
+        verdict(s["meets_target"]),
+    )
     console.print(tb)
     took(t0, res, "session")
 
@@ -642,15 +794,26 @@ def run(args: argparse.Namespace, res: dict) -> None:
         tb.add_column(col, justify="right")
 
     def kv_cols(kv: dict) -> tuple[str, str]:
-        arena = (f"{kv['kv_arena_mib']:,.0f} ({kv['kv_arena_slots']} x {kv['kv_arena_cap_tokens']})"
-                 if "kv_arena_mib" in kv else "-")
+        arena = (
+            f"{kv['kv_arena_mib']:,.0f} ({kv['kv_arena_slots']} x {kv['kv_arena_cap_tokens']})"
+            if "kv_arena_mib" in kv
+            else "-"
+        )
         return arena, fmt(kv.get("kv_session_pool_mib"), 0)
 
     tb.add_row("before load", fmt(mem["before_load_rss_mib"], 0), "-", "-", "-")
-    tb.add_row(f"after load ({primary})", fmt(mem["after_load_rss_mib"], 0), fmt(mem["after_load_peak_mib"], 0),
-               *kv_cols(mem["after_load_kv"]))
-    tb.add_row("after 16 concurrent", fmt(mem["after_b16_rss_mib"], 0), fmt(mem["after_b16_peak_mib"], 0),
-               *kv_cols(mem["after_b16_kv"]))
+    tb.add_row(
+        f"after load ({primary})",
+        fmt(mem["after_load_rss_mib"], 0),
+        fmt(mem["after_load_peak_mib"], 0),
+        *kv_cols(mem["after_load_kv"]),
+    )
+    tb.add_row(
+        "after 16 concurrent",
+        fmt(mem["after_b16_rss_mib"], 0),
+        fmt(mem["after_b16_peak_mib"], 0),
+        *kv_cols(mem["after_b16_kv"]),
+    )
     console.print(tb)
     took(t0, res, "memory")
 
@@ -664,14 +827,16 @@ def run(args: argparse.Namespace, res: dict) -> None:
     for f in others:
         console.print(f"[dim]loading {f} ...[/dim]")
         g2 = BuiltinGenerator.load(path, weight_format=f)
-        generate(g2.batcher, prompts.make(DECODE_PROMPT_TOKENS), SamplingParams(max_tokens=4, temperature=0, ignore_eos=True))
+        generate(
+            g2.batcher, prompts.make(DECODE_PROMPT_TOKENS), SamplingParams(max_tokens=4, temperature=0, ignore_eos=True)
+        )
         decode[f] = {"1": bench_decode(g2.batcher, prompts, 1, max_tokens, reps["ref"], budget["ref"])}
         ppl[f] = perplexity(g2.batcher.model, held_ids, PPL_WINDOW, reps["ppl_windows"])
         g2.batcher.close()
         del g2
         gc.collect()
     ref = ppl.get("fp32")
-    for f, p in ppl.items():
+    for p in ppl.values():
         p["rel_diff_vs_fp32_pct"] = None if ref is None else 100 * (p["ppl"] - ref["ppl"]) / ref["ppl"]
         p["within_target"] = None if ref is None else abs(p["rel_diff_vs_fp32_pct"]) <= PPL_TARGET_PCT
     res["perplexity"] = ppl
@@ -680,12 +845,23 @@ def run(args: argparse.Namespace, res: dict) -> None:
         tb.add_column(col, justify="right")
     for f, p in ppl.items():
         d = p["rel_diff_vs_fp32_pct"]
-        tb.add_row(f, str(p["windows"]), str(p["tokens"]), fmt(p["ppl"], 3), "-" if d is None else f"{d:+.3f} %",
-                   f"within {PPL_TARGET_PCT:.0f} %", verdict(p["within_target"]) if f != "fp32" else "-")
+        tb.add_row(
+            f,
+            str(p["windows"]),
+            str(p["tokens"]),
+            fmt(p["ppl"], 3),
+            "-" if d is None else f"{d:+.3f} %",
+            f"within {PPL_TARGET_PCT:.0f} %",
+            verdict(p["within_target"]) if f != "fp32" else "-",
+        )
     console.print(tb)
     if others:
-        console.print(decode_table("batch-1 decode of the other formats (reference)",
-                                   [(f, decode[f]["1"]) for f in others] + [(primary, decode[primary]["1"])]))
+        console.print(
+            decode_table(
+                "batch-1 decode of the other formats (reference)",
+                [(f, decode[f]["1"]) for f in others] + [(primary, decode[primary]["1"])],
+            )
+        )
     took(t0, res, "perplexity")
 
     # ---- 6. baselines -------------------------------------------------------------------------
@@ -701,21 +877,37 @@ def run(args: argparse.Namespace, res: dict) -> None:
         console.print("[dim]transformers ...[/dim]")
         base = {"transformers": bench_transformers(path, bprompt, max_tokens, reps["base"], budget["base"])}
         console.print("[dim]llama-cpp-python ...[/dim]")
-        base["llama_cpp"] = bench_llama_cpp(path, bprompt, max_tokens, reps["base"], budget["base"], eos_ids,
-                                            torch.get_num_threads())
+        base["llama_cpp"] = bench_llama_cpp(
+            path, bprompt, max_tokens, reps["base"], budget["base"], eos_ids, torch.get_num_threads()
+        )
     res["baselines"] = base
     ours_ref_tokens = (decode.get("fp32") or decode[primary])["1"]["token_ids"]
     tb = Table(title="baselines, batch 1", title_justify="left")
-    for col in ("backend", "status", "load s", "reps", "decode tok/s", "end-to-end tok/s", "TTFT ms",
-                "greedy tokens equal to ours"):
+    for col in (
+        "backend",
+        "status",
+        "load s",
+        "reps",
+        "decode tok/s",
+        "end-to-end tok/s",
+        "TTFT ms",
+        "greedy tokens equal to ours",
+    ):
         tb.add_column(col, justify="right")
     for name, label in (("transformers", "transformers fp32"), ("llama_cpp", "llama.cpp Q4_1")):
         b = base[name]
         if b.get("status") == "ok":
             b["same_prefix_as_ours"] = common_prefix_len(b["token_ids"], ours_ref_tokens)
-            tb.add_row(f"{label} {b['version']}", "ok", fmt(b["load_s"]), str(b["reps"]), fmt(b["decode_tok_s"]),
-                       fmt(b["e2e_tok_s"]), fmt(b["ttft_ms_median"], 0),
-                       f"{b['same_prefix_as_ours']}/{len(b['token_ids'])}")
+            tb.add_row(
+                f"{label} {b['version']}",
+                "ok",
+                fmt(b["load_s"]),
+                str(b["reps"]),
+                fmt(b["decode_tok_s"]),
+                fmt(b["e2e_tok_s"]),
+                fmt(b["ttft_ms_median"], 0),
+                f"{b['same_prefix_as_ours']}/{len(b['token_ids'])}",
+            )
         else:
             tb.add_row(label, b.get("status", "?"), "-", "-", "-", "-", "-", "-")
     console.print(tb)
@@ -729,19 +921,41 @@ def run(args: argparse.Namespace, res: dict) -> None:
     def ratio(label: str, a: float, b_res: dict, key: str, target: float | None) -> None:
         ok = b_res.get("status") == "ok"
         r = a / b_res[key] if ok and b_res[key] else None
-        ratios.append({"ratio": label, "ours": a, "baseline": b_res.get(key) if ok else None, "value": r,
-                       "target": target, "meets_target": None if (r is None or target is None) else r >= target,
-                       "baseline_status": b_res.get("status")})
+        ratios.append(
+            {
+                "ratio": label,
+                "ours": a,
+                "baseline": b_res.get(key) if ok else None,
+                "value": r,
+                "target": target,
+                "meets_target": None if (r is None or target is None) else r >= target,
+                "baseline_status": b_res.get("status"),
+            }
+        )
 
-    ratio(f"ours b1 decode / llama.cpp b1 decode ({primary})", ours1["decode_tok_s"], lc, "decode_tok_s",
-          TARGET_VS_LLAMA_CPP_B1)
-    ratio("ours 16-concurrent total (end-to-end) / llama.cpp b1 end-to-end", ours16["e2e_tok_s"], lc, "e2e_tok_s",
-          TARGET_VS_LLAMA_CPP_B16)
-    ratio("ours 16-concurrent decode (aggregate) / llama.cpp b1 decode", ours16["decode_tok_s"], lc, "decode_tok_s", None)
+    ratio(
+        f"ours b1 decode / llama.cpp b1 decode ({primary})",
+        ours1["decode_tok_s"],
+        lc,
+        "decode_tok_s",
+        TARGET_VS_LLAMA_CPP_B1,
+    )
+    ratio(
+        "ours 16-concurrent total (end-to-end) / llama.cpp b1 end-to-end",
+        ours16["e2e_tok_s"],
+        lc,
+        "e2e_tok_s",
+        TARGET_VS_LLAMA_CPP_B16,
+    )
+    ratio(
+        "ours 16-concurrent decode (aggregate) / llama.cpp b1 decode", ours16["decode_tok_s"], lc, "decode_tok_s", None
+    )
     ratio("ours b1 end-to-end / llama.cpp b1 end-to-end", ours1["e2e_tok_s"], lc, "e2e_tok_s", None)
     ratio("ours b1 decode / transformers b1 decode", ours1["decode_tok_s"], hf, "decode_tok_s", None)
     ratio("ours b1 end-to-end / transformers b1 end-to-end", ours1["e2e_tok_s"], hf, "e2e_tok_s", None)
-    ratio("ours 16-concurrent total (end-to-end) / transformers b1 end-to-end", ours16["e2e_tok_s"], hf, "e2e_tok_s", None)
+    ratio(
+        "ours 16-concurrent total (end-to-end) / transformers b1 end-to-end", ours16["e2e_tok_s"], hf, "e2e_tok_s", None
+    )
     res["ratios"] = ratios
     console.rule("[bold]summary")
     tb = Table(title="ratios (same run, same machine)", title_justify="left")
@@ -749,8 +963,14 @@ def run(args: argparse.Namespace, res: dict) -> None:
         tb.add_column(col, justify="left" if col == "comparison" else "right")
     for r in ratios:
         base_txt = fmt(r["baseline"]) if r["baseline"] is not None else r["baseline_status"]
-        tb.add_row(r["ratio"], fmt(r["ours"]), base_txt, "-" if r["value"] is None else f"{r['value']:.2f}x",
-                   "-" if r["target"] is None else f">= {r['target']:g}x", verdict(r["meets_target"]))
+        tb.add_row(
+            r["ratio"],
+            fmt(r["ours"]),
+            base_txt,
+            "-" if r["value"] is None else f"{r['value']:.2f}x",
+            "-" if r["target"] is None else f">= {r['target']:g}x",
+            verdict(r["meets_target"]),
+        )
     console.print(tb)
 
 

@@ -119,8 +119,12 @@ class ConstantEmotion:
     def score_passages(self, texts):
         from types import SimpleNamespace
 
-        return [SimpleNamespace(valence=0.1, arousal=0.0, emotion="anticipation",
-                                scores={"anticipation": 0.6, "neutral": 0.4}) for _ in texts]
+        return [
+            SimpleNamespace(
+                valence=0.1, arousal=0.0, emotion="anticipation", scores={"anticipation": 0.6, "neutral": 0.4}
+            )
+            for _ in texts
+        ]
 
 
 def serve(args) -> None:
@@ -129,14 +133,26 @@ def serve(args) -> None:
     from emotional_engine.config import Settings
     from emotional_engine.service import create_app
 
-    settings = Settings(database_url=f"sqlite:///{args.db}", auth_enabled=False, redis_url=args.redis_url,
-                        rate_limit_requests_per_min=10**9, rate_limit_tokens_per_min=10**12,
-                        max_concurrent_per_key=10**6, generation_slots=args.slots, generation_queue=args.queue,
-                        generation_max_wait_s=args.max_wait_s, job_words_threshold=5000, session_idle_ttl_s=3600)
+    settings = Settings(
+        database_url=f"sqlite:///{args.db}",
+        auth_enabled=False,
+        redis_url=args.redis_url,
+        rate_limit_requests_per_min=10**9,
+        rate_limit_tokens_per_min=10**12,
+        max_concurrent_per_key=10**6,
+        generation_slots=args.slots,
+        generation_queue=args.queue,
+        generation_max_wait_s=args.max_wait_s,
+        job_words_threshold=5000,
+        session_idle_ttl_s=3600,
+    )
     kw = {}
     if args.lm == "simulated":
-        kw = dict(generator=SimulatedDecoder(args.step_ms, args.per_seq_ms, args.max_batch), emotion=ConstantEmotion(),
-                  check_safety=False)
+        kw = dict(
+            generator=SimulatedDecoder(args.step_ms, args.per_seq_ms, args.max_batch),
+            emotion=ConstantEmotion(),
+            check_safety=False,
+        )
     app = create_app(settings, candidates=args.candidates, **kw)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", backlog=4096)
 
@@ -168,8 +184,10 @@ class Tally:
 
     def row(self, wall_s: float) -> str:
         lat = [r.total_s * 1000 for r in self.ok()]
-        return (f"{len(self.ok())}/{len(self.results)} | {pct(lat, 50):.1f} | {pct(lat, 95):.1f} | "
-                f"{pct(lat, 99):.1f} | {len(self.ok()) / wall_s:.2f}")
+        return (
+            f"{len(self.ok())}/{len(self.results)} | {pct(lat, 50):.1f} | {pct(lat, 95):.1f} | "
+            f"{pct(lat, 99):.1f} | {len(self.ok()) / wall_s:.2f}"
+        )
 
 
 async def new_session(c: httpx.AsyncClient, seed: int | None) -> str:
@@ -183,8 +201,9 @@ async def beat(c: httpx.AsyncClient, sid: str, action: str) -> Result:
     t0 = time.perf_counter()
     first = None
     try:
-        async with c.stream("POST", f"/v1/sessions/{sid}/turns", json={"action": action},
-                            headers={"Accept": "text/event-stream"}) as r:
+        async with c.stream(
+            "POST", f"/v1/sessions/{sid}/turns", json={"action": action}, headers={"Accept": "text/event-stream"}
+        ) as r:
             if r.status_code != 200:
                 await r.aread()
                 return Result(False, r.status_code, time.perf_counter() - t0)
@@ -217,23 +236,28 @@ async def latency_tables(c: httpx.AsyncClient, n: int, conc: int) -> list[str]:
         tally, sids = Tally(), [await new_session(c, None) for _ in range(workers)]
         t0 = time.perf_counter()
 
-        async def work(sid, k):
+        async def work(sid, k, tally=tally):
             for i in range(k):
                 tally.results.append(await beat(c, sid, f"I walk on, step {i}."))
+
         await asyncio.gather(*(work(s, max(1, n // workers)) for s in sids))
         rows.append(f"| beat | {name} | {tally.row(time.perf_counter() - t0)} |")
     # stories: one at a time (no seed), concurrent without cache (distinct seeds), concurrent warm cache
-    for name, workers, seeds in (("one at a time", 1, None), (f"concurrent ({conc}), no cache", conc, "fresh"),
-                                 ("one at a time, cache warm", 1, "warm"),
-                                 (f"concurrent ({conc}), cache warm", conc, "warm")):
+    for name, workers, seeds in (
+        ("one at a time", 1, None),
+        (f"concurrent ({conc}), no cache", conc, "fresh"),
+        ("one at a time, cache warm", 1, "warm"),
+        (f"concurrent ({conc}), cache warm", conc, "warm"),
+    ):
         if seeds == "warm":
             await story(c, 7)  # fills the cache
         tally, t0 = Tally(), time.perf_counter()
 
-        async def work(k):
+        async def work(k, tally=tally, seeds=seeds):
             for _ in range(k):
                 seed = 7 if seeds == "warm" else (random.randrange(10**9) if seeds == "fresh" else None)
                 tally.results.append(await story(c, seed))
+
         k = max(1, (n * 5 if seeds == "warm" else n) // workers)
         await asyncio.gather(*(work(k) for _ in range(workers)))
         rows.append(f"| 300-word story | {name} | {tally.row(time.perf_counter() - t0)} |")
@@ -302,29 +326,41 @@ async def users_row(c: httpx.AsyncClient, users: int, reading_s: float, duration
     other = ", ".join(f"{n}x {STATUS.get(k, k)}" for k, n in sorted(other.items())) or "0"
     rate = len(ok) / max(1, len(tally.results)) * 100
     buckets1 = await ttft_buckets(c)
-    return (f"| {users} | {rate:.1f}% | {shed} | {other} | {bucket_quantile(buckets0, buckets1, 0.5)} | "
-            f"{bucket_quantile(buckets0, buckets1, 0.99)} | {pct(firsts, 50):.0f} | {pct(firsts, 99):.0f} | "
-            f"{pct(totals, 50):.0f} | {len(ok) / wall:.2f} | {cpu:.0f}% | {max(rss) / 2**20:.0f} |")
+    return (
+        f"| {users} | {rate:.1f}% | {shed} | {other} | {bucket_quantile(buckets0, buckets1, 0.5)} | "
+        f"{bucket_quantile(buckets0, buckets1, 0.99)} | {pct(firsts, 50):.0f} | {pct(firsts, 99):.0f} | "
+        f"{pct(totals, 50):.0f} | {len(ok) / wall:.2f} | {cpu:.0f}% | {max(rss) / 2**20:.0f} |"
+    )
 
 
 async def run_client(args, server_pid: int) -> None:
     server = psutil.Process(server_pid)
     limits = httpx.Limits(max_connections=5000, max_keepalive_connections=5000)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{args.port}", timeout=600, limits=limits) as c:
-        print(f"\nserver: --lm {args.lm}" + (f" (step {args.step_ms} ms + {args.per_seq_ms} ms/sequence, batch "
-                                            f"{args.max_batch})" if args.lm == "simulated" else "")
-              + f", {args.slots} generation slots, queue {args.queue}, max wait {args.max_wait_s:g} s, "
-                f"candidates {args.candidates}")
+        print(
+            f"\nserver: --lm {args.lm}"
+            + (
+                f" (step {args.step_ms} ms + {args.per_seq_ms} ms/sequence, batch {args.max_batch})"
+                if args.lm == "simulated"
+                else ""
+            )
+            + f", {args.slots} generation slots, queue {args.queue}, max wait {args.max_wait_s:g} s, "
+            f"candidates {args.candidates}"
+        )
         if not args.skip_latency:
-            print(f"\n| request | mode | ok/sent | P50 ms | P95 ms | P99 ms | per s |\n|---|---|---|---|---|---|---|")
+            print("\n| request | mode | ok/sent | P50 ms | P95 ms | P99 ms | per s |\n|---|---|---|---|---|---|---|")
             for row in await latency_tables(c, args.requests, args.concurrency):
                 print(row, flush=True)
         if args.users:
-            print(f"\nsimulated users, {args.reading_s:.0f} s reading time, {args.duration_s:.0f} s per row; TTFT = "
-                  "server's first LM token (histogram bucket); first text = first streamed sentence at the client\n")
-            print("| users | success | shed (503) | other failures | TTFT P50 ms | TTFT P99 ms | first text P50 ms | "
-                  "P99 ms | beat P50 ms | beats/s | server CPU | server RSS MiB |\n"
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|")
+            print(
+                f"\nsimulated users, {args.reading_s:.0f} s reading time, {args.duration_s:.0f} s per row; TTFT = "
+                "server's first LM token (histogram bucket); first text = first streamed sentence at the client\n"
+            )
+            print(
+                "| users | success | shed (503) | other failures | TTFT P50 ms | TTFT P99 ms | first text P50 ms | "
+                "P99 ms | beat P50 ms | beats/s | server CPU | server RSS MiB |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"
+            )
             for u in args.users:
                 print(await users_row(c, u, args.reading_s, args.duration_s, server), flush=True)
 
@@ -332,7 +368,9 @@ async def run_client(args, server_pid: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lm", choices=["simulated", "embedded"], default="simulated")
-    p.add_argument("--step-ms", type=float, default=25.0, help="simulated decode step, fixed part (builtin runtime: ~25)")
+    p.add_argument(
+        "--step-ms", type=float, default=25.0, help="simulated decode step, fixed part (builtin runtime: ~25)"
+    )
     p.add_argument("--per-seq-ms", type=float, default=4.0, help="simulated decode step, per sequence (builtin: ~4)")
     p.add_argument("--max-batch", type=int, default=16)
     p.add_argument("--slots", type=int, default=16, help="EE_GENERATION_SLOTS")
@@ -355,8 +393,7 @@ def main() -> None:
     import tempfile
 
     tmp = tempfile.mkdtemp(prefix="ee-load-")
-    cmd = [sys.executable, __file__, "--serve", "--db", f"{tmp}/load.db"] + \
-          [a for a in sys.argv[1:] if a != "--serve"]
+    cmd = [sys.executable, __file__, "--serve", "--db", f"{tmp}/load.db"] + [a for a in sys.argv[1:] if a != "--serve"]
     proc = subprocess.Popen(cmd, env=os.environ.copy())
     try:
         deadline = time.time() + 300
@@ -374,8 +411,17 @@ def main() -> None:
         print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
         asyncio.run(run_client(args, proc.pid))
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
-        print(json.dumps({"server_metrics_sample": [l for l in httpx.get(
-            f"http://127.0.0.1:{args.port}/metrics").text.splitlines() if l.startswith("ee_load_shed_total")]}))
+        print(
+            json.dumps(
+                {
+                    "server_metrics_sample": [
+                        line
+                        for line in httpx.get(f"http://127.0.0.1:{args.port}/metrics").text.splitlines()
+                        if line.startswith("ee_load_shed_total")
+                    ]
+                }
+            )
+        )
     finally:
         proc.terminate()
         proc.wait(30)

@@ -7,6 +7,7 @@ tuning.
 
     .venv/bin/python benchmarks/safety_eval.py [--json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,20 +21,97 @@ TEST = Path(__file__).resolve().parents[1] / "tests" / "data" / "safety_test.jso
 
 # baseline only: what a word list alone does (first matching category wins, in this order)
 KEYWORDS = {
-    "hate": ["vermin", "subhuman", "exterminat", "their kind", "your kind", "go back where", "those people",
-             "infestation", "cockroach", "lice", "race is", "inferior"],
+    "hate": [
+        "vermin",
+        "subhuman",
+        "exterminat",
+        "their kind",
+        "your kind",
+        "go back where",
+        "those people",
+        "infestation",
+        "cockroach",
+        "lice",
+        "race is",
+        "inferior",
+    ],
     "sexual": ["naked", "sex", "kiss", "lover", "undress", "breasts", "thighs", "moan", "mistress", "orgy"],
-    "self_harm": ["suicide", "kill himself", "kill herself", "take her own life", "end it all", "cut herself",
-                  "cut himself", "hurting himself", "hurt herself", "scars on", "hanged himself", "overdose"],
+    "self_harm": [
+        "suicide",
+        "kill himself",
+        "kill herself",
+        "take her own life",
+        "end it all",
+        "cut herself",
+        "cut himself",
+        "hurting himself",
+        "hurt herself",
+        "scars on",
+        "hanged himself",
+        "overdose",
+    ],
     "gore": ["blood", "guts", "entrails", "intestines", "severed", "corpse", "flesh", "skull", "bone", "maggot"],
-    "substances": ["drunk", "beer", "wine", "whiskey", "vodka", "rum", "heroin", "cocaine", "meth", "crack",
-                   "pills", "high on", "joint", "cigarette", "smoke", "needle"],
+    "substances": [
+        "drunk",
+        "beer",
+        "wine",
+        "whiskey",
+        "vodka",
+        "rum",
+        "heroin",
+        "cocaine",
+        "meth",
+        "crack",
+        "pills",
+        "high on",
+        "joint",
+        "cigarette",
+        "smoke",
+        "needle",
+    ],
     "profanity": ["fuck", "shit", "damn", "hell", "bastard", "bitch", "crap", "bloody", "piss", "ass"],
-    "violence": ["kill", "stab", "shoot", "shot", "punch", "kick", "beat", "murder", "strangle", "fight", "attack",
-                 "gun", "knife", "sword", "chase", "slap", "shove", "hit"],
+    "violence": [
+        "kill",
+        "stab",
+        "shoot",
+        "shot",
+        "punch",
+        "kick",
+        "beat",
+        "murder",
+        "strangle",
+        "fight",
+        "attack",
+        "gun",
+        "knife",
+        "sword",
+        "chase",
+        "slap",
+        "shove",
+        "hit",
+    ],
 }
-STRONG = ["kill", "murder", "stab", "shot", "shoot", "fuck", "shit", "heroin", "cocaine", "meth", "crack", "naked",
-          "sex", "severed", "entrails", "intestines", "exterminat", "vermin", "suicide"]
+STRONG = [
+    "kill",
+    "murder",
+    "stab",
+    "shot",
+    "shoot",
+    "fuck",
+    "shit",
+    "heroin",
+    "cocaine",
+    "meth",
+    "crack",
+    "naked",
+    "sex",
+    "severed",
+    "entrails",
+    "intestines",
+    "exterminat",
+    "vermin",
+    "suicide",
+]
 
 
 def keyword_baseline(text: str) -> tuple[str, int]:
@@ -61,8 +139,9 @@ def evaluate(model=None, path: Path = TEST) -> dict:
     res = category_metrics(rows, q, model.safe_threshold)
     res["n"] = len(rows)
     res["hard_negatives_passed"] = _hard_negatives(rows, preds)
-    res["confusion"] = confusion_matrix([r["category"] for r in rows], [p.category for p in preds],
-                                        labels=list(CATEGORIES)).tolist()
+    res["confusion"] = confusion_matrix(
+        [r["category"] for r in rows], [p.category for p in preds], labels=list(CATEGORIES)
+    ).tolist()
     res["audiences"] = {a: _decisions(rows, preds, a, action_for) for a in AUDIENCES}
     res["ms_per_sentence"] = 1000 * dt / len(rows)
     res["ms_one_sentence"] = _one_at_a_time(texts[:40])
@@ -81,10 +160,19 @@ def _baseline(rows, action_for, audiences) -> dict:
     from emotional_engine.safety.model import Prediction
 
     preds = [Prediction(*keyword_baseline(r["text"]), 1.0, {}) for r in rows]
-    return {"macro_f1": float(f1_score([r["category"] for r in rows], [p.category for p in preds],
-                                      labels=list(CATEGORIES), average="macro", zero_division=0)),
-            "hard_negatives_passed": _hard_negatives(rows, preds),
-            "audiences": {a: _decisions(rows, preds, a, action_for) for a in audiences}}
+    return {
+        "macro_f1": float(
+            f1_score(
+                [r["category"] for r in rows],
+                [p.category for p in preds],
+                labels=list(CATEGORIES),
+                average="macro",
+                zero_division=0,
+            )
+        ),
+        "hard_negatives_passed": _hard_negatives(rows, preds),
+        "audiences": {a: _decisions(rows, preds, a, action_for) for a in audiences},
+    }
 
 
 def _one_at_a_time(texts) -> dict:
@@ -102,8 +190,11 @@ def _one_at_a_time(texts) -> dict:
 
 def _hard_negatives(rows, preds) -> float:
     """Share of the safe sentences that are still allowed for children."""
-    ok = [p.category == "safe" or p.category == "violence" and p.severity == 1
-          for r, p in zip(rows, preds) if r["category"] == "safe"]
+    ok = [
+        p.category == "safe" or p.category == "violence" and p.severity == 1
+        for r, p in zip(rows, preds)
+        if r["category"] == "safe"
+    ]
     return float(np.mean(ok))
 
 
@@ -114,9 +205,12 @@ def _decisions(rows, preds, audience, action_for) -> dict:
     got = [action_for(p.category, p.severity, audience) for p in preds]
     blocks = [g == "block" for t, g in zip(true, got) if t == "block"]
     not_blocks = [g == "block" for t, g in zip(true, got) if t != "block"]
-    return {"true_blocks": len(blocks), "block_recall": float(np.mean(blocks)) if blocks else 1.0,
-            "false_block_rate": float(np.mean(not_blocks)) if not_blocks else 0.0,
-            "decision_agreement": float(np.mean([t == g for t, g in zip(true, got)]))}
+    return {
+        "true_blocks": len(blocks),
+        "block_recall": float(np.mean(blocks)) if blocks else 1.0,
+        "false_block_rate": float(np.mean(not_blocks)) if not_blocks else 0.0,
+        "decision_agreement": float(np.mean([t == g for t, g in zip(true, got)])),
+    }
 
 
 def main() -> None:
@@ -134,9 +228,11 @@ def main() -> None:
     print(f"category accuracy  {res['accuracy']:.3f}")
     print(f"severity accuracy (category right)  {res['severity_accuracy']:.3f}")
     print(f"safe sentences still allowed for children  {res['hard_negatives_passed']:.3f}")
-    print(f"scoring time per sentence (batched)  {res['ms_per_sentence']:.1f} ms; MiniLM embedding alone "
-          f"{res['ms_per_sentence_embedding_only']:.1f} ms (ratio "
-          f"{res['ms_per_sentence'] / res['ms_per_sentence_embedding_only']:.2f}x)")
+    print(
+        f"scoring time per sentence (batched)  {res['ms_per_sentence']:.1f} ms; MiniLM embedding alone "
+        f"{res['ms_per_sentence_embedding_only']:.1f} ms (ratio "
+        f"{res['ms_per_sentence'] / res['ms_per_sentence_embedding_only']:.2f}x)"
+    )
     one = res["ms_one_sentence"]
     print(f"one sentence per call (streaming)  {one['median']:.1f} ms median, {one['p95']:.1f} ms p95\n")
     print(f"{'category':<12}{'precision':>10}{'recall':>8}{'F1':>7}{'n':>5}")
@@ -147,13 +243,19 @@ def main() -> None:
     for k, row in zip(CATEGORIES, res["confusion"]):
         print(f"{k:<12}" + "".join(f"{c:>7}" for c in row))
     base = res["keyword_baseline"]
-    print(f"\n{'audience':<10}{'method':<10}{'true blocks':>12}{'block recall':>14}{'false blocks':>14}{'agreement':>11}")
+    print(
+        f"\n{'audience':<10}{'method':<10}{'true blocks':>12}{'block recall':>14}{'false blocks':>14}{'agreement':>11}"
+    )
     for aud in res["audiences"]:
         for name, d in (("model", res["audiences"][aud]), ("keywords", base["audiences"][aud])):
-            print(f"{aud:<10}{name:<10}{d['true_blocks']:>12}{d['block_recall']:>14.3f}{d['false_block_rate']:>14.3f}"
-                  f"{d['decision_agreement']:>11.3f}")
-    print(f"\nkeyword baseline: category macro-F1 {base['macro_f1']:.3f} (model {res['macro_f1']:.3f}); safe sentences "
-          f"still allowed for children {base['hard_negatives_passed']:.3f} (model {res['hard_negatives_passed']:.3f})")
+            print(
+                f"{aud:<10}{name:<10}{d['true_blocks']:>12}{d['block_recall']:>14.3f}{d['false_block_rate']:>14.3f}"
+                f"{d['decision_agreement']:>11.3f}"
+            )
+    print(
+        f"\nkeyword baseline: category macro-F1 {base['macro_f1']:.3f} (model {res['macro_f1']:.3f}); safe sentences "
+        f"still allowed for children {base['hard_negatives_passed']:.3f} (model {res['hard_negatives_passed']:.3f})"
+    )
 
 
 if __name__ == "__main__":

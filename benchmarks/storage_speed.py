@@ -94,8 +94,10 @@ def main() -> None:
     ap.add_argument("--postgres", default="postgres@127.0.0.1:5432/test", help="user@host:port/db")
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = ap.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, "
-          f"Python {platform.python_version()}; {args.reps} calls per row, milliseconds")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, "
+        f"Python {platform.python_version()}; {args.reps} calls per row, milliseconds"
+    )
 
     user_host, db = args.postgres.rsplit("/", 1)
     user, hostport = user_host.split("@")
@@ -106,9 +108,11 @@ def main() -> None:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            urls = {"SQLite (WAL, file)": f"sqlite:///{tmp}/engine.db",
-                    "PostgreSQL 127.0.0.1": f"postgresql+psycopg://{args.postgres}?options="
-                                            + quote(f"-csearch_path={schema}")}
+            urls = {
+                "SQLite (WAL, file)": f"sqlite:///{tmp}/engine.db",
+                "PostgreSQL 127.0.0.1": f"postgresql+psycopg://{args.postgres}?options="
+                + quote(f"-csearch_path={schema}"),
+            }
             results, stores = {}, {}
             for name, url in urls.items():
                 stores[name] = Store(url, cache_max_rows=100_000)

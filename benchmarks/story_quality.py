@@ -58,7 +58,7 @@ def pearson(a, b) -> float:
 
 def window_texts(text: str, n: int) -> list[str]:
     words = text.split()
-    return [" ".join(words[(i * len(words)) // n: ((i + 1) * len(words)) // n]) or "." for i in range(n)]
+    return [" ".join(words[(i * len(words)) // n : ((i + 1) * len(words)) // n]) or "." for i in range(n)]
 
 
 def measure(text: str, request: StoryRequest, scene_emotions: list[str], emotion, vader) -> dict:
@@ -72,12 +72,22 @@ def measure(text: str, request: StoryRequest, scene_emotions: list[str], emotion
 
 async def baseline_story(engine: Engine, request: StoryRequest) -> tuple[str, float]:
     profile = load_profile(request.culture)
-    prompt = [{"role": "user", "content": (
-        f"Write a story of about {request.words} words set in {profile.name}. Premise: {request.premise} "
-        f"Its emotional arc: {ARC_WORDS[request.arc]}.")}]
-    params = SamplingParams(max_tokens=int(request.words * 1.6), temperature=request.sampling.temperature,
-                            top_p=request.sampling.top_p, repetition_penalty=request.sampling.repetition_penalty,
-                            seed=request.seed)
+    prompt = [
+        {
+            "role": "user",
+            "content": (
+                f"Write a story of about {request.words} words set in {profile.name}. Premise: {request.premise} "
+                f"Its emotional arc: {ARC_WORDS[request.arc]}."
+            ),
+        }
+    ]
+    params = SamplingParams(
+        max_tokens=int(request.words * 1.6),
+        temperature=request.sampling.temperature,
+        top_p=request.sampling.top_p,
+        repetition_penalty=request.sampling.repetition_penalty,
+        seed=request.seed,
+    )
     t0, first, parts = time.perf_counter(), None, []
     async for piece in engine.generator.stream(prompt, params):
         if piece.text and first is None:
@@ -112,29 +122,38 @@ async def main(args) -> dict:
             story, first = await engine_story(engine, req)
             secs = time.perf_counter() - t0
             ours = measure(story.text, req, [s.target.emotion for s in plan.scenes], emotion, vader)
-            ours.update(seconds=secs, first_text_s=first,
-                        overhead_ms=story.timings_ms["orchestration_overhead_per_scene"], words=len(story.text.split()))
+            ours.update(
+                seconds=secs,
+                first_text_s=first,
+                overhead_ms=story.timings_ms["orchestration_overhead_per_scene"],
+                words=len(story.text.split()),
+            )
             t0 = time.perf_counter()
             text, bfirst = await baseline_story(engine, req)
             bsecs = time.perf_counter() - t0
             base = measure(text, req, [s.target.emotion for s in plan.scenes], emotion, vader)
             base.update(seconds=bsecs, first_text_s=bfirst, overhead_ms=0.0, words=len(text.split()))
             rows.append({"culture": culture, "arc": arc, "engine": ours, "baseline": base})
-            print(f"{culture} {arc:<15} engine r={ours['arc_r_model']:+.2f}/{ours['arc_r_vader']:+.2f} "
-                  f"match={ours['emotion_match']:.2f} {secs:.0f}s | baseline r={base['arc_r_model']:+.2f}/"
-                  f"{base['arc_r_vader']:+.2f} match={base['emotion_match']:.2f} {bsecs:.0f}s", flush=True)
+            print(
+                f"{culture} {arc:<15} engine r={ours['arc_r_model']:+.2f}/{ours['arc_r_vader']:+.2f} "
+                f"match={ours['emotion_match']:.2f} {secs:.0f}s | baseline r={base['arc_r_model']:+.2f}/"
+                f"{base['arc_r_vader']:+.2f} match={base['emotion_match']:.2f} {bsecs:.0f}s",
+                flush=True,
+            )
     summary = {}
     for who in ("engine", "baseline"):
         vals = [r[who] for r in rows]
         summary[who] = {k: statistics.mean(v[k] for v in vals) for k in vals[0]}
         summary[who]["first_text_s_median"] = statistics.median(v["first_text_s"] for v in vals)
     print(f"\n{'':<28}{'engine':>10}{'baseline':>10}   target")
-    for key, label, target in [("arc_r_model", "arc r (emotion model)", ">= 0.8"),
-                               ("arc_r_vader", "arc r (VADER)", ">= 0.8"),
-                               ("emotion_match", "scene emotion match", ">= 0.7"),
-                               ("seconds", "seconds per story", "lower"),
-                               ("first_text_s_median", "first text (s, median)", "lower"),
-                               ("overhead_ms", "overhead ms per scene", "<= 5")]:
+    for key, label, target in [
+        ("arc_r_model", "arc r (emotion model)", ">= 0.8"),
+        ("arc_r_vader", "arc r (VADER)", ">= 0.8"),
+        ("emotion_match", "scene emotion match", ">= 0.7"),
+        ("seconds", "seconds per story", "lower"),
+        ("first_text_s_median", "first text (s, median)", "lower"),
+        ("overhead_ms", "overhead ms per scene", "<= 5"),
+    ]:
         print(f"{label:<28}{summary['engine'][key]:>10.3f}{summary['baseline'][key]:>10.3f}   {target}")
     return {"rows": rows, "summary": summary}
 

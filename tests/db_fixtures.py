@@ -35,8 +35,10 @@ def postgres_admin() -> str:
     try:
         psycopg.connect(conninfo).close()
     except psycopg.OperationalError as e:
-        pytest.fail(f"PostgreSQL not reachable at {PG_HOST} (the storage and service tests need it; set "
-                    f"EE_TEST_POSTGRES to user@host:port/db): {e}")
+        pytest.fail(
+            f"PostgreSQL not reachable at {PG_HOST} (the storage and service tests need it; set "
+            f"EE_TEST_POSTGRES to user@host:port/db): {e}"
+        )
     return conninfo
 
 
@@ -61,8 +63,9 @@ def redis_url() -> str:
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
     except redis.RedisError as e:
-        pytest.fail(f"Redis not reachable at {REDIS_URL} (the storage and service tests need it; set "
-                    f"EE_TEST_REDIS_URL): {e}")
+        pytest.fail(
+            f"Redis not reachable at {REDIS_URL} (the storage and service tests need it; set EE_TEST_REDIS_URL): {e}"
+        )
     return REDIS_URL
 
 

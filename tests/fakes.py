@@ -25,8 +25,24 @@ from emotional_engine.lm.sampling import SamplingParams, bind_processors
 from emotional_engine.safety.model import Prediction
 from emotional_engine.text import estimate_tokens
 
-__all__ = ["CAST", "MOODS", "VALENCE", "YO", "Call", "Completion", "FakeEmotion", "FakeGenerator", "FakeSafety",
-           "ModelInfo", "Piece", "asked_words", "bow_embed", "harbour", "harbour_generator", "random_logits"]
+__all__ = [
+    "CAST",
+    "MOODS",
+    "VALENCE",
+    "YO",
+    "Call",
+    "Completion",
+    "FakeEmotion",
+    "FakeGenerator",
+    "FakeSafety",
+    "ModelInfo",
+    "Piece",
+    "asked_words",
+    "bow_embed",
+    "harbour",
+    "harbour_generator",
+    "random_logits",
+]
 
 
 # ---- the language model ----------------------------------------------------------------------
@@ -68,10 +84,20 @@ class FakeGenerator:
     with it, as the builtin runtime does; `logits_processors` says whether it takes them (by default:
     when it has a tokenizer)."""
 
-    def __init__(self, *replies: str, write: str | Reply = "", reply: Reply | None = None, chunk: int | None = None,
-                 finish: str = "length", delay: float = 0.0, info: ModelInfo | None = None, tokenizer=None,
-                 logits_processors: bool | None = None, vocabulary: list[str] | None = None,
-                 emotion_contexts: dict[str, list[float]] | None = None):
+    def __init__(
+        self,
+        *replies: str,
+        write: str | Reply = "",
+        reply: Reply | None = None,
+        chunk: int | None = None,
+        finish: str = "length",
+        delay: float = 0.0,
+        info: ModelInfo | None = None,
+        tokenizer=None,
+        logits_processors: bool | None = None,
+        vocabulary: list[str] | None = None,
+        emotion_contexts: dict[str, list[float]] | None = None,
+    ):
         self.replies, self.reply, self.write = list(replies) or [""], reply, write
         self.chunk, self.finish, self.delay = chunk, finish, delay
         self.info = info or ModelInfo("fake", "fake-model")
@@ -115,7 +141,7 @@ class FakeGenerator:
         if self.chunk is None:
             pieces = [w if j == 0 else " " + w for j, w in enumerate(text.split(" "))]
         else:
-            pieces = [text[i:i + self.chunk] for i in range(0, len(text), self.chunk)]
+            pieces = [text[i : i + self.chunk] for i in range(0, len(text), self.chunk)]
         finished = False
         try:
             for piece in pieces:
@@ -156,8 +182,11 @@ def harbour(call: Call) -> str:
     """A scene in the mood MOODS[seed % 4]: over half the words it was asked for (a shorter scene is
     written on), ending in a cut-off sentence."""
     mood = MOODS[(call.params.seed or 0) % 4]
-    return (f"The harbour woke in {mood}." + f" Everyone felt {mood} as the boats went out." *
-            ((asked_words(call.prompt) or 0) // 16 + 1) + f" It was a {mood} morning")
+    return (
+        f"The harbour woke in {mood}."
+        + f" Everyone felt {mood} as the boats went out." * ((asked_words(call.prompt) or 0) // 16 + 1)
+        + f" It was a {mood} morning"
+    )
 
 
 def harbour_generator(delay: float = 0.0, **kw) -> FakeGenerator:
@@ -201,7 +230,7 @@ def bow_embed(texts, dim=256):
             if len(w) > 2:
                 out[i, zlib.crc32(w.encode()) % dim] += 1.0
     norms = np.linalg.norm(out, axis=1, keepdims=True)
-    out[:, 0] += (norms[:, 0] == 0)  # an empty text gets a unit vector too
+    out[:, 0] += norms[:, 0] == 0  # an empty text gets a unit vector too
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
@@ -213,8 +242,12 @@ class FakeEmotion:
 
     analyze = EmotionModel.analyze  # the real windowing over the fake scores
 
-    def __init__(self, cues: dict[str, tuple[str, float]] | None = None,
-                 otherwise: tuple[str, float] = ("joy", VALENCE["joy"]), arousal: float = 0.1):
+    def __init__(
+        self,
+        cues: dict[str, tuple[str, float]] | None = None,
+        otherwise: tuple[str, float] = ("joy", VALENCE["joy"]),
+        arousal: float = 0.1,
+    ):
         self.cues = {m: (m, VALENCE[m]) for m in MOODS} if cues is None else cues
         self.otherwise, self.arousal = otherwise, arousal
         self.embedder = SimpleNamespace(encode=lambda texts, **kw: bow_embed(texts))
@@ -225,8 +258,14 @@ class FakeEmotion:
         out = []
         for t in texts:
             emotion, valence = next((v for cue, v in self.cues.items() if cue in t), self.otherwise)
-            out.append(EmotionScore(scores={e: (0.9 if e == emotion else 0.1 / 8) for e in EMOTIONS},
-                                    valence=valence, arousal=self.arousal, emotion=emotion))
+            out.append(
+                EmotionScore(
+                    scores={e: (0.9 if e == emotion else 0.1 / 8) for e in EMOTIONS},
+                    valence=valence,
+                    arousal=self.arousal,
+                    emotion=emotion,
+                )
+            )
         return out
 
     score_passages = score  # a passage is scored as one text
@@ -239,8 +278,12 @@ class FakeSafety:
     """A safety classifier: a text containing one of `labels` (cue -> (category, severity)) gets that
     label, any other `otherwise`, each with `probability`; `calls` keeps the batches it was given."""
 
-    def __init__(self, labels: dict[str, tuple[str, int]] | None = None,
-                 otherwise: tuple[str, int] = ("safe", 0), probability: float = 0.9):
+    def __init__(
+        self,
+        labels: dict[str, tuple[str, int]] | None = None,
+        otherwise: tuple[str, int] = ("safe", 0),
+        probability: float = 0.9,
+    ):
         self.labels, self.otherwise, self.probability = labels or {}, otherwise, probability
         self.calls: list[list[str]] = []
 
@@ -257,8 +300,14 @@ class FakeSafety:
 
 # a Yoruba cast with a blind protagonist and her brother, for the character checks
 CAST = [
-    Character(name="Amara Okafor", role="protagonist", pronouns="she/her", traits=["blind", "kind"],
-              relationships={"Chidi Okafor": "brother"}, aliases=["Mama Ify"]),
+    Character(
+        name="Amara Okafor",
+        role="protagonist",
+        pronouns="she/her",
+        traits=["blind", "kind"],
+        relationships={"Chidi Okafor": "brother"},
+        aliases=["Mama Ify"],
+    ),
     Character(name="Chidi Okafor", role="ally", pronouns="he/him", traits=["brave"]),
     Character(name="Bisi Adeyemi", role="rival", pronouns="she/her", traits=["secretive"]),
 ]

@@ -82,9 +82,13 @@ def import_edges(src: str | Path, root: str = "emotional_engine") -> list[Edge]:
                     module = node.module or ""
                 # `from pkg import mod` imports the module pkg.mod; `from mod import name`, the module mod
                 targets = [f"{module}.{a.name}" if f"{module}.{a.name}" in modules else module for a in node.names]
-            elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
-                  == "import_module" and node.args and isinstance(node.args[0], ast.Constant)
-                  and isinstance(node.args[0].value, str)):
+            elif (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
                 targets = [node.args[0].value]
             rel = f.relative_to(src.parent).as_posix()
             for t in dict.fromkeys(targets):
@@ -159,9 +163,13 @@ class Report:
             lines.append("packages in no layer (add them to LAYERS): " + ", ".join(self.unplaced))
         if self.upward:
             lines.append("imports into a higher layer (or in NEVER):")
-            lines += [f"  {e}  [{e.packages[0]} -> {e.packages[1]}: in NEVER]" if e.packages in NEVER else
-                      f"  {e}  [{e.packages[0]} (layer {layer_of(e.packages[0])}) -> {e.packages[1]} "
-                      f"(layer {layer_of(e.packages[1])})]" for e in self.upward]
+            lines += [
+                f"  {e}  [{e.packages[0]} -> {e.packages[1]}: in NEVER]"
+                if e.packages in NEVER
+                else f"  {e}  [{e.packages[0]} (layer {layer_of(e.packages[0])}) -> {e.packages[1]} "
+                f"(layer {layer_of(e.packages[1])})]"
+                for e in self.upward
+            ]
         for kind, cycles in (("packages", self.package_cycles), ("modules", self.module_cycles)):
             for cycle, edges in cycles:
                 lines.append(f"a cycle between {kind} {' <-> '.join(cycle)}:")
@@ -173,13 +181,26 @@ def check(edges: list[Edge], module_cycles_in: tuple[str, ...] = ("agents",)) ->
     """The rules above over `edges`."""
     packages = sorted({p for e in edges for p in e.packages})
     unplaced = [p for p in packages if layer_of(p) is None]
-    upward = [e for e in edges if None not in (layer_of(e.packages[0]), layer_of(e.packages[1]))
-              and layer_of(e.packages[1]) > layer_of(e.packages[0]) or e.packages in NEVER]
+    upward = [
+        e
+        for e in edges
+        if None not in (layer_of(e.packages[0]), layer_of(e.packages[1]))
+        and layer_of(e.packages[1]) > layer_of(e.packages[0])
+        or e.packages in NEVER
+    ]
     package_cycles = []
     for cycle in _cycles(package_graph(edges)):
         members = set(cycle)
-        package_cycles.append((cycle, [e for e in edges if e.packages[0] != e.packages[1]
-                                       and e.packages[0] in members and e.packages[1] in members]))
+        package_cycles.append(
+            (
+                cycle,
+                [
+                    e
+                    for e in edges
+                    if e.packages[0] != e.packages[1] and e.packages[0] in members and e.packages[1] in members
+                ],
+            )
+        )
     module_cycles = []
     for pkg in module_cycles_in:
         inside = [e for e in edges if e.packages == (pkg, pkg) and e.source != e.target]

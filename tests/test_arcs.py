@@ -17,8 +17,14 @@ def _turns(values: list[float]) -> list[str]:
 
 @pytest.mark.parametrize(
     "name, shape",
-    [("rags_to_riches", ["up"]), ("tragedy", ["down"]), ("man_in_a_hole", ["down", "up"]),
-     ("icarus", ["up", "down"]), ("cinderella", ["up", "down", "up"]), ("oedipus", ["down", "up", "down"])],
+    [
+        ("rags_to_riches", ["up"]),
+        ("tragedy", ["down"]),
+        ("man_in_a_hole", ["down", "up"]),
+        ("icarus", ["up", "down"]),
+        ("cinderella", ["up", "down", "up"]),
+        ("oedipus", ["down", "up", "down"]),
+    ],
 )
 def test_named_arcs_have_the_papers_shapes(name, shape):
     assert _turns(get_arc(name).targets(40)) == shape
@@ -42,8 +48,14 @@ def test_custom_points_parse_and_validate():
     arc = parse_arc_points("0,-0.5; 0.5,0.8; 1,0")
     assert arc.points == [(0.0, -0.5), (0.5, 0.8), (1.0, 0.0)]
     assert arc.valence(0.25) == pytest.approx(0.15)
-    for bad, msg in [("0,0", "at least 2"), ("0,0;0,1", "strictly increasing"), ("0,0;1,2", "outside"),
-                     ("0,0;1.5,0", "outside"), ("0,a;1,0", "not numbers"), ("0,0,1;1,0", "two numbers")]:
+    for bad, msg in [
+        ("0,0", "at least 2"),
+        ("0,0;0,1", "strictly increasing"),
+        ("0,0;1,2", "outside"),
+        ("0,0;1.5,0", "outside"),
+        ("0,a;1,0", "not numbers"),
+        ("0,0,1;1,0", "two numbers"),
+    ]:
         with pytest.raises((ValueError, ValidationError), match=msg):
             parse_arc_points(bad)
     with pytest.raises(ValidationError):

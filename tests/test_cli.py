@@ -40,8 +40,14 @@ def test_arcs_lists_the_six_shapes():
     result = runner.invoke(app, ["arcs", "--points", "3"])
     assert result.exit_code == 0
     lines = result.stdout.strip().splitlines()
-    assert [ln.split()[0] for ln in lines] == ["rags_to_riches", "tragedy", "man_in_a_hole", "icarus",
-                                               "cinderella", "oedipus"]
+    assert [ln.split()[0] for ln in lines] == [
+        "rags_to_riches",
+        "tragedy",
+        "man_in_a_hole",
+        "icarus",
+        "cinderella",
+        "oedipus",
+    ]
     rags = [float(x) for x in lines[0].split()[1:]]
     assert len(rags) == 3 and rags[0] < rags[1] < rags[2]
 

@@ -10,9 +10,13 @@ from emotional_engine.config import get_settings
 from emotional_engine.engine import Engine
 from emotional_engine.lm.gguf import ModelFileError
 
-CATALOG = {"models": [{"name": "plain", "builtin": True},
-                      {"name": "remote", "openai": {"base_url": "http://127.0.0.1:9", "model": "m"}}],
-           "rules": [{"audience": "children", "model": "remote"}]}
+CATALOG = {
+    "models": [
+        {"name": "plain", "builtin": True},
+        {"name": "remote", "openai": {"base_url": "http://127.0.0.1:9", "model": "m"}},
+    ],
+    "rules": [{"audience": "children", "model": "remote"}],
+}
 ARGS = ["generate", "--premise", "A fox finds a lantern.", "--words", "100"]
 
 

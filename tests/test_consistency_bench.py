@@ -9,7 +9,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 import consistency  # noqa: E402
-
 from emotional_engine.engine import Engine  # noqa: E402
 from fakes import FakeEmotion, harbour, harbour_generator  # noqa: E402
 
@@ -43,10 +42,14 @@ def test_masking_removes_names_and_profile_items():
 
 
 def test_localisation_similarity_is_lower_when_the_story_changes_not_only_names():
-    same = {(0, "a"): "At dawn Ana walked to the river and sold fish.",
-            (0, "b"): "At dawn Yuki walked to the river and sold fish."}
-    different = {(0, "a"): "Ana walked to the river and sold fish at dawn.",
-                 (0, "b"): "Yuki argued with her uncle about the rice harvest and the debt."}
+    same = {
+        (0, "a"): "At dawn Ana walked to the river and sold fish.",
+        (0, "b"): "At dawn Yuki walked to the river and sold fish.",
+    }
+    different = {
+        (0, "a"): "Ana walked to the river and sold fish at dawn.",
+        (0, "b"): "Yuki argued with her uncle about the rice harvest and the debt.",
+    }
     s_same, _ = consistency.localisation_similarity(same)
     s_diff, per = consistency.localisation_similarity(different)
     assert s_same == pytest.approx(1.0) and s_diff < 0.3 and len(per) == 1
@@ -70,8 +73,14 @@ def crashing(crash_at: int):
 
 
 async def test_a_story_goes_on_after_the_last_scene_saved_before_a_crash(tmp_path):
-    item = {"id": "length-1000-0", "words": 600, "culture": "ja-JP", "premise": consistency.PREMISES[0],
-            "arc": "man_in_a_hole", "seed": 4}
+    item = {
+        "id": "length-1000-0",
+        "words": 600,
+        "culture": "ja-JP",
+        "premise": consistency.PREMISES[0],
+        "arc": "man_in_a_hole",
+        "seed": 4,
+    }
 
     def engine(gen):
         return Engine(generator=gen, emotion=FakeEmotion(), candidates=2, check_safety=False)
@@ -97,16 +106,23 @@ def test_a_version_in_another_language_is_left_out_of_the_english_views():
     views = consistency.localisation_views(texts)
     # the Spanish version overlaps nothing, which pulls the all-versions mean down; the English view drops it
     assert views["English versions"][0] > views["all versions"][0]
-    assert views["English versions"][0] == pytest.approx(consistency.localisation_similarity(
-        {k: v for k, v in texts.items() if k[1] != "c"})[0])
+    assert views["English versions"][0] == pytest.approx(
+        consistency.localisation_similarity({k: v for k, v in texts.items() if k[1] != "c"})[0]
+    )
 
 
 def test_short_scenes_are_counted_from_the_technical_agents_length_reasons():
-    story = {"scenes": [{"text": ""}, {"text": "a b c"}, {"text": "word " * 140}],
-             "quality": {"reasons": ["scene 1: 0 words, asked for 150 (more than 10% off)",
-                                     "scene 2: 70 words, asked for 150 (more than 10% off)",
-                                     "scene 2: reading grade 16.1 is above 16 for a adult audience",
-                                     "scene 3: 80 words, asked for 150 (more than 10% off)"]}}
+    story = {
+        "scenes": [{"text": ""}, {"text": "a b c"}, {"text": "word " * 140}],
+        "quality": {
+            "reasons": [
+                "scene 1: 0 words, asked for 150 (more than 10% off)",
+                "scene 2: 70 words, asked for 150 (more than 10% off)",
+                "scene 2: reading grade 16.1 is above 16 for a adult audience",
+                "scene 3: 80 words, asked for 150 (more than 10% off)",
+            ]
+        },
+    }
     assert consistency.short_scenes(story) == (2, 1, 3)  # 0 and 70 are under half of 150; 80 is not
 
 
@@ -120,8 +136,17 @@ async def test_remeasure_measures_the_saved_stories_again_without_writing(tmp_pa
     result["measures"] = {"character_consistency": -1.0, "cast_mentions": 0}  # stale, from older code
     consistency.save(tmp_path, item, result)
     streams = len(gen.streams)
-    args = SimpleNamespace(out=str(tmp_path), parts="fit", lengths="500", limit=None, loc_words=300, loc_cultures=6,
-                           remeasure=True, candidates=2, concurrency=1)
+    args = SimpleNamespace(
+        out=str(tmp_path),
+        parts="fit",
+        lengths="500",
+        limit=None,
+        loc_words=300,
+        loc_cultures=6,
+        remeasure=True,
+        candidates=2,
+        concurrency=1,
+    )
     await consistency.run(args, engine)
     saved = json.loads((tmp_path / f"{item['id']}.json").read_text())
     assert len(gen.streams) == streams  # nothing was written

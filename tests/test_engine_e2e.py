@@ -20,8 +20,13 @@ def engine(embedded_path):
 
 
 def test_a_real_story_follows_the_contract_and_the_seed(engine):
-    req = StoryRequest(premise="A girl in Nairobi teaches her grandmother to ride a bicycle.", culture="sw-KE",
-                       words=150, seed=4, arc="rags_to_riches")
+    req = StoryRequest(
+        premise="A girl in Nairobi teaches her grandmother to ride a bicycle.",
+        culture="sw-KE",
+        words=150,
+        seed=4,
+        arc="rags_to_riches",
+    )
     story = engine.generate(req)
     assert story.text.strip() and len(story.scenes) == 1
     sc = story.scenes[0]
@@ -38,8 +43,13 @@ def test_a_real_story_follows_the_contract_and_the_seed(engine):
 
 
 async def test_streaming_gives_the_same_story_sentence_by_sentence(engine):
-    req = StoryRequest(premise="A boy in Osaka finds a lost cat before the festival.", culture="ja-JP",
-                       words=120, seed=9, arc="cinderella")
+    req = StoryRequest(
+        premise="A boy in Osaka finds a lost cat before the festival.",
+        culture="ja-JP",
+        words=120,
+        seed=9,
+        arc="cinderella",
+    )
     events = [e async for e in engine.stream(req)]
     kinds = [e.kind for e in events]
     assert kinds[0] == "plan" and kinds[-1] == "story_done"
@@ -55,16 +65,52 @@ def test_generate_cli_prints_the_json_contract(embedded_path, monkeypatch):
     from emotional_engine.config import get_settings
 
     get_settings.cache_clear()
-    result = CliRunner().invoke(app, ["generate", "--premise", "A kite festival in Lagos.", "--culture", "yo-NG",
-                                      "--words", "100", "--seed", "2", "--candidates", "1", "--format", "json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            "--premise",
+            "A kite festival in Lagos.",
+            "--culture",
+            "yo-NG",
+            "--words",
+            "100",
+            "--seed",
+            "2",
+            "--candidates",
+            "1",
+            "--format",
+            "json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     story = json.loads(result.stdout)
-    for key in ("schema_version", "title", "text", "culture", "language", "arc", "scenes", "characters", "quality",
-                "safety", "degraded", "timings_ms", "provenance"):
+    for key in (
+        "schema_version",
+        "title",
+        "text",
+        "culture",
+        "language",
+        "arc",
+        "scenes",
+        "characters",
+        "quality",
+        "safety",
+        "degraded",
+        "timings_ms",
+        "provenance",
+    ):
         assert key in story
     assert story["arc"]["name"] == "man_in_a_hole" and len(story["arc"]["target"]) == len(story["scenes"])
-    assert set(story["quality"]) >= {"emotion_fit", "character_consistency", "cultural_fit", "coherence",
-                                     "diversity", "overall", "reasons"}
+    assert set(story["quality"]) >= {
+        "emotion_fit",
+        "character_consistency",
+        "cultural_fit",
+        "coherence",
+        "diversity",
+        "overall",
+        "reasons",
+    }
 
 
 def test_generate_cli_explains_bad_input():

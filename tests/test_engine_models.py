@@ -10,17 +10,26 @@ from emotional_engine.engine import Engine
 from emotional_engine.lm.models import ModelManager
 from fakes import FakeEmotion, FakeGenerator, ModelInfo
 
-CATALOG = ModelCatalog.model_validate({
-    "models": [{"name": "steered", "builtin": True}, {"name": "other", "builtin": True},
-               {"name": "remote", "openai": {"base_url": "http://127.0.0.1:9"}}],
-    "rules": [{"culture": "ja", "model": "other"}],
-})
+CATALOG = ModelCatalog.model_validate(
+    {
+        "models": [
+            {"name": "steered", "builtin": True},
+            {"name": "other", "builtin": True},
+            {"name": "remote", "openai": {"base_url": "http://127.0.0.1:9"}},
+        ],
+        "rules": [{"culture": "ja", "model": "other"}],
+    }
+)
 
 
 def vocab_generator(name: str) -> FakeGenerator:
     """Takes logits processors and has a vocabulary of its own (as the builtin runtime does)."""
-    return FakeGenerator("Once upon a time.", logits_processors=True, info=ModelInfo("fake", name, sha256=name[0] * 64),
-                         vocabulary=[f"{name}-{i}" for i in range(4)])
+    return FakeGenerator(
+        "Once upon a time.",
+        logits_processors=True,
+        info=ModelInfo("fake", name, sha256=name[0] * 64),
+        vocabulary=[f"{name}-{i}" for i in range(4)],
+    )
 
 
 def engine(monkeypatch, tmp_path):
@@ -37,8 +46,12 @@ def engine(monkeypatch, tmp_path):
         loads.append(spec.name)
         return FakeGenerator("Once.") if spec.openai else vocab_generator(spec.name)
 
-    e = Engine(Settings(cache_dir=tmp_path, _env_file=None), models=ModelManager(CATALOG, load), emotion=FakeEmotion(),
-               check_safety=False)
+    e = Engine(
+        Settings(cache_dir=tmp_path, _env_file=None),
+        models=ModelManager(CATALOG, load),
+        emotion=FakeEmotion(),
+        check_safety=False,
+    )
     return e, loads, tables
 
 

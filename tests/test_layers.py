@@ -49,20 +49,24 @@ def test_a_tree_whose_imports_run_down_passes(tmp_path):
     assert report.ok, f"\n{report}"
 
 
-@pytest.mark.parametrize("planted", [
-    "from emotional_engine.agents.cultural import z\n",
-    "import emotional_engine.agents.cultural\n",
-    "def f():\n    from emotional_engine.agents import cultural\n",
-    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from emotional_engine.agents.cultural import z\n",
-    "from ...agents import cultural\n",
-    "import importlib\nmod = importlib.import_module('emotional_engine.agents.cultural')\n",
-])
+@pytest.mark.parametrize(
+    "planted",
+    [
+        "from emotional_engine.agents.cultural import z\n",
+        "import emotional_engine.agents.cultural\n",
+        "def f():\n    from emotional_engine.agents import cultural\n",
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from emotional_engine.agents.cultural import z\n",
+        "from ...agents import cultural\n",
+        "import importlib\nmod = importlib.import_module('emotional_engine.agents.cultural')\n",
+    ],
+)
 def test_an_upward_import_is_caught_in_every_form(tmp_path, planted):
     files = {**CLEAN, "memory/deep/recall.py": "# memory reaches up into agents\n" + planted}
     report = check(import_edges(_tree(tmp_path, files)))
     assert not report.ok
     assert [(e.packages, e.file, e.line) for e in report.upward] == [
-        (("memory", "agents"), "src/emotional_engine/memory/deep/recall.py", planted.count("\n") + 1)]
+        (("memory", "agents"), "src/emotional_engine/memory/deep/recall.py", planted.count("\n") + 1)
+    ]
     assert "src/emotional_engine/memory/deep/recall.py:" in str(report)
     assert "memory (layer 2) -> agents (layer 3)" in str(report)
 
@@ -83,19 +87,25 @@ def test_a_cycle_between_packages_of_one_layer_is_caught(tmp_path):
     assert cycle == ["culture", "memory"]
     assert sorted(str(e) for e in edges) == [
         "src/emotional_engine/culture/names.py:1: emotional_engine.culture.names -> emotional_engine.memory.store",
-        "src/emotional_engine/memory/store.py:4: emotional_engine.memory.store -> emotional_engine.culture.names"]
+        "src/emotional_engine/memory/store.py:4: emotional_engine.memory.store -> emotional_engine.culture.names",
+    ]
     assert "a cycle between packages culture <-> memory" in str(report)
 
 
 def test_a_cycle_between_agents_is_caught(tmp_path):
-    files = {**CLEAN, "agents/cultural.py": CLEAN["agents/cultural.py"]
-             + "def f():\n    from emotional_engine.agents.character_check import is_ordinary  # hidden\n"}
+    files = {
+        **CLEAN,
+        "agents/cultural.py": CLEAN["agents/cultural.py"]
+        + "def f():\n    from emotional_engine.agents.character_check import is_ordinary  # hidden\n",
+    }
     report = check(import_edges(_tree(tmp_path, files)))
     assert not report.upward and not report.package_cycles
     [(cycle, edges)] = report.module_cycles
     assert cycle == ["emotional_engine.agents.character_check", "emotional_engine.agents.cultural"]
-    assert {e.file for e in edges} == {"src/emotional_engine/agents/cultural.py",
-                                       "src/emotional_engine/agents/character_check.py"}
+    assert {e.file for e in edges} == {
+        "src/emotional_engine/agents/cultural.py",
+        "src/emotional_engine/agents/character_check.py",
+    }
 
 
 def test_a_package_in_no_layer_is_caught(tmp_path):

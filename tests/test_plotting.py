@@ -23,12 +23,25 @@ def test_scene_midpoints_follow_word_counts():
 
 
 def _story(measured: bool) -> Story:
-    scenes = [Scene(index=i, text="word " * n, target=SceneTarget(valence=v, emotion="joy"),
-                    measured=Measurement(valence=-v, arousal=0.1, emotion="sadness", scores={}) if measured else None)
-              for i, (n, v) in enumerate([(50, 0.5), (80, -0.6), (60, 0.7)])]
-    return Story(title="t", text="x", culture="en-GB", language="en", arc=ArcOut(name="man_in_a_hole", target=[0.5, -0.6, 0.7]),
-                 scenes=scenes, characters=[], quality=Quality(emotion_fit=0, character_consistency=1, cultural_fit=1,
-                                                                coherence=1, diversity=1, overall=0.5))
+    scenes = [
+        Scene(
+            index=i,
+            text="word " * n,
+            target=SceneTarget(valence=v, emotion="joy"),
+            measured=Measurement(valence=-v, arousal=0.1, emotion="sadness", scores={}) if measured else None,
+        )
+        for i, (n, v) in enumerate([(50, 0.5), (80, -0.6), (60, 0.7)])
+    ]
+    return Story(
+        title="t",
+        text="x",
+        culture="en-GB",
+        language="en",
+        arc=ArcOut(name="man_in_a_hole", target=[0.5, -0.6, 0.7]),
+        scenes=scenes,
+        characters=[],
+        quality=Quality(emotion_fit=0, character_consistency=1, cultural_fit=1, coherence=1, diversity=1, overall=0.5),
+    )
 
 
 def test_story_plot_draws_target_and_measured(tmp_path):
@@ -44,7 +57,9 @@ def test_story_plot_without_measurements_draws_only_the_target(tmp_path):
 
 
 def test_window_plot(tmp_path):
-    windows = [ArcWindow(index=i, start=i / 4, end=(i + 1) / 4, valence=v, arousal=0.0, emotion="joy", scores={})
-               for i, v in enumerate([0.5, -0.2, -0.6, 0.4])]
+    windows = [
+        ArcWindow(index=i, start=i / 4, end=(i + 1) / 4, valence=v, arousal=0.0, emotion="joy", scores={})
+        for i, v in enumerate([0.5, -0.2, -0.6, 0.4])
+    ]
     png = plot_windows(windows, tmp_path / "w.png")
     assert _has_colour(png, TAB_RED)

@@ -62,13 +62,18 @@ def turn_writer():
     def write(call):
         turn = call.index + 1
         if turn == 3:
-            return ("Mei hid the silver key under the loose stone by the shrine gate. Nobody saw the silver key go. "
-                    "The wind moved the paper lanterns.")
-        return (f"Mei walked along street number {turn} past the noodle stalls. The vendors called out "
-                f"prices for the evening {turn}. A cat watched the crowd from a wall and yawned.")
+            return (
+                "Mei hid the silver key under the loose stone by the shrine gate. Nobody saw the silver key go. "
+                "The wind moved the paper lanterns."
+            )
+        return (
+            f"Mei walked along street number {turn} past the noodle stalls. The vendors called out "
+            f"prices for the evening {turn}. A cat watched the crowd from a wall and yawned."
+        )
 
-    return FakeGenerator(write=write, reply=first_sentence, chunk=11, finish="stop",
-                         info=ModelInfo("fake", "fake", context_length=800))
+    return FakeGenerator(
+        write=write, reply=first_sentence, chunk=11, finish="stop", info=ModelInfo("fake", "fake", context_length=800)
+    )
 
 
 def prompt_tokens(messages):
@@ -82,8 +87,12 @@ async def test_two_hundred_turns_stay_within_the_context_and_remember_turn_three
     from emotional_engine.domain import CastMember
 
     gen = turn_writer()
-    req = StoryRequest(premise="A girl explores a night market.", culture="ja-JP", seed=4,
-                       cast=[CastMember(name="Mei Sato", role="protagonist", pronouns="she/her")])
+    req = StoryRequest(
+        premise="A girl explores a night market.",
+        culture="ja-JP",
+        seed=4,
+        cast=[CastMember(name="Mei Sato", role="protagonist", pronouns="she/her")],
+    )
     s = StorySession(req, deps(gen), turns=220)
     for t in range(1, 200):
         await s.turn(f"I keep walking, turn {t}.")

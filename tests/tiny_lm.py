@@ -48,8 +48,15 @@ def make_tokenizer_data() -> TokenizerData:
     types += [CONTROL] * len(SPECIALS)
     assert len(set(tokens)) == len(tokens)
     return TokenizerData(
-        model="gpt2", pre="gpt2", tokens=tokens, token_types=types, merges=list(MERGES),
-        bos_id=None, eos_id=tokens.index("<|im_end|>"), add_bos=False, chat_template=None,
+        model="gpt2",
+        pre="gpt2",
+        tokens=tokens,
+        token_types=types,
+        merges=list(MERGES),
+        bos_id=None,
+        eos_id=tokens.index("<|im_end|>"),
+        add_bos=False,
+        chat_template=None,
     )
 
 
@@ -61,8 +68,16 @@ VOCAB_SIZE = 256 + len(MERGES) + len(SPECIALS)
 
 def tiny_config(**kw) -> LlamaConfig:
     base = dict(
-        vocab_size=VOCAB_SIZE, n_layer=2, n_head=4, n_kv_head=2, n_embd=64, head_dim=16,
-        intermediate_size=128, context_length=128, rope_theta=10000.0, tie_embeddings=True,
+        vocab_size=VOCAB_SIZE,
+        n_layer=2,
+        n_head=4,
+        n_kv_head=2,
+        n_embd=64,
+        head_dim=16,
+        intermediate_size=128,
+        context_length=128,
+        rope_theta=10000.0,
+        tie_embeddings=True,
     )
     base.update(kw)
     return LlamaConfig(**base)
@@ -94,8 +109,13 @@ def run_concurrently(engine, jobs: Sequence[dict], timeout: float = 60.0):
     queues = []
     for job in jobs:
         q: queue.Queue = queue.Queue()
-        engine.submit(engine.encode_prompt(job["prompt"]), job["params"], q.put,
-                      session_id=job.get("session_id"), processors=job.get("processors", ()))
+        engine.submit(
+            engine.encode_prompt(job["prompt"]),
+            job["params"],
+            q.put,
+            session_id=job.get("session_id"),
+            processors=job.get("processors", ()),
+        )
         queues.append(q)
     out = []
     for q in queues:

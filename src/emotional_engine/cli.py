@@ -5,19 +5,24 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from emotional_engine.lm.gguf import ModelFileError
 
-app = typer.Typer(help="emotional-engine: stories with emotional intelligence and cultural sensitivity.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="emotional-engine: stories with emotional intelligence and cultural sensitivity.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress to stderr")] = False):
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 def _choose(flag: bool | None, default: bool) -> bool:
@@ -28,15 +33,21 @@ def _choose(flag: bool | None, default: bool) -> bool:
 @app.command()
 def lm(
     prompt: Annotated[str, typer.Argument(help="the prompt; sent as a user chat message unless --raw")],
-    model: Annotated[Optional[Path], typer.Option(help="a llama GGUF file (default: the embedded SmolLM2)")] = None,
+    model: Annotated[Path | None, typer.Option(help="a llama GGUF file (default: the embedded SmolLM2)")] = None,
     max_tokens: Annotated[int, typer.Option(min=1, help="tokens to generate at most")] = 256,
-    seed: Annotated[Optional[int], typer.Option(help="same seed, same text")] = None,
+    seed: Annotated[int | None, typer.Option(help="same seed, same text")] = None,
     temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy")] = 0.7,
     top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.9,
     raw: Annotated[bool, typer.Option(help="complete the text as is, without the chat template")] = False,
-    weight_format: Annotated[Optional[str], typer.Option(help="fp32 or fp16 (default from EE_WEIGHT_FORMAT)")] = None,
-    emotion: Annotated[Optional[str], typer.Option(help="condition the emotion-attention adapter on this emotion")] = None,
-    emotion_adapter: Annotated[Optional[bool], typer.Option("--emotion-adapter/--no-emotion-adapter", help="attach the shipped emotion-attention adapter (default: on with --emotion, else EE_EMOTION_ADAPTER)")] = None,
+    weight_format: Annotated[str | None, typer.Option(help="fp32 or fp16 (default from EE_WEIGHT_FORMAT)")] = None,
+    emotion: Annotated[str | None, typer.Option(help="condition the emotion-attention adapter on this emotion")] = None,
+    emotion_adapter: Annotated[
+        bool | None,
+        typer.Option(
+            "--emotion-adapter/--no-emotion-adapter",
+            help="attach the shipped emotion-attention adapter (default: on with --emotion, else EE_EMOTION_ADAPTER)",
+        ),
+    ] = None,
 ):
     """Stream a completion from the language model."""
     import asyncio
@@ -48,18 +59,32 @@ def lm(
 
     s = get_settings()
     try:
-        gen = BuiltinGenerator.load(model or s.model_path, weight_format=weight_format or s.weight_format,
-                                    max_batch=1, cache_dir=s.cache_dir, overflow=s.context_overflow,
-                                    emotion_adapter=_choose(emotion_adapter, emotion is not None or s.emotion_adapter))
+        gen = BuiltinGenerator.load(
+            model or s.model_path,
+            weight_format=weight_format or s.weight_format,
+            max_batch=1,
+            cache_dir=s.cache_dir,
+            overflow=s.context_overflow,
+            emotion_adapter=_choose(emotion_adapter, emotion is not None or s.emotion_adapter),
+        )
     except (ModelFileError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     if emotion is not None and gen.emotion_context(emotion) is None:
-        reason = f"choose one of {', '.join(gen.emotion_contexts)}" if gen.emotion_contexts else "no emotion adapter is loaded"
+        reason = (
+            f"choose one of {', '.join(gen.emotion_contexts)}"
+            if gen.emotion_contexts
+            else "no emotion adapter is loaded"
+        )
         typer.echo(f"error: --emotion {emotion!r}: {reason}", err=True)
         raise typer.Exit(2)
-    params = SamplingParams(max_tokens=max_tokens, seed=seed, temperature=temperature, top_p=max(top_p, 1e-6),
-                            emotion_context=gen.emotion_context(emotion) if emotion else None)
+    params = SamplingParams(
+        max_tokens=max_tokens,
+        seed=seed,
+        temperature=temperature,
+        top_p=max(top_p, 1e-6),
+        emotion_context=gen.emotion_context(emotion) if emotion else None,
+    )
     prompt_in = prompt if raw else [{"role": "user", "content": prompt}]
 
     async def run() -> Completion:
@@ -78,26 +103,45 @@ def lm(
     if done.finish_reason == "error":
         typer.echo(f"error: {done.error}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"[{done.completion_tokens} tokens, {done.finish_reason}, first token {done.ttft_ms:.0f} ms, "
-               f"{done.completion_tokens / max(done.total_ms, 1e-9) * 1000:.1f} tokens/s]", err=True)
+    typer.echo(
+        f"[{done.completion_tokens} tokens, {done.finish_reason}, first token {done.ttft_ms:.0f} ms, "
+        f"{done.completion_tokens / max(done.total_ms, 1e-9) * 1000:.1f} tokens/s]",
+        err=True,
+    )
 
 
 @app.command()
 def generate(
     premise: Annotated[str, typer.Option(help="what the story is about (story material, not instructions)")],
-    arc: Annotated[str, typer.Option(help="rags_to_riches, tragedy, man_in_a_hole, icarus, cinderella, oedipus")] = "man_in_a_hole",
-    arc_points: Annotated[Optional[str], typer.Option(help='a custom arc, "t,v;t,v;..." (overrides --arc)')] = None,
+    arc: Annotated[
+        str, typer.Option(help="rags_to_riches, tragedy, man_in_a_hole, icarus, cinderella, oedipus")
+    ] = "man_in_a_hole",
+    arc_points: Annotated[str | None, typer.Option(help='a custom arc, "t,v;t,v;..." (overrides --arc)')] = None,
     culture: Annotated[str, typer.Option(help="a BCP 47 tag; see `emotional-engine cultures`")] = "en-US",
     audience: Annotated[str, typer.Option(help="children, teen or adult")] = "adult",
     words: Annotated[int, typer.Option(help="length of the story in words (50-20,000)")] = 600,
-    seed: Annotated[Optional[int], typer.Option(help="same seed, same story")] = None,
+    seed: Annotated[int | None, typer.Option(help="same seed, same story")] = None,
     format: Annotated[str, typer.Option("--format", help="json or markdown")] = "markdown",
-    out: Annotated[Optional[Path], typer.Option(help="write the story here instead of stdout")] = None,
-    model: Annotated[Optional[Path], typer.Option(help="write with this llama GGUF file only (default: the configured models)")] = None,
-    model_name: Annotated[Optional[str], typer.Option(help="one of the configured models (EE_MODELS or EE_MODELS_FILE; default: their routing rules, then their default)")] = None,
+    out: Annotated[Path | None, typer.Option(help="write the story here instead of stdout")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="write with this llama GGUF file only (default: the configured models)")
+    ] = None,
+    model_name: Annotated[
+        str | None,
+        typer.Option(
+            help="one of the configured models (EE_MODELS or EE_MODELS_FILE; "
+            "default: their routing rules, then their default)"
+        ),
+    ] = None,
     candidates: Annotated[int, typer.Option(min=1, max=8, help="candidates written per scene")] = 4,
-    plot: Annotated[Optional[Path], typer.Option(help="draw the target and measured arcs to this PNG file")] = None,
-    emotion_adapter: Annotated[Optional[bool], typer.Option("--emotion-adapter/--no-emotion-adapter", help="give every other candidate the emotion-attention adapter (default: EE_EMOTION_ADAPTER, off)")] = None,
+    plot: Annotated[Path | None, typer.Option(help="draw the target and measured arcs to this PNG file")] = None,
+    emotion_adapter: Annotated[
+        bool | None,
+        typer.Option(
+            "--emotion-adapter/--no-emotion-adapter",
+            help="give every other candidate the emotion-attention adapter (default: EE_EMOTION_ADAPTER, off)",
+        ),
+    ] = None,
 ):
     """Write a story whose measured emotions follow the arc."""
     from pydantic import ValidationError
@@ -116,16 +160,18 @@ def generate(
         raise typer.Exit(2)
     try:
         arc_value = parse_arc_points(arc_points).points if arc_points else arc
-        request = StoryRequest(premise=premise, arc=arc_value, culture=culture, audience=audience, words=words,
-                               seed=seed, model=model_name)
+        request = StoryRequest(
+            premise=premise, arc=arc_value, culture=culture, audience=audience, words=words, seed=seed, model=model_name
+        )
     except (ValidationError, ValueError) as e:
         typer.echo(f"error: {_validation_message(e)}", err=True)
         raise typer.Exit(2) from None
     try:
         settings = get_settings()
         if model is not None:  # this file alone, instead of the configured models
-            settings = settings.model_copy(update={"model_path": model, "models": None, "models_file": None,
-                                                   "openai_base_url": None})
+            settings = settings.model_copy(
+                update={"model_path": model, "models": None, "models_file": None, "openai_base_url": None}
+            )
         settings = settings.model_copy(update={"emotion_adapter": _choose(emotion_adapter, settings.emotion_adapter)})
         engine = Engine(settings, candidates=candidates)
         request = engine.pin_model(request)  # an unknown --model-name fails now, before any model loads
@@ -139,7 +185,9 @@ def generate(
             if e.kind == "plan":
                 progress.update(task, total=len(e.data.scenes), description="writing scenes")
             elif e.kind == "scene_done":
-                progress.update(task, advance=1, description=f"scene {e.data.index + 1} done ({e.data.measured.emotion})")
+                progress.update(
+                    task, advance=1, description=f"scene {e.data.index + 1} done ({e.data.measured.emotion})"
+                )
 
         try:
             story = engine.generate(request, on_event)
@@ -174,20 +222,26 @@ def _validation_message(e: Exception) -> str:
 
 
 def _markdown(story) -> str:
-    rows = "\n".join(f"| {s.index + 1} | {s.target.emotion} {s.target.valence:+.2f} | "
-                     f"{s.measured.emotion} {s.measured.valence:+.2f} |" for s in story.scenes if s.measured)
+    rows = "\n".join(
+        f"| {s.index + 1} | {s.target.emotion} {s.target.valence:+.2f} | "
+        f"{s.measured.emotion} {s.measured.valence:+.2f} |"
+        for s in story.scenes
+        if s.measured
+    )
     q = story.quality
-    return (f"# {story.title}\n\n{story.text}\n\n---\n\n| scene | target | measured |\n|---|---|---|\n{rows}\n\n"
-            f"Quality: overall {q.overall:.2f} (emotion fit {q.emotion_fit:.2f}, characters {q.character_consistency:.2f}, "
-            f"culture {q.cultural_fit:.2f}, coherence {q.coherence:.2f}, diversity {q.diversity:.2f})"
-            + (f"\n\nDegraded: {', '.join(story.degraded)}" if story.degraded else ""))
+    return (
+        f"# {story.title}\n\n{story.text}\n\n---\n\n| scene | target | measured |\n|---|---|---|\n{rows}\n\n"
+        f"Quality: overall {q.overall:.2f} (emotion fit {q.emotion_fit:.2f}, characters {q.character_consistency:.2f}, "
+        f"culture {q.cultural_fit:.2f}, coherence {q.coherence:.2f}, diversity {q.diversity:.2f})"
+        + (f"\n\nDegraded: {', '.join(story.degraded)}" if story.degraded else "")
+    )
 
 
 @app.command()
 def analyze(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a text file")],
     windows: Annotated[int, typer.Option(min=1, max=100, help="equal parts of the text")] = 10,
-    plot: Annotated[Optional[Path], typer.Option(help="draw the arc to this PNG file")] = None,
+    plot: Annotated[Path | None, typer.Option(help="draw the arc to this PNG file")] = None,
 ):
     """The emotional arc of any text: valence, arousal and top emotion per window."""
     from emotional_engine.emotion import analyze as analyze_text
@@ -214,8 +268,10 @@ def play(
     audience: Annotated[str, typer.Option(help="children, teen or adult")] = "adult",
     arc: Annotated[str, typer.Option(help="the arc the beats follow")] = "man_in_a_hole",
     turns: Annotated[int, typer.Option(min=2, max=500, help="turns the arc is spread over")] = 12,
-    seed: Annotated[Optional[int], typer.Option()] = None,
-    model_name: Annotated[Optional[str], typer.Option(help="one of the configured models (default: their routing rules, then their default)")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    model_name: Annotated[
+        str | None, typer.Option(help="one of the configured models (default: their routing rules, then their default)")
+    ] = None,
 ):
     """An interactive story in the terminal: type what happens next, read the next beat (empty line ends)."""
     import asyncio
@@ -226,8 +282,9 @@ def play(
     from emotional_engine.engine import Engine
 
     try:
-        request = StoryRequest(premise=premise, culture=culture, audience=audience, arc=arc, seed=seed,
-                               model=model_name)
+        request = StoryRequest(
+            premise=premise, culture=culture, audience=audience, arc=arc, seed=seed, model=model_name
+        )
         engine = Engine()
         request = engine.pin_model(request)  # an unknown --model-name fails now, before any model loads
     except (ValidationError, ValueError) as e:
@@ -273,8 +330,8 @@ def cultures():
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="address to listen on (default EE_HOST, 127.0.0.1)")] = None,
-    port: Annotated[Optional[int], typer.Option(help="port (default EE_PORT, 8000)")] = None,
+    host: Annotated[str | None, typer.Option(help="address to listen on (default EE_HOST, 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default EE_PORT, 8000)")] = None,
 ):
     """Run the HTTP API (OpenAPI docs at /docs); the embedded model and a SQLite file unless configured."""
     import uvicorn
@@ -288,8 +345,9 @@ def serve(
     except ValueError as e:  # the model configuration
         typer.echo(f"error: {_validation_message(e)}", err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(api, host=host or settings.host, port=port or settings.port,
-                log_level="info", timeout_graceful_shutdown=10)
+    uvicorn.run(
+        api, host=host or settings.host, port=port or settings.port, log_level="info", timeout_graceful_shutdown=10
+    )
 
 
 keys_app = typer.Typer(help="API keys for the HTTP service (kept hashed in the database).", no_args_is_help=True)
@@ -309,8 +367,11 @@ def _open_store():
         store.migrate()
     except SQLAlchemyError as e:
         url = make_url(store.url).render_as_string(hide_password=True)
-        typer.echo(f"error: cannot open the database at {url} (set EE_DATABASE_URL): {e.__class__.__name__}: "
-                   f"{str(e).splitlines()[0]}", err=True)
+        typer.echo(
+            f"error: cannot open the database at {url} (set EE_DATABASE_URL): {e.__class__.__name__}: "
+            f"{str(e).splitlines()[0]}",
+            err=True,
+        )
         raise typer.Exit(1) from None
     return store
 
@@ -391,13 +452,13 @@ def train_corpus():
 
 @train_app.command("emotion-adapter")
 def train_emotion_adapter(
-    out: Annotated[Optional[Path], typer.Option(help="where to write the adapter (default: the shipped file)")] = None,
+    out: Annotated[Path | None, typer.Option(help="where to write the adapter (default: the shipped file)")] = None,
     layers: Annotated[int, typer.Option(min=1, help="top decoder layers that get an adapter")] = 4,
     seq_len: Annotated[int, typer.Option(min=8, max=2048, help="tokens per training chunk")] = 128,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     steps: Annotated[int, typer.Option(min=1)] = 600,
     lr: Annotated[float, typer.Option(min=0.0)] = 2e-3,
-    max_train_chunks: Annotated[Optional[int], typer.Option(min=1, help="train on a random subset of chunks")] = None,
+    max_train_chunks: Annotated[int | None, typer.Option(min=1, help="train on a random subset of chunks")] = None,
     threads: Annotated[int, typer.Option(min=1, help="torch threads (the machine may be shared)")] = 1,
 ):
     """Train the emotion-aware attention adapter on the embedded model (frozen), resuming from the
@@ -408,8 +469,9 @@ def train_emotion_adapter(
     from emotional_engine.training.adapter import TrainConfig, train_on_brown
 
     torch.set_num_threads(threads)
-    cfg = TrainConfig(n_layers=layers, seq_len=seq_len, batch_size=batch_size, steps=steps, lr=lr,
-                      max_train_chunks=max_train_chunks)
+    cfg = TrainConfig(
+        n_layers=layers, seq_len=seq_len, batch_size=batch_size, steps=steps, lr=lr, max_train_chunks=max_train_chunks
+    )
     result = train_on_brown(cfg, out or SHIPPED_PATH, log=lambda m: typer.echo(m, err=True))
     typer.echo(" ".join(f"{k}={v:.3f}" for k, v in result.metrics.items() if k.startswith("ppl")))
 

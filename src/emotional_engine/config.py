@@ -47,8 +47,9 @@ class ModelSpec(BaseModel):
     def _one_source(self) -> ModelSpec:
         given = [k for k in ("builtin", "gguf", "openai") if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError(f"model {self.name!r} needs exactly one of builtin, gguf, openai (got "
-                             f"{', '.join(given) or 'none'})")
+            raise ValueError(
+                f"model {self.name!r} needs exactly one of builtin, gguf, openai (got {', '.join(given) or 'none'})"
+            )
         if self.runtime == "llama-cpp" and self.gguf is None:
             raise ValueError(f"model {self.name!r}: runtime llama-cpp needs a gguf file")
         if self.gguf is not None and not self.gguf.is_file():
@@ -120,7 +121,11 @@ class Settings(BaseSettings):
     context_overflow: Literal["truncate", "error"] = Field("truncate", description="prompt longer than the context")
     cache_dir: Path | None = Field(None, description="dequantised-weight cache; default ~/.cache/emotional-engine")
     logit_steering: bool = Field(True, description="bias the builtin model's logits towards each scene's emotion")
-    emotion_adapter: bool = Field(False, description="attach the shipped emotion-attention adapter to the embedded model; off by default: in the 90-scene control benchmark it added no emotion control (docs/benchmarks.md)")
+    emotion_adapter: bool = Field(
+        False,
+        description="attach the shipped emotion-attention adapter to the embedded model; off by default: in the "
+        "90-scene control benchmark it added no emotion control (docs/benchmarks.md)",
+    )
     # OpenAI-compatible backend (vLLM, Ollama, llama.cpp server); used when base_url is set
     openai_base_url: str | None = None
     openai_api_key: str | None = None
@@ -129,9 +134,14 @@ class Settings(BaseSettings):
     models: ModelCatalog | None = Field(None, description="the model catalog as JSON")
     models_file: Path | None = Field(None, description="the model catalog as a YAML file")
     # Storage and cache (the HTTP service)
-    database_url: str | None = Field(None, description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; "
-                                     "default: a SQLite file engine.db in cache_dir or ~/.local/share/emotional-engine")
-    redis_url: str | None = Field(None, description="redis://host:6379/0 for the shared cache level; None: in-process only")
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; "
+        "default: a SQLite file engine.db in cache_dir or ~/.local/share/emotional-engine",
+    )
+    redis_url: str | None = Field(
+        None, description="redis://host:6379/0 for the shared cache level; None: in-process only"
+    )
     cache_l1_size: int = Field(1024, ge=1, description="entries in the in-process cache")
     cache_ttl_s: int = Field(3600, ge=1, description="time to live of cached stories and beats, every level")
     cache_l3_max_rows: int = Field(10_000, ge=1, description="rows of the SQL cache level before the oldest go")
@@ -164,8 +174,9 @@ class Settings(BaseSettings):
             except (OSError, yaml.YAMLError) as e:
                 raise ValueError(f"models file {self.models_file}: {e}") from None
         if self.openai_base_url:
-            server = OpenAIServer(base_url=self.openai_base_url, model=self.openai_model or "default",
-                                  api_key=self.openai_api_key)
+            server = OpenAIServer(
+                base_url=self.openai_base_url, model=self.openai_model or "default", api_key=self.openai_api_key
+            )
             return ModelCatalog(models=[ModelSpec(name="openai", openai=server)])
         if self.model_path is not None:
             return ModelCatalog(models=[ModelSpec(name="gguf", gguf=self.model_path)])

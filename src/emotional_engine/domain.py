@@ -32,9 +32,12 @@ class CastMember(BaseModel):
     pronouns: str = Field("they/them", max_length=20)
     traits: list[str] = Field(default_factory=list, max_length=12)
     goals: list[str] = Field(default_factory=list, max_length=6)
-    aliases: list[Annotated[NonBlank, Field(max_length=80)]] = Field(default_factory=list, max_length=12,
-                                                                   description="nicknames and forms of address")
-    relationships: dict[str, str] = Field(default_factory=dict, description="other cast member -> what they are to this one")
+    aliases: list[Annotated[NonBlank, Field(max_length=80)]] = Field(
+        default_factory=list, max_length=12, description="nicknames and forms of address"
+    )
+    relationships: dict[str, str] = Field(
+        default_factory=dict, description="other cast member -> what they are to this one"
+    )
 
 
 class StorySampling(BaseModel):
@@ -55,8 +58,13 @@ class StoryRequest(BaseModel):
     seed: int | None = None
     language: str | None = Field(None, description="passed to backends that can write other languages")
     sampling: StorySampling = Field(default_factory=StorySampling)
-    model: str | None = Field(None, max_length=64, description=(
-        "a configured language model (GET /v1/models); default: the server's routing rules, then its default"))
+    model: str | None = Field(
+        None,
+        max_length=64,
+        description=(
+            "a configured language model (GET /v1/models); default: the server's routing rules, then its default"
+        ),
+    )
 
     @field_validator("premise")
     @classmethod
@@ -120,8 +128,9 @@ class Character(BaseModel):
     traits: list[str] = Field(default_factory=list)
     goals: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list, description="nicknames and forms of address that name this one")
-    relationships: dict[str, str] = Field(default_factory=dict,
-                                          description="other cast member -> what they are to this one (brother, rival)")
+    relationships: dict[str, str] = Field(
+        default_factory=dict, description="other cast member -> what they are to this one (brother, rival)"
+    )
     states: list[Emotion] = Field(default_factory=list, description="emotional state per scene")
 
 
@@ -152,9 +161,13 @@ class Story(BaseModel):
     quality: Quality
     safety: dict[str, object] = Field(default_factory=dict)
     degraded: list[str] = Field(default_factory=list, description="agents that failed or timed out")
-    memory: dict[str, object] = Field(default_factory=dict, description=(
-        "story memory: facts kept, sentences that contradicted it (rewritten or dropped before they were "
-        "shown) and their rate per 1,000 words, "
-        "each character's last known location and alive state, relations"))
+    memory: dict[str, object] = Field(
+        default_factory=dict,
+        description=(
+            "story memory: facts kept, sentences that contradicted it (rewritten or dropped before they were "
+            "shown) and their rate per 1,000 words, "
+            "each character's last known location and alive state, relations"
+        ),
+    )
     timings_ms: dict[str, float] = Field(default_factory=dict)
     provenance: dict[str, object] = Field(default_factory=dict)

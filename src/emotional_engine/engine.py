@@ -24,9 +24,17 @@ from emotional_engine.threads import run_model
 
 
 class Engine:
-    def __init__(self, settings: Settings | None = None, *, generator: Generator | None = None,
-                 models: ModelManager | None = None, emotion=None, candidates: int = 4,
-                 agent_timeout_s: float = 30.0, check_safety: bool = True):
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        generator: Generator | None = None,
+        models: ModelManager | None = None,
+        emotion=None,
+        candidates: int = 4,
+        agent_timeout_s: float = 30.0,
+        check_safety: bool = True,
+    ):
         """`generator`: the one model to write with (tests); else `models`, else the configured ones.
         `check_safety=False` leaves out the audience safety check (tests on fake models)."""
         self.settings = settings or get_settings()
@@ -59,8 +67,9 @@ class Engine:
         if model not in self._deps:
             generator = self.models.get(model)
             shared = self._shared_deps()
-            self._deps[model] = Deps(generator=generator, steering=self._steering_table(generator, shared["emotion"]),
-                                     **shared)
+            self._deps[model] = Deps(
+                generator=generator, steering=self._steering_table(generator, shared["emotion"]), **shared
+            )
         return self._deps[model]
 
     async def load(self, model: str | None = None) -> Deps:
@@ -86,10 +95,13 @@ class Engine:
             name_index()  # built once (every culture's names), here rather than inside the first scene
             technical_agent.check_text("Warm up.", "adult")  # textstat loads its pronunciation dictionary
             model = self.emotion
-            self._shared = dict(emotion=model, candidates=self.candidates, agent_timeout_s=self.agent_timeout_s,
-                                embed=lambda texts: model.embedder.encode(texts, batch_size=32,
-                                                                          normalize_embeddings=True),
-                                safety=SafetyChecker.load() if self.check_safety else None)
+            self._shared = dict(
+                emotion=model,
+                candidates=self.candidates,
+                agent_timeout_s=self.agent_timeout_s,
+                embed=lambda texts: model.embedder.encode(texts, batch_size=32, normalize_embeddings=True),
+                safety=SafetyChecker.load() if self.check_safety else None,
+            )
         return self._shared
 
     def _steering_table(self, generator: Generator, emotion):
@@ -105,8 +117,9 @@ class Engine:
 
         return load_or_build(vocabulary, emotion, HEAD_PATH, self.settings.cache_dir or default_cache_dir())
 
-    async def agenerate(self, request: StoryRequest, on_event=None, done: Sequence[SceneOutcome] = (),
-                        plan: StoryPlan | None = None) -> Story:
+    async def agenerate(
+        self, request: StoryRequest, on_event=None, done: Sequence[SceneOutcome] = (), plan: StoryPlan | None = None
+    ) -> Story:
         """`done`: checkpointed scenes of an interrupted run (same request and seed) to resume after;
         `plan`: that run's plan (its `plan` event), kept for the rest of the story."""
         return await write_story(request, await self.adeps(request), on_event or (lambda e: None), done, plan=plan)

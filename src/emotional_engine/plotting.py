@@ -57,12 +57,24 @@ def plot_story(story: Story, path: Path, windows: Sequence[ArcWindow] = ()) -> P
     if measured:
         ax.plot(*zip(*measured), "s-", color="tab:red", label="measured (per scene)")
     if windows:
-        ax.plot([(w.start + w.end) / 2 for w in windows], [w.valence for w in windows], ".:", color="tab:gray",
-                label=f"measured ({len(windows)} windows of the text)")
+        ax.plot(
+            [(w.start + w.end) / 2 for w in windows],
+            [w.valence for w in windows],
+            ".:",
+            color="tab:gray",
+            label=f"measured ({len(windows)} windows of the text)",
+        )
     for xi, s in zip(x, story.scenes):
         if s.measured is not None:
-            ax.annotate(s.measured.emotion, (xi, s.measured.valence), textcoords="offset points", xytext=(0, 6),
-                        ha="center", fontsize=7, color="tab:red")
+            ax.annotate(
+                s.measured.emotion,
+                (xi, s.measured.valence),
+                textcoords="offset points",
+                xytext=(0, 6),
+                ha="center",
+                fontsize=7,
+                color="tab:red",
+            )
     ax.legend(loc="lower left", fontsize=8)
     return _save(fig, path)
 

@@ -99,9 +99,14 @@ class StorySession:
         """Everything needed to resume the session (JSON-safe); `await settle()` first after a streamed turn."""
         if self._remembering is not None and not self._remembering.done():
             raise RuntimeError("the last beat is still being remembered: await session.settle() before to_dict()")
-        return {"version": 1, "id": self.id, "request": self.request.model_dump(), "turns": self.turns,
-                "beats": [b.model_dump() for b in self.beats],
-                "memory": self.memory.to_dict()}  # the memory carries the cast
+        return {
+            "version": 1,
+            "id": self.id,
+            "request": self.request.model_dump(),
+            "turns": self.turns,
+            "beats": [b.model_dump() for b in self.beats],
+            "memory": self.memory.to_dict(),
+        }  # the memory carries the cast
 
     @classmethod
     def from_dict(cls, data: dict, deps: Deps) -> StorySession:
@@ -133,12 +138,14 @@ class StorySession:
         if not self.memory.facts:
             return ""
         query = f"{action} {self.beats[-1].text if self.beats else ''}"
-        facts = await run_model(self.memory.relevant, query, RECALLED_FACTS, FACT_TOKENS,
-                                self.deps.generator.count_tokens)
+        facts = await run_model(
+            self.memory.relevant, query, RECALLED_FACTS, FACT_TOKENS, self.deps.generator.count_tokens
+        )
         return memory_block([f.text for f in facts], self.memory.character_states())
 
-    def _messages(self, action: str, target: SceneTarget, recalled: str = "",
-                  budget: int | None = None) -> list[dict[str, str]]:
+    def _messages(
+        self, action: str, target: SceneTarget, recalled: str = "", budget: int | None = None
+    ) -> list[dict[str, str]]:
         p, r, count = self.profile, self.request, self.deps.generator.count_tokens
         people = ", ".join(f"{c.name} ({c.pronouns}, {c.role})" for c in self.cast)
         system = (
@@ -150,8 +157,11 @@ class StorySession:
             f"Characters: {people}.\n{fence('premise', r.premise)}"
         )
         guide = emotion_agent.guidance(target, r.sampling.temperature)
-        last = {"role": "user", "content": f"{recalled}{fence('action', action)}\nWrite the next beat, about "
-                                           f"{BEAT_WORDS} words. {guide.note}"}
+        last = {
+            "role": "user",
+            "content": f"{recalled}{fence('action', action)}\nWrite the next beat, about "
+            f"{BEAT_WORDS} words. {guide.note}",
+        }
         room = (budget if budget is not None else 10**9) - count(system) - count(last["content"])
         replay: list[dict[str, str]] = []
         for b in reversed(self.beats[-RECENT_BEATS:]):  # the most recent beats that fit
@@ -171,10 +181,13 @@ class StorySession:
         target = self._target()
         guide = emotion_agent.guidance(target, self.request.sampling.temperature)
         # one beat, no candidates: logit steering alone (the adapter on top of it did not help, docs/benchmarks.md)
-        params = SamplingParams(max_tokens=token_allowance(BEAT_WORDS), temperature=guide.temperature,
-                                top_p=self.request.sampling.top_p,
-                                repetition_penalty=self.request.sampling.repetition_penalty,
-                                seed=None if self.request.seed is None else self.request.seed + len(self.beats))
+        params = SamplingParams(
+            max_tokens=token_allowance(BEAT_WORDS),
+            temperature=guide.temperature,
+            top_p=self.request.sampling.top_p,
+            repetition_penalty=self.request.sampling.repetition_penalty,
+            seed=None if self.request.seed is None else self.request.seed + len(self.beats),
+        )
         budget = prompt_budget(self.deps.generator, params.max_tokens)
         messages = self._messages(action, target, await self._recall(action), budget)
         (await self._gate()).start_scene(len(self.beats))
@@ -185,9 +198,18 @@ class StorySession:
         m = (await measure(self.run, text)) if text else None
         if text:
             self._remembering = asyncio.create_task(
-                remember_scene(self.memory, text, len(self.beats), self.deps.generator, len(self.beats)))
-        self.beats.append(Beat(index=len(self.beats), action=action, request=messages[-1]["content"], text=text,
-                               target=target, measured=m))
+                remember_scene(self.memory, text, len(self.beats), self.deps.generator, len(self.beats))
+            )
+        self.beats.append(
+            Beat(
+                index=len(self.beats),
+                action=action,
+                request=messages[-1]["content"],
+                text=text,
+                target=target,
+                measured=m,
+            )
+        )
 
     async def turn(self, action: str) -> Beat:
         """One beat, with the session settled (its memory holds the beat) when it returns."""

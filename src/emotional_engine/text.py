@@ -48,7 +48,9 @@ def split_sentences(text: str, normalize: bool = True) -> list[str]:
 
 
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
-_META_LINE = re.compile(r"^\s*(#+\s.*|\*\*[^*]+\*\*:?|(scene|part|chapter|title)\b[^.!?]{0,60}:?|[^.!?]{1,80}:)\s*$", re.I)
+_META_LINE = re.compile(
+    r"^\s*(#+\s.*|\*\*[^*]+\*\*:?|(scene|part|chapter|title)\b[^.!?]{0,60}:?|[^.!?]{1,80}:)\s*$", re.I
+)
 
 
 _PLACEHOLDER = re.compile(r"^\s*\[[^\]\n]{1,40}\]\s*")  # a template slot left at a line's start: "[Title Sentence]"

@@ -29,9 +29,9 @@ async def test_agents_run_concurrently_and_failures_are_contained():
         await asyncio.sleep(30)
 
     before = dict(FAILURES)
-    results = await run_parallel({
-        "a": (waits_for_peer, 5), "b": (signals, 5), "crash": (crashes, 5), "slow": (hangs, 0.05),
-    })
+    results = await run_parallel(
+        {"a": (waits_for_peer, 5), "b": (signals, 5), "crash": (crashes, 5), "slow": (hangs, 0.05)}
+    )
     assert results["a"].ok and results["a"].output == Out(value=1)
     assert results["b"].output.value == 2
     assert not results["crash"].ok and "model exploded" in results["crash"].error

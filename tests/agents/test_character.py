@@ -8,8 +8,12 @@ from fakes import CAST, YO, FakeEmotion
 
 
 def test_cast_is_completed_from_the_culture_and_deterministic():
-    req = StoryRequest(premise="A kite festival", culture="ja-JP", seed=3,
-                       cast=[CastMember(name="Aoi Tanaka", role="protagonist", pronouns="she/her")])
+    req = StoryRequest(
+        premise="A kite festival",
+        culture="ja-JP",
+        seed=3,
+        cast=[CastMember(name="Aoi Tanaka", role="protagonist", pronouns="she/her")],
+    )
     cast = build_cast(req, load_profile("ja-JP"))
     assert [c.role for c in cast] == ["protagonist", "ally", "rival"]
     assert cast[0].name == "Aoi Tanaka"
@@ -22,7 +26,9 @@ def test_cast_is_completed_from_the_culture_and_deterministic():
 
 
 def test_a_person_the_premise_names_becomes_the_protagonist():
-    req = StoryRequest(premise="Emeka, a fisherman's son, finds a letter from his lost brother.", culture="yo-NG", seed=1)
+    req = StoryRequest(
+        premise="Emeka, a fisherman's son, finds a letter from his lost brother.", culture="yo-NG", seed=1
+    )
     cast = build_cast(req, YO)
     assert cast[0].name == "Emeka" and cast[0].pronouns == "he/him" and cast[0].role == "protagonist"
     req = StoryRequest(premise="A fisherman's daughter saves the harbour.", culture="yo-NG", seed=1)
@@ -37,13 +43,19 @@ def test_a_person_the_premise_names_becomes_the_protagonist():
 
 
 def test_clean_text_with_aliases_address_and_two_genders_is_consistent():
-    text = ("Amara and Chidi argued about the roof. She wanted it fixed; he wanted to wait. "
-            "Mama Ify laughed at them both. Okafor-ji, a neighbour called to Chidi, is your sister right?")
+    text = (
+        "Amara and Chidi argued about the roof. She wanted it fixed; he wanted to wait. "
+        "Mama Ify laughed at them both. Okafor-ji, a neighbour called to Chidi, is your sister right?"
+    )
     r = check_mentions(text, CAST, YO)
     assert r.findings == [] and r.character_consistency == 1.0
     # a capitalised word that starts a line or a quotation is no name ("My", "May")
-    assert check_mentions('Amara wrote:\nMy dear brother, come home. "May the river keep you," she said.',
-                          CAST, YO).findings == []
+    assert (
+        check_mentions(
+            'Amara wrote:\nMy dear brother, come home. "May the river keep you," she said.', CAST, YO
+        ).findings
+        == []
+    )
     assert r.mentions["Amara Okafor"] >= 3 and r.mentions["Chidi Okafor"] >= 3
 
 
@@ -72,9 +84,13 @@ def test_a_city_that_is_also_a_given_name_is_a_place_after_a_place_preposition()
     text = "Amara moved to London in May. Chidi grew up in Sydney and came back from Austin. The village of Rome slept."
     assert check_mentions(text, CAST, YO).findings == []
     # the same names as people: given to, heard from, in their arms, a parent
-    for text, stray in (("Amara gave the letter to Sydney.", "Sydney"), ("A call from Austin woke Chidi.", "Austin"),
-                        ("Chidi fell asleep in London's arms.", "London"), ("The son of Austin wept.", "Austin"),
-                        ("Amara went to Rome, and Rome said no.", "Rome")):
+    for text, stray in (
+        ("Amara gave the letter to Sydney.", "Sydney"),
+        ("A call from Austin woke Chidi.", "Austin"),
+        ("Chidi fell asleep in London's arms.", "London"),
+        ("The son of Austin wept.", "Austin"),
+        ("Amara went to Rome, and Rome said no.", "Rome"),
+    ):
         assert stray in [f.span for f in check_mentions(text, CAST, YO).findings], text
 
 
@@ -92,9 +108,11 @@ def test_a_blank_name_or_alias_is_refused_and_the_checker_survives_one():
     # a Character built otherwise (a saved session) may still carry one: a blank alias matched before every
     # word and mentions() never moved on, growing without bound (the schema test's job ate 20 GB); in a
     # subprocess, so a regression fails on the timeout instead of taking the test run down
-    code = ("from emotional_engine.agents.character import check_mentions; from emotional_engine.domain import Character; "
-            "c = [Character(name='Ann Lee', role='lead', pronouns='she/her', aliases=['', ' ', 'Auntie Ann'])]; "
-            "r = check_mentions('Ann smiled. Auntie Ann laughed, and she left.', c); print(r.mentions['Ann Lee'])")
+    code = (
+        "from emotional_engine.agents.character import check_mentions; from emotional_engine.domain import Character; "
+        "c = [Character(name='Ann Lee', role='lead', pronouns='she/her', aliases=['', ' ', 'Auntie Ann'])]; "
+        "r = check_mentions('Ann smiled. Auntie Ann laughed, and she left.', c); print(r.mentions['Ann Lee'])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout.split()[-1] == "3", out.stderr
 
@@ -102,7 +120,11 @@ def test_a_blank_name_or_alias_is_refused_and_the_checker_survives_one():
 def test_a_faith_a_title_and_a_run_on_sentence_start_are_not_stray_names():
     # from the fit benchmark: "Jesus Christ" and "the Buddha" became cast members, and so did "My"
     # after an ellipsis the sentence splitter had not split ("skybound....My mind wanders")
-    for text in ("Amara prayed to Jesus Christ in the dark.", "Chidi came to the Buddha with his question.",
-                 "The stars were skybound....My mind wanders, Amara thought.", "The walls of Rome began."):
+    for text in (
+        "Amara prayed to Jesus Christ in the dark.",
+        "Chidi came to the Buddha with his question.",
+        "The stars were skybound....My mind wanders, Amara thought.",
+        "The walls of Rome began.",
+    ):
         assert check_mentions(text, CAST, YO).findings == [], text
     assert [f.span for f in check_mentions("Amara met Hans at the gate.", CAST).findings] == ["Hans"]

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 _SPEC = importlib.util.spec_from_file_location(
-    "character_checker_bench", Path(__file__).resolve().parents[2] / "benchmarks" / "character_checker.py")
+    "character_checker_bench", Path(__file__).resolve().parents[2] / "benchmarks" / "character_checker.py"
+)
 bench = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(bench)
 
@@ -22,11 +23,14 @@ def test_the_planted_set_has_the_size_and_variety_the_issue_asks():
     assert {r["split"] for r in rows} == {"dev", "test", "fresh"}
 
 
-@pytest.mark.parametrize("name, split, find, kinds, floor", [
-    ("character_passages.jsonl", "test", bench.character_findings, bench.KINDS, 0.9),
-    ("character_passages.jsonl", "fresh", bench.character_findings, bench.KINDS, 0.9),
-    ("sensitivity_passages.jsonl", "test", bench.sensitivity_findings, ("stereotype", "sensitivity"), 0.9),
-])
+@pytest.mark.parametrize(
+    "name, split, find, kinds, floor",
+    [
+        ("character_passages.jsonl", "test", bench.character_findings, bench.KINDS, 0.9),
+        ("character_passages.jsonl", "fresh", bench.character_findings, bench.KINDS, 0.9),
+        ("sensitivity_passages.jsonl", "test", bench.sensitivity_findings, ("stereotype", "sensitivity"), 0.9),
+    ],
+)
 def test_held_out_recall_and_precision(name, split, find, kinds, floor):
     rows = [r for r in bench.load(name) if r["split"] == split]
     result = bench.score(rows, find, kinds)

@@ -24,8 +24,13 @@ def test_clean_text_and_sentence_starts_are_left_alone():
 
 def test_titles_places_and_ordinary_words_are_no_foreign_names():
     # each was replaced by a person's name in a benchmark story before this rule
-    for text in ("They crowned the King at dawn.", "On New Year's Day she sang.", "The White House was quiet.",
-                 "He flew to Paris with Kumiko.", "Deaths became common throughout France."):
+    for text in (
+        "They crowned the King at dawn.",
+        "On New Year's Day she sang.",
+        "The White House was quiet.",
+        "He flew to Paris with Kumiko.",
+        "Deaths became common throughout France.",
+    ):
         assert foreign_names(text, "ja-JP") == {}, text
     # the same words standing alone, as names do, still count; so do names that are no ordinary words
     assert set(foreign_names("Then Luke smiled at Kumiko, and King waved.", "ja-JP")) == {"Luke", "King"}
@@ -46,8 +51,11 @@ def test_a_city_that_is_also_a_name_is_no_foreign_name_where_it_stands_as_a_plac
 
 def test_a_faith_is_no_foreign_name():
     # a fit benchmark story had "Islam" and "Christian" replaced by Indonesian names, "Lord" by a Chinese one
-    for text in ("The family had turned to Islam long ago.", "A small Christian school stood by the road.",
-                 "She prayed, and the Lord of the mountain listened."):
+    for text in (
+        "The family had turned to Islam long ago.",
+        "A small Christian school stood by the road.",
+        "She prayed, and the Lord of the mountain listened.",
+    ):
         assert foreign_names(text, "id-ID") == {}, text
     assert set(foreign_names("Kumiko met Emily by the river.", "ja-JP")) == {"Emily"}
 

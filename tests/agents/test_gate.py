@@ -8,8 +8,11 @@ def _foreign_for(culture: str) -> str:
     """A given name that only some other culture has, and that is no common word."""
     from emotional_engine.agents.gate import common_words
 
-    return next(w for w, tags in sorted(name_index().items())
-                if culture not in tags and "ja-JP" in tags and w.lower() not in common_words() and len(w) > 3)
+    return next(
+        w
+        for w, tags in sorted(name_index().items())
+        if culture not in tags and "ja-JP" in tags and w.lower() not in common_words() and len(w) > 3
+    )
 
 
 def test_a_name_at_the_start_of_a_sentence_counts_unless_it_is_a_common_word():

@@ -51,8 +51,10 @@ async def test_a_generation_that_stops_early_leaves_its_remaining_scenes_to_the_
 
 
 def test_parse_reads_whole_lines_only():
-    text = (f"Scene 1 | place: old market | lead: {LEADS[1]} | event: Chidi sells the loom to a stranger.\n"
-            f"Scene 2 | place: riv")
+    text = (
+        f"Scene 1 | place: old market | lead: {LEADS[1]} | event: Chidi sells the loom to a stranger.\n"
+        f"Scene 2 | place: riv"
+    )
     first, second = parse(text, range(2), LEADS)
     assert first == SceneOutline(place="old market", lead=LEADS[1], event="Chidi sells the loom to a stranger.")
     assert second is None
@@ -61,8 +63,9 @@ def test_parse_reads_whole_lines_only():
 
 def test_a_scene_that_strays_from_its_outline_hands_the_memorys_account_to_the_next():
     _, plan = _plan(450)
-    sc = plan.scenes[0].model_copy(update={"outline": SceneOutline(place="old market", lead=LEADS[1],
-                                                                   event="Chidi sells the loom.")})
+    sc = plan.scenes[0].model_copy(
+        update={"outline": SceneOutline(place="old market", lead=LEADS[1], event="Chidi sells the loom.")}
+    )
     memory = StoryMemory(CAST, bow_embed)
     memory.add([Fact(scene=0, kind="event", text="Amara Okafor sailed to the island alone.")])
     kept = "Chidi Okafor walked into the market with the loom on his back."

@@ -37,7 +37,9 @@ async def test_a_stray_name_is_replaced_by_its_stand_in_everywhere():
 
 async def test_a_wrong_pronoun_is_fixed():
     gate = character_gate(FakeGenerator())
-    out = await shown("Amara walked to the well before sunrise. He filled two buckets and carried them on his head.", gate)
+    out = await shown(
+        "Amara walked to the well before sunrise. He filled two buckets and carried them on his head.", gate
+    )
     assert out == "Amara walked to the well before sunrise. She filled two buckets and carried them on her head."
 
 
@@ -61,7 +63,10 @@ async def test_the_dead_acting_is_rewritten_with_the_reason_given_to_the_model()
     assert "<before>\nThe market was loud.\n</before>" in gen.completions[0].prompt[1]["content"]  # what came before
     # remembering the dead is no error
     remember = "Amara remembered how Chidi used to sing."
-    assert await shown(remember, character_gate(FakeGenerator(), checker_for(CAST, YO, StoryFacts(dead=["Chidi Okafor"])))) == remember
+    assert (
+        await shown(remember, character_gate(FakeGenerator(), checker_for(CAST, YO, StoryFacts(dead=["Chidi Okafor"]))))
+        == remember
+    )
 
 
 async def test_a_contradiction_the_model_cannot_fix_is_dropped():
@@ -79,8 +84,9 @@ def sensitivity_gate(gen, culture, cast):
 async def test_a_stereotype_is_rewritten_and_cultural_fit_falls():
     gen = FakeGenerator("The waiter set down the drinks and wished them a good evening.")
     gate = sensitivity_gate(gen, "sw-KE", ["Wanjiku Kamau"])
-    out = await shown("Wanjiku sat in the café. Hakuna matata, the waiter grinned as he set down the drinks. "
-                      "She paid and left.", gate)
+    out = await shown(
+        "Wanjiku sat in the café. Hakuna matata, the waiter grinned as he set down the drinks. She paid and left.", gate
+    )
     assert "Hakuna matata" not in out and "wished them a good evening" in out
     assert gate.scene.cultural_fit == round(1 - 1 / 3, 4) and any("rewrote" in r for r in gate.scene.reasons)
     assert "hakuna matata" in gen.completions[0].prompt[1]["content"].lower()  # the model is told what is wrong

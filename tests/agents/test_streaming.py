@@ -6,7 +6,7 @@ from fakes import Piece
 
 async def pieces(text: str, size: int = 3):
     for i in range(0, len(text), size):
-        yield Piece(text=text[i:i + size])
+        yield Piece(text=text[i : i + size])
 
 
 async def collect(stream: SentenceStream):

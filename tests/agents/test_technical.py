@@ -34,8 +34,10 @@ def test_cut_off_sentence_is_caught_and_trimmed():
 
 
 def test_readability_depends_on_the_audience():
-    dense = ("The municipality's infrastructural rehabilitation necessitated comprehensive intergovernmental "
-             "consultation regarding environmental sustainability considerations and socioeconomic ramifications.")
+    dense = (
+        "The municipality's infrastructural rehabilitation necessitated comprehensive intergovernmental "
+        "consultation regarding environmental sustainability considerations and socioeconomic ramifications."
+    )
     assert any("reading grade" in i for i in check_text(dense, "children").issues)
     assert not any("reading grade" in i for i in check_text(CLEAN, "children").issues)
 
@@ -55,7 +57,10 @@ def test_sentence_split_and_ngram_share():
 def test_meta_lines_are_stripped():
     from emotional_engine.text import strip_meta_lines
 
-    text = "Scene 2: The storm\n## Part one\nIntroduce the protagonist in a dramatic way:\nRain fell on the roofs.\nShe said: go."
+    text = (
+        "Scene 2: The storm\n## Part one\nIntroduce the protagonist in a dramatic way:\n"
+        "Rain fell on the roofs.\nShe said: go."
+    )
     assert strip_meta_lines(text) == "Rain fell on the roofs.\nShe said: go."
     slot = "[Title Sentence] What makes a story powerful.\n[Name]\n\nShe kept [the] key."
     assert strip_meta_lines(slot) == "What makes a story powerful.\n\nShe kept [the] key."
@@ -65,21 +70,30 @@ def test_sentences_about_the_writing_are_told_from_story_sentences():
     from emotional_engine.agents.technical import about_the_writing
 
     # each from a benchmark story written by the embedded model
-    for s in ("Here is a rewritten version of the scene with a focus on clean language.",
-              "In scene 2, the order and structure of the two opposing scenes change.",
-              "Descriptive: I am making this scene within the confines of 150 words.",
-              "This sentence has a very different tone from the rest of the story.",
-              "Here's a continuation of the story, focusing on a moment of healing.",
-              "Here is the given version of scene 1 as a continuation of your plot outline.",
-              "If your character arrives in a haunted location, you may choose to show the others watching.",
-              "By adding a strong moral sense to the conclusion, it allows the reader to understand the depth.",
-              "You can skip that extra part and simply transition to the next scene again.",
-              "Your creativity must be what makes your writing impactful."):
+    for s in (
+        "Here is a rewritten version of the scene with a focus on clean language.",
+        "In scene 2, the order and structure of the two opposing scenes change.",
+        "Descriptive: I am making this scene within the confines of 150 words.",
+        "This sentence has a very different tone from the rest of the story.",
+        "Here's a continuation of the story, focusing on a moment of healing.",
+        "Here is the given version of scene 1 as a continuation of your plot outline.",
+        "If your character arrives in a haunted location, you may choose to show the others watching.",
+        "By adding a strong moral sense to the conclusion, it allows the reader to understand the depth.",
+        "You can skip that extra part and simply transition to the next scene again.",
+        "Your creativity must be what makes your writing impactful.",
+    ):
         assert about_the_writing(s), s
-    for s in ('"Here is the key," she said.', "Here is the harbour where her father worked.",
-              "Police taped off the crime scene before dawn.", "She watched this scene of chaos unfold.",
-              "The story goes back decades.", "He wrote three words on the card.",
-              "Here's a meeting of the souls of those cursed enemies at sea.",
-              '"Your story is a good one," the old man said.', "She was a reader of old maps.",
-              "He kept your letters in a tin by the bed.", "The next morning the scene was quiet."):
+    for s in (
+        '"Here is the key," she said.',
+        "Here is the harbour where her father worked.",
+        "Police taped off the crime scene before dawn.",
+        "She watched this scene of chaos unfold.",
+        "The story goes back decades.",
+        "He wrote three words on the card.",
+        "Here's a meeting of the souls of those cursed enemies at sea.",
+        '"Your story is a good one," the old man said.',
+        "She was a reader of old maps.",
+        "He kept your letters in a tin by the bed.",
+        "The next morning the scene was quiet.",
+    ):
         assert not about_the_writing(s), s

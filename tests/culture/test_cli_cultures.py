@@ -14,5 +14,5 @@ def test_cultures_lists_every_profile():
     assert len(lines) == len(pairs) >= 24
     for line, (tag, name) in zip(lines, pairs):
         assert line.split()[0] == tag
-        assert line[len(tag):].strip() == name
+        assert line[len(tag) :].strip() == name
     assert any(ln.startswith("ja-JP") and "Japanese (Japan)" in ln for ln in lines)

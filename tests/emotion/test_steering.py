@@ -14,8 +14,10 @@ VOCAB = ["Ġthe", "Ġgrief", "Ġjoy", "ing", "Ġof", "Ġtable", "Ġa", "Ġlaught
 
 def emotion_model():
     """grief/sorrow sad, joy/laughter joyful, the rest neutral."""
-    return FakeEmotion({"grief": ("sadness", -0.8), "sorrow": ("sadness", -0.7), "joy": ("joy", 0.9),
-                        "laughter": ("joy", 0.7)}, otherwise=("neutral", 0.0))
+    return FakeEmotion(
+        {"grief": ("sadness", -0.8), "sorrow": ("sadness", -0.7), "joy": ("joy", 0.9), "laughter": ("joy", 0.7)},
+        otherwise=("neutral", 0.0),
+    )
 
 
 def test_only_word_start_tokens_are_scored():

@@ -6,7 +6,6 @@ import threading
 from http.server import ThreadingHTTPServer
 
 import pytest
-
 from fake_openai import FakeOpenAI, make_handler
 
 

@@ -7,6 +7,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler
 
+
 class FakeOpenAI:
     """State shared with the handler threads; tests set `mode` and friends before a request."""
 
@@ -18,11 +19,21 @@ class FakeOpenAI:
         self.mode = "ok"  # ok | error | stall | slow | truncated | midstream_error
         self.pieces = ["Once", " upon", " a", " time", ", é🙂"]
         self.finish_reason = "stop"
-        self.usage: dict | None = {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16,
-                                   "prompt_tokens_details": {"cached_tokens": 3}}
+        self.usage: dict | None = {
+            "prompt_tokens": 11,
+            "completion_tokens": 5,
+            "total_tokens": 16,
+            "prompt_tokens_details": {"cached_tokens": 3},
+        }
         self.error_status = 401
-        self.error_body = {"error": {"message": "Incorrect API key provided: sk-wrong",
-                                     "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}
+        self.error_body = {
+            "error": {
+                "message": "Incorrect API key provided: sk-wrong",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_api_key",
+            }
+        }
         self.release = threading.Event()  # lets a stalled handler go
         self.disconnected = threading.Event()  # set when a write to the client fails
         self.slow_chunks_sent = 0
@@ -34,11 +45,15 @@ def _chunk(chat: bool, text: str | None, finish: str | None, role: bool = False)
         if role:
             delta["role"] = "assistant"
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000,
-                "model": "fake", "choices": [choice]}
+        return {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "created": 1700000000,
+            "model": "fake",
+            "choices": [choice],
+        }
     choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
-    return {"id": "cmpl-1", "object": "text_completion", "created": 1700000000, "model": "fake",
-            "choices": [choice]}
+    return {"id": "cmpl-1", "object": "text_completion", "created": 1700000000, "model": "fake", "choices": [choice]}
 
 
 def make_handler(state: FakeOpenAI):
@@ -94,9 +109,16 @@ def make_handler(state: FakeOpenAI):
                     return
                 self._send_event(_chunk(chat, None if chat else "", state.finish_reason))
                 if state.usage is not None and body.get("stream_options", {}).get("include_usage"):
-                    self._send_event({"id": "x", "object": "chat.completion.chunk" if chat else "text_completion",
-                                      "created": 1700000000, "model": "fake", "choices": [],
-                                      "usage": state.usage})
+                    self._send_event(
+                        {
+                            "id": "x",
+                            "object": "chat.completion.chunk" if chat else "text_completion",
+                            "created": 1700000000,
+                            "model": "fake",
+                            "choices": [],
+                            "usage": state.usage,
+                        }
+                    )
                 self._send_event("[DONE]")
             except (BrokenPipeError, ConnectionResetError):
                 state.disconnected.set()

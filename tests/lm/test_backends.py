@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from fake_openai import FakeOpenAI
 
 from emotional_engine.config import ModelSpec, Settings
 from emotional_engine.lm.builtin import BuiltinGenerator
@@ -19,8 +20,6 @@ from emotional_engine.lm.models import make_generator
 from emotional_engine.lm.openai_backend import OpenAIGenerator
 from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.text import estimate_tokens
-from fake_openai import FakeOpenAI
-from fakes import ModelInfo
 
 
 @pytest.fixture
@@ -77,9 +76,18 @@ async def test_message_list_streams_from_chat_endpoint(fake, gen):
 
 
 async def test_sampling_params_are_mapped_into_the_request(fake, gen):
-    params = SamplingParams(max_tokens=33, temperature=0.25, top_p=0.9, top_k=40, min_p=0.05,
-                            repetition_penalty=1.3, presence_penalty=0.5, frequency_penalty=-0.5,
-                            stop=["\n\n", "THE END"], seed=1234)
+    params = SamplingParams(
+        max_tokens=33,
+        temperature=0.25,
+        top_p=0.9,
+        top_k=40,
+        min_p=0.05,
+        repetition_penalty=1.3,
+        presence_penalty=0.5,
+        frequency_penalty=-0.5,
+        stop=["\n\n", "THE END"],
+        seed=1234,
+    )
     await gen.complete("x", params)
     b = fake.requests[0]["body"]
     assert b["max_tokens"] == 33
@@ -147,8 +155,7 @@ async def test_http_error_names_url_status_and_server_message(fake, gen, status)
 async def test_vllm_style_error_body_message_is_extracted(fake, gen):
     fake.mode = "error"
     fake.error_status = 400
-    fake.error_body = {"object": "error", "message": "max_tokens is too large", "type": "BadRequestError",
-                       "code": 400}
+    fake.error_body = {"object": "error", "message": "max_tokens is too large", "type": "BadRequestError", "code": 400}
     with pytest.raises(BackendError, match="400.*max_tokens is too large"):
         await gen.complete([{"role": "user", "content": "x"}], SamplingParams())
 
@@ -308,9 +315,18 @@ def test_llama_cpp_generator_is_a_generator_that_counts_with_its_own_tokenizer()
 async def test_llama_cpp_streams_from_worker_thread_with_mapped_params():
     llm = FakeLlama(["It", " was", " dark"], finish="length")
     g = _llama_gen(llm)
-    params = SamplingParams(max_tokens=7, temperature=0.3, top_p=0.8, top_k=20, min_p=0.1,
-                            repetition_penalty=1.2, presence_penalty=0.4, frequency_penalty=0.2,
-                            stop=["."], seed=9)
+    params = SamplingParams(
+        max_tokens=7,
+        temperature=0.3,
+        top_p=0.8,
+        top_k=20,
+        min_p=0.1,
+        repetition_penalty=1.2,
+        presence_penalty=0.4,
+        frequency_penalty=0.2,
+        stop=["."],
+        seed=9,
+    )
     pieces = [p async for p in g.stream("a b c", params)]
     assert [p.text for p in pieces] == ["It", " was", " dark", ""]
     assert pieces[-1].finish_reason == "length"
@@ -318,9 +334,20 @@ async def test_llama_cpp_streams_from_worker_thread_with_mapped_params():
     assert pieces[-1].usage["prompt_tokens"] == 3
     kind, kw = llm.calls[0]
     assert kind == "completion" and kw["prompt"] == "a b c"
-    assert kw == {"prompt": "a b c", "max_tokens": 7, "temperature": 0.3, "top_p": 0.8, "top_k": 20,
-                  "min_p": 0.1, "repeat_penalty": 1.2, "presence_penalty": 0.4, "frequency_penalty": 0.2,
-                  "stop": ["."], "seed": 9, "stream": True}
+    assert kw == {
+        "prompt": "a b c",
+        "max_tokens": 7,
+        "temperature": 0.3,
+        "top_p": 0.8,
+        "top_k": 20,
+        "min_p": 0.1,
+        "repeat_penalty": 1.2,
+        "presence_penalty": 0.4,
+        "frequency_penalty": 0.2,
+        "stop": ["."],
+        "seed": 9,
+        "stream": True,
+    }
     assert threading.current_thread().name not in llm.threads  # not run on the event loop's thread
 
     msgs = [{"role": "user", "content": "hi"}]
@@ -405,8 +432,10 @@ async def test_make_generator_picks_openai_for_an_openai_model(monkeypatch):
         assert g._client.headers["Authorization"] == "Bearer k"
     finally:
         await g.aclose()
-    g = make_generator(Settings(openai_base_url="http://127.0.0.1:9", openai_model="llama3",
-                                _env_file=None).model_catalog().models[0], Settings(_env_file=None))
+    g = make_generator(
+        Settings(openai_base_url="http://127.0.0.1:9", openai_model="llama3", _env_file=None).model_catalog().models[0],
+        Settings(_env_file=None),
+    )
     try:
         assert g.info.name == "llama3" and "Authorization" not in g._client.headers
     finally:
@@ -422,12 +451,27 @@ def test_make_generator_otherwise_loads_the_builtin_with_the_settings(monkeypatc
 
     monkeypatch.setattr(BuiltinGenerator, "load", staticmethod(fake_load))
     (tmp_path / "m.gguf").write_bytes(b"")
-    s = Settings(weight_format="fp32", max_batch=3, kv_cache_budget_mb=64, context_overflow="error",
-                 cache_dir=tmp_path, emotion_adapter=True, _env_file=None)
+    s = Settings(
+        weight_format="fp32",
+        max_batch=3,
+        kv_cache_budget_mb=64,
+        context_overflow="error",
+        cache_dir=tmp_path,
+        emotion_adapter=True,
+        _env_file=None,
+    )
     assert make_generator(ModelSpec(name="m", gguf=tmp_path / "m.gguf"), s) == "builtin"
-    assert seen == {"path": tmp_path / "m.gguf",
-                    "kw": {"weight_format": "fp32", "max_batch": 3, "cache_budget_mb": 64,
-                           "overflow": "error", "cache_dir": tmp_path, "emotion_adapter": True}}
+    assert seen == {
+        "path": tmp_path / "m.gguf",
+        "kw": {
+            "weight_format": "fp32",
+            "max_batch": 3,
+            "cache_budget_mb": 64,
+            "overflow": "error",
+            "cache_dir": tmp_path,
+            "emotion_adapter": True,
+        },
+    }
     assert Settings(_env_file=None).emotion_adapter is False  # off unless asked for (docs/benchmarks.md)
     assert make_generator(ModelSpec(name="e", builtin=True), s) == "builtin" and seen["path"] is None
 

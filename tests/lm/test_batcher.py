@@ -15,7 +15,6 @@ from emotional_engine.lm.batcher import ContextOverflowError, ContinuousBatcher
 from emotional_engine.lm.generator import Completion
 from emotional_engine.lm.quant import apply_weight_format
 from emotional_engine.lm.sampling import SamplingParams
-from fakes import Completion
 from tiny_lm import run_concurrently
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
@@ -108,8 +107,9 @@ def test_max_tokens(batcher, max_tokens):
 
 def test_stop_string_cuts_and_is_never_streamed(batcher, tokenizer):
     script = tokenizer.encode("Hello world END more text")
-    c, pieces = generate_with_pieces(batcher, "hi", SamplingParams(temperature=0.0, max_tokens=40, stop=["END"]),
-                                     processors=[Script(script)])
+    c, pieces = generate_with_pieces(
+        batcher, "hi", SamplingParams(temperature=0.0, max_tokens=40, stop=["END"]), processors=[Script(script)]
+    )
     assert c.finish_reason == "stop"
     assert c.text == "Hello world "
     assert "".join(pieces) == "Hello world "
@@ -119,8 +119,9 @@ def test_stop_string_cuts_and_is_never_streamed(batcher, tokenizer):
 
 def test_stop_prefix_that_does_not_complete_is_released(batcher, tokenizer):
     script = tokenizer.encode("a wxq b wxyz tail")
-    c, pieces = generate_with_pieces(batcher, "hi", SamplingParams(temperature=0.0, max_tokens=40, stop=["wxyz"]),
-                                     processors=[Script(script)])
+    c, pieces = generate_with_pieces(
+        batcher, "hi", SamplingParams(temperature=0.0, max_tokens=40, stop=["wxyz"]), processors=[Script(script)]
+    )
     assert (c.text, c.finish_reason) == ("a wxq b ", "stop")
     assert "".join(pieces) == "a wxq b "
 
@@ -128,18 +129,24 @@ def test_stop_prefix_that_does_not_complete_is_released(batcher, tokenizer):
 def test_stop_inside_a_token_and_earliest_stop_wins(batcher, tokenizer):
     script = tokenizer.encode("say the other one")  # "the" is a single token: stop "he" cuts inside it
     assert any(tokenizer.token_text(i) == "Ġthe" for i in script)
-    c = batcher.generate("hi", SamplingParams(temperature=0.0, max_tokens=40, stop=["one", "he"]), processors=[Script(script)])
+    c = batcher.generate(
+        "hi", SamplingParams(temperature=0.0, max_tokens=40, stop=["one", "he"]), processors=[Script(script)]
+    )
     assert (c.text, c.finish_reason) == ("say t", "stop")
 
 
 def test_stop_string_at_the_start_gives_empty_text(batcher, tokenizer):
-    c = batcher.generate("hi", SamplingParams(temperature=0.0, max_tokens=10, stop=["ab"]), processors=[Script(tokenizer.encode("abc"))])
+    c = batcher.generate(
+        "hi", SamplingParams(temperature=0.0, max_tokens=10, stop=["ab"]), processors=[Script(tokenizer.encode("abc"))]
+    )
     assert (c.text, c.finish_reason) == ("", "stop")
 
 
 def test_max_tokens_releases_held_stop_prefix(batcher, tokenizer):
     script = tokenizer.encode("ok EN")
-    c = batcher.generate("hi", SamplingParams(temperature=0.0, max_tokens=len(script), stop=["END"]), processors=[Script(script)])
+    c = batcher.generate(
+        "hi", SamplingParams(temperature=0.0, max_tokens=len(script), stop=["END"]), processors=[Script(script)]
+    )
     assert (c.text, c.finish_reason) == ("ok EN", "length")
 
 
@@ -149,7 +156,9 @@ def test_eos_stops(batcher, tokenizer):
     c = batcher.generate("hi", SamplingParams(temperature=0.0, max_tokens=20), processors=[Script(script)])
     assert (c.text, c.finish_reason, c.completion_tokens) == ("ab", "stop", len(script))
     # with ignore_eos the eos token is generated (and not shown) and generation goes on
-    c = batcher.generate("hi", SamplingParams(temperature=0.0, max_tokens=20, ignore_eos=True), processors=[Script(script)])
+    c = batcher.generate(
+        "hi", SamplingParams(temperature=0.0, max_tokens=20, ignore_eos=True), processors=[Script(script)]
+    )
     assert (c.finish_reason, c.completion_tokens) == ("length", 20)
     assert c.text.startswith("ab")
 
@@ -162,8 +171,16 @@ def test_forced_token_is_obeyed_when_sampling(batcher, tokenizer):
         out[x] = logits[x]
         return out
 
-    p = SamplingParams(temperature=1.5, top_k=5, top_p=0.9, repetition_penalty=1.3, presence_penalty=0.5,
-                       max_tokens=12, ignore_eos=True, seed=3)
+    p = SamplingParams(
+        temperature=1.5,
+        top_k=5,
+        top_p=0.9,
+        repetition_penalty=1.3,
+        presence_penalty=0.5,
+        max_tokens=12,
+        ignore_eos=True,
+        seed=3,
+    )
     c = batcher.generate("some prompt", p, processors=[force_x])
     assert c.text == "x" * 12
 
@@ -174,7 +191,9 @@ def test_forced_token_is_obeyed_when_sampling(batcher, tokenizer):
 def test_session_reuses_the_prefix(batcher, tokenizer):
     prompt = tokenizer.encode("the story so far: a cat, a hat, a bat.")
     out = tokenizer.encode(" and then")
-    first = batcher.generate(prompt, SamplingParams(temperature=0.0, max_tokens=len(out)), session_id="s1", processors=[Script(out)])
+    first = batcher.generate(
+        prompt, SamplingParams(temperature=0.0, max_tokens=len(out)), session_id="s1", processors=[Script(out)]
+    )
     assert first.cached_tokens == 0 and first.completion_tokens == len(out)
     turn2 = prompt + out + tokenizer.encode(" the end came")
     second = batcher.generate(turn2, GREEDY, session_id="s1")
@@ -267,7 +286,10 @@ def test_overflow_error_mode_raises(make_batcher, model):
     with pytest.raises(ContextOverflowError, match="context"):
         batcher.generate(ids, SamplingParams(max_tokens=8))
     # a prompt that fits still runs
-    assert batcher.generate(ids[:20], SamplingParams(max_tokens=3, temperature=0.0, ignore_eos=True)).completion_tokens == 3
+    assert (
+        batcher.generate(ids[:20], SamplingParams(max_tokens=3, temperature=0.0, ignore_eos=True)).completion_tokens
+        == 3
+    )
 
 
 def test_generation_stops_at_the_context_end(batcher, model):
@@ -343,7 +365,7 @@ async def test_cancelling_a_stream_leaves_the_engine_serving(batcher):
 
     long = SamplingParams(temperature=0.0, max_tokens=60, ignore_eos=True)
     n = 0
-    async for piece in batcher.stream("cancel me", long, processors=[slow]):
+    async for _ in batcher.stream("cancel me", long, processors=[slow]):
         n += 1
         break
     assert n == 1
@@ -408,7 +430,10 @@ def test_alone_equals_batched(make_batcher, fmt_model, sampling):
     if sampling == "greedy":
         params = [GREEDY] * len(PROMPTS)
     else:
-        params = [SamplingParams(temperature=0.9, top_p=0.95, max_tokens=16, ignore_eos=True, seed=100 + i) for i in range(len(PROMPTS))]
+        params = [
+            SamplingParams(temperature=0.9, top_p=0.95, max_tokens=16, ignore_eos=True, seed=100 + i)
+            for i in range(len(PROMPTS))
+        ]
     rec_alone = [Recorder() for _ in PROMPTS]
     alone = [batcher.generate(p, sp, processors=[r]) for p, sp, r in zip(PROMPTS, params, rec_alone)]
     assert len({c.text for c in alone}) == len(PROMPTS)
@@ -416,7 +441,9 @@ def test_alone_equals_batched(make_batcher, fmt_model, sampling):
 
     # all submitted at once: one packed batch mixing prefill chunks and decode steps
     rec = [Recorder() for _ in PROMPTS]
-    batched = run_concurrently(batcher, [{"prompt": p, "params": sp, "processors": [r]} for p, sp, r in zip(PROMPTS, params, rec)])
+    batched = run_concurrently(
+        batcher, [{"prompt": p, "params": sp, "processors": [r]} for p, sp, r in zip(PROMPTS, params, rec)]
+    )
     assert [c.text for c in batched] == [c.text for c in alone]
     assert batcher.steps - steps_alone < steps_alone / 2  # the requests really shared forward passes
     for i in range(len(PROMPTS)):  # the logits themselves are bitwise equal, not merely the argmax

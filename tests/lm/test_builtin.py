@@ -34,8 +34,9 @@ def test_it_answers_the_whole_protocol(gen, tokenizer):
 
 async def test_a_regex_is_bound_to_its_own_tokenizer(gen):
     line = r"Scene 1 \| lead: (Amara|Chidi)\.\n"
-    done = await gen.complete("the cat", SamplingParams(temperature=1.0, seed=7, max_tokens=60),
-                              processors=[Regex(line)])
+    done = await gen.complete(
+        "the cat", SamplingParams(temperature=1.0, seed=7, max_tokens=60), processors=[Regex(line)]
+    )
     assert done.finish_reason == "stop" and re.fullmatch(line, done.text)
 
 

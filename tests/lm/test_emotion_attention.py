@@ -99,9 +99,16 @@ def test_packed_prefill_matches_plain_forward(model):
 
 def test_batcher_feeds_each_request_its_own_context(model, make_batcher):
     adapted, _ = _adapted(model, layers=(0, 1), seed=2)
-    params = lambda ctx: SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True, emotion_context=ctx)
-    jobs = [{"prompt": "the cat sat", "params": params(JOY)}, {"prompt": "the cat sat", "params": params(FEAR)},
-            {"prompt": "the cat sat", "params": params(None)}, {"prompt": "hello there", "params": params(JOY)}]
+
+    def params(ctx):
+        return SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True, emotion_context=ctx)
+
+    jobs = [
+        {"prompt": "the cat sat", "params": params(JOY)},
+        {"prompt": "the cat sat", "params": params(FEAR)},
+        {"prompt": "the cat sat", "params": params(None)},
+        {"prompt": "hello there", "params": params(JOY)},
+    ]
     eng = make_batcher(adapted, max_batch=8)
     together = run_concurrently(eng, jobs)
     alone = [eng.generate(j["prompt"], j["params"]) for j in jobs]
@@ -173,7 +180,9 @@ def test_builtin_generator_loads_an_adapter_for_its_model_only(tmp_path, model, 
     path = gguf_writer(model)
     sha = load_gguf(path)[0].sha256
     _, adapters = _adapted(model)
-    ea.save(tmp_path / "mine.pt", adapters, ea.AdapterConfig(layers=[1], emotion_contexts={"joy": JOY}, base_sha256=sha))
+    ea.save(
+        tmp_path / "mine.pt", adapters, ea.AdapterConfig(layers=[1], emotion_contexts={"joy": JOY}, base_sha256=sha)
+    )
     ea.save(tmp_path / "other.pt", adapters, ea.AdapterConfig(layers=[1], base_sha256="0" * 64))
 
     gen = BuiltinGenerator.load(path, weight_format="fp32", emotion_adapter=tmp_path / "mine.pt")

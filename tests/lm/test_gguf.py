@@ -55,8 +55,9 @@ def test_f32_file_loads_exactly(gguf_writer, cache_dir, tok_data, tied):
 def test_tokenizer_metadata_round_trip(gguf_writer, cache_dir, tok_data, tokenizer):
     from emotional_engine.lm.tokenizer import BPETokenizer
 
-    data = dataclasses.replace(tok_data, chat_template="{% for m in messages %}{{ m['content'] }}{% endfor %}",
-                               add_bos=False)
+    data = dataclasses.replace(
+        tok_data, chat_template="{% for m in messages %}{{ m['content'] }}{% endfor %}", add_bos=False
+    )
     path = gguf_writer(make_model(seed=1), tok=data)
     _, tok, name = read_metadata(path)
     assert name == "tiny-test"
@@ -84,7 +85,9 @@ def quant_roundtrip(w: torch.Tensor, qname: str) -> torch.Tensor:
     """What llama.cpp's quantiser followed by its dequantiser makes of a (rows, cols) weight."""
     qt = gguf_pkg.GGMLQuantizationType[qname]
     a = w.detach().numpy().astype(np.float32)
-    return torch.from_numpy(np.array(gguf_pkg.quants.dequantize(gguf_pkg.quants.quantize(a, qt), qt), dtype=np.float32).reshape(a.shape))
+    return torch.from_numpy(
+        np.array(gguf_pkg.quants.dequantize(gguf_pkg.quants.quantize(a, qt), qt), dtype=np.float32).reshape(a.shape)
+    )
 
 
 QKV = ("attn_q", "attn_k", "attn_v")
@@ -123,8 +126,18 @@ def expected_state_dict(src: Llama, qtypes: dict[str, str]) -> dict[str, torch.T
     [
         ({"attn_": "F16", "ffn_": "F16", "token_embd": "F16", "output": "F16"}, 0.9999),
         ({"attn_": "Q8_0", "ffn_": "Q8_0", "token_embd": "Q8_0", "output": "Q8_0"}, 0.99),
-        ({"attn_q": "Q4_0", "attn_k": "Q4_1", "attn_v": "Q5_0", "attn_output": "Q5_1", "ffn_": "Q8_0",
-          "token_embd": "Q8_0", "output": "Q4_0"}, 0.5),
+        (
+            {
+                "attn_q": "Q4_0",
+                "attn_k": "Q4_1",
+                "attn_v": "Q5_0",
+                "attn_output": "Q5_1",
+                "ffn_": "Q8_0",
+                "token_embd": "Q8_0",
+                "output": "Q4_0",
+            },
+            0.5,
+        ),
     ],
     ids=["f16", "q8_0", "mixed-q4-q5"],
 )
@@ -305,7 +318,9 @@ def test_missing_tensor(gguf_writer, cache_dir, monkeypatch):
 
     import tiny_lm
 
-    monkeypatch.setattr(tiny_lm, "gguf_tensors", lambda m: {k: v for k, v in real(m).items() if k != "blk.1.ffn_down.weight"})
+    monkeypatch.setattr(
+        tiny_lm, "gguf_tensors", lambda m: {k: v for k, v in real(m).items() if k != "blk.1.ffn_down.weight"}
+    )
     path = gguf_writer(src)
     with pytest.raises(ModelFileError, match="blk.1.ffn_down.weight.*missing"):
         load_gguf(path)

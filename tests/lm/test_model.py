@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tiny_lm import make_model, tiny_config
 from emotional_engine.lm.kv_cache import KVCache, Segment
 from emotional_engine.lm.quant import apply_weight_format
+from tiny_lm import make_model, tiny_config
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
@@ -131,8 +131,9 @@ def test_chunked_prefill_equals_one_shot(model, split):
     assert two.tokens == one.tokens == idx.tolist()
     # and decoding continues identically from both
     nxt = tokens(1, 4, model.config.vocab_size)
-    torch.testing.assert_close(model.forward_packed(nxt, [Segment(two, 1)]),
-                               model.forward_packed(nxt, [Segment(one, 1)]), atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(
+        model.forward_packed(nxt, [Segment(two, 1)]), model.forward_packed(nxt, [Segment(one, 1)]), atol=ATOL, rtol=RTOL
+    )
 
 
 @torch.inference_mode()

@@ -12,18 +12,23 @@ from pydantic import ValidationError
 from emotional_engine.config import ModelCatalog, Settings
 from emotional_engine.domain import StoryRequest
 from emotional_engine.lm.generator import ModelInfo
-from emotional_engine.lm.openai_backend import OpenAIGenerator
 from emotional_engine.lm.models import ModelManager, UnknownModelError
+from emotional_engine.lm.openai_backend import OpenAIGenerator
 from emotional_engine.lm.sampling import SamplingParams
-from fakes import FakeGenerator, ModelInfo
+from fakes import FakeGenerator
 
 CATALOG = {
-    "models": [{"name": "small", "builtin": True},
-               {"name": "kids", "openai": {"base_url": "http://127.0.0.1:9", "model": "kid-llm"}},
-               {"name": "japanese", "openai": {"base_url": "http://127.0.0.1:9", "model": "ja-llm"}}],
+    "models": [
+        {"name": "small", "builtin": True},
+        {"name": "kids", "openai": {"base_url": "http://127.0.0.1:9", "model": "kid-llm"}},
+        {"name": "japanese", "openai": {"base_url": "http://127.0.0.1:9", "model": "ja-llm"}},
+    ],
     "default": "small",
-    "rules": [{"audience": "children", "model": "kids"}, {"culture": "ja", "model": "japanese"},
-              {"audience": "teen", "culture": "en-GB", "model": "kids"}],
+    "rules": [
+        {"audience": "children", "model": "kids"},
+        {"culture": "ja", "model": "japanese"},
+        {"audience": "teen", "culture": "en-GB", "model": "kids"},
+    ],
 }
 
 
@@ -82,7 +87,7 @@ models:
   - name: embedded
     builtin: true
   - name: wide
-    gguf: {tmp_path / 'w.gguf'}
+    gguf: {tmp_path / "w.gguf"}
     runtime: llama-cpp
 default: wide
 rules:
@@ -99,17 +104,20 @@ def test_the_first_model_is_the_default_unless_one_is_named():
     assert c.default == "small"
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"models": CATALOG["models"] + [{"name": "kids", "builtin": True}]}, "repeated: kids"),
-    ({"rules": [{"culture": "ja", "model": "nope"}]}, "a rule names model 'nope'"),
-    ({"default": "nope"}, "default names model 'nope'"),
-    ({"models": [{"name": "x", "gguf": "/nonexistent/x.gguf"}]}, "GGUF file /nonexistent/x.gguf does not exist"),
-    ({"models": [{"name": "x"}]}, "needs exactly one of builtin, gguf, openai (got none)"),
-    ({"models": [{"name": "x", "builtin": True, "openai": {"base_url": "http://h"}}]}, "(got builtin, openai)"),
-    ({"models": [{"name": "x", "builtin": True, "runtime": "llama-cpp"}]}, "runtime llama-cpp needs a gguf file"),
-    ({"rules": [{"model": "kids"}]}, "needs an audience, a culture or both"),
-    ({"models": [{"name": "has space", "builtin": True}], "default": None, "rules": []}, "name"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"models": CATALOG["models"] + [{"name": "kids", "builtin": True}]}, "repeated: kids"),
+        ({"rules": [{"culture": "ja", "model": "nope"}]}, "a rule names model 'nope'"),
+        ({"default": "nope"}, "default names model 'nope'"),
+        ({"models": [{"name": "x", "gguf": "/nonexistent/x.gguf"}]}, "GGUF file /nonexistent/x.gguf does not exist"),
+        ({"models": [{"name": "x"}]}, "needs exactly one of builtin, gguf, openai (got none)"),
+        ({"models": [{"name": "x", "builtin": True, "openai": {"base_url": "http://h"}}]}, "(got builtin, openai)"),
+        ({"models": [{"name": "x", "builtin": True, "runtime": "llama-cpp"}]}, "runtime llama-cpp needs a gguf file"),
+        ({"rules": [{"model": "kids"}]}, "needs an audience, a culture or both"),
+        ({"models": [{"name": "has space", "builtin": True}], "default": None, "rules": []}, "name"),
+    ],
+)
 def test_configuration_errors_say_what_is_wrong(change, message):
     with pytest.raises(ValidationError) as e:
         ModelCatalog.model_validate({**CATALOG, **change})
@@ -128,17 +136,20 @@ def test_a_broken_models_file_names_the_file(tmp_path):
 # --------------------------------------------------------------------------- routing
 
 
-@pytest.mark.parametrize("kw, expected", [
-    ({}, "small"),  # no rule matches: the default
-    ({"audience": "children"}, "kids"),
-    ({"culture": "ja-JP"}, "japanese"),  # a language rule covers its tags
-    ({"audience": "children", "culture": "ja-JP"}, "kids"),  # the first matching rule wins
-    ({"audience": "teen", "culture": "en-GB"}, "kids"),  # both parts of a rule match
-    ({"audience": "teen", "culture": "en-US"}, "small"),  # an exact tag does not cover its siblings
-    ({"audience": "adult", "culture": "en-GB"}, "small"),
-    ({"audience": "children", "model": "small"}, "small"),  # a named model beats every rule
-    ({"culture": "ja-JP", "model": "kids"}, "kids"),
-])
+@pytest.mark.parametrize(
+    "kw, expected",
+    [
+        ({}, "small"),  # no rule matches: the default
+        ({"audience": "children"}, "kids"),
+        ({"culture": "ja-JP"}, "japanese"),  # a language rule covers its tags
+        ({"audience": "children", "culture": "ja-JP"}, "kids"),  # the first matching rule wins
+        ({"audience": "teen", "culture": "en-GB"}, "kids"),  # both parts of a rule match
+        ({"audience": "teen", "culture": "en-US"}, "small"),  # an exact tag does not cover its siblings
+        ({"audience": "adult", "culture": "en-GB"}, "small"),
+        ({"audience": "children", "model": "small"}, "small"),  # a named model beats every rule
+        ({"culture": "ja-JP", "model": "kids"}, "kids"),
+    ],
+)
 def test_explicit_beats_rule_beats_default(kw, expected):
     m, _ = manager()
     assert m.choose(req(**kw)) == expected
@@ -229,10 +240,16 @@ def test_a_single_given_generator_is_the_embedded_default():
 
 async def test_an_openai_entry_talks_to_its_server(fake, monkeypatch):
     monkeypatch.setenv("TEST_REMOTE_KEY", "sk-remote")
-    catalog = {"models": [{"name": "embedded", "builtin": True},
-                          {"name": "remote", "openai": {"base_url": f"{fake.url}/v1", "model": "served-llm",
-                                                        "api_key_env": "TEST_REMOTE_KEY"}}],
-               "rules": [{"culture": "fr", "model": "remote"}]}
+    catalog = {
+        "models": [
+            {"name": "embedded", "builtin": True},
+            {
+                "name": "remote",
+                "openai": {"base_url": f"{fake.url}/v1", "model": "served-llm", "api_key_env": "TEST_REMOTE_KEY"},
+            },
+        ],
+        "rules": [{"culture": "fr", "model": "remote"}],
+    }
     m = ModelManager.from_settings(Settings(models=catalog, _env_file=None))
     g = await m.aget(m.choose(req(culture="fr-FR")))
     try:

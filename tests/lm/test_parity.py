@@ -18,7 +18,8 @@ PROMPTS = [
 def hf_model(embedded_path):
     transformers = pytest.importorskip("transformers")  # a test dependency: installed by `make test`
     m = transformers.AutoModelForCausalLM.from_pretrained(
-        str(embedded_path.parent), gguf_file=embedded_path.name, dtype=torch.float32)
+        str(embedded_path.parent), gguf_file=embedded_path.name, dtype=torch.float32
+    )
     return m.eval()
 
 
@@ -50,7 +51,8 @@ def test_greedy_tokens_match(fp32_generator, hf_model):
     batcher = fp32_generator.batcher
     for text in PROMPTS:
         ids = batcher.tok.encode(text)
-        out = hf_model.generate(torch.tensor([ids]), max_new_tokens=32, do_sample=False,
-                                eos_token_id=None, pad_token_id=0)[0, len(ids):].tolist()
+        out = hf_model.generate(
+            torch.tensor([ids]), max_new_tokens=32, do_sample=False, eos_token_id=None, pad_token_id=0
+        )[0, len(ids) :].tolist()
         done = batcher.generate(ids, SamplingParams(max_tokens=32, temperature=0.0, ignore_eos=True))
         assert done.token_ids == out

@@ -79,15 +79,19 @@ def test_chatml_template(tokenizer):
     msgs = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi 😀"}]
     text = tokenizer.apply_chat_template(msgs)
     assert text == "<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nHi 😀<|im_end|>\n<|im_start|>assistant\n"
-    assert tokenizer.apply_chat_template(msgs, add_generation_prompt=False) == text.removesuffix("<|im_start|>assistant\n")
+    assert tokenizer.apply_chat_template(msgs, add_generation_prompt=False) == text.removesuffix(
+        "<|im_start|>assistant\n"
+    )
     ids = tokenizer.encode(text)
     assert ids.count(tokenizer.encode("<|im_start|>")[0]) == 3
 
 
 def test_template_from_the_file_and_bos(tok_data):
     data = dataclasses.replace(
-        tok_data, bos_id=tok_data.tokens.index("<|endoftext|>"), add_bos=True,
-        chat_template="{{ bos_token }}{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}{{ eos_token }}{% endfor %}",
+        tok_data,
+        bos_id=tok_data.tokens.index("<|endoftext|>"),
+        add_bos=True,
+        chat_template="{{ bos_token }}{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}{{ eos_token }}{% endfor %}",  # noqa: E501
     )
     tok = BPETokenizer(data)
     assert tok.apply_chat_template([{"role": "user", "content": "x"}]) == "<|endoftext|>[user]x<|im_end|>"

@@ -10,11 +10,15 @@ from emotional_engine.memory import StoryMemory, extract_facts, find_contradicti
 from emotional_engine.memory.scene import clean_summary, salient_sentences
 from fakes import bow_embed
 
-CAST = [Character(name="Ada Obi", role="protagonist", pronouns="she/her"),
-        Character(name="Kofi Mensah", role="ally", pronouns="he/him")]
+CAST = [
+    Character(name="Ada Obi", role="protagonist", pronouns="she/her"),
+    Character(name="Kofi Mensah", role="ally", pronouns="he/him"),
+]
 
-SCENE = ("The rain fell on the town. Ada walked to the old market with the red lantern. Kofi, Ada's brother, "
-         "waited at the bridge. Ada learned that the bridge was gone. She held the lantern high near Lagos Harbour.")
+SCENE = (
+    "The rain fell on the town. Ada walked to the old market with the red lantern. Kofi, Ada's brother, "
+    "waited at the bridge. Ada learned that the bridge was gone. She held the lantern high near Lagos Harbour."
+)
 
 
 def kinds(facts):
@@ -88,12 +92,15 @@ def test_a_memory_without_an_embedder_says_so():
         m.add(extract_facts(SCENE, 0, CAST))
 
 
-@pytest.mark.parametrize("later, why", [
-    ("Ada walked to the bridge with the blue lantern.", "lantern's colour was red"),
-    ("Ada, Kofi's sister, smiled. Kofi was Ada's cousin.", "relation to Ada Obi was brother"),
-    ("Kofi laughed at the harbour.", "is dead"),
-    ("Ada sat in the temple.", "last at the market"),
-])
+@pytest.mark.parametrize(
+    "later, why",
+    [
+        ("Ada walked to the bridge with the blue lantern.", "lantern's colour was red"),
+        ("Ada, Kofi's sister, smiled. Kofi was Ada's cousin.", "relation to Ada Obi was brother"),
+        ("Kofi laughed at the harbour.", "is dead"),
+        ("Ada sat in the temple.", "last at the market"),
+    ],
+)
 def test_each_kind_of_contradiction_is_caught(later, why):
     m = StoryMemory(CAST, bow_embed)
     m.add(extract_facts(SCENE, 0, CAST))
@@ -108,19 +115,27 @@ def test_each_kind_of_contradiction_is_caught(later, why):
 def test_consistent_scenes_are_not_flagged():
     m = StoryMemory(CAST, bow_embed)
     m.add(extract_facts(SCENE, 0, CAST))
-    for later in ["Ada walked to the temple and lit the red lantern.", "Ada stayed at the market. Kofi waited.",
-                  "Ada remembered the harbour. The sky was grey, then the blue sky returned."]:
+    for later in [
+        "Ada walked to the temple and lit the red lantern.",
+        "Ada stayed at the market. Kofi waited.",
+        "Ada remembered the harbour. The sky was grey, then the blue sky returned.",
+    ]:
         new = extract_facts(later, 1, CAST)
         assert find_contradictions(m, new, m.embed_facts(new)) == [], later
 
 
 def test_summary_cleaning_and_salient_fallback():
-    assert clean_summary("Summary: Ada found the key. Kofi left the town. Then they") == \
-        ["Ada found the key.", "Kofi left the town."]
+    assert clean_summary("Summary: Ada found the key. Kofi left the town. Then they") == [
+        "Ada found the key.",
+        "Kofi left the town.",
+    ]
     assert clean_summary("") == [] and clean_summary("Here is a summary of the scene:") == []
     assert clean_summary("<scene> Ada ran home. </scene>") == ["Ada ran home."]
     text = "The key lay under the stone. Ada found the key under the stone. Birds sang. Ada kept the key."
-    assert salient_sentences(text, bow_embed, 2) == ["The key lay under the stone.", "Ada found the key under the stone."]
+    assert salient_sentences(text, bow_embed, 2) == [
+        "The key lay under the stone.",
+        "Ada found the key under the stone.",
+    ]
 
 
 def test_audit_counts_contradictions_across_a_finished_story():

@@ -9,8 +9,10 @@ from emotional_engine.domain import CastMember, StoryRequest
 from emotional_engine.memory import StoryMemory
 from fakes import FakeEmotion, FakeGenerator, ModelInfo, bow_embed
 
-CAST = [CastMember(name="Ada Obi", role="protagonist", pronouns="she/her"),
-        CastMember(name="Kofi Mensah", role="ally", pronouns="he/him")]
+CAST = [
+    CastMember(name="Ada Obi", role="protagonist", pronouns="she/her"),
+    CastMember(name="Kofi Mensah", role="ally", pronouns="he/him"),
+]
 
 
 def planting(first: str, contradicting: str, repaired: str) -> FakeGenerator:
@@ -22,8 +24,11 @@ def planting(first: str, contradicting: str, repaired: str) -> FakeGenerator:
         asked = int(re.search(r"about (\d+) words", call.user).group(1))
         return text + " The joy of it stayed." * (asked // 10 + 1)  # over half the words asked
 
-    return FakeGenerator(write=write, reply=lambda call: "" if is_summary(call) else repaired,
-                         info=ModelInfo("fake", "fake", context_length=2048))
+    return FakeGenerator(
+        write=write,
+        reply=lambda call: "" if is_summary(call) else repaired,
+        info=ModelInfo("fake", "fake", context_length=2048),
+    )
 
 
 def is_summary(call):
@@ -36,21 +41,25 @@ def rewrite_prompts(gen):
 
 
 def request():
-    return StoryRequest(premise="A brother and sister keep the harbour light.", words=300, seed=3, cast=CAST,
-                        arc="rags_to_riches")
+    return StoryRequest(
+        premise="A brother and sister keep the harbour light.", words=300, seed=3, cast=CAST, arc="rags_to_riches"
+    )
 
 
 async def run(gen):
     memory = StoryMemory([])
-    story = await write_story(request(), Deps(generator=gen, emotion=FakeEmotion(), embed=bow_embed, candidates=2),
-                              memory=memory)
+    story = await write_story(
+        request(), Deps(generator=gen, emotion=FakeEmotion(), embed=bow_embed, candidates=2), memory=memory
+    )
     return story, memory
 
 
 async def test_an_object_that_changes_colour_is_rewritten():
-    gen = planting("Ada Obi carried the red lantern to the harbour. She hung the red lantern up in joy.",
-                            "Ada took down the blue lantern in joy.",
-                            "Ada took down the red lantern in joy.")
+    gen = planting(
+        "Ada Obi carried the red lantern to the harbour. She hung the red lantern up in joy.",
+        "Ada took down the blue lantern in joy.",
+        "Ada took down the red lantern in joy.",
+    )
     story, memory = await run(gen)
     assert len(story.scenes) == 2
     assert "red lantern" in story.scenes[1].text and "blue" not in story.scenes[1].text
@@ -62,20 +71,24 @@ async def test_an_object_that_changes_colour_is_rewritten():
 
 
 async def test_a_dead_character_who_acts_is_rewritten():
-    gen = planting("Kofi Mensah died in the storm in joy. Ada wept at the harbour.",
-                            "Kofi laughed at the harbour in joy.",
-                            "Ada remembered how Kofi laughed, and found joy.")
+    gen = planting(
+        "Kofi Mensah died in the storm in joy. Ada wept at the harbour.",
+        "Kofi laughed at the harbour in joy.",
+        "Ada remembered how Kofi laughed, and found joy.",
+    )
     story, memory = await run(gen)
     assert "Kofi laughed at the harbour" not in story.scenes[1].text
     # the character checker, which runs before the memory check, knows the dead too
-    assert any(r.startswith(("scene 2: character:", "scene 2: memory:")) and "Kofi" in r
-               for r in story.quality.reasons)
+    assert any(r.startswith(("scene 2: character:", "scene 2: memory:")) and "Kofi" in r for r in story.quality.reasons)
     assert story.memory["characters"]["Kofi Mensah"]["alive"] is False
 
 
 async def test_a_contradiction_the_rewrite_cannot_fix_is_dropped_and_counted():
-    gen = planting("Ada Obi carried the red lantern in joy.", "Ada lit the blue lantern in joy.",
-                            "Ada lit the blue lantern in joy.")
+    gen = planting(
+        "Ada Obi carried the red lantern in joy.",
+        "Ada lit the blue lantern in joy.",
+        "Ada lit the blue lantern in joy.",
+    )
     story, _ = await run(gen)
     words = len(story.text.split())
     assert "blue lantern" not in story.text and len(rewrite_prompts(gen)) == 2  # two tries, then it goes
@@ -85,8 +98,9 @@ async def test_a_contradiction_the_rewrite_cannot_fix_is_dropped_and_counted():
 
 
 async def test_scene_prompts_recall_facts_and_stay_within_the_context():
-    gen = planting("Ada Obi carried the red lantern to the harbour in joy.",
-                            "Ada waited at the harbour in joy.", "unused")
+    gen = planting(
+        "Ada Obi carried the red lantern to the harbour in joy.", "Ada waited at the harbour in joy.", "unused"
+    )
     await run(gen)
     second = gen.streams[-1].user
     assert "Established earlier in the story" in second and "The lantern is red." in second
@@ -96,10 +110,10 @@ async def test_scene_prompts_recall_facts_and_stay_within_the_context():
 def test_scene_messages_fit_the_budget_whatever_the_story_length():
     from emotional_engine.agents.emotional_intelligence import guidance
     from emotional_engine.agents.prompts import scene_messages
-    from emotional_engine.text import estimate_tokens
     from emotional_engine.agents.story import plan_story
     from emotional_engine.culture import load_profile
     from emotional_engine.domain import Character
+    from emotional_engine.text import estimate_tokens
 
     req = request().model_copy(update={"words": 10000})
     profile = load_profile(req.culture)
@@ -109,8 +123,18 @@ def test_scene_messages_fit_the_budget_whatever_the_story_length():
     story = " ".join(f"Sentence number {i} of a very long story." for i in range(8000))
     facts = [f"Fact {i}: Ada kept lantern {i} by the door." for i in range(200)]
     for budget in (900, 1500, 4000):
-        msgs = scene_messages(req, profile, plan, cast, sp, guidance(sp.target, 0.8), story, facts=facts,
-                              states=["Ada Obi: last seen at the harbour"], budget=budget)
+        msgs = scene_messages(
+            req,
+            profile,
+            plan,
+            cast,
+            sp,
+            guidance(sp.target, 0.8),
+            story,
+            facts=facts,
+            states=["Ada Obi: last seen at the harbour"],
+            budget=budget,
+        )
         used = sum(estimate_tokens(m["content"]) for m in msgs) + 24
         assert used <= budget, (budget, used)
         user = msgs[1]["content"]

@@ -1,5 +1,6 @@
 """SafetyChecker's reports and repair, over a fake classifier (a fixed sentence -> label table), so
 these tests need no model; the real classifier is tested in test_safety_model.py."""
+
 import asyncio
 import json
 
@@ -13,9 +14,14 @@ PERIL = "The wolf chased Ada into the woods."
 GRAPHIC = "The wolf tore out the woodcutter's throat and blood sprayed the snow."
 STUBBORN = "The hunter gutted the screaming man with his knife."
 KISS = "Ada kissed the prince."
-SWEAR = "\"Fuck,\" said the hunter."
-LABELS = {PERIL: ("violence", 1), GRAPHIC: ("gore", 2), STUBBORN: ("gore", 2), KISS: ("sexual", 1),
-          SWEAR: ("profanity", 2)}
+SWEAR = '"Fuck," said the hunter.'
+LABELS = {
+    PERIL: ("violence", 1),
+    GRAPHIC: ("gore", 2),
+    STUBBORN: ("gore", 2),
+    KISS: ("sexual", 1),
+    SWEAR: ("profanity", 2),
+}
 
 
 @pytest.fixture
@@ -39,7 +45,10 @@ def test_statuses(checker):
 
 def test_report_lists_findings_and_culture_notes(checker):
     report = checker.check_text(f"The sun rose.\n\n{GRAPHIC} {SWEAR}", "teen", culture="ja-jp")
-    assert [(f.index, f.category, f.action) for f in report.findings] == [(1, "gore", "block"), (2, "profanity", "flag")]
+    assert [(f.index, f.category, f.action) for f in report.findings] == [
+        (1, "gore", "block"),
+        (2, "profanity", "flag"),
+    ]
     assert report.sentences == 3 and report.audience == "teen"
     assert report.notes == load_profile("ja-JP").sensitivities_for("teen") and report.notes
     dumped = report.model_dump()
@@ -153,6 +162,9 @@ def test_for_teens_and_adults_only_a_confident_block_blocks():
         return SafetyChecker(FakeSafety(otherwise=("hate", 2), probability=p))
 
     unsure, sure = hate(BLOCK_MIN_PROBABILITY - 0.3), hate(0.99)
-    assert [unsure.check_sentences(["x"], a)[0].action for a in ("adult", "teen", "children")] == \
-           ["flag", "flag", "block"]
+    assert [unsure.check_sentences(["x"], a)[0].action for a in ("adult", "teen", "children")] == [
+        "flag",
+        "flag",
+        "block",
+    ]
     assert [sure.check_sentences(["x"], a)[0].action for a in ("adult", "teen", "children")] == ["block"] * 3

@@ -1,4 +1,5 @@
 """The decision rule from the head's 15 class probabilities to (category, severity); no model needed."""
+
 import numpy as np
 import pytest
 

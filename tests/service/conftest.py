@@ -10,20 +10,29 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+from service_helpers import free_port
 
 from emotional_engine.config import Settings
 from emotional_engine.service import create_app
 from emotional_engine.storage import Store
 from fakes import FakeEmotion, harbour_generator
-from service_helpers import free_port
 
 
 @pytest.fixture
 def settings(sqlite_url) -> Settings:
-    return Settings(database_url=sqlite_url, redis_url=None, auth_enabled=True,
-                    rate_limit_requests_per_min=1000, rate_limit_tokens_per_min=10**6, generation_slots=4,
-                    generation_queue=8, max_concurrent_per_key=4, job_words_threshold=400, session_turns=6,
-                    max_body_bytes=16_000)
+    return Settings(
+        database_url=sqlite_url,
+        redis_url=None,
+        auth_enabled=True,
+        rate_limit_requests_per_min=1000,
+        rate_limit_tokens_per_min=10**6,
+        generation_slots=4,
+        generation_queue=8,
+        max_concurrent_per_key=4,
+        job_words_threshold=400,
+        session_turns=6,
+        max_body_bytes=16_000,
+    )
 
 
 @pytest.fixture
@@ -48,8 +57,9 @@ async def running(settings: Settings, key: str | None = None, generator=None, em
     app = create_app(settings, **model, emotion=emotion or FakeEmotion(), candidates=2, check_safety=False)
     async with app.router.lifespan_context(app):
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
-                                     headers=headers, timeout=30) as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test", headers=headers, timeout=30
+        ) as client:
             client.app = app
             yield client
 
@@ -69,8 +79,13 @@ def live_server(settings):
 
     def start(s: Settings | None = None, generator=None):
         port = free_port()
-        app = create_app(s or settings, generator=generator or harbour_generator(), emotion=FakeEmotion(), candidates=2,
-                         check_safety=False)
+        app = create_app(
+            s or settings,
+            generator=generator or harbour_generator(),
+            emotion=FakeEmotion(),
+            candidates=2,
+            check_safety=False,
+        )
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         t = threading.Thread(target=server.run, daemon=True)
         t.start()
@@ -86,4 +101,3 @@ def live_server(settings):
     for server, t in servers:
         server.should_exit = True
         t.join(10)
-

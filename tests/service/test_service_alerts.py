@@ -33,5 +33,11 @@ def test_the_dashboard_plots_the_metrics_the_service_exports():
     exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p.get("targets", []))
     exported = {m.name for m in Metrics().registry.collect()}
     used = {name for name in exported if name in exprs}
-    assert {"ee_time_to_first_token_seconds", "ee_http_request_duration_seconds", "ee_cache_lookups",
-            "ee_generation_queue_length", "ee_load_shed", "ee_story_quality"} <= used
+    assert {
+        "ee_time_to_first_token_seconds",
+        "ee_http_request_duration_seconds",
+        "ee_cache_lookups",
+        "ee_generation_queue_length",
+        "ee_load_shed",
+        "ee_story_quality",
+    } <= used

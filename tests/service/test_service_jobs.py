@@ -2,9 +2,8 @@
 
 import asyncio
 
-from fakes import harbour_generator
-
 from emotional_engine.storage import Store
+from fakes import harbour_generator
 
 LONG = {"premise": "A lighthouse keeper finds a letter.", "words": 600, "seed": 11}
 

@@ -102,7 +102,7 @@ async def test_unreachable_redis_degrades_without_errors(app_client, settings):
         assert (await c.post("/v1/stories", json=story)).status_code == 200
         r = (await c.post("/v1/stories", json=story)).json()
         assert r["cached"] is True  # L1 still answers
-        ready = (await c.get("/readyz"))
+        ready = await c.get("/readyz")
         assert ready.status_code == 200 and ready.json()["status"] == "degraded"
         assert any(p.startswith("redis") for p in ready.json()["degraded"])
         codes = [(await c.get("/v1/models")).status_code for _ in range(4)]

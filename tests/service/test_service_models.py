@@ -10,9 +10,10 @@ import pytest
 from emotional_engine.config import ModelCatalog
 from fakes import ModelInfo, harbour_generator
 
-CATALOG = {"models": [{"name": "plain", "builtin": True}, {"name": "kids", "builtin": True},
-                      {"name": "ja", "builtin": True}],
-           "rules": [{"audience": "children", "model": "kids"}, {"culture": "ja", "model": "ja"}]}
+CATALOG = {
+    "models": [{"name": "plain", "builtin": True}, {"name": "kids", "builtin": True}, {"name": "ja", "builtin": True}],
+    "rules": [{"audience": "children", "model": "kids"}, {"culture": "ja", "model": "ja"}],
+}
 STORY = {"premise": "A fisherman's daughter saves the harbour.", "words": 150, "seed": 5}
 
 
@@ -23,8 +24,9 @@ def models(settings):
 
     def load(spec):
         loads[spec.name] += 1
-        g = fakes[spec.name] = harbour_generator(0.01, info=ModelInfo("fake", f"{spec.name}-weights",
-                                                                         sha256=spec.name[0] * 64))
+        g = fakes[spec.name] = harbour_generator(
+            0.01, info=ModelInfo("fake", f"{spec.name}-weights", sha256=spec.name[0] * 64)
+        )
         return g
 
     return settings.model_copy(update={"models": ModelCatalog.model_validate(CATALOG)}), load, fakes, loads
@@ -36,16 +38,33 @@ async def test_the_catalog_shows_each_model_loading_on_first_use(app_client, mod
         before = {m["name"]: m for m in (await c.get("/v1/models")).json()}
         assert list(before) == ["plain", "kids", "ja"] and list(fakes) == ["plain"]  # the default loads at start
         assert before["plain"] | {"rules": None} == {
-            "name": "plain", "backend": "fake", "model": "plain-weights", "sha256": "p" * 64, "weight_format": None,
-            "context_length": None, "loaded": True, "default": True, "rules": None}
-        assert before["kids"] == {"name": "kids", "backend": "builtin", "model": None, "sha256": None,
-                                  "weight_format": None, "context_length": None, "loaded": False, "default": False,
-                                  "rules": [{"audience": "children", "culture": None}]}
+            "name": "plain",
+            "backend": "fake",
+            "model": "plain-weights",
+            "sha256": "p" * 64,
+            "weight_format": None,
+            "context_length": None,
+            "loaded": True,
+            "default": True,
+            "rules": None,
+        }
+        assert before["kids"] == {
+            "name": "kids",
+            "backend": "builtin",
+            "model": None,
+            "sha256": None,
+            "weight_format": None,
+            "context_length": None,
+            "loaded": False,
+            "default": False,
+            "rules": [{"audience": "children", "culture": None}],
+        }
         assert before["ja"]["rules"] == [{"audience": None, "culture": "ja"}] and not before["ja"]["loaded"]
 
         # two first uses at once: the model loads once
-        rs = await asyncio.gather(*(c.post("/v1/stories", json={**STORY, "audience": "children", "seed": i})
-                                    for i in (1, 2)))
+        rs = await asyncio.gather(
+            *(c.post("/v1/stories", json={**STORY, "audience": "children", "seed": i}) for i in (1, 2))
+        )
         assert [r.status_code for r in rs] == [200, 200]
         assert {r.json()["provenance"]["model"] for r in rs} == {"kids-weights"}
         assert loads == {"plain": 1, "kids": 1} and fakes["kids"].streams and fakes["plain"].calls == []
@@ -72,8 +91,10 @@ async def test_an_unknown_model_is_a_422_naming_the_models(app_client, models, p
     async with app_client(s, load_model=load) as c:
         r = await c.post(path, json={**STORY, "model": "huge"})
         assert r.status_code == 422
-        assert r.json()["error"] == {"type": "unknown_model", "message": (
-            "model: no model 'huge' is configured; available: plain, kids, ja")}
+        assert r.json()["error"] == {
+            "type": "unknown_model",
+            "message": ("model: no model 'huge' is configured; available: plain, kids, ja"),
+        }
         assert set(fakes) == {"plain"}
 
 
@@ -158,7 +179,9 @@ async def test_a_session_whose_model_is_no_longer_configured_says_so(app_client,
             r = await c.post(f"/v1/sessions/{sid}/turns", json={"action": "I run."})
             assert r.status_code == 422 and r.json()["error"] == expected
             return
-        r = await c.post(f"/v1/sessions/{sid}/turns", json={"action": "I run."}, headers={"Accept": "text/event-stream"})
+        r = await c.post(
+            f"/v1/sessions/{sid}/turns", json={"action": "I run."}, headers={"Accept": "text/event-stream"}
+        )
         events = [line for line in r.text.splitlines() if line.startswith(("event:", "data:"))]
         assert events[0] == "event: error"  # the typed error as an SSE event
         assert json.loads(events[1].removeprefix("data:"))["error"] == expected

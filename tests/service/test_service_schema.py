@@ -7,15 +7,15 @@ from hypothesis import settings as hsettings
 
 
 def test_no_generated_request_breaks_the_server(live_server, settings, make_key):
-    s = settings.model_copy(update={"rate_limit_requests_per_min": 100_000, "rate_limit_tokens_per_min": 10**9,
-                                    "job_words_threshold": 300})
+    s = settings.model_copy(
+        update={"rate_limit_requests_per_min": 100_000, "rate_limit_tokens_per_min": 10**9, "job_words_threshold": 300}
+    )
     url, _ = live_server(s)
     auth = {"Authorization": f"Bearer {make_key(s)}"}
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
     seen, codes = set(), []
 
-    @hsettings(max_examples=60, deadline=None, derandomize=True,
-               suppress_health_check=list(HealthCheck))
+    @hsettings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(case=schema.as_strategy())
     def check(case):
         r = case.call(base_url=url, headers=auth, timeout=30)

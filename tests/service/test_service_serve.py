@@ -7,7 +7,6 @@ import time
 
 import httpx
 import pytest
-
 from service_helpers import free_port
 
 
@@ -15,8 +14,13 @@ from service_helpers import free_port
 def test_serve_starts_with_the_embedded_defaults(tmp_path):
     port = free_port()
     env = {**os.environ, "EE_DATABASE_URL": f"sqlite:///{tmp_path / 'engine.db'}", "EE_AUTH_ENABLED": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "emotional_engine.cli", "serve", "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emotional_engine.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 240

@@ -50,9 +50,11 @@ async def test_a_key_cannot_play_another_keys_session(app_client, make_key):
     async with app_client() as c:
         sid = (await c.post("/v1/sessions", json=SESSION)).json()["id"]
         h = {"Authorization": f"Bearer {other}"}
-        for r in (await c.get(f"/v1/sessions/{sid}", headers=h),
-                  await c.post(f"/v1/sessions/{sid}/turns", json={"action": "x"}, headers=h),
-                  await c.delete(f"/v1/sessions/{sid}", headers=h)):
+        for r in (
+            await c.get(f"/v1/sessions/{sid}", headers=h),
+            await c.post(f"/v1/sessions/{sid}/turns", json={"action": "x"}, headers=h),
+            await c.delete(f"/v1/sessions/{sid}", headers=h),
+        ):
             assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
 
 
@@ -80,8 +82,12 @@ async def test_a_streamed_turn_sends_sentences_then_the_committed_beat(live_serv
     key = make_key()
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as c:
         sid = (await c.post("/v1/sessions", json=SESSION)).json()["id"]
-        async with c.stream("POST", f"/v1/sessions/{sid}/turns", json={"action": "I follow the lanterns."},
-                            headers={"Accept": "text/event-stream"}) as r:
+        async with c.stream(
+            "POST",
+            f"/v1/sessions/{sid}/turns",
+            json={"action": "I follow the lanterns."},
+            headers={"Accept": "text/event-stream"},
+        ) as r:
             assert r.headers["content-type"].startswith("text/event-stream")
             events = parse_sse((await r.aread()).decode())
         kinds = [k for k, _ in events]

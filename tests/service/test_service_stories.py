@@ -94,7 +94,8 @@ async def test_catalog_endpoints(app_client):
     async with app_client() as c:
         models = (await c.get("/v1/models")).json()
         assert [(m["name"], m["model"], m["loaded"], m["default"]) for m in models] == [
-            ("embedded", "fake-model", True, True)]
+            ("embedded", "fake-model", True, True)
+        ]
         cultures = (await c.get("/v1/cultures")).json()
         assert {"tag": "ja-JP", "name": "Japan"} in cultures or any(x["tag"] == "ja-JP" for x in cultures)
         arcs = {a["name"] for a in (await c.get("/v1/arcs")).json()}
@@ -118,7 +119,7 @@ async def test_feedback_is_stored_and_exported(app_client):
         story_id = (await c.post("/v1/stories", json=STORY)).json()["id"]
         r = await c.post(f"/v1/stories/{story_id}/feedback", json={"rating": 4, "comment": "lovely"})
         assert r.status_code == 201
-        assert (await c.post(f"/v1/stories/nope/feedback", json={"rating": 4})).status_code == 404
+        assert (await c.post("/v1/stories/nope/feedback", json={"rating": 4})).status_code == 404
         assert (await c.post(f"/v1/stories/{story_id}/feedback", json={"rating": 9})).status_code == 422
         metrics = (await c.get("/metrics")).text
         assert "ee_user_satisfaction 4.0" in metrics and "ee_feedback_count 1.0" in metrics

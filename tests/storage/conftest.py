@@ -3,7 +3,7 @@ service tests), with a settable clock."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,7 +14,7 @@ class Clock:
     """A settable UTC clock for the store (expiry, usage minutes) without sleeping."""
 
     def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, 12, 0, 30, tzinfo=timezone.utc)
+        self.now = datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now

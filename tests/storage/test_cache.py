@@ -187,8 +187,12 @@ def private_redis(tmp_path):
     procs = []
 
     def start():
-        procs.append(subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no",
-                                       "--dir", str(tmp_path)], stdout=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                stdout=subprocess.DEVNULL,
+            )
+        )
         client = redis.Redis(port=port)
         for _ in range(100):
             try:

@@ -13,7 +13,7 @@ from emotional_engine.storage import Store
 
 SRC = str(Path(emotional_engine.__file__).parents[1])
 
-PLAYER = r'''
+PLAYER = r"""
 import os, signal, sys
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -32,7 +32,7 @@ def die(session, flush_context):  # the row is written to the database, the tran
 # a beat larger than SQLite's page cache, so uncommitted pages spill into the WAL before the kill
 store.add_turn(session_id, key_id, "action 3", {"text": "never acknowledged " * 200_000})
 print("survived", flush=True)
-'''
+"""
 
 
 def test_kill_9_mid_turn_keeps_earlier_turns_and_no_partial_one(store_url):
@@ -42,15 +42,21 @@ def test_kill_9_mid_turn_keeps_earlier_turns_and_no_partial_one(store_url):
     sid = store.create_session(key, {"premise": "p"}, ttl_s=600)
     store.close()
 
-    proc = subprocess.run([sys.executable, "-c", PLAYER, store_url, sid, key], capture_output=True, text=True,
-                          timeout=120, env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-c", PLAYER, store_url, sid, key],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert proc.stdout.split() == ["0", "1", "2"]
 
     reopened = Store(store_url)
     record = reopened.get_session(sid, key)
-    assert [(t.index, t.action, t.beat) for t in record.turns] == [(i, f"action {i}", {"text": f"beat {i}"})
-                                                                   for i in range(3)]
+    assert [(t.index, t.action, t.beat) for t in record.turns] == [
+        (i, f"action {i}", {"text": f"beat {i}"}) for i in range(3)
+    ]
     assert reopened.add_turn(sid, key, "action 3", {"text": "after the crash"}) == 3  # no gap, no clash
     if store_url.startswith("sqlite"):
         with reopened.engine.connect() as conn:

@@ -14,7 +14,7 @@ def test_a_new_key_verifies_and_is_stored_only_as_a_salted_hash(store):
     with store.engine.connect() as conn:
         row = conn.execute(select(ApiKey)).one()
     stored = " ".join(str(v) for v in row)
-    assert plain not in stored and plain[len(info.prefix):] not in stored
+    assert plain not in stored and plain[len(info.prefix) :] not in stored
     other_plain, _ = store.create_key("game backend")
     assert other_plain != plain  # same name, different key, different salt
 

@@ -48,16 +48,26 @@ def test_migrate_is_idempotent_and_keeps_data(store_url):
 
 
 # imports first, then waits for "go" on stdin, so the migrations themselves overlap
-MIGRATOR = ("import sys; from emotional_engine.storage import Store; store = Store(sys.argv[1]); "
-            "print('ready', flush=True); sys.stdin.readline(); store.migrate()")
+MIGRATOR = (
+    "import sys; from emotional_engine.storage import Store; store = Store(sys.argv[1]); "
+    "print('ready', flush=True); sys.stdin.readline(); store.migrate()"
+)
 
 
 def test_replicas_starting_together_migrate_one_after_another(store_url):
     """Three processes migrate an empty database at the same moment: all succeed (without the lock,
     all but one failed with "table already exists", or a duplicate key in PostgreSQL's catalog)."""
-    procs = [subprocess.Popen([sys.executable, "-c", MIGRATOR, store_url], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"}) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", MIGRATOR, store_url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"},
+        )
+        for _ in range(3)
+    ]
     for p in procs:
         assert p.stdout.readline().strip() == "ready", p.stderr.read()
     for p in procs:

@@ -181,8 +181,17 @@ def test_feedback_on_own_targets_feeds_the_satisfaction_metric(store, key_id, ot
     assert store.satisfaction("story")["mean"] == pytest.approx(13 / 3)
 
 
-@pytest.mark.parametrize("kind,rating,comment", [("story", 0, None), ("story", 6, None), ("story", 4.5, None),
-                                                 ("story", True, None), ("poem", 3, None), ("story", 3, "x" * 5001)])
+@pytest.mark.parametrize(
+    "kind,rating,comment",
+    [
+        ("story", 0, None),
+        ("story", 6, None),
+        ("story", 4.5, None),
+        ("story", True, None),
+        ("poem", 3, None),
+        ("story", 3, "x" * 5001),
+    ],
+)
 def test_bad_feedback_is_refused(store, key_id, kind, rating, comment):
     story = store.save_story(key_id, {}, STORY)
     with pytest.raises(ValueError):
@@ -252,8 +261,9 @@ def test_ping_says_whether_the_database_answers(store):
     down.close()
 
 
-@pytest.mark.parametrize("url,message", [("not a url", "not a database URL"),
-                                         ("mysql://u@h/db", "'mysql' is not supported")])
+@pytest.mark.parametrize(
+    "url,message", [("not a url", "not a database URL"), ("mysql://u@h/db", "'mysql' is not supported")]
+)
 def test_a_bad_database_url_is_named(url, message):
     with pytest.raises(ValueError, match=message):
         Store(url)
@@ -262,6 +272,8 @@ def test_a_bad_database_url_is_named(url, message):
 def test_the_default_database_is_a_file_under_the_cache_dir_or_the_users_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_database_url(Settings(cache_dir=tmp_path / "c")) == f"sqlite:///{tmp_path / 'c' / 'engine.db'}"
-    assert default_database_url(Settings(cache_dir=None)) == \
-        f"sqlite:///{tmp_path / 'home' / '.local' / 'share' / 'emotional-engine' / 'engine.db'}"
+    assert (
+        default_database_url(Settings(cache_dir=None))
+        == f"sqlite:///{tmp_path / 'home' / '.local' / 'share' / 'emotional-engine' / 'engine.db'}"
+    )
     assert Store.from_settings(Settings(database_url="sqlite://")).ping()  # in memory

@@ -30,12 +30,17 @@ def _rows(n_docs: int = 10, per_doc: int = 12) -> list[dict]:
         for _ in range(per_doc):
             label = rng.choice(list(WORDS))
             words = WORDS[label].split()
-            rows.append({"doc": f"d{d:02d}", "text": " ".join(rng.choice(words) for _ in range(5)) + ".", "ctx": _ctx(label)})
+            rows.append(
+                {"doc": f"d{d:02d}", "text": " ".join(rng.choice(words) for _ in range(5)) + ".", "ctx": _ctx(label)}
+            )
     return rows
 
 
 def test_chunks_align_context_with_target_tokens(tokenizer):
-    rows = [{"doc": "a", "text": "sun sun.", "ctx": _ctx("joy")}, {"doc": "a", "text": "dark dark.", "ctx": _ctx("fear")}]
+    rows = [
+        {"doc": "a", "text": "sun sun.", "ctx": _ctx("joy")},
+        {"doc": "a", "text": "dark dark.", "ctx": _ctx("fear")},
+    ]
     c = make_chunks(rows, tokenizer.encode, seq_len=8)
     first = tokenizer.encode("sun sun.")
     assert c.tokens.shape[1] == 9 and c.ctx.shape[1:] == (8, ea.CTX_DIM)
@@ -60,7 +65,9 @@ def test_split_holds_out_whole_documents():
 def test_training_lowers_loss_resumes_and_saves(tmp_path, tokenizer):
     model = make_model(tiny_config(n_layer=3), std=0.05)
     base = {k: v.clone() for k, v in model.state_dict().items()}
-    cfg = TrainConfig(n_layers=2, seq_len=32, batch_size=4, steps=30, lr=1e-2, ckpt_every=10, eval_every=1000, holdout_every=5)
+    cfg = TrainConfig(
+        n_layers=2, seq_len=32, batch_size=4, steps=30, lr=1e-2, ckpt_every=10, eval_every=1000, holdout_every=5
+    )
     out = tmp_path / "adapter.pt"
     lines: list[str] = []
     config = train_adapter(model, tokenizer.encode, _rows(), cfg, tmp_path / "work", out, log=lines.append)

@@ -50,37 +50,83 @@ from emotional_engine.text import split_sentences
 Kind = Literal["foreign_name", "wrong_pronoun", "dead_acting", "contradiction"]
 Gender = Literal["f", "m"]
 
-PRONOUNS: dict[str, Gender] = {"she": "f", "her": "f", "hers": "f", "herself": "f",
-                               "he": "m", "him": "m", "his": "m", "himself": "m"}
+PRONOUNS: dict[str, Gender] = {
+    "she": "f",
+    "her": "f",
+    "hers": "f",
+    "herself": "f",
+    "he": "m",
+    "him": "m",
+    "his": "m",
+    "himself": "m",
+}
 SUBJECT_PRONOUNS = {"he", "she"}
 SWAP = {"she": "he", "he": "she", "hers": "his", "herself": "himself", "himself": "herself", "him": "her"}
 
 # people without a name that a pronoun may point to; None: either gender
 PERSON_NOUNS: dict[str, Gender | None] = {
-    **dict.fromkeys("woman girl mother sister aunt grandmother grandma granny wife daughter niece queen lady "
-                    "landlady waitress actress nun bride widow policewoman princess mum mom mistress madam".split(), "f"),
-    **dict.fromkeys("man boy father brother uncle grandfather grandpa husband son nephew king gentleman landlord "
-                    "waiter actor monk groom widower policeman fisherman prince dad sir".split(), "m"),
-    **dict.fromkeys("teacher doctor stranger driver neighbour neighbor child baby nurse shopkeeper vendor officer "
-                    "guard soldier farmer student clerk boss chief elder guest traveller traveler merchant trader "
-                    "priest imam pastor someone somebody person customer passenger cook tailor baker pilot captain "
-                    "judge lawyer conductor owner manager coach player runner friend visitor seller healer "
-                    "midwife herder singer musician poet photographer journalist official caller guide vicar porter "
-                    "cashier janitor mechanic carpenter plumber nanny maid servant courier ranger sailor miner weaver "
-                    "potter hunter shepherd colleague classmate partner host usher referee chef barber hairdresser "
-                    "receptionist secretary inspector detective sergeant constable warden preacher rabbi teller "
-                    "patient survivor witness victim tourist pilgrim cousin".split(), None),
+    **dict.fromkeys(
+        "woman girl mother sister aunt grandmother grandma granny wife daughter niece queen lady "
+        "landlady waitress actress nun bride widow policewoman princess mum mom mistress madam".split(),
+        "f",
+    ),
+    **dict.fromkeys(
+        "man boy father brother uncle grandfather grandpa husband son nephew king gentleman landlord "
+        "waiter actor monk groom widower policeman fisherman prince dad sir".split(),
+        "m",
+    ),
+    **dict.fromkeys(
+        "teacher doctor stranger driver neighbour neighbor child baby nurse shopkeeper vendor officer "
+        "guard soldier farmer student clerk boss chief elder guest traveller traveler merchant trader "
+        "priest imam pastor someone somebody person customer passenger cook tailor baker pilot captain "
+        "judge lawyer conductor owner manager coach player runner friend visitor seller healer "
+        "midwife herder singer musician poet photographer journalist official caller guide vicar porter "
+        "cashier janitor mechanic carpenter plumber nanny maid servant courier ranger sailor miner weaver "
+        "potter hunter shepherd colleague classmate partner host usher referee chef barber hairdresser "
+        "receptionist secretary inspector detective sergeant constable warden preacher rabbi teller "
+        "patient survivor witness victim tourist pilgrim cousin".split(),
+        None,
+    ),
 }
-MR_MRS: dict[str, Gender] = {"Mr": "m", "Mrs": "f", "Ms": "f", "Miss": "f", "Mister": "m", "Madam": "f",
-                             "Sir": "m", "Lady": "f", "Lord": "m"}
-SUBORDINATORS = {"when", "as", "after", "before", "while", "although", "though", "once", "if", "because", "since",
-                 "until", "whenever"}
+MR_MRS: dict[str, Gender] = {
+    "Mr": "m",
+    "Mrs": "f",
+    "Ms": "f",
+    "Miss": "f",
+    "Mister": "m",
+    "Madam": "f",
+    "Sir": "m",
+    "Lady": "f",
+    "Lord": "m",
+}
+SUBORDINATORS = {
+    "when",
+    "as",
+    "after",
+    "before",
+    "while",
+    "although",
+    "though",
+    "once",
+    "if",
+    "because",
+    "since",
+    "until",
+    "whenever",
+}
 # what only people do: an unknown capitalised word right before one of these is a person ("Zorba said")
-HUMAN_VERBS = set("said asked replied shouted whispered smiled laughed nodded sighed called answered frowned shrugged "
-                  "waved grinned cried wept told walked ran muttered".split())
+HUMAN_VERBS = set(
+    "said asked replied shouted whispered smiled laughed nodded sighed called answered frowned shrugged "
+    "waved grinned cried wept told walked ran muttered".split()
+)
 NEGATIONS = {"not", "never", "no", "hardly", "nor", "without"}
-NOT_NAMES = set("January February March April May June July August September October November December Monday "
-                "Tuesday Wednesday Thursday Friday Saturday Sunday Christmas Easter English I".split()) | SACRED_NAMES
+NOT_NAMES = (
+    set(
+        "January February March April May June July August September October November December Monday "
+        "Tuesday Wednesday Thursday Friday Saturday Sunday Christmas Easter English I".split()
+    )
+    | SACRED_NAMES
+)
 
 # --- traits and their contradictions (the TRAITS pool in agents.character, plus conditions users give)
 ANTONYMS: dict[str, str] = {
@@ -105,24 +151,51 @@ ANTONYMS: dict[str, str] = {
     "mute": r"said|shouted|whispered|spoke|replied|answered|sang|called out",
 }
 # words near a contradiction that show it is none: a mute character "answered with her hands"
-NOT_CONTRADICTED = {"mute": re.compile(r"\b(?:with (?:her|his|their) hands|in sign|signed|by signs?|in writing|wrote)\b")}
+NOT_CONTRADICTED = {
+    "mute": re.compile(r"\b(?:with (?:her|his|their) hands|in sign|signed|by signs?|in writing|wrote)\b")
+}
 _ANTONYM_RE = {t: re.compile(rf"\b(?:{p})\b", re.IGNORECASE) for t, p in ANTONYMS.items()}
 
 # --- kinship: the word, its gender, its category; the category seen from the other side
 KIN: dict[str, tuple[str, Gender | None]] = {
-    "brother": ("sibling", "m"), "sister": ("sibling", "f"), "mother": ("parent", "f"), "father": ("parent", "m"),
-    "mum": ("parent", "f"), "mom": ("parent", "f"), "dad": ("parent", "m"), "son": ("child", "m"),
-    "daughter": ("child", "f"), "husband": ("spouse", "m"), "wife": ("spouse", "f"), "aunt": ("auncle", "f"),
-    "uncle": ("auncle", "m"), "niece": ("nibling", "f"), "nephew": ("nibling", "m"), "cousin": ("cousin", None),
-    "grandmother": ("grandparent", "f"), "grandfather": ("grandparent", "m"), "grandson": ("grandchild", "m"),
+    "brother": ("sibling", "m"),
+    "sister": ("sibling", "f"),
+    "mother": ("parent", "f"),
+    "father": ("parent", "m"),
+    "mum": ("parent", "f"),
+    "mom": ("parent", "f"),
+    "dad": ("parent", "m"),
+    "son": ("child", "m"),
+    "daughter": ("child", "f"),
+    "husband": ("spouse", "m"),
+    "wife": ("spouse", "f"),
+    "aunt": ("auncle", "f"),
+    "uncle": ("auncle", "m"),
+    "niece": ("nibling", "f"),
+    "nephew": ("nibling", "m"),
+    "cousin": ("cousin", None),
+    "grandmother": ("grandparent", "f"),
+    "grandfather": ("grandparent", "m"),
+    "grandson": ("grandchild", "m"),
     "granddaughter": ("grandchild", "f"),
 }
-INVERSE = {"sibling": "sibling", "parent": "child", "child": "parent", "spouse": "spouse", "auncle": "nibling",
-           "nibling": "auncle", "cousin": "cousin", "grandparent": "grandchild", "grandchild": "grandparent"}
+INVERSE = {
+    "sibling": "sibling",
+    "parent": "child",
+    "child": "parent",
+    "spouse": "spouse",
+    "auncle": "nibling",
+    "nibling": "auncle",
+    "cousin": "cousin",
+    "grandparent": "grandchild",
+    "grandchild": "grandparent",
+}
 _KIN_WORDS = "|".join(KIN)
 _KIN_ADJ = r"(?:(?:elder|older|younger|little|big|twin|baby|late|only)\s+)?"
 _NAME = r"[A-Z][\w’'-]*"
-_KIN_A = re.compile(rf"\b(?P<owner>{_NAME}(?:'s|’s)|[Hh]er|[Hh]is)\s+{_KIN_ADJ}(?P<rel>{_KIN_WORDS})\s*,?\s+(?P<name>{_NAME})")
+_KIN_A = re.compile(
+    rf"\b(?P<owner>{_NAME}(?:'s|’s)|[Hh]er|[Hh]is)\s+{_KIN_ADJ}(?P<rel>{_KIN_WORDS})\s*,?\s+(?P<name>{_NAME})"
+)
 _KIN_B = re.compile(rf"\b(?P<name>{_NAME}),\s+(?P<owner>{_NAME}(?:'s|’s)|her|his)\s+{_KIN_ADJ}(?P<rel>{_KIN_WORDS})\b")
 
 # --- death and action
@@ -131,28 +204,70 @@ _DEATH_AFTER = re.compile(
     r"had died|lay dead|was lost at sea|was executed|fell dead|was shot dead|succumbed|breathed (?:his|her|their) last|"
     r"was buried|was laid to rest)\b"
     # "Nomsa fell ill in the winter and died": a clause joined by "and", with nobody else named in it
-    r"|^[^.;:A-Z]*?\band (?:then |later |soon )?(?:died|drowned|perished|passed away)\b")
-_DEATH_BEFORE = re.compile(r"(?:death of|funeral of|grave of|the late|killed|buried|mourned|mourning)\s+$", re.IGNORECASE)
+    r"|^[^.;:A-Z]*?\band (?:then |later |soon )?(?:died|drowned|perished|passed away)\b"
+)
+_DEATH_BEFORE = re.compile(
+    r"(?:death of|funeral of|grave of|the late|killed|buried|mourned|mourning)\s+$", re.IGNORECASE
+)
 _DEATH_POSSESSIVE = re.compile(r"^(?:'s|’s)\s+(?:death|funeral|grave|burial|body|coffin|tomb)\b")
 MEMORY_CUES = re.compile(
     r"\b(?:remember\w*|recall\w*|memor(?:y|ies)|missed|mourn\w*|grave|photo\w*|portrait|picture|dream\w*|ghost|"
     r"used to|years ago|before (?:he|she|they) died|funeral|buried|would have|in life|spirit|prayed for|"
-    r"had once|once had|the late|kept (?:his|her|their)|old letters?|voice in (?:her|his) head)\b", re.IGNORECASE)
+    r"had once|once had|the late|kept (?:his|her|their)|old letters?|voice in (?:her|his) head)\b",
+    re.IGNORECASE,
+)
 IRREGULAR_PAST = set(
     "said went came took ran stood sat saw gave made held told spoke brought bought caught drove ate drank fought "
     "found flew forgot got grew hid hit kept knelt knew led left lit lost met paid put read rode rang rose sang sank "
     "sent set shook shot shut slept slid spoke spun stole struck swam swept swung taught tore threw understood woke "
     "wore won wrote began bent bit blew broke built chose dug drew fed fell felt hung heard laid lay meant sold sought "
-    "spent split spread sprang stuck stung strode stank thought wept".split())
-NOT_ACTION_ED = {"died", "drowned", "perished", "passed", "buried", "killed", "murdered", "mourned", "remembered",
-                 "missed", "loved", "named", "called", "dead", "lay", "rested", "used", "seemed"}
-SKIP_BEFORE_VERB = {"then", "also", "still", "suddenly", "finally", "just", "again", "slowly", "quickly", "quietly",
-                    "softly", "gently", "carefully", "now", "immediately", "silently"}
+    "spent split spread sprang stuck stung strode stank thought wept".split()
+)
+NOT_ACTION_ED = {
+    "died",
+    "drowned",
+    "perished",
+    "passed",
+    "buried",
+    "killed",
+    "murdered",
+    "mourned",
+    "remembered",
+    "missed",
+    "loved",
+    "named",
+    "called",
+    "dead",
+    "lay",
+    "rested",
+    "used",
+    "seemed",
+}
+SKIP_BEFORE_VERB = {
+    "then",
+    "also",
+    "still",
+    "suddenly",
+    "finally",
+    "just",
+    "again",
+    "slowly",
+    "quickly",
+    "quietly",
+    "softly",
+    "gently",
+    "carefully",
+    "now",
+    "immediately",
+    "silently",
+}
 
 # a known name right before one of these is part of a place: "Lenin Street", "Fort Jesus"
-PLACE_NOUNS = set("Street Road Avenue Square Park Station Market Bridge Hospital School Church Mosque Temple University "
-                  "Lake River Mountain Hill Bay Beach Island Airport Hotel Cafe Restaurant Prospekt Boulevard Lane "
-                  "Drive Way Plaza Palace Museum Tower Gate College Stadium Library Hall Memorial Valley".split())
+PLACE_NOUNS = set(
+    "Street Road Avenue Square Park Station Market Bridge Hospital School Church Mosque Temple University "
+    "Lake River Mountain Hill Bay Beach Island Airport Hotel Cafe Restaurant Prospekt Boulevard Lane "
+    "Drive Way Plaza Palace Museum Tower Gate College Stadium Library Hall Memorial Valley".split()
+)
 
 _TOKEN = re.compile(r"[^\W\d_][\w’'-]*")
 _QUOTES = re.compile(r"[\"“”]")
@@ -253,8 +368,13 @@ def _settings_words(profile: CultureProfile | None) -> set[str]:
 class CharacterChecker:
     """Reads texts against a cast; `facts` carries what earlier scenes established."""
 
-    def __init__(self, cast: list[Character], profile: CultureProfile | None = None, facts: StoryFacts | None = None,
-                 person_names: set[str] | None = None):
+    def __init__(
+        self,
+        cast: list[Character],
+        profile: CultureProfile | None = None,
+        facts: StoryFacts | None = None,
+        person_names: set[str] | None = None,
+    ):
         self.cast = cast
         self.profile = profile
         self.by_name = {c.name: c for c in cast}
@@ -292,13 +412,20 @@ class CharacterChecker:
         known = base in self.person_names
         if not known:  # an unknown word is a person only when it speaks or acts like one: "Zorba said"
             return nxt.lower() in HUMAN_VERBS and not is_ordinary(base)
-        if not possessive and nxt.lower() not in HUMAN_VERBS and after_a_place_preposition(tokens[max(0, i - 2):i]):
+        if not possessive and nxt.lower() not in HUMAN_VERBS and after_a_place_preposition(tokens[max(0, i - 2) : i]):
             return False  # a city that is a name too: "in Rome", "moved to London"
         prev = tokens[i - 1] if i else ""
         if prev.lower() == "the":
             return False  # "the Buddha", "the Rose Choir": a title or a thing named after someone
-        if nxt in PLACE_NOUNS or not sentence_start and prev[:1].isupper() and not is_ordinary(prev, False) \
-                and prev not in self.person_names and prev not in self.parts and prev not in self.prefixes:
+        if (
+            nxt in PLACE_NOUNS
+            or not sentence_start
+            and prev[:1].isupper()
+            and not is_ordinary(prev, False)
+            and prev not in self.person_names
+            and prev not in self.parts
+            and prev not in self.prefixes
+        ):
             return False  # part of a place: "Lenin Street", "Hoi An"
         if is_ordinary(base, inflected=False):
             # an ordinary word ("Rose", "Hope") is a name only mid-sentence, alone (not "a Rose Garden")
@@ -317,11 +444,15 @@ class CharacterChecker:
                 quoted = any(a < start < b for a, b in s.quoted)
                 members = self._member_of(w)
                 low = w.lower()
-                phrase = next(((n, who) for ph, who in self.phrases if tuple(words[i:i + (n := len(ph))]) == ph), None)
+                phrase = next(
+                    ((n, who) for ph, who in self.phrases if tuple(words[i : i + (n := len(ph))]) == ph), None
+                )
                 if phrase:
                     n, who = phrase
                     end = s.start + toks[i + n - 1].start() + len(words[i + n - 1])
-                    out.append(Mention(start, end, si, "name", (who,), self.gender[who], quoted, " ".join(words[i:i + n])))
+                    out.append(
+                        Mention(start, end, si, "name", (who,), self.gender[who], quoted, " ".join(words[i : i + n]))
+                    )
                     i += n
                     continue
                 if members:
@@ -337,10 +468,12 @@ class CharacterChecker:
                 if low in PRONOUNS:
                     out.append(Mention(start, start + len(w), si, "pronoun", (), PRONOUNS[low], quoted, w))
                 elif low in PERSON_NOUNS or w in MR_MRS:
-                    out.append(Mention(start, start + len(w), si, "noun", (), PERSON_NOUNS.get(low, MR_MRS.get(w)),
-                                       quoted, w))
-                elif w[:1].isupper() and self._is_stray(w, words, i, self._starts(s.text, toks, i, words),
-                                                        possessive=t.group() != w):
+                    out.append(
+                        Mention(start, start + len(w), si, "noun", (), PERSON_NOUNS.get(low, MR_MRS.get(w)), quoted, w)
+                    )
+                elif w[:1].isupper() and self._is_stray(
+                    w, words, i, self._starts(s.text, toks, i, words), possessive=t.group() != w
+                ):
                     out.append(Mention(start, start + len(w), si, "stray", (), None, quoted, w))
                 i += 1
         return out
@@ -349,8 +482,8 @@ class CharacterChecker:
         """Token i starts a sentence, a line, a quotation or a heading ("Mr Hans" counts as a start too)."""
         if i == 0 or i == 1 and words[0] in self.prefixes:
             return True
-        gap = text[toks[i - 1].end(): toks[i].start()]
-        return any(ch in gap for ch in "\n:\"“‘—(.…")  # "skybound....My mind" was never split
+        gap = text[toks[i - 1].end() : toks[i].start()]
+        return any(ch in gap for ch in '\n:"“‘—(.…')  # "skybound....My mind" was never split
 
     # -- pronouns ------------------------------------------------------------------------------------
     def resolve(self, sentences: list[_Sentence], mentions: list[Mention]) -> list[Finding]:
@@ -363,8 +496,9 @@ class CharacterChecker:
             if compatible and compatible[0].bad:  # "He picked up his bag": both follow the wrong one
                 window, compatible = [compatible[0]], []
             if not compatible:  # before calling it wrong, look two sentences further back for someone it fits
-                compatible = [c for c in self._window(sentences, mentions, k, further=True)
-                              if c.gender in (None, p.gender)]
+                compatible = [
+                    c for c in self._window(sentences, mentions, k, further=True) if c.gender in (None, p.gender)
+                ]
             if compatible:
                 c = compatible[0]
                 p.referent = True
@@ -375,17 +509,27 @@ class CharacterChecker:
                 elif c.kind == "stray":
                     p.stray_ref = c.word
                 continue
-            cast_cands = [c for c in window if (c.kind == "name" and len(c.members) == 1) or
-                          (c.kind == "pronoun" and c.resolved)]
+            cast_cands = [
+                c for c in window if (c.kind == "name" and len(c.members) == 1) or (c.kind == "pronoun" and c.resolved)
+            ]
             if not cast_cands:
                 continue
             c = cast_cands[0]
             who = c.members[0] if c.kind == "name" else c.resolved
             p.resolved, p.bad, p.referent = who, True, True
             s = sentences[p.sentence]
-            findings.append(Finding(kind="wrong_pronoun", character=who, span=p.word, start=p.start, sentence=s.text,
-                                    sentence_index=p.sentence, fix=_swap(p.word, s.text, p.start - s.start),
-                                    reason=f"'{p.word}' refers to {who}, whose pronouns are {self.by_name[who].pronouns}"))
+            findings.append(
+                Finding(
+                    kind="wrong_pronoun",
+                    character=who,
+                    span=p.word,
+                    start=p.start,
+                    sentence=s.text,
+                    sentence_index=p.sentence,
+                    fix=_swap(p.word, s.text, p.start - s.start),
+                    reason=f"'{p.word}' refers to {who}, whose pronouns are {self.by_name[who].pronouns}",
+                )
+            )
         return findings
 
     def _window(self, sentences, mentions: list[Mention], k: int, further: bool = False) -> list[Mention]:
@@ -400,7 +544,7 @@ class CharacterChecker:
         same = [m for m in reversed(before) if m.sentence == p.sentence]
         first_word = sentences[p.sentence].text.split(maxsplit=1)[0].lower().strip("\"“'")
         if first_word in SUBORDINATORS:
-            same += [m for m in mentions[k + 1:] if m.sentence == p.sentence and m.kind != "pronoun" and not m.quoted]
+            same += [m for m in mentions[k + 1 :] if m.sentence == p.sentence and m.kind != "pronoun" and not m.quoted]
         # earlier sentences are read from their start, so their subject comes first (Hobbs' order)
         window = same + [m for m in before if m.sentence == p.sentence - 1]
         back = 2
@@ -414,13 +558,21 @@ class CharacterChecker:
         """cast member -> index of the sentence that kills them (-1 for deaths known before this text)."""
         dead = {name: -1 for name in self.facts.dead if name in self.by_name}
         for m in mentions:
-            who = m.members[0] if m.kind == "name" and len(m.members) == 1 else m.resolved if m.kind == "pronoun" else None
+            who = (
+                m.members[0]
+                if m.kind == "name" and len(m.members) == 1
+                else m.resolved
+                if m.kind == "pronoun"
+                else None
+            )
             if who is None or who in dead or m.quoted:
                 continue
             s = sentences[m.sentence]
-            after, before = s.text[m.end - s.start:], s.text[: m.start - s.start]
+            after, before = s.text[m.end - s.start :], s.text[: m.start - s.start]
             possessive = m.word.lower() in ("her", "his") or after.startswith(("'s", "’s"))  # her father died
-            died = not possessive and _DEATH_AFTER.match(after) and not _negated(after[:_DEATH_AFTER.match(after).end()])
+            died = (
+                not possessive and _DEATH_AFTER.match(after) and not _negated(after[: _DEATH_AFTER.match(after).end()])
+            )
             if died or _DEATH_POSSESSIVE.match(after) or _DEATH_BEFORE.search(before):
                 dead[who] = m.sentence
         return dead
@@ -428,7 +580,13 @@ class CharacterChecker:
     def dead_acting(self, sentences, mentions: list[Mention], dead: dict[str, int]) -> list[Finding]:
         findings, seen = [], set()
         for m in mentions:
-            who = m.members[0] if m.kind == "name" and len(m.members) == 1 else m.resolved if m.kind == "pronoun" else None
+            who = (
+                m.members[0]
+                if m.kind == "name" and len(m.members) == 1
+                else m.resolved
+                if m.kind == "pronoun"
+                else None
+            )
             if who not in dead or m.sentence <= dead[who] or m.quoted or m.sentence in seen:
                 continue
             if m.kind == "pronoun" and m.word.lower() not in SUBJECT_PRONOUNS:
@@ -436,13 +594,21 @@ class CharacterChecker:
             s = sentences[m.sentence]
             if MEMORY_CUES.search(s.text):
                 continue
-            verb = _action_after(s.text[m.end - s.start:])
+            verb = _action_after(s.text[m.end - s.start :])
             if verb:
                 seen.add(m.sentence)
                 m.bad = True
-                findings.append(Finding(kind="dead_acting", character=who, span=f"{m.word} {verb}", start=m.start,
-                                        sentence=s.text, sentence_index=m.sentence,
-                                        reason=f"{who} died earlier but '{verb}' here"))
+                findings.append(
+                    Finding(
+                        kind="dead_acting",
+                        character=who,
+                        span=f"{m.word} {verb}",
+                        start=m.start,
+                        sentence=s.text,
+                        sentence_index=m.sentence,
+                        reason=f"{who} died earlier but '{verb}' here",
+                    )
+                )
         return findings
 
     # -- traits and facts --------------------------------------------------------------------------------
@@ -455,8 +621,9 @@ class CharacterChecker:
                     rx = _ANTONYM_RE.get(trait.lower())
                     for hit in rx.finditer(s.text) if rx else ():
                         pos = s.start + hit.start()
-                        if _negated(s.text[max(0, hit.start() - 25): hit.start()]) or any(
-                                a < pos < b for a, b in s.quoted):
+                        if _negated(s.text[max(0, hit.start() - 25) : hit.start()]) or any(
+                            a < pos < b for a, b in s.quoted
+                        ):
                             continue
                         excuse = NOT_CONTRADICTED.get(trait.lower())
                         if excuse and excuse.search(s.text):
@@ -464,9 +631,17 @@ class CharacterChecker:
                         m = _nearest(here, pos)
                         if m is not None and _who(m) == c.name:
                             m.bad = True
-                            findings.append(Finding(kind="contradiction", character=c.name, span=hit.group(),
-                                                    start=pos, sentence=s.text, sentence_index=si,
-                                                    reason=f"{c.name} is {trait} on the sheet, but '{hit.group()}' here"))
+                            findings.append(
+                                Finding(
+                                    kind="contradiction",
+                                    character=c.name,
+                                    span=hit.group(),
+                                    start=pos,
+                                    sentence=s.text,
+                                    sentence_index=si,
+                                    reason=f"{c.name} is {trait} on the sheet, but '{hit.group()}' here",
+                                )
+                            )
             findings += self._kinship(s, si, here, learned)
         return findings
 
@@ -501,8 +676,17 @@ class CharacterChecker:
                     for m in here:
                         if m.kind == "name" and m.members == (b,):
                             m.bad = True
-                    out.append(Finding(kind="contradiction", character=b, span=hit.group(), start=s.start + hit.start(),
-                                       sentence=s.text, sentence_index=si, reason=problem))
+                    out.append(
+                        Finding(
+                            kind="contradiction",
+                            character=b,
+                            span=hit.group(),
+                            start=s.start + hit.start(),
+                            sentence=s.text,
+                            sentence_index=si,
+                            reason=problem,
+                        )
+                    )
         return out
 
     def _kin(self, a: str, b: str, learned: StoryFacts) -> str | None:
@@ -529,9 +713,18 @@ class CharacterChecker:
             done.add(m.word)
             s = sentences[m.sentence]
             fix = self._stand_in(m.word, mentions)
-            findings.append(Finding(kind="foreign_name", character=fix, span=m.word, start=m.start, sentence=s.text,
-                                    sentence_index=m.sentence, fix=fix and self._short(fix, mentions),
-                                    reason=f"{m.word} is not in the cast"))
+            findings.append(
+                Finding(
+                    kind="foreign_name",
+                    character=fix,
+                    span=m.word,
+                    start=m.start,
+                    sentence=s.text,
+                    sentence_index=m.sentence,
+                    fix=fix and self._short(fix, mentions),
+                    reason=f"{m.word} is not in the cast",
+                )
+            )
         return findings
 
     def _stand_in(self, stray: str, mentions: list[Mention]) -> str | None:
@@ -542,7 +735,11 @@ class CharacterChecker:
         g = max(set(genders), key=genders.count) if genders else None
 
         def score(c: Character) -> int:
-            return 2 * (g is not None and self.gender[c.name] == g) + (c.name not in named) + (c.name not in self.facts.dead)
+            return (
+                2 * (g is not None and self.gender[c.name] == g)
+                + (c.name not in named)
+                + (c.name not in self.facts.dead)
+            )
 
         return max(self.cast, key=score).name if self.cast else None
 
@@ -571,10 +768,16 @@ class CharacterChecker:
                 per[who] += 1
                 if m.sentence not in where[who]:
                     where[who].append(m.sentence)
-        return CheckResult(findings=sorted(findings, key=lambda f: f.start), mentions=per, total_mentions=len(counted),
-                           agreeing_mentions=agreeing,
-                           character_consistency=round(agreeing / len(counted), 4) if counted else 1.0,
-                           sentences_of=where, sentences=[s.text for s in sentences], learned=learned)
+        return CheckResult(
+            findings=sorted(findings, key=lambda f: f.start),
+            mentions=per,
+            total_mentions=len(counted),
+            agreeing_mentions=agreeing,
+            character_consistency=round(agreeing / len(counted), 4) if counted else 1.0,
+            sentences_of=where,
+            sentences=[s.text for s in sentences],
+            learned=learned,
+        )
 
     def learn(self, result: CheckResult) -> None:
         """Keep a checked text's deaths and kinship for the next scenes."""
@@ -628,16 +831,18 @@ def _swap(word: str, sentence: str, offset: int) -> str:
     """The pronoun of the other gender, in the same case; 'her' is 'his' before a noun, 'him' otherwise."""
     low = word.lower()
     if low == "her":
-        nxt = re.match(r"\s+([A-Za-z'’-]+)", sentence[offset + len(word):])
+        nxt = re.match(r"\s+([A-Za-z'’-]+)", sentence[offset + len(word) :])
         object_form = nxt is None or nxt.group(1).lower() in _AFTER_OBJECT
         new = "him" if object_form else "his"
     elif low == "his":
-        nxt = re.match(r"\s+([A-Za-z'’-]+)", sentence[offset + len(word):])
+        nxt = re.match(r"\s+([A-Za-z'’-]+)", sentence[offset + len(word) :])
         new = "her" if nxt and nxt.group(1).lower() not in _AFTER_OBJECT else "hers"
     else:
         new = SWAP[low]
     return new.capitalize() if word[0].isupper() else new
 
 
-_AFTER_OBJECT = set("to and or but as at in on up down out off from with into for by back away again that than "
-                    "the a an this these those".split())
+_AFTER_OBJECT = set(
+    "to and or but as at in on up down out off from with into for by back away again that than "
+    "the a an this these those".split()
+)

@@ -101,8 +101,9 @@ class SentenceGate:
         for word in sorted(found):
             if word not in self.replacements:
                 self.replacements[word] = self._local_name()
-                self.scene.reasons.append(f"replaced {word} (a name from {', '.join(found[word])}) with "
-                                          f"{self.replacements[word]}")
+                self.scene.reasons.append(
+                    f"replaced {word} (a name from {', '.join(found[word])}) with {self.replacements[word]}"
+                )
             self.scene.foreign_names[word] = found[word]
         for old, new in self.replacements.items():  # earlier replacements too, wherever the name recurs
             sentence = re.sub(rf"\b{re.escape(old)}\b", new, sentence)

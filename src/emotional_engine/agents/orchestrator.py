@@ -32,8 +32,13 @@ def _seed(request: StoryRequest) -> int:
     return request.seed if request.seed is not None else random.randrange(2**31)
 
 
-async def story_events(request: StoryRequest, deps: Deps, done: Sequence[SceneOutcome] = (),
-                       memory: StoryMemory | None = None, plan: StoryPlan | None = None) -> AsyncIterator[Event]:
+async def story_events(
+    request: StoryRequest,
+    deps: Deps,
+    done: Sequence[SceneOutcome] = (),
+    memory: StoryMemory | None = None,
+    plan: StoryPlan | None = None,
+) -> AsyncIterator[Event]:
     """plan, then per scene scene_started, text..., checkpoint, scene_done, and story_done (the Story).
 
     `done`: the outcomes of scenes already written (checkpoints of an interrupted run with the same
@@ -45,9 +50,14 @@ async def story_events(request: StoryRequest, deps: Deps, done: Sequence[SceneOu
     run = StoryRun.start(request, deps, seed, memory=memory)
     if plan is None:
         with run.timings.lm():
-            plan = await write_outline(deps.generator, request, run.profile,
-                                       plan_story(request, run.profile.story.structure, [run.cast[0].name]),
-                                       run.cast, seed)
+            plan = await write_outline(
+                deps.generator,
+                request,
+                run.profile,
+                plan_story(request, run.profile.story.structure, [run.cast[0].name]),
+                run.cast,
+                seed,
+            )
     else:
         plan = plan.model_copy(deep=True)  # its scenes' targets are moved as the story goes
     await run.gate()
@@ -78,9 +88,14 @@ async def story_events(request: StoryRequest, deps: Deps, done: Sequence[SceneOu
     yield Event("story_done", await _finish(run, plan, outcomes))
 
 
-async def write_story(request: StoryRequest, deps: Deps, on_event: Callable[[Event], None] = lambda e: None,
-                      done: Sequence[SceneOutcome] = (), memory: StoryMemory | None = None,
-                      plan: StoryPlan | None = None) -> Story:
+async def write_story(
+    request: StoryRequest,
+    deps: Deps,
+    on_event: Callable[[Event], None] = lambda e: None,
+    done: Sequence[SceneOutcome] = (),
+    memory: StoryMemory | None = None,
+    plan: StoryPlan | None = None,
+) -> Story:
     """The whole story; `on_event` sees every event of `story_events` as it happens."""
     async with aclosing(story_events(request, deps, done, memory, plan)) as events:
         async for event in events:
@@ -94,8 +109,9 @@ async def _finish(run: StoryRun, plan: StoryPlan, outcomes: list[SceneOutcome]) 
     request, deps, story_text = run.request, run.deps, run.shown
     gate = await run.gate()
     with run.timings.models():
-        coherence = await run_model(quality_agent.coherence, deps.embed, request.premise,
-                                    [o.scene.text for o in outcomes])
+        coherence = await run_model(
+            quality_agent.coherence, deps.embed, request.premise, [o.scene.text for o in outcomes]
+        )
         safety = {"status": "not checked", "note": "no safety checker is configured"}
         if deps.safety is not None:
             repairs = gate.safety_repairs()
@@ -108,7 +124,9 @@ async def _finish(run: StoryRun, plan: StoryPlan, outcomes: list[SceneOutcome]) 
         emotion_distances=[o.distance for o in outcomes],
         character_consistency=float(np.mean([o.character_consistency for o in outcomes])),
         cultural_fit=float(np.mean([o.cultural_fit for o in outcomes])),
-        coherence_score=coherence, text=story_text, reasons=reasons,
+        coherence_score=coherence,
+        text=story_text,
+        reasons=reasons,
     )
     for c in run.cast:  # each character's state per scene: read from their sentences; else as before; else the scene's
         c.states = []
@@ -117,27 +135,44 @@ async def _finish(run: StoryRun, plan: StoryPlan, outcomes: list[SceneOutcome]) 
             c.states.append(o.states.get(c.name) or (c.states[-1] if c.states else scene_mood))
     info = deps.generator.info
     return Story(
-        title=_title(request.premise), text=story_text, culture=request.culture,
+        title=_title(request.premise),
+        text=story_text,
+        culture=request.culture,
         language=request.language or "en",
         arc=ArcOut(name=plan.arc_name, target=[s.target.valence for s in plan.scenes]),
-        scenes=[o.scene for o in outcomes], characters=run.cast, quality=quality,
+        scenes=[o.scene for o in outcomes],
+        characters=run.cast,
+        quality=quality,
         safety=safety,
         degraded=sorted({d for o in outcomes for d in o.degraded}),
         memory=_memory_report(run.memory, outcomes, story_text) if deps.remember else {},
         timings_ms=run.timings.report(),
-        provenance={"engine": __version__, "backend": info.backend, "model": info.name, "model_sha256": info.sha256,
-                    "weight_format": info.weight_format, "seed": run.seed, "emotion_adapter": info.adapter,
-                    "candidates": deps.candidates, "logit_steering": deps.steers, "structure": plan.structure,
-                    "plan_written_by": plan.written_by, "sampling": request.sampling.model_dump()},
+        provenance={
+            "engine": __version__,
+            "backend": info.backend,
+            "model": info.name,
+            "model_sha256": info.sha256,
+            "weight_format": info.weight_format,
+            "seed": run.seed,
+            "emotion_adapter": info.adapter,
+            "candidates": deps.candidates,
+            "logit_steering": deps.steers,
+            "structure": plan.structure,
+            "plan_written_by": plan.written_by,
+            "sampling": request.sampling.model_dump(),
+        },
     )
 
 
 def _memory_report(memory: StoryMemory, outcomes: list[SceneOutcome], story_text: str) -> dict:
     found = sum(o.contradictions_found for o in outcomes)
-    return {"facts": len(memory.facts), "contradictions_found": found,
-            "contradictions_found_per_1000_words": round(per_1000_words(found, len(story_text.split())), 3),
-            "characters": {c.name: memory.character(c.name) for c in memory.cast},
-            "relations": [list(r) for r in memory.relations()]}
+    return {
+        "facts": len(memory.facts),
+        "contradictions_found": found,
+        "contradictions_found_per_1000_words": round(per_1000_words(found, len(story_text.split())), 3),
+        "characters": {c.name: memory.character(c.name) for c in memory.cast},
+        "relations": [list(r) for r in memory.relations()],
+    }
 
 
 def _title(premise: str) -> str:

@@ -40,9 +40,9 @@ def tail_within(text: str, tokens: int, count: Callable[[str], int]) -> str:
     """The end of `text` that fits in `tokens`, starting at a word boundary."""
     if tokens <= 0 or not text:
         return ""
-    cut = text[-tokens * 6:]  # no token is shorter than a sixth of this
+    cut = text[-tokens * 6 :]  # no token is shorter than a sixth of this
     while cut and count(cut) > tokens:
-        cut = cut[max(1, len(cut) // 10):]
+        cut = cut[max(1, len(cut) // 10) :]
     if cut != text and " " in cut:
         cut = cut.split(" ", 1)[1]
     return cut.lstrip()
@@ -67,8 +67,9 @@ def scene_outlines(plan: StoryPlan) -> str:
 
 def system_prompt(request: StoryRequest, profile: CultureProfile, plan: StoryPlan, cast: list[Character]) -> str:
     s = profile.settings
-    people = "\n".join(f"- {c.name} ({c.pronouns}), {c.role}" + (f": {', '.join(c.traits)}" if c.traits else "")
-                       for c in cast)
+    people = "\n".join(
+        f"- {c.name} ({c.pronouns}), {c.role}" + (f": {', '.join(c.traits)}" if c.traits else "") for c in cast
+    )
     return (
         "You are a storyteller. Write vivid narrative prose in English, in the past tense, "
         f"{AUDIENCE_NOTE[request.audience]}. Write only the story text: no titles, no notes, no lists.\n"
@@ -92,27 +93,45 @@ def memory_block(facts: list[str], states: list[str]) -> str:
     return block + "\n" if block else ""
 
 
-def scene_prompt(scene: ScenePlan, plan: StoryPlan, guide: Guidance, recent: str, memory: str = "",
-                 going_on: bool = False) -> str:
+def scene_prompt(
+    scene: ScenePlan, plan: StoryPlan, guide: Guidance, recent: str, memory: str = "", going_on: bool = False
+) -> str:
     """`going_on`: the scene is begun (the story so far ends with its first part) and `scene.words` is what it lacks."""
-    lead = f"The story so far ends:\n{recent}\n\n" if recent else (
-        "This is the opening scene.\n\n" if scene.index == 0 else "")
+    lead = (
+        f"The story so far ends:\n{recent}\n\n"
+        if recent
+        else ("This is the opening scene.\n\n" if scene.index == 0 else "")
+    )
     follow = scene.outline.lead if scene.outline is not None else scene.pov
     who = f" Follow {follow}." if follow else ""
     what = f" What happens, at the {scene.outline.place}: {scene.outline.event}" if scene.outline is not None else ""
-    task = (f"Go on with scene {scene.index + 1} of {len(plan.scenes)} from where the story stops, about "
-            f"{scene.words} more words." if going_on else
-            f"Write scene {scene.index + 1} of {len(plan.scenes)}, about {scene.words} words.")
+    task = (
+        f"Go on with scene {scene.index + 1} of {len(plan.scenes)} from where the story stops, about "
+        f"{scene.words} more words."
+        if going_on
+        else f"Write scene {scene.index + 1} of {len(plan.scenes)}, about {scene.words} words."
+    )
     return (
         f"{memory}{lead}{task} "
         f"In this part of the story ({scene.part.replace('_', ' ')}): {scene.goal}.{what}{who} {guide.note}"
     )
 
 
-def scene_messages(request: StoryRequest, profile: CultureProfile, plan: StoryPlan, cast: list[Character],
-                   scene: ScenePlan, guide: Guidance, story_so_far: str, *, facts: list[str] = (),
-                   states: list[str] = (), going_on: bool = False, budget: int | None = None,
-                   count: Callable[[str], int] = estimate_tokens) -> list[dict[str, str]]:
+def scene_messages(
+    request: StoryRequest,
+    profile: CultureProfile,
+    plan: StoryPlan,
+    cast: list[Character],
+    scene: ScenePlan,
+    guide: Guidance,
+    story_so_far: str,
+    *,
+    facts: list[str] = (),
+    states: list[str] = (),
+    going_on: bool = False,
+    budget: int | None = None,
+    count: Callable[[str], int] = estimate_tokens,
+) -> list[dict[str, str]]:
     """The scene's messages within `budget` prompt tokens (None: the default caps only)."""
     system = system_prompt(request, profile, plan, cast)
     fixed = count(system) + count(scene_prompt(scene, plan, guide, "", "", going_on)) + TEMPLATE_TOKENS

@@ -32,13 +32,24 @@ def coherence(embed, premise: str, scenes: list[str]) -> float:
     return float(np.clip(sims, 0.0, 1.0).mean())
 
 
-def assess(*, emotion_distances: list[float], character_consistency: float, cultural_fit: float,
-           coherence_score: float, text: str, reasons: list[str]) -> Quality:
+def assess(
+    *,
+    emotion_distances: list[float],
+    character_consistency: float,
+    cultural_fit: float,
+    coherence_score: float,
+    text: str,
+    reasons: list[str],
+) -> Quality:
     emotion_fit = float(np.mean([1.0 - d / 2 for d in emotion_distances])) if emotion_distances else 0.0
     diversity = distinct_2(text)
     parts = [emotion_fit, character_consistency, cultural_fit, coherence_score, diversity]
     return Quality(
-        emotion_fit=round(emotion_fit, 4), character_consistency=round(character_consistency, 4),
-        cultural_fit=round(cultural_fit, 4), coherence=round(coherence_score, 4), diversity=round(diversity, 4),
-        overall=round(float(np.mean(parts)), 4), reasons=reasons,
+        emotion_fit=round(emotion_fit, 4),
+        character_consistency=round(character_consistency, 4),
+        cultural_fit=round(cultural_fit, 4),
+        coherence=round(coherence_score, 4),
+        diversity=round(diversity, 4),
+        overall=round(float(np.mean(parts)), 4),
+        reasons=reasons,
     )

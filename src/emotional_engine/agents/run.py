@@ -22,8 +22,7 @@ from pydantic import BaseModel
 from emotional_engine.agents import character as character_agent
 from emotional_engine.agents.character_check import CharacterChecker
 from emotional_engine.agents.gate import SentenceGate
-from emotional_engine.agents.sentence_checks import (CharacterCheck, MemoryCheck, SafetyCheck, SensitivityCheck,
-                                                     rewriter)
+from emotional_engine.agents.sentence_checks import CharacterCheck, MemoryCheck, SafetyCheck, SensitivityCheck, rewriter
 from emotional_engine.culture import CultureProfile, load_profile
 from emotional_engine.domain import Character, Scene, StoryRequest
 from emotional_engine.emotion.steering import TokenAffect
@@ -110,9 +109,12 @@ class Timings:
         self.per_scene_overhead_ms.append(elapsed - (self.lm_ms - lm0) - (self.models_ms - models0))
 
     def report(self) -> dict[str, float]:
-        return {"total": round(1000 * (time.perf_counter() - self.started), 1), "language_model": round(self.lm_ms, 1),
-                "emotion_and_embedding_models": round(self.models_ms, 1),
-                "orchestration_overhead_per_scene": round(float(np.mean(self.per_scene_overhead_ms)), 2)}
+        return {
+            "total": round(1000 * (time.perf_counter() - self.started), 1),
+            "language_model": round(self.lm_ms, 1),
+            "emotion_and_embedding_models": round(self.models_ms, 1),
+            "orchestration_overhead_per_scene": round(float(np.mean(self.per_scene_overhead_ms)), 2),
+        }
 
 
 @dataclass
@@ -152,10 +154,12 @@ class StoryRun:
             d, request = self.deps, self.request
             self._checker = await asyncio.to_thread(character_agent.checker_for, self.cast, self.profile)
             rewrite = rewriter(d.generator, self.seed)
-            checks = [*([SafetyCheck(d.safety, request.audience, rewrite)] if d.safety else []),
-                      SensitivityCheck(self.profile.tag, request.audience, rewrite),
-                      CharacterCheck(self._checker, rewrite),
-                      *([MemoryCheck(self.memory, self.cast, rewrite)] if d.remember else [])]
+            checks = [
+                *([SafetyCheck(d.safety, request.audience, rewrite)] if d.safety else []),
+                SensitivityCheck(self.profile.tag, request.audience, rewrite),
+                CharacterCheck(self._checker, rewrite),
+                *([MemoryCheck(self.memory, self.cast, rewrite)] if d.remember else []),
+            ]
             self._gate = SentenceGate(self.profile.tag, [c.name for c in self.cast], self.seed, checks)
         return self._gate
 

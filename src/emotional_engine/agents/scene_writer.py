@@ -54,8 +54,12 @@ async def measure(run: StoryRun, text: str) -> Measurement:
     """The emotion model's reading of `text`, valence and arousal clamped to [-1, 1]."""
     with run.timings.models():
         (m,) = await run_model(run.deps.emotion.score_passages, [text])
-    return Measurement(valence=max(-1.0, min(1.0, m.valence)), arousal=max(-1.0, min(1.0, m.arousal)),
-                       emotion=m.emotion, scores=m.scores)
+    return Measurement(
+        valence=max(-1.0, min(1.0, m.valence)),
+        arousal=max(-1.0, min(1.0, m.arousal)),
+        emotion=m.emotion,
+        scores=m.scores,
+    )
 
 
 def steering_bias(run: StoryRun, target: SceneTarget, strength: float) -> list[LogitsProcessor]:
@@ -78,14 +82,20 @@ class Draft:
         self.text = ""
         self.chosen = 0  # the candidate that went on
 
-    async def write(self, messages: Prompt, params: Sequence[SamplingParams],
-                    processors: Sequence[Sequence[LogitsProcessor]], session_id: str | None = None
-                    ) -> AsyncIterator[Shown]:
+    async def write(
+        self,
+        messages: Prompt,
+        params: Sequence[SamplingParams],
+        processors: Sequence[Sequence[LogitsProcessor]],
+        session_id: str | None = None,
+    ) -> AsyncIterator[Shown]:
         """Write the candidates (`params[k]` with `processors[k]`), choose one, and yield its sentences
         as the gate lets them through."""
         run, gen = self.run, self.run.deps.generator
-        streams = [SentenceStream(gen.stream(messages, p, session_id=session_id, processors=procs))
-                   for p, procs in zip(params, processors)]
+        streams = [
+            SentenceStream(gen.stream(messages, p, session_id=session_id, processors=procs))
+            for p, procs in zip(params, processors)
+        ]
         if len(streams) > 1:
             with run.timings.lm():
                 await asyncio.gather(*(s.fill(SELECT_AFTER_SENTENCES) for s in streams))
@@ -135,20 +145,39 @@ async def scene_events(run: StoryRun, plan: StoryPlan, i: int, drift: str | None
         with run.timings.models():
             facts += [f.text for f in await run_model(run.memory.relevant, query, 8, FACT_TOKENS, count)]
         states = run.memory.character_states()
-    messages = scene_messages(request, run.profile, plan, run.cast, sp, guide, run.shown, facts=facts,
-                              states=states, budget=prompt_budget(gen, max_tokens), count=count)
+    messages = scene_messages(
+        request,
+        run.profile,
+        plan,
+        run.cast,
+        sp,
+        guide,
+        run.shown,
+        facts=facts,
+        states=states,
+        budget=prompt_budget(gen, max_tokens),
+        count=count,
+    )
     n = max(1, deps.candidates)
     # the adapter's context sentence by sentence, from the previous scene's target to this one's
     schedule = emotion_agent.sentence_contexts(
         gen.emotion_context(plan.scenes[i - 1].target.emotion) if i else None,
-        gen.emotion_context(sp.target.emotion), sp.words)
-    params = [SamplingParams(max_tokens=max_tokens, temperature=guide.temperature,
-                             top_p=request.sampling.top_p, repetition_penalty=request.sampling.repetition_penalty,
-                             seed=run.seed * 1009 + i * 31 + k,
-                             # the adapter on every other candidate: measured alone it steers, on top of
-                             # logit steering it did not help (docs/benchmarks.md), so the reranker decides
-                             emotion_schedule=schedule if k % 2 else None)
-              for k in range(n)]
+        gen.emotion_context(sp.target.emotion),
+        sp.words,
+    )
+    params = [
+        SamplingParams(
+            max_tokens=max_tokens,
+            temperature=guide.temperature,
+            top_p=request.sampling.top_p,
+            repetition_penalty=request.sampling.repetition_penalty,
+            seed=run.seed * 1009 + i * 31 + k,
+            # the adapter on every other candidate: measured alone it steers, on top of
+            # logit steering it did not help (docs/benchmarks.md), so the reranker decides
+            emotion_schedule=schedule if k % 2 else None,
+        )
+        for k in range(n)
+    ]
     processors = [steering_bias(run, sp.target, emotion_agent.steering_strength(k, n)) for k in range(n)]
 
     gate = await run.gate()
@@ -163,11 +192,23 @@ async def scene_events(run: StoryRun, plan: StoryPlan, i: int, drift: str | None
         if len(draft.text.split()) >= SHORT_SCENE * sp.words:
             break
         missing = sp.words - len(draft.text.split())
-        p = params[draft.chosen].model_copy(update={"seed": params[draft.chosen].seed + 7919 * extra,
-                                                    "max_tokens": token_allowance(missing)})
-        more = scene_messages(request, run.profile, plan, run.cast, sp.model_copy(update={"words": missing}), guide,
-                              run.shown, facts=facts, states=states, going_on=bool(draft.text),
-                              budget=prompt_budget(gen, p.max_tokens), count=count)
+        p = params[draft.chosen].model_copy(
+            update={"seed": params[draft.chosen].seed + 7919 * extra, "max_tokens": token_allowance(missing)}
+        )
+        more = scene_messages(
+            request,
+            run.profile,
+            plan,
+            run.cast,
+            sp.model_copy(update={"words": missing}),
+            guide,
+            run.shown,
+            facts=facts,
+            states=states,
+            going_on=bool(draft.text),
+            budget=prompt_budget(gen, p.max_tokens),
+            count=count,
+        )
         async for shown in draft.write(more, [p], [processors[draft.chosen]]):
             yield Event("text", {"scene": i, "text": shown.delta})
     yield Event("checkpoint", await _outcome(run, i, sp, draft.text, report))
@@ -194,11 +235,13 @@ async def _outcome(run: StoryRun, i: int, sp, text: str, report) -> SceneOutcome
         with run.timings.models():
             await remember_scene(run.memory, text, i, deps.generator, run.seed + i)
 
-    results = await run_parallel({
-        "technical": (technical, deps.agent_timeout_s),
-        "character": (character, deps.agent_timeout_s),
-        **({"memory": (remember, deps.agent_timeout_s)} if deps.remember and text else {}),
-    })
+    results = await run_parallel(
+        {
+            "technical": (technical, deps.agent_timeout_s),
+            "character": (character, deps.agent_timeout_s),
+            **({"memory": (remember, deps.agent_timeout_s)} if deps.remember and text else {}),
+        }
+    )
     reasons = [f"scene {i + 1}: {r}" for r in report.reasons]
     character_consistency, states = 1.0, {}
     if results["character"].ok:
@@ -207,7 +250,13 @@ async def _outcome(run: StoryRun, i: int, sp, text: str, report) -> SceneOutcome
     if results["technical"].ok:
         reasons += [f"scene {i + 1}: {issue}" for issue in results["technical"].output.issues]
     scene = Scene(index=i, text=text, target=sp.target, measured=m, outline=sp.outline)
-    return SceneOutcome(scene=scene, distance=emotion_agent.distance(m, sp.target),
-                        character_consistency=character_consistency, cultural_fit=report.cultural_fit,
-                        reasons=reasons, degraded=[name for name, r in results.items() if not r.ok], states=states,
-                        contradictions_found=sum(r.startswith("memory:") for r in report.reasons))
+    return SceneOutcome(
+        scene=scene,
+        distance=emotion_agent.distance(m, sp.target),
+        character_consistency=character_consistency,
+        cultural_fit=report.cultural_fit,
+        reasons=reasons,
+        degraded=[name for name, r in results.items() if not r.ok],
+        states=states,
+        contradictions_found=sum(r.startswith("memory:") for r in report.reasons),
+    )

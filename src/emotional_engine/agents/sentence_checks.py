@@ -23,9 +23,9 @@ from emotional_engine.agents.character_check import CharacterChecker, Finding
 from emotional_engine.agents.rewrite import Rewrite, first_sentence, plausible, rewrite_messages
 from emotional_engine.culture.sensitivity import check_sentence
 from emotional_engine.domain import Character
-from emotional_engine.memory import StoryMemory, extract_facts, find_contradictions
 from emotional_engine.lm.generator import Generator
 from emotional_engine.lm.sampling import SamplingParams
+from emotional_engine.memory import StoryMemory, extract_facts, find_contradictions
 from emotional_engine.safety import Repair, SafetyChecker
 
 TRIES = 2
@@ -34,8 +34,9 @@ Rewriter = Callable[[str, str, str], Awaitable[str]]  # (sentence, reason, befor
 
 def rewriter(generator: Generator, seed: int) -> Rewriter:
     async def rewrite(sentence: str, reason: str, before: str) -> str:
-        params = SamplingParams(max_tokens=96, temperature=0.7, top_p=0.95,
-                                seed=seed + zlib.crc32(f"{sentence}|{reason}".encode()))
+        params = SamplingParams(
+            max_tokens=96, temperature=0.7, top_p=0.95, seed=seed + zlib.crc32(f"{sentence}|{reason}".encode())
+        )
         done = await generator.complete(rewrite_messages(before, sentence, reason), params)
         candidate = first_sentence(done.text)
         return candidate if plausible(sentence, candidate, reason) else ""  # a failed try
@@ -43,8 +44,9 @@ def rewriter(generator: Generator, seed: int) -> Rewriter:
     return rewrite
 
 
-async def rewrite_until(sentence: str, reason: str, before: str, rewrite: Rewriter,
-                        still_bad: Callable[[str], str | None]) -> Rewrite:
+async def rewrite_until(
+    sentence: str, reason: str, before: str, rewrite: Rewriter, still_bad: Callable[[str], str | None]
+) -> Rewrite:
     """Up to TRIES rewrites, each passed through the check that flagged the sentence."""
     for attempt in range(1, TRIES + 1):
         candidate = await rewrite(sentence, reason, before)
@@ -67,8 +69,9 @@ class SafetyCheck:
         self.repairs: list[Repair] = []  # for the story's safety report
 
     async def __call__(self, sentence: str, before: str) -> tuple[str | None, str | None]:
-        fixed, report = await self.checker.repair(sentence, self.audience,
-                                                  lambda s, reason: self.rewrite(s, reason, before))
+        fixed, report = await self.checker.repair(
+            sentence, self.audience, lambda s, reason: self.rewrite(s, reason, before)
+        )
         if not report.repairs:
             return sentence, None
         r = report.repairs[0]
@@ -108,7 +111,7 @@ class CharacterCheck:
         self.stand_ins: dict[str, str] = {}  # stray name -> the cast member it became, for the whole story
 
     def _findings(self, sentence: str) -> tuple[list[Finding], int]:
-        ctx = self.context[-self.CONTEXT_SENTENCES:]
+        ctx = self.context[-self.CONTEXT_SENTENCES :]
         prefix = " ".join(ctx) + " " if ctx else ""
         result = self.checker.check(prefix + sentence)
         return [f for f in result.findings if f.start >= len(prefix)], len(prefix)
@@ -126,7 +129,7 @@ class CharacterCheck:
         # substitutions first, right to left so offsets stay valid
         for f in sorted((f for f in found if f.fix and f.kind == "wrong_pronoun"), key=lambda f: -f.start):
             at = f.start - offset
-            sentence = sentence[:at] + f.fix + sentence[at + len(f.span):]
+            sentence = sentence[:at] + f.fix + sentence[at + len(f.span) :]
             reasons.append(f"character: {f.span} -> {f.fix} ({f.reason})")
         for f in (f for f in found if f.fix and f.kind == "foreign_name"):
             fix = self.stand_ins.setdefault(f.span, f.fix)
@@ -142,7 +145,7 @@ class CharacterCheck:
         return sentence, "; ".join(reasons)
 
     def _shown(self, sentence: str) -> None:
-        self.context = [*self.context[1 - self.CONTEXT_SENTENCES:], sentence]
+        self.context = [*self.context[1 - self.CONTEXT_SENTENCES :], sentence]
 
 
 def _fact_key(f) -> tuple:
@@ -177,8 +180,9 @@ class MemoryCheck:
     async def __call__(self, sentence: str, before: str) -> tuple[str | None, str | None]:
         reason = self._problem(sentence)
         if reason is not None:
-            sentence, why = _outcome(await rewrite_until(sentence, reason, before, self.rewrite, self._problem),
-                                     "memory")
+            sentence, why = _outcome(
+                await rewrite_until(sentence, reason, before, self.rewrite, self._problem), "memory"
+            )
         if sentence is not None:
             self.context.append(sentence)
         return sentence, (why if reason is not None else None)

@@ -120,8 +120,14 @@ def plan_story(request: StoryRequest, structure: str, pov_names: list[str] | Non
         h = 0.5 / n
         slope = (float(arc.valence(min(1.0, t + h))) - float(arc.valence(max(0.0, t - h)))) / (2 * h)
         pov = pov_names[i % len(pov_names)] if pov_names else None
-        scenes.append(ScenePlan(
-            index=i, part=part, goal=goal, pov=pov, words=per_scene,
-            target=SceneTarget(valence=round(valence, 4), emotion=target_emotion(valence, slope, part)),
-        ))
+        scenes.append(
+            ScenePlan(
+                index=i,
+                part=part,
+                goal=goal,
+                pov=pov,
+                words=per_scene,
+                target=SceneTarget(valence=round(valence, 4), emotion=target_emotion(valence, slope, part)),
+            )
+        )
     return StoryPlan(structure=structure, arc_name=arc.name, scenes=scenes)

@@ -54,7 +54,7 @@ class SentenceStream:
         breaks = sentence_breaks(self._pending)
         start = 0
         for b in breaks:
-            text = " ".join(self._pending[start:b.start()].split())
+            text = " ".join(self._pending[start : b.start()].split())
             if text:
                 self._ready.append(Sentence(text, self._paragraph_next))
             self._paragraph_next = b.group().count("\n") >= 2

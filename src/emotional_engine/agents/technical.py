@@ -57,7 +57,9 @@ _ABOUT_THE_WRITING = re.compile(
     r"|\byour (?:characters?|story|stories|writing|readers?|audience|scenes?|plot|protagonist|narrative|creativity"
     r"|twist|ending)\b|\bthe reader\b|\b(?:the|this|our) (?:final|next|previous|opening|last) scene\b"
     r"|^here(?:'s|’s| is| are) (?:\w+ ){0,4}(?:version|continuation|scene|story|passage|outline|example|idea|ideas"
-    r"|plot|setup|rewrite|draft|tips?|suggestions?|opener|stories|steps?)\b", re.I)
+    r"|plot|setup|rewrite|draft|tips?|suggestions?|opener|stories|steps?)\b",
+    re.I,
+)
 
 
 def about_the_writing(sentence: str) -> bool:
@@ -88,9 +90,23 @@ def check_text(text: str, audience: Audience, target_words: int | None = None) -
     if not length_ok:
         issues.append(f"{len(toks)} words, asked for {target_words} (more than {LENGTH_TOLERANCE:.0%} off)")
     # each problem costs a share of the score, repetition in proportion to how bad it is
-    score = 1.0 - min(1.0, rep) * 0.5 - 0.15 * bool(repeated) - 0.15 * cut_off - 0.1 * (grade > ceiling) - 0.1 * (not length_ok)
+    score = (
+        1.0
+        - min(1.0, rep) * 0.5
+        - 0.15 * bool(repeated)
+        - 0.15 * cut_off
+        - 0.1 * (grade > ceiling)
+        - 0.1 * (not length_ok)
+    )
     return TechnicalReport(
-        words=len(toks), target_words=target_words, length_ok=length_ok, repeated_4grams=round(rep, 4),
-        repeated_sentences=repeated, cut_off=cut_off, grade=round(grade, 2), grade_ceiling=ceiling,
-        issues=issues, score=round(max(0.0, score), 4),
+        words=len(toks),
+        target_words=target_words,
+        length_ok=length_ok,
+        repeated_4grams=round(rep, 4),
+        repeated_sentences=repeated,
+        cut_off=cut_off,
+        grade=round(grade, 2),
+        grade_ceiling=ceiling,
+        issues=issues,
+        score=round(max(0.0, score), 4),
     )

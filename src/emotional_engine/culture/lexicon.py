@@ -21,19 +21,25 @@ _CAPITALISED = re.compile(r"\b[A-Z][a-zà-ÿ'’-]+\b")
 
 # faiths, their scriptures and whom they worship: some are given names somewhere (Christian, Jesus,
 # Islam), but in a story they are almost always the faith; a story had "Islam" replaced by a person
-SACRED_NAMES = frozenset("God Gods Lord Allah Jesus Christ Buddha Islam Christian Christians Christianity Muslim "
-                         "Muslims Hindu Hindus Hinduism Buddhism Buddhist Buddhists Judaism Jewish Sikh Sikhs "
-                         "Shiva Vishnu Ganesha Heaven Quran Koran Bible Torah".split())
+SACRED_NAMES = frozenset(
+    "God Gods Lord Allah Jesus Christ Buddha Islam Christian Christians Christianity Muslim "
+    "Muslims Hindu Hindus Hinduism Buddhism Buddhist Buddhists Judaism Jewish Sikh Sikhs "
+    "Shiva Vishnu Ganesha Heaven Quran Koran Bible Torah".split()
+)
 
 # "in Rome", "across Lagos", "moved to London": after these a name is a place (Rome, London, Sydney
 # and Austin are given names too); "to"/"from" only after going somewhere ("gave it to Emily" is a person)
 _IN_A_PLACE = {"in", "across", "through", "throughout"}
-_GOING = set("went go goes going gone came come comes coming return returns returned returning move moves moved "
-             "moving travel travels travelled traveled travelling traveling flew fly flying drove drive driving "
-             "sailed sail sailing headed heading back way road train bus flight trip journey ticket".split())
+_GOING = set(
+    "went go goes going gone came come comes coming return returns returned returning move moves moved "
+    "moving travel travels travelled traveled travelling traveling flew fly flying drove drive driving "
+    "sailed sail sailing headed heading back way road train bus flight trip journey ticket".split()
+)
 # "the village of Tan", "the streets of Rome"
-_OF_A_PLACE = set("village villages town towns city cities province island islands district kingdom county region "
-                  "state port harbour harbor capital streets outskirts suburbs walls gates ruins markets".split())
+_OF_A_PLACE = set(
+    "village villages town towns city cities province island islands district kingdom county region "
+    "state port harbour harbor capital streets outskirts suburbs walls gates ruins markets".split()
+)
 
 
 def after_a_place_preposition(before: list[str]) -> bool:
@@ -74,7 +80,7 @@ def name_like_words(text: str) -> set[str]:
     opening quote or bracket starts a sentence too (she said, "Oh, look")."""
     out = set()
     for m in _CAPITALISED.finditer(text):
-        if text[m.start() - 1: m.start()] in ("\"", "“", "‘", "("):
+        if text[m.start() - 1 : m.start()] in ('"', "“", "‘", "("):
             continue
         before = text[: m.start()].rstrip(" \t\"'“‘(”’)")  # '... heart…” Love and' starts one too
         if before and before[-1] not in ".!?…\n:":
@@ -93,8 +99,11 @@ def ordinary_words() -> frozenset[str]:
 def is_ordinary(word: str, inflected: bool = True) -> bool:
     """An ordinary English word; with `inflected`, also in a plural or -ed/-ing form ('Customers')."""
     low, words = word.lower(), ordinary_words()
-    return low in words or inflected and any(low.endswith(e) and low[: -len(e)] in words
-                                             for e in ("s", "es", "ed", "d", "ing"))
+    return (
+        low in words
+        or inflected
+        and any(low.endswith(e) and low[: -len(e)] in words for e in ("s", "es", "ed", "d", "ing"))
+    )
 
 
 @cache

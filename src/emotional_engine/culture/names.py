@@ -169,7 +169,9 @@ def known_names(profile: CultureProfile | str) -> dict[str, frozenset[str]]:
         loc = n.faker_locale or ""
         given = [*_faker_list(loc, n.methods.female), *_faker_list(loc, n.methods.male)]
         family = [*n.family, *n.family_female, *n.family_male] or [
-            *_faker_list(loc, n.methods.family_female), *_faker_list(loc, n.methods.family_male)]
+            *_faker_list(loc, n.methods.family_female),
+            *_faker_list(loc, n.methods.family_male),
+        ]
     exclude = {e.casefold() for e in n.exclude}
 
     def keep(names):

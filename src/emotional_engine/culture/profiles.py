@@ -16,8 +16,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from emotional_engine.culture_tags import profile_dir, profile_tags, resolve_tag
 
 Continent = Literal["Africa", "Asia", "Europe", "North America", "South America", "Oceania"]
-Structure = Literal["three_act", "freytag", "kishotenketsu", "episodic", "oral_call_and_response",
-                    "circular", "frame_tale", "heros_journey"]
+Structure = Literal[
+    "three_act",
+    "freytag",
+    "kishotenketsu",
+    "episodic",
+    "oral_call_and_response",
+    "circular",
+    "frame_tale",
+    "heros_journey",
+]
 Audience = Literal["children", "teen", "adult"]
 
 _MIN_CURATED = 20  # curated lists hold at least this many real, common names per category

@@ -49,7 +49,9 @@ def _rules(culture: str, audience: Audience) -> tuple[tuple[re.Pattern, Sensitiv
     return tuple((re.compile(c.pattern, re.IGNORECASE), c, src) for c, src in applies)
 
 
-def check_sentence(sentence: str, culture: str, audience: Audience = "adult") -> list[tuple[str, SensitivityCheck, str]]:
+def check_sentence(
+    sentence: str, culture: str, audience: Audience = "adult"
+) -> list[tuple[str, SensitivityCheck, str]]:
     """(matched words, rule, source) for every rule the sentence breaks."""
     out = []
     for rx, rule, src in _rules(culture, audience):
@@ -65,6 +67,9 @@ def check(text: str, culture: str, audience: Audience = "adult") -> list[Sensiti
     sentences = [p.strip() for p in split_sentences(text, normalize=False) if p.strip()]
     for i, sentence in enumerate(sentences):
         for span, rule, src in check_sentence(sentence, culture, audience):
-            findings.append(SensitivityFinding(kind=rule.kind, sentence=sentence, sentence_index=i, span=span,
-                                               reason=rule.reason, source=src))
+            findings.append(
+                SensitivityFinding(
+                    kind=rule.kind, sentence=sentence, sentence_index=i, span=span, reason=rule.reason, source=src
+                )
+            )
     return findings

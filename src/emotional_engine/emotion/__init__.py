@@ -2,6 +2,7 @@
 
 Importing this package loads nothing; `EmotionModel.load()` loads MiniLM and the head on first use.
 """
+
 from .labels import CIRCUMPLEX, LABELS
 from .model import ArcWindow, EmotionModel, EmotionScore, analyze
 

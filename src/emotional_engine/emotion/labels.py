@@ -1,4 +1,5 @@
 """The nine labels and their places on Russell's circumplex (valence, arousal), both in [-1, 1]."""
+
 from __future__ import annotations
 
 LABELS: tuple[str, ...] = ("joy", "trust", "fear", "surprise", "sadness", "disgust", "anger", "anticipation", "neutral")

@@ -11,6 +11,7 @@ A passage (a scene, a window) is split into sentences; its probabilities, valenc
 means of its sentences' weighted by each sentence's word count; its emotion is the argmax of the
 mean probabilities.
 """
+
 from __future__ import annotations
 
 import os
@@ -79,8 +80,9 @@ def vader_features(vader, texts: list[str]) -> np.ndarray:
 
 def features(embedder, vader, texts: list[str], vader_weight: float = 1.0) -> np.ndarray:
     """(N, 384 + 4): unit-normalised MiniLM embedding, then VADER neg/neu/pos/compound * vader_weight."""
-    emb = embedder.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
-                          show_progress_bar=False)
+    emb = embedder.encode(
+        texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
     return np.concatenate([emb.astype(np.float32), vader_weight * vader_features(vader, texts)], axis=1)
 
 
@@ -114,8 +116,9 @@ class EmotionModel:
     @classmethod
     def _build(cls, head_path: Path) -> EmotionModel:
         if not Path(head_path).exists():
-            raise FileNotFoundError(f"emotion head {head_path} is missing; train it with "
-                                    "`python -m emotional_engine.emotion.training`")
+            raise FileNotFoundError(
+                f"emotion head {head_path} is missing; train it with `python -m emotional_engine.emotion.training`"
+            )
         h = np.load(head_path)
         labels = tuple(str(x) for x in h["labels"])
         if labels != LABELS:
@@ -131,9 +134,15 @@ class EmotionModel:
     def _scores(self, p: np.ndarray, compound: np.ndarray) -> list[EmotionScore]:
         val = np.clip(0.5 * compound + 0.5 * (p @ _V), -1.0, 1.0)
         aro = np.clip(p @ _A, -1.0, 1.0)
-        return [EmotionScore(scores={k: float(pi[j]) for j, k in enumerate(LABELS)}, valence=float(v),
-                             arousal=float(a), emotion=LABELS[int(pi.argmax())])
-                for pi, v, a in zip(p, val, aro)]
+        return [
+            EmotionScore(
+                scores={k: float(pi[j]) for j, k in enumerate(LABELS)},
+                valence=float(v),
+                arousal=float(a),
+                emotion=LABELS[int(pi.argmax())],
+            )
+            for pi, v, a in zip(p, val, aro)
+        ]
 
     def score(self, texts: list[str]) -> list[EmotionScore]:
         """One score per text (each text taken as a whole), batched."""
@@ -157,17 +166,23 @@ class EmotionModel:
         for i in range(len(texts)):
             idx = [j for j, o in enumerate(owner) if o == i]
             if not idx:
-                out.append(EmotionScore(scores={k: float(k == "neutral") for k in LABELS}, valence=0.0,
-                                        arousal=0.0, emotion="neutral"))
+                out.append(
+                    EmotionScore(
+                        scores={k: float(k == "neutral") for k in LABELS}, valence=0.0, arousal=0.0, emotion="neutral"
+                    )
+                )
                 continue
             w = np.array([len(sents[j].split()) for j in idx], dtype=float)
             w /= w.sum()
             p = sum(wj * np.array([per[j].scores[k] for k in LABELS]) for wj, j in zip(w, idx))
-            out.append(EmotionScore(
-                scores={k: float(p[n]) for n, k in enumerate(LABELS)},
-                valence=float(sum(wj * per[j].valence for wj, j in zip(w, idx))),
-                arousal=float(sum(wj * per[j].arousal for wj, j in zip(w, idx))),
-                emotion=LABELS[int(np.argmax(p))]))
+            out.append(
+                EmotionScore(
+                    scores={k: float(p[n]) for n, k in enumerate(LABELS)},
+                    valence=float(sum(wj * per[j].valence for wj, j in zip(w, idx))),
+                    arousal=float(sum(wj * per[j].arousal for wj, j in zip(w, idx))),
+                    emotion=LABELS[int(np.argmax(p))],
+                )
+            )
         return out
 
     def score_passage(self, text: str) -> EmotionScore:
@@ -188,9 +203,18 @@ class EmotionModel:
                 a, b = min(a, n - 1), min(a, n - 1) + 1
             spans.append((a, b))
         scores = self.score_passages([" ".join(words[a:b]) for a, b in spans])
-        return [ArcWindow(index=i, start=a / max(n, 1), end=b / max(n, 1), valence=s.valence, arousal=s.arousal,
-                          emotion=s.emotion, scores=s.scores)
-                for i, ((a, b), s) in enumerate(zip(spans, scores))]
+        return [
+            ArcWindow(
+                index=i,
+                start=a / max(n, 1),
+                end=b / max(n, 1),
+                valence=s.valence,
+                arousal=s.arousal,
+                emotion=s.emotion,
+                scores=s.scores,
+            )
+            for i, ((a, b), s) in enumerate(zip(spans, scores))
+        ]
 
 
 def analyze(text: str, windows: int = 10) -> list[ArcWindow]:

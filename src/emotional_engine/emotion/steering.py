@@ -52,24 +52,37 @@ class TokenAffect:
         words = [w for _, w in pairs]
         probs, valence = [], []
         for a in range(0, len(words), batch):
-            scores = model.score(words[a:a + batch])
+            scores = model.score(words[a : a + batch])
             probs.append(np.array([[s.scores[k] for k in LABELS] for s in scores], dtype=np.float32))
             valence.append(np.array([s.valence for s in scores], dtype=np.float32))
-        return cls(len(token_texts), ids, np.concatenate(probs) if probs else np.zeros((0, len(LABELS)), np.float32),
-                   np.concatenate(valence) if valence else np.zeros(0, np.float32))
+        return cls(
+            len(token_texts),
+            ids,
+            np.concatenate(probs) if probs else np.zeros((0, len(LABELS)), np.float32),
+            np.concatenate(valence) if valence else np.zeros(0, np.float32),
+        )
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, vocab_size=self.vocab_size, ids=self.ids.astype(np.int32),
-                            probs=self.probs.astype(np.float16), valence=self.valence.astype(np.float16))
+        np.savez_compressed(
+            tmp,
+            vocab_size=self.vocab_size,
+            ids=self.ids.astype(np.int32),
+            probs=self.probs.astype(np.float16),
+            valence=self.valence.astype(np.float16),
+        )
         tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> TokenAffect:
         z = np.load(path)
-        return cls(int(z["vocab_size"]), z["ids"].astype(np.int64), z["probs"].astype(np.float32),
-                   z["valence"].astype(np.float32))
+        return cls(
+            int(z["vocab_size"]),
+            z["ids"].astype(np.int64),
+            z["probs"].astype(np.float32),
+            z["valence"].astype(np.float32),
+        )
 
     def bias(self, emotion: str, valence: float, strength: float) -> torch.Tensor:
         """(vocab_size,) additive logit bias towards `emotion` and `valence`."""

@@ -9,6 +9,7 @@ macro-F1 on the remaining fifth. The same folds give the held-out metrics report
 predictions on the model-written sentences). The head is then refitted on the whole file and saved.
 The hand-written test set is never read here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,8 +71,14 @@ def train(data: Path = TRAIN_PATH, out: Path = HEAD_PATH, seed: int = 0) -> dict
     print(classification_report(yte, pred, labels=list(range(len(LABELS))), target_names=list(LABELS), digits=3))
     final = make(best).fit(x, y)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, coef=final.coef_.astype(np.float32), intercept=final.intercept_.astype(np.float32),
-                        labels=np.array(LABELS), vader_weight=np.float32(VADER_WEIGHT), C=np.float32(best))
+    np.savez_compressed(
+        out,
+        coef=final.coef_.astype(np.float32),
+        intercept=final.intercept_.astype(np.float32),
+        labels=np.array(LABELS),
+        vader_weight=np.float32(VADER_WEIGHT),
+        C=np.float32(best),
+    )
     print(json.dumps(report, indent=1))
     return report
 

@@ -151,8 +151,13 @@ class ContinuousBatcher:
             raise ValueError("the prompt is empty")
         prompt_ids = self._fit_context(list(prompt_ids), params)
         r = _Request(
-            id=next(self._ids), prompt_ids=prompt_ids, params=params, sampler=Sampler(params, processors),
-            emit=emit, session_id=session_id, decoder=StreamDecoder(self.tok),
+            id=next(self._ids),
+            prompt_ids=prompt_ids,
+            params=params,
+            sampler=Sampler(params, processors),
+            emit=emit,
+            session_id=session_id,
+            decoder=StreamDecoder(self.tok),
         )
         with self._cv:
             if self._closed:
@@ -173,8 +178,13 @@ class ContinuousBatcher:
         """Pieces of text as they are generated; cancelling the consumer cancels the request."""
         loop = asyncio.get_running_loop()
         q: asyncio.Queue[Piece] = asyncio.Queue()
-        r = self.submit(self.encode_prompt(prompt), params or SamplingParams(), lambda p: loop.call_soon_threadsafe(q.put_nowait, p),
-                        session_id=session_id, processors=processors)
+        r = self.submit(
+            self.encode_prompt(prompt),
+            params or SamplingParams(),
+            lambda p: loop.call_soon_threadsafe(q.put_nowait, p),
+            session_id=session_id,
+            processors=processors,
+        )
         try:
             while True:
                 piece = await q.get()
@@ -195,7 +205,9 @@ class ContinuousBatcher:
     ) -> Completion:
         """Blocking generation; `on_piece` sees each piece as it comes."""
         q: queue.Queue[Piece] = queue.Queue()
-        r = self.submit(self.encode_prompt(prompt), params or SamplingParams(), q.put, session_id=session_id, processors=processors)
+        r = self.submit(
+            self.encode_prompt(prompt), params or SamplingParams(), q.put, session_id=session_id, processors=processors
+        )
         pieces = []
         try:
             while True:
@@ -231,7 +243,8 @@ class ContinuousBatcher:
         if self.overflow == "error":
             raise ContextOverflowError(
                 f"the prompt has {len(ids)} tokens; with max_tokens={params.max_tokens} at most {room} fit "
-                f"the model's context of {ctx}")
+                f"the model's context of {ctx}"
+            )
         log.warning("prompt of %d tokens cut from the left to %d to fit the context of %d", len(ids), room, ctx)
         return ids[-room:]
 
@@ -277,7 +290,7 @@ class ContinuousBatcher:
                 self._finish(r, "error", error=f"{type(e).__name__}: {e}")
                 continue
             r.cache = cache
-            r.feed = r.prompt_ids[cache.length:]
+            r.feed = r.prompt_ids[cache.length :]
             self._running.append(r)
 
     def _step(self) -> None:
@@ -316,21 +329,27 @@ class ContinuousBatcher:
         if not self.has_adapter or all(r.emotion_context is None for r, _ in batch):
             return None
         dim = len(next(r.emotion_context for r, _ in batch if r.emotion_context is not None))
-        return torch.cat([torch.tensor(r.emotion_context or [0.0] * dim, dtype=torch.float32).expand(n, dim)
-                          for r, n in batch])
+        return torch.cat(
+            [torch.tensor(r.emotion_context or [0.0] * dim, dtype=torch.float32).expand(n, dim) for r, n in batch]
+        )
 
     def _forward(self, batch: list[tuple[_Request, int]]) -> list[torch.Tensor]:
         tokens = torch.tensor([t for r, n in batch for t in r.feed[:n]], dtype=torch.long)
         try:
-            return list(self.model.forward_packed(tokens, [Segment(r.cache, n) for r, n in batch], self._emotion_rows(batch)))
+            return list(
+                self.model.forward_packed(tokens, [Segment(r.cache, n) for r, n in batch], self._emotion_rows(batch))
+            )
         except Exception:
             if len(batch) == 1:
                 raise
         rows = []
         for r, n in batch:  # find the culprit: retry each segment alone
             try:
-                rows.append(self.model.forward_packed(torch.tensor(r.feed[:n]), [Segment(r.cache, n)],
-                                                      self._emotion_rows([(r, n)]))[0])
+                rows.append(
+                    self.model.forward_packed(
+                        torch.tensor(r.feed[:n]), [Segment(r.cache, n)], self._emotion_rows([(r, n)])
+                    )[0]
+                )
             except Exception as e:
                 log.warning("request %d failed in the forward pass: %s", r.id, e)
                 self._finish(r, "error", error=f"{type(e).__name__}: {e}")
@@ -363,7 +382,7 @@ class ContinuousBatcher:
             self._finish(r, finish)
             return
         keep = _stop_prefix_len(text, p.stop)
-        r.held = text[len(text) - keep:] if keep else ""
+        r.held = text[len(text) - keep :] if keep else ""
         out = text[: len(text) - keep]
         if out:
             self._emit(r, Piece(out, tok, logprob=r.sampler.logprob))
@@ -393,8 +412,11 @@ class ContinuousBatcher:
                     self.pool.checkin(r.session_id, r.cache)
             self.pool.enforce(self.arena.bound_bytes)
         usage = {
-            "prompt_tokens": len(r.prompt_ids), "completion_tokens": len(r.out_ids), "cached_tokens": r.cached_tokens,
-            "ttft_ms": 1000 * ((r.t_first or now) - r.t_submit), "total_ms": 1000 * (now - r.t_submit),
+            "prompt_tokens": len(r.prompt_ids),
+            "completion_tokens": len(r.out_ids),
+            "cached_tokens": r.cached_tokens,
+            "ttft_ms": 1000 * ((r.t_first or now) - r.t_submit),
+            "total_ms": 1000 * (now - r.t_submit),
         }
         self._emit(r, Piece(r.held, None, finish_reason=reason, error=error, usage=usage))
         r.held = ""

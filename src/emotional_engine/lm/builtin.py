@@ -26,8 +26,9 @@ class BuiltinGenerator:
 
     supports_logits_processors = True
 
-    def __init__(self, batcher: ContinuousBatcher, info: ModelInfo,
-                 emotion_contexts: dict[str, list[float]] | None = None):
+    def __init__(
+        self, batcher: ContinuousBatcher, info: ModelInfo, emotion_contexts: dict[str, list[float]] | None = None
+    ):
         self.batcher = batcher
         self.info = info
         # target emotion -> the adapter's conditioning vector (SamplingParams.emotion_context); empty
@@ -57,10 +58,21 @@ class BuiltinGenerator:
 
         g, model = run_in_passing_thread(build)
         adapter = _load_emotion_adapter(model, g.sha256, emotion_adapter)
-        batcher = ContinuousBatcher(model, BPETokenizer(g.tokenizer), max_batch=max_batch,
-                                    cache_budget_bytes=cache_budget_mb * 2**20, overflow=overflow)
-        info = ModelInfo("builtin", g.name, g.sha256, g.config.context_length, weight_format,
-                         adapter=adapter and f"{adapter[0].name}@{adapter[1]}")
+        batcher = ContinuousBatcher(
+            model,
+            BPETokenizer(g.tokenizer),
+            max_batch=max_batch,
+            cache_budget_bytes=cache_budget_mb * 2**20,
+            overflow=overflow,
+        )
+        info = ModelInfo(
+            "builtin",
+            g.name,
+            g.sha256,
+            g.config.context_length,
+            weight_format,
+            adapter=adapter and f"{adapter[0].name}@{adapter[1]}",
+        )
         return cls(batcher, info, adapter[0].emotion_contexts if adapter else None)
 
     def count_tokens(self, text: str) -> int:
@@ -75,8 +87,9 @@ class BuiltinGenerator:
         return self.emotion_contexts.get(emotion)
 
     def stream(self, prompt, params, *, session_id=None, processors=()):
-        return self.batcher.stream(prompt, params, session_id=session_id,
-                                   processors=bind_processors(processors, self.batcher.tok))
+        return self.batcher.stream(
+            prompt, params, session_id=session_id, processors=bind_processors(processors, self.batcher.tok)
+        )
 
     async def complete(self, prompt, params, *, session_id=None, processors=()) -> Completion:
         return await complete_from_stream(self.stream(prompt, params, session_id=session_id, processors=processors))

@@ -43,7 +43,7 @@ class RegexConstraint:
         """ids: prompt + output so far; logits: (vocab,) -> (vocab,) with disallowed tokens at -inf."""
         if self._prompt_len is None:
             self._prompt_len = len(ids)
-        new = ids[self._prompt_len + self._seen:]
+        new = ids[self._prompt_len + self._seen :]
         if new and not self.matcher.consume_tokens(new):
             raise RuntimeError(f"a token outside the constraint was sampled: {self.matcher.get_error()}")
         self._seen += len(new)

@@ -99,15 +99,18 @@ def save(path: Path, adapters: nn.ModuleDict, config: AdapterConfig) -> None:
     """Atomic write: a crash mid-save leaves the previous file intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"config": asdict(config), "state": {k: v.detach().clone() for k, v in adapters.state_dict().items()}}, tmp)
+    torch.save(
+        {"config": asdict(config), "state": {k: v.detach().clone() for k, v in adapters.state_dict().items()}}, tmp
+    )
     tmp.replace(path)
 
 
 def load(model: Llama, path: Path = SHIPPED_PATH) -> AdapterConfig:
     """Attach the adapters saved at `path` to `model` (in place) and return their config."""
     if not Path(path).exists():
-        raise FileNotFoundError(f"emotion adapter {path} is missing; train one with "
-                                "`emotional-engine train emotion-adapter`")
+        raise FileNotFoundError(
+            f"emotion adapter {path} is missing; train one with `emotional-engine train emotion-adapter`"
+        )
     blob = torch.load(path, map_location="cpu", weights_only=True)
     config = AdapterConfig(**blob["config"])
     if max(config.layers) >= model.config.n_layer:

@@ -65,9 +65,14 @@ class Completion:
             raise RuntimeError("the stream ended without a finish reason")
         u = last.usage or {}
         return cls(
-            text="".join(p.text for p in pieces), finish_reason=last.finish_reason, error=last.error,
-            prompt_tokens=u.get("prompt_tokens", 0), completion_tokens=u.get("completion_tokens", 0),
-            cached_tokens=u.get("cached_tokens", 0), ttft_ms=u.get("ttft_ms", 0.0), total_ms=u.get("total_ms", 0.0),
+            text="".join(p.text for p in pieces),
+            finish_reason=last.finish_reason,
+            error=last.error,
+            prompt_tokens=u.get("prompt_tokens", 0),
+            completion_tokens=u.get("completion_tokens", 0),
+            cached_tokens=u.get("cached_tokens", 0),
+            ttft_ms=u.get("ttft_ms", 0.0),
+            total_ms=u.get("total_ms", 0.0),
         )
 
 

@@ -118,7 +118,9 @@ def read_metadata(path: str | os.PathLike) -> tuple[LlamaConfig, TokenizerData, 
     tok_model = _field(r, "tokenizer.ggml.model")
     if tok_model != "gpt2":
         kind = "SentencePiece" if tok_model == "llama" else repr(tok_model)
-        raise ModelFileError(path, f"tokenizer {kind} is not supported (only byte-level BPE, tokenizer.ggml.model='gpt2')")
+        raise ModelFileError(
+            path, f"tokenizer {kind} is not supported (only byte-level BPE, tokenizer.ggml.model='gpt2')"
+        )
 
     def need(key):
         v = _field(r, key)
@@ -145,7 +147,11 @@ def read_metadata(path: str | os.PathLike) -> tuple[LlamaConfig, TokenizerData, 
         has_rope_freqs="rope_freqs.weight" in names,
     )
     eos = _field(r, "tokenizer.ggml.eos_token_id")
-    extra_eos = [int(x) for x in (_field(r, "tokenizer.ggml.eot_token_id"), _field(r, "tokenizer.ggml.eom_token_id")) if x is not None]
+    extra_eos = [
+        int(x)
+        for x in (_field(r, "tokenizer.ggml.eot_token_id"), _field(r, "tokenizer.ggml.eom_token_id"))
+        if x is not None
+    ]
     tok = TokenizerData(
         model=tok_model,
         pre=str(_field(r, "tokenizer.ggml.pre", "default")),
@@ -176,8 +182,11 @@ def dequantize_state_dict(path: Path, cfg: LlamaConfig) -> dict[str, torch.Tenso
     for t in r.tensors:
         qtype = t.tensor_type.name
         if qtype not in SUPPORTED_TYPES:
-            raise ModelFileError(path, f"tensor {t.name!r} has quantisation type {qtype}, which is not supported "
-                                       f"(supported: {', '.join(sorted(SUPPORTED_TYPES))})")
+            raise ModelFileError(
+                path,
+                f"tensor {t.name!r} has quantisation type {qtype}, which is not supported "
+                f"(supported: {', '.join(sorted(SUPPORTED_TYPES))})",
+            )
         try:
             a = gguf.quants.dequantize(t.data, t.tensor_type)
         except Exception as e:
@@ -199,7 +208,9 @@ def dequantize_state_dict(path: Path, cfg: LlamaConfig) -> dict[str, torch.Tenso
         o = f"layers.{i}."
         sd[o + "attn.qkv.weight"] = torch.from_numpy(np.concatenate([q, k, v], axis=0))
         sd[o + "attn.proj.weight"] = torch.from_numpy(take(p + "attn_output.weight"))
-        sd[o + "mlp.gate_up.weight"] = torch.from_numpy(np.concatenate([take(p + "ffn_gate.weight"), take(p + "ffn_up.weight")], axis=0))
+        sd[o + "mlp.gate_up.weight"] = torch.from_numpy(
+            np.concatenate([take(p + "ffn_gate.weight"), take(p + "ffn_up.weight")], axis=0)
+        )
         sd[o + "mlp.down.weight"] = torch.from_numpy(take(p + "ffn_down.weight"))
         sd[o + "attn_norm.weight"] = torch.from_numpy(take(p + "attn_norm.weight"))
         sd[o + "mlp_norm.weight"] = torch.from_numpy(take(p + "ffn_norm.weight"))

@@ -11,7 +11,6 @@ from emotional_engine.lm.generator import BackendError, Completion, ModelInfo, P
 from emotional_engine.lm.openai_format import DeltaTally, check_no_processors
 from emotional_engine.lm.sampling import LogitsProcessor, SamplingParams
 
-
 _END = object()
 
 
@@ -29,8 +28,9 @@ class LlamaCppGenerator:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: str | Path, *, n_ctx: int = 4096, n_threads: int | None = None,
-             **llama_kwargs) -> LlamaCppGenerator:
+    def load(
+        cls, path: str | Path, *, n_ctx: int = 4096, n_threads: int | None = None, **llama_kwargs
+    ) -> LlamaCppGenerator:
         try:
             import llama_cpp
         except ImportError as e:
@@ -62,14 +62,27 @@ class LlamaCppGenerator:
         """Keyword arguments for `create_completion` / `create_chat_completion` (ignore_eos is not
         supported by llama-cpp-python and is dropped)."""
         return dict(
-            max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
-            top_k=params.top_k, min_p=params.min_p, repeat_penalty=params.repetition_penalty,
-            presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty,
-            stop=list(params.stop) or None, seed=params.seed, stream=True,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k,
+            min_p=params.min_p,
+            repeat_penalty=params.repetition_penalty,
+            presence_penalty=params.presence_penalty,
+            frequency_penalty=params.frequency_penalty,
+            stop=list(params.stop) or None,
+            seed=params.seed,
+            stream=True,
         )
 
-    def stream(self, prompt: Prompt, params: SamplingParams, *, session_id: str | None = None,
-               processors: Sequence[LogitsProcessor] = ()) -> AsyncIterator[Piece]:
+    def stream(
+        self,
+        prompt: Prompt,
+        params: SamplingParams,
+        *,
+        session_id: str | None = None,
+        processors: Sequence[LogitsProcessor] = (),
+    ) -> AsyncIterator[Piece]:
         check_no_processors("llama-cpp", processors)
         return self._stream(prompt, self.request_kwargs(params))
 
@@ -109,8 +122,9 @@ class LlamaCppGenerator:
                 stop.set()
 
         tally = DeltaTally(chat)
-        thread = threading.Thread(target=self._worker, args=(prompt, kwargs, emit, stop),
-                                  name="llama-cpp-generate", daemon=True)
+        thread = threading.Thread(
+            target=self._worker, args=(prompt, kwargs, emit, stop), name="llama-cpp-generate", daemon=True
+        )
         thread.start()
         try:
             while True:
@@ -140,4 +154,5 @@ class LlamaCppGenerator:
                 close = getattr(self.llm, "close", None)
                 if close is not None:
                     close()
+
         await asyncio.to_thread(_close)

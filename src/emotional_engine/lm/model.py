@@ -113,7 +113,10 @@ class Rotary(nn.Module):
             freqs = torch.outer(t, self.inv_freq / self.rope_freqs)  # (n, hs/2)
             emb = torch.cat([freqs, freqs], dim=-1)  # (n, hs)
             sin = emb.sin()
-            self._cos, self._sin = emb.cos(), torch.cat([-sin[:, : sin.shape[1] // 2], sin[:, sin.shape[1] // 2 :]], dim=1)
+            self._cos, self._sin = (
+                emb.cos(),
+                torch.cat([-sin[:, : sin.shape[1] // 2], sin[:, sin.shape[1] // 2 :]], dim=1),
+            )
         return self._cos, self._sin
 
 
@@ -264,7 +267,9 @@ class Llama(nn.Module):
         if "rope_freqs" in sd:
             self.rotary.rope_freqs.copy_(sd.pop("rope_freqs"))
         missing, unexpected = self.load_state_dict(sd, strict=False, assign=True)
-        missing = [m for m in missing if not (m == "lm_head.weight" and self.config.tie_embeddings) and "rope_freqs" not in m]
+        missing = [
+            m for m in missing if not (m == "lm_head.weight" and self.config.tie_embeddings) and "rope_freqs" not in m
+        ]
         if missing or unexpected:
             raise ValueError(f"weights do not match the config: missing {missing}, unexpected {unexpected}")
         if self.config.tie_embeddings:  # `assign` replaced the shared Parameter; tie again

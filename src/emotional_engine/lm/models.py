@@ -41,9 +41,13 @@ def make_generator(spec: ModelSpec, settings: Settings) -> Generator:
     if spec.runtime == "llama-cpp":
         return LlamaCppGenerator.load(spec.gguf)
     return BuiltinGenerator.load(
-        spec.gguf, weight_format=settings.weight_format, max_batch=settings.max_batch,
-        cache_budget_mb=settings.kv_cache_budget_mb, overflow=settings.context_overflow,
-        cache_dir=settings.cache_dir, emotion_adapter=settings.emotion_adapter,
+        spec.gguf,
+        weight_format=settings.weight_format,
+        max_batch=settings.max_batch,
+        cache_budget_mb=settings.kv_cache_budget_mb,
+        overflow=settings.context_overflow,
+        cache_dir=settings.cache_dir,
+        emotion_adapter=settings.emotion_adapter,
     )
 
 
@@ -118,14 +122,26 @@ class ModelManager:
     def identity(self, name: str) -> dict:
         """What tells a loaded model's output apart from another's (the cache key holds it)."""
         info, spec = self._loaded[name].info, self._specs[name]
-        return {"name": name, "backend": info.backend, "model": info.name, "sha256": info.sha256,
-                "weight_format": info.weight_format, "adapter": info.adapter,
-                "base_url": spec.openai.base_url if spec.openai else None}
+        return {
+            "name": name,
+            "backend": info.backend,
+            "model": info.name,
+            "sha256": info.sha256,
+            "weight_format": info.weight_format,
+            "adapter": info.adapter,
+            "base_url": spec.openai.base_url if spec.openai else None,
+        }
 
     def describe(self) -> list[ModelStatus]:
         """Every configured model, without loading any."""
-        return [ModelStatus(spec=spec, default=name == self.default,
-                            rules=[r.model_dump(exclude={"model"}, exclude_none=True)
-                                   for r in self.catalog.rules if r.model == name],
-                            info=self._loaded[name].info if name in self._loaded else None)
-                for name, spec in self._specs.items()]
+        return [
+            ModelStatus(
+                spec=spec,
+                default=name == self.default,
+                rules=[
+                    r.model_dump(exclude={"model"}, exclude_none=True) for r in self.catalog.rules if r.model == name
+                ],
+                info=self._loaded[name].info if name in self._loaded else None,
+            )
+            for name, spec in self._specs.items()
+        ]

@@ -54,9 +54,13 @@ class OpenAIGenerator:
         else:
             body["messages"] = list(prompt)
         body.update(
-            stream=True, stream_options={"include_usage": True},
-            max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
-            presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty,
+            stream=True,
+            stream_options={"include_usage": True},
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            presence_penalty=params.presence_penalty,
+            frequency_penalty=params.frequency_penalty,
         )
         if params.stop:
             body["stop"] = list(params.stop)
@@ -74,8 +78,14 @@ class OpenAIGenerator:
             body["ignore_eos"] = True
         return body
 
-    def stream(self, prompt: Prompt, params: SamplingParams, *, session_id: str | None = None,
-               processors: Sequence[LogitsProcessor] = ()) -> AsyncIterator[Piece]:
+    def stream(
+        self,
+        prompt: Prompt,
+        params: SamplingParams,
+        *,
+        session_id: str | None = None,
+        processors: Sequence[LogitsProcessor] = (),
+    ) -> AsyncIterator[Piece]:
         check_no_processors("openai", processors)
         chat = not isinstance(prompt, str)
         url = f"{self.base_url}/v1/{'chat/completions' if chat else 'completions'}"
@@ -88,12 +98,13 @@ class OpenAIGenerator:
             async with self._client.stream("POST", url, json=body) as resp:
                 if resp.status_code >= 400:
                     msg = error_message(await resp.aread())
-                    raise BackendError(f"{url} answered HTTP {resp.status_code} {resp.reason_phrase}"
-                                       + (f": {msg}" if msg else ""))
+                    raise BackendError(
+                        f"{url} answered HTTP {resp.status_code} {resp.reason_phrase}" + (f": {msg}" if msg else "")
+                    )
                 async for line in resp.aiter_lines():
                     if not line.startswith("data:"):
                         continue  # blank separators, comments, event: lines
-                    data = line[len("data:"):].strip()
+                    data = line[len("data:") :].strip()
                     if data == "[DONE]":
                         done = True
                         break

@@ -10,13 +10,22 @@ from collections.abc import Sequence
 from emotional_engine.lm.generator import Piece
 from emotional_engine.lm.sampling import LogitsProcessor
 
-
 # Server finish reasons -> ours (stop | length | cancelled | error).
 FINISH_REASONS = {
-    "stop": "stop", "eos": "stop", "eos_token": "stop", "stop_sequence": "stop", "end_turn": "stop",
-    "content_filter": "stop", "tool_calls": "stop", "function_call": "stop",
-    "length": "length", "max_tokens": "length", "model_length": "length",
-    "abort": "cancelled", "cancelled": "cancelled", "canceled": "cancelled",
+    "stop": "stop",
+    "eos": "stop",
+    "eos_token": "stop",
+    "stop_sequence": "stop",
+    "end_turn": "stop",
+    "content_filter": "stop",
+    "tool_calls": "stop",
+    "function_call": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "model_length": "length",
+    "abort": "cancelled",
+    "cancelled": "cancelled",
+    "canceled": "cancelled",
     "error": "error",
 }
 
@@ -48,8 +57,9 @@ def check_no_processors(backend: str, processors: Sequence[LogitsProcessor]) -> 
         )
 
 
-def usage(server_usage: dict | None, prompt_tokens: int, completion_tokens: int,
-           t0: float, t_first: float | None, now: float) -> dict:
+def usage(
+    server_usage: dict | None, prompt_tokens: int, completion_tokens: int, t0: float, t_first: float | None, now: float
+) -> dict:
     u = server_usage or {}
     details = u.get("prompt_tokens_details") or {}
     return {
@@ -104,5 +114,8 @@ class DeltaTally:
         return text
 
     def last_piece(self, prompt_tokens: int = 0) -> Piece:
-        return Piece(text="", finish_reason=map_finish_reason(self.finish),
-                     usage=usage(self.usage, prompt_tokens, self.n_pieces, self.t0, self.t_first, time.perf_counter()))
+        return Piece(
+            text="",
+            finish_reason=map_finish_reason(self.finish),
+            usage=usage(self.usage, prompt_tokens, self.n_pieces, self.t0, self.t_first, time.perf_counter()),
+        )

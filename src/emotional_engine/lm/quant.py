@@ -72,7 +72,9 @@ def batch_invariant_row_multiple(model: Llama, max_rows: int = 64, candidates=(1
     g = torch.Generator().manual_seed(0)
     for m in candidates:
         small = list(range(m, max_rows + 1, m))
-        if all(_invariant(lin, small if head else [*small, 4 * max_rows - (4 * max_rows) % m], g) for lin, head in layers):
+        if all(
+            _invariant(lin, small if head else [*small, 4 * max_rows - (4 * max_rows) % m], g) for lin, head in layers
+        ):
             return m
     raise RuntimeError("no row multiple makes this CPU's GEMM batch invariant; use weight format fp32")
 

@@ -39,12 +39,18 @@ class SamplingParams(BaseModel):
     seed: int | None = None
     ignore_eos: bool = False
     emotion_context: list[float] | None = Field(
-        None, min_length=11, max_length=11,
-        description="emotion-attention adapter input: nine emotion scores, valence, arousal (None: base model)")
+        None,
+        min_length=11,
+        max_length=11,
+        description="emotion-attention adapter input: nine emotion scores, valence, arousal (None: base model)",
+    )
     emotion_schedule: list[list[float]] | None = Field(
-        None, min_length=1, max_length=512,
+        None,
+        min_length=1,
+        max_length=512,
         description="one adapter input per sentence instead of one per sequence: the k-th sentence's tokens "
-                    "(and the prompt, with the first) use entry k; past the last entry the last one stays")
+        "(and the prompt, with the first) use entry k; past the last entry the last one stays",
+    )
 
     @field_validator("stop")
     @classmethod

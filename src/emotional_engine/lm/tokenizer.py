@@ -12,12 +12,10 @@ from emotional_engine.lm.gguf import TokenizerData
 log = logging.getLogger(__name__)
 
 # llama.cpp's pre-tokenizer names -> the `tokenizers` pre-tokenizer that reproduces them.
-_LLAMA3_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
+_LLAMA3_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"  # noqa: E501 (the pattern as the tokenizer file gives it)
 CONTROL, USER_DEFINED = 3, 4
 CHATML = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"  # noqa: E501
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
@@ -76,7 +74,9 @@ class BPETokenizer:
         env.globals["raise_exception"] = raise_exception
         bos = self._tokens[self.bos_id] if self.bos_id is not None else ""
         return env.from_string(self.chat_template).render(
-            messages=messages, add_generation_prompt=add_generation_prompt, bos_token=bos,
+            messages=messages,
+            add_generation_prompt=add_generation_prompt,
+            bos_token=bos,
             eos_token=self._tokens[min(self.eos_ids)] if self.eos_ids else "",
         )
 

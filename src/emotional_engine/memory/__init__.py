@@ -6,5 +6,15 @@ from emotional_engine.memory.facts import Fact, extract_facts
 from emotional_engine.memory.scene import remember_scene, scene_facts, summarize
 from emotional_engine.memory.store import StoryMemory
 
-__all__ = ["Contradiction", "Fact", "audit", "StoryMemory", "extract_facts", "find_contradictions",
-           "per_1000_words", "remember_scene", "scene_facts", "summarize"]
+__all__ = [
+    "Contradiction",
+    "Fact",
+    "audit",
+    "StoryMemory",
+    "extract_facts",
+    "find_contradictions",
+    "per_1000_words",
+    "remember_scene",
+    "scene_facts",
+    "summarize",
+]

@@ -41,8 +41,11 @@ def find_contradictions(memory: StoryMemory, new: list[Fact], vectors: np.ndarra
     for j, f in enumerate(new):
         vec = None if vectors is None else vectors[j]
         if f.kind == "attribute" and f.attribute in STABLE or f.kind == "relation":
-            earlier = [(i, e) for i, e in enumerate(memory.facts) if e.subject == f.subject
-                       and e.attribute == f.attribute and e.scene < f.scene]
+            earlier = [
+                (i, e)
+                for i, e in enumerate(memory.facts)
+                if e.subject == f.subject and e.attribute == f.attribute and e.scene < f.scene
+            ]
             clash = [(i, e) for i, e in earlier if e.value != f.value]
             if clash and not any(e.value == f.value for _, e in earlier):
                 e = _closest(memory, clash, vec)
@@ -51,18 +54,33 @@ def find_contradictions(memory: StoryMemory, new: list[Fact], vectors: np.ndarra
             node = memory.graph.nodes[f.subject]
             if not node["alive"] and node["died_scene"] < f.scene:
                 death = next(e for e in memory.facts if e.subject == f.subject and e.kind == "state")
-                out.append(Contradiction(new=f, earlier=death,
-                                         reason=f"{f.subject} is dead and cannot act; mention them only as remembered."))
+                out.append(
+                    Contradiction(
+                        new=f,
+                        earlier=death,
+                        reason=f"{f.subject} is dead and cannot act; mention them only as remembered.",
+                    )
+                )
         elif f.kind == "location" and f.subject in memory.graph and f.subject not in seen_location:
             seen_location.add(f.subject)
             node = memory.graph.nodes[f.subject]
             if node["location"] and node["location"] != f.value and f.subject not in moved and node["alive"]:
-                earlier = [(i, e) for i, e in enumerate(memory.facts) if e.subject == f.subject
-                           and e.kind == "location" and e.value == node["location"]]
+                earlier = [
+                    (i, e)
+                    for i, e in enumerate(memory.facts)
+                    if e.subject == f.subject and e.kind == "location" and e.value == node["location"]
+                ]
                 e = _closest(memory, earlier, vec) if earlier else None
-                out.append(Contradiction(new=f, earlier=e, reason=(
-                    f"{f.subject} was last at the {node['location']}; show them going to the {f.value} "
-                    "or keep them where they were.")))
+                out.append(
+                    Contradiction(
+                        new=f,
+                        earlier=e,
+                        reason=(
+                            f"{f.subject} was last at the {node['location']}; show them going to the {f.value} "
+                            "or keep them where they were."
+                        ),
+                    )
+                )
     return _unique(out)
 
 

@@ -29,37 +29,275 @@ from emotional_engine.text import split_sentences
 
 FactKind = Literal["event", "location", "state", "relation", "attribute", "knows", "action", "place", "object"]
 
-MOVE_VERBS = ("went", "walked", "ran", "hurried", "drove", "rode", "travelled", "traveled", "returned",
-              "arrived", "came", "headed", "climbed", "stepped", "moved", "entered", "left", "reached",
-              "crossed", "followed", "flew", "sailed", "wandered", "rushed", "slipped", "raced", "marched",
-              "carried", "led")
-STAY_VERBS = ("was", "stood", "sat", "waited", "slept", "lay", "stayed", "remained", "worked", "lived",
-              "hid", "knelt", "paused", "lingered", "sheltered")
+MOVE_VERBS = (
+    "went",
+    "walked",
+    "ran",
+    "hurried",
+    "drove",
+    "rode",
+    "travelled",
+    "traveled",
+    "returned",
+    "arrived",
+    "came",
+    "headed",
+    "climbed",
+    "stepped",
+    "moved",
+    "entered",
+    "left",
+    "reached",
+    "crossed",
+    "followed",
+    "flew",
+    "sailed",
+    "wandered",
+    "rushed",
+    "slipped",
+    "raced",
+    "marched",
+    "carried",
+    "led",
+)
+STAY_VERBS = (
+    "was",
+    "stood",
+    "sat",
+    "waited",
+    "slept",
+    "lay",
+    "stayed",
+    "remained",
+    "worked",
+    "lived",
+    "hid",
+    "knelt",
+    "paused",
+    "lingered",
+    "sheltered",
+)
 DEATH = r"(?:died|was killed|was dead|had died|passed away|lay dead|was murdered|drowned|was slain|perished)"
-ACTION_VERBS = MOVE_VERBS + ("said", "smiled", "laughed", "spoke", "asked", "answered", "told", "took", "gave",
-                             "looked", "turned", "opened", "closed", "shouted", "whispered", "nodded", "grabbed",
-                             "held", "wrote", "sang", "cried", "ate", "drank", "stood", "sat", "waved", "saw", "wept",
-                             "thought", "felt", "found", "kept", "brought", "caught", "fought", "sent", "built", "lit",
-                             "led", "met", "paid", "put", "read", "threw", "won", "woke", "drew", "began", "broke",
-                             "chose", "fell", "hid", "heard", "lost", "made", "knelt", "lay", "swam", "ate", "slept")
+ACTION_VERBS = MOVE_VERBS + (
+    "said",
+    "smiled",
+    "laughed",
+    "spoke",
+    "asked",
+    "answered",
+    "told",
+    "took",
+    "gave",
+    "looked",
+    "turned",
+    "opened",
+    "closed",
+    "shouted",
+    "whispered",
+    "nodded",
+    "grabbed",
+    "held",
+    "wrote",
+    "sang",
+    "cried",
+    "ate",
+    "drank",
+    "stood",
+    "sat",
+    "waved",
+    "saw",
+    "wept",
+    "thought",
+    "felt",
+    "found",
+    "kept",
+    "brought",
+    "caught",
+    "fought",
+    "sent",
+    "built",
+    "lit",
+    "led",
+    "met",
+    "paid",
+    "put",
+    "read",
+    "threw",
+    "won",
+    "woke",
+    "drew",
+    "began",
+    "broke",
+    "chose",
+    "fell",
+    "hid",
+    "heard",
+    "lost",
+    "made",
+    "knelt",
+    "lay",
+    "swam",
+    "ate",
+    "slept",
+)
 NOT_ACTIONS = {"died", "named", "called", "remembered", "mourned", "buried", "missed", "killed", "murdered"}
-REMEMBERING = re.compile(r"\b(remember\w*|memor\w*|mourn\w*|grave|funeral|ghost|dream\w*|late|photograph|"
-                         r"once had|used to|in the past|years ago)\b", re.I)
-RELATIONS = ("sister", "brother", "mother", "father", "daughter", "son", "wife", "husband", "cousin", "aunt",
-             "uncle", "grandmother", "grandfather", "friend", "teacher", "student", "neighbour", "neighbor",
-             "boss", "fiancé", "fiancée", "niece", "nephew")
-COLOURS = ("red", "blue", "green", "yellow", "black", "white", "brown", "grey", "gray", "purple", "orange",
-           "pink", "golden", "silver", "crimson", "scarlet", "violet")
-CHANGEABLE = {"sky", "light", "water", "sea", "clouds", "cloud", "face", "cheeks", "fire", "flames", "eyes",
-              "smoke", "dawn", "sunset", "glow", "haze", "shadows", "shadow", "lips", "skin", "mist", "waves"}
+REMEMBERING = re.compile(
+    r"\b(remember\w*|memor\w*|mourn\w*|grave|funeral|ghost|dream\w*|late|photograph|"
+    r"once had|used to|in the past|years ago)\b",
+    re.I,
+)
+RELATIONS = (
+    "sister",
+    "brother",
+    "mother",
+    "father",
+    "daughter",
+    "son",
+    "wife",
+    "husband",
+    "cousin",
+    "aunt",
+    "uncle",
+    "grandmother",
+    "grandfather",
+    "friend",
+    "teacher",
+    "student",
+    "neighbour",
+    "neighbor",
+    "boss",
+    "fiancé",
+    "fiancée",
+    "niece",
+    "nephew",
+)
+COLOURS = (
+    "red",
+    "blue",
+    "green",
+    "yellow",
+    "black",
+    "white",
+    "brown",
+    "grey",
+    "gray",
+    "purple",
+    "orange",
+    "pink",
+    "golden",
+    "silver",
+    "crimson",
+    "scarlet",
+    "violet",
+)
+CHANGEABLE = {
+    "sky",
+    "light",
+    "water",
+    "sea",
+    "clouds",
+    "cloud",
+    "face",
+    "cheeks",
+    "fire",
+    "flames",
+    "eyes",
+    "smoke",
+    "dawn",
+    "sunset",
+    "glow",
+    "haze",
+    "shadows",
+    "shadow",
+    "lips",
+    "skin",
+    "mist",
+    "waves",
+}
 ARTICLE_NOUN = re.compile(r"\b(?:a|an|the)\s+([a-z]{3,})(?:\s+([a-z]{3,}))?")
-COMMON = {"way", "time", "moment", "day", "night", "morning", "evening", "end", "rest", "other", "same", "first",
-          "last", "world", "air", "room", "one", "thing", "things", "people", "story", "place", "edge", "side",
-          "old", "young", "little", "small", "big", "great", "long", "new", "whole", "next", "only", "and", "was",
-          "with", "that", "who", "she", "his", "her", "they", "had", "were", "from", "into", "for", "but"}
-NOT_PLACES = COMMON | {"news", "thought", "idea", "sight", "sound", "words", "question", "beginning", "least",
-                       "once", "last", "same", "memory", "memories", "chance", "prospect", "hand", "hands", "feet",
-                       "door", "window", "him", "her", "them", "me", "us", "it", "this", "that"}
+COMMON = {
+    "way",
+    "time",
+    "moment",
+    "day",
+    "night",
+    "morning",
+    "evening",
+    "end",
+    "rest",
+    "other",
+    "same",
+    "first",
+    "last",
+    "world",
+    "air",
+    "room",
+    "one",
+    "thing",
+    "things",
+    "people",
+    "story",
+    "place",
+    "edge",
+    "side",
+    "old",
+    "young",
+    "little",
+    "small",
+    "big",
+    "great",
+    "long",
+    "new",
+    "whole",
+    "next",
+    "only",
+    "and",
+    "was",
+    "with",
+    "that",
+    "who",
+    "she",
+    "his",
+    "her",
+    "they",
+    "had",
+    "were",
+    "from",
+    "into",
+    "for",
+    "but",
+}
+NOT_PLACES = COMMON | {
+    "news",
+    "thought",
+    "idea",
+    "sight",
+    "sound",
+    "words",
+    "question",
+    "beginning",
+    "least",
+    "once",
+    "last",
+    "same",
+    "memory",
+    "memories",
+    "chance",
+    "prospect",
+    "hand",
+    "hands",
+    "feet",
+    "door",
+    "window",
+    "him",
+    "her",
+    "them",
+    "me",
+    "us",
+    "it",
+    "this",
+    "that",
+}
 APPOSITION = r"(?:,[^,.!?]{1,40},)?"  # "Kofi, Ada's brother, waited"
 PLACE = r"(?:(?:the|a|an|his|her|their)\s+((?:[a-z]+\s+)?[a-z]{3,})|([A-Z][a-z]+(?:\s[A-Z][a-z]+)?))"
 PREP = r"(?:in|at|inside|into|to|onto|toward|towards|by|near|beside|outside)"
@@ -116,32 +354,80 @@ def _sentence_facts(s: str, scene: int, ci: CastIndex, n: str, who: list[str]) -
         if head(place) in NOT_PLACES:
             continue  # "Ada was happy at the news"
         name = ci.by_word[m.group(1)]
-        out.append(Fact(scene=scene, kind="location", text=f"{name} was at {_the(place)}.", entities=[name, head(place)],
-                        subject=name, attribute="location", value=head(place)))
+        out.append(
+            Fact(
+                scene=scene,
+                kind="location",
+                text=f"{name} was at {_the(place)}.",
+                entities=[name, head(place)],
+                subject=name,
+                attribute="location",
+                value=head(place),
+            )
+        )
     for m in re.finditer(rf"\b({n})\b\s+{DEATH}", s):
         name = ci.by_word[m.group(1)]
-        out.append(Fact(scene=scene, kind="state", text=f"{name} died.", entities=[name], subject=name,
-                        attribute="alive", value="dead"))
+        out.append(
+            Fact(
+                scene=scene,
+                kind="state",
+                text=f"{name} died.",
+                entities=[name],
+                subject=name,
+                attribute="alive",
+                value="dead",
+            )
+        )
     rel = "|".join(RELATIONS)
     for a, b, r in _relations(s, n, rel):
         na, nb = ci.by_word[a], ci.by_word[b]
         if na != nb:
-            out.append(Fact(scene=scene, kind="relation", text=f"{na} is {nb}'s {r}.", entities=[na, nb], subject=na,
-                            attribute=f"relation:{nb}", value=r))
-    for m in re.finditer(rf"\b({n})\b\s+(?:knew|learned|learnt|discovered|realised|realized|found out|"
-                         rf"understood)\s+(?:that\s+)?([^.!?]{{5,120}})", s):
+            out.append(
+                Fact(
+                    scene=scene,
+                    kind="relation",
+                    text=f"{na} is {nb}'s {r}.",
+                    entities=[na, nb],
+                    subject=na,
+                    attribute=f"relation:{nb}",
+                    value=r,
+                )
+            )
+    for m in re.finditer(
+        rf"\b({n})\b\s+(?:knew|learned|learnt|discovered|realised|realized|found out|"
+        rf"understood)\s+(?:that\s+)?([^.!?]{{5,120}})",
+        s,
+    ):
         name = ci.by_word[m.group(1)]
         clause = m.group(2).strip().rstrip(",;")
-        out.append(Fact(scene=scene, kind="knows", text=f"{name} knows that {clause}.",
-                        entities=sorted({name, *ci.mentioned(clause)}), subject=name, attribute="knows", value=clause))
+        out.append(
+            Fact(
+                scene=scene,
+                kind="knows",
+                text=f"{name} knows that {clause}.",
+                entities=sorted({name, *ci.mentioned(clause)}),
+                subject=name,
+                attribute="knows",
+                value=clause,
+            )
+        )
     if not REMEMBERING.search(s):
         act = "|".join(ACTION_VERBS)
         for m in re.finditer(rf"\b({n})\b{APPOSITION}\s+(?:\w+ly\s+)?({act}|[a-z]+ed)\b", s):
             verb = m.group(2)
-            if verb not in NOT_ACTIONS and not re.match(rf"\b({n})\b\s+{DEATH}", s[m.start():]):
+            if verb not in NOT_ACTIONS and not re.match(rf"\b({n})\b\s+{DEATH}", s[m.start() :]):
                 name = ci.by_word[m.group(1)]
-                out.append(Fact(scene=scene, kind="action", text=f"{name} {verb}.", entities=[name], subject=name,
-                                attribute="verb", value=verb))
+                out.append(
+                    Fact(
+                        scene=scene,
+                        kind="action",
+                        text=f"{name} {verb}.",
+                        entities=[name],
+                        subject=name,
+                        attribute="verb",
+                        value=verb,
+                    )
+                )
     out += _colours(s, scene)
     return out
 
@@ -155,12 +441,23 @@ def _relations(s: str, n: str, rel: str):
 
 def _colours(s: str, scene: int) -> list[Fact]:
     out = []
-    for m in re.finditer(rf"\b(?:the|a|an|his|her|their|its)\s+(?:[a-z]+\s+)?({'|'.join(COLOURS)})\s+([a-z]{{3,}})\b", s):
+    for m in re.finditer(
+        rf"\b(?:the|a|an|his|her|their|its)\s+(?:[a-z]+\s+)?({'|'.join(COLOURS)})\s+([a-z]{{3,}})\b", s
+    ):
         colour, thing = m.group(1), m.group(2)
         colour = "grey" if colour == "gray" else colour
         if thing not in CHANGEABLE and thing not in COLOURS:
-            out.append(Fact(scene=scene, kind="attribute", text=f"The {thing} is {colour}.", entities=[thing],
-                            subject=thing, attribute="colour", value=colour))
+            out.append(
+                Fact(
+                    scene=scene,
+                    kind="attribute",
+                    text=f"The {thing} is {colour}.",
+                    entities=[thing],
+                    subject=thing,
+                    attribute="colour",
+                    value=colour,
+                )
+            )
     return out
 
 

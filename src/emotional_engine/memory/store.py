@@ -17,9 +17,9 @@ from collections.abc import Callable
 import networkx as nx
 import numpy as np
 
-from emotional_engine.text import estimate_tokens
 from emotional_engine.domain import Character
 from emotional_engine.memory.facts import CastIndex, Fact
+from emotional_engine.text import estimate_tokens
 
 RECENCY_WEIGHT = 0.15  # bonus for a fact from the latest scene, decaying with age
 RECENCY_SCENES = 8.0  # scenes over which the recency bonus falls to 1/e
@@ -43,8 +43,9 @@ class StoryMemory:
         self.scene = -1  # the latest scene remembered
         self._index = CastIndex(self.cast)
         for c in self.cast:
-            self.graph.add_node(c.name, kind="character", location=None, location_scene=None, alive=True,
-                                died_scene=None)
+            self.graph.add_node(
+                c.name, kind="character", location=None, location_scene=None, alive=True, died_scene=None
+            )
         for c in self.cast:
             for other, relation in c.relationships.items():
                 if other in self.graph:
@@ -109,8 +110,13 @@ class StoryMemory:
                 lines.append(f"{c.name}: {'; '.join(bits)}")
         return lines
 
-    def relevant(self, query_text: str, k: int = 8, budget_tokens: int = 300,
-                 count_tokens: Callable[[str], int] = estimate_tokens) -> list[Fact]:
+    def relevant(
+        self,
+        query_text: str,
+        k: int = 8,
+        budget_tokens: int = 300,
+        count_tokens: Callable[[str], int] = estimate_tokens,
+    ) -> list[Fact]:
         """The k best facts for the query that fit in budget_tokens, in story order."""
         if not self.facts or k <= 0 or budget_tokens <= 0:
             return []
@@ -137,8 +143,9 @@ class StoryMemory:
         cos = self.vectors @ q
         age = np.array([self.scene - f.scene for f in self.facts], dtype=np.float32)
         recency = RECENCY_WEIGHT * np.exp(-age / RECENCY_SCENES)
-        overlap = np.array([len(query_entities & set(f.entities)) / max(1, len(f.entities)) for f in self.facts],
-                           dtype=np.float32)
+        overlap = np.array(
+            [len(query_entities & set(f.entities)) / max(1, len(f.entities)) for f in self.facts], dtype=np.float32
+        )
         return cos + recency + ENTITY_WEIGHT * overlap
 
     # ---- saving ----------------------------------------------------------------------------
@@ -168,5 +175,5 @@ class StoryMemory:
 def _words(text: str) -> set[str]:
     """Lowercase words of the query, so things ("the lantern") match fact entities too."""
     return {w.strip(".,;:!?\"'()").lower() for w in text.split()} | {
-        w.strip(".,;:!?\"'()") for w in text.split() if w[:1].isupper()}
-
+        w.strip(".,;:!?\"'()") for w in text.split() if w[:1].isupper()
+    }

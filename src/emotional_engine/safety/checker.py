@@ -5,6 +5,7 @@ from async code use `acheck_sentences` / `acheck_text` / `repair`, which run it 
 `emotional_engine.threads.run_model` (the single-OpenMP-thread model worker) so that decoding and
 the event loop are not stalled.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -61,6 +62,7 @@ class Repair(BaseModel):
 
 class SafetyReport(BaseModel):
     """`model_dump()` is what goes in `Story.safety`."""
+
     status: Status  # blocked > repaired > flagged > passed
     audience: Audience
     sentences: int
@@ -101,9 +103,16 @@ class SafetyChecker:
     def check_sentences(self, sentences: list[str], audience: Audience) -> list[SentenceVerdict]:
         """One verdict per sentence, all sentences in one batched embedding call."""
         action_for("safe", 0, audience)  # an unknown audience fails here, before any model work
-        return [SentenceVerdict(sentence=s, category=p.category, severity=p.severity,
-                                probability=round(p.probability, 4), action=_action(p, audience))
-                for s, p in zip(sentences, self.model.predict(list(sentences)))]
+        return [
+            SentenceVerdict(
+                sentence=s,
+                category=p.category,
+                severity=p.severity,
+                probability=round(p.probability, 4),
+                action=_action(p, audience),
+            )
+            for s, p in zip(sentences, self.model.predict(list(sentences)))
+        ]
 
     def check_text(self, text: str, audience: Audience, culture: str | None = None) -> SafetyReport:
         sentences = [s for p in paragraphs(text) for s in p]
@@ -116,8 +125,9 @@ class SafetyChecker:
     async def acheck_text(self, text: str, audience: Audience, culture: str | None = None) -> SafetyReport:
         return await run_model(self.check_text, text, audience, culture)
 
-    async def repair(self, text: str, audience: Audience, regenerate: Regenerate,
-                     culture: str | None = None) -> tuple[str, SafetyReport]:
+    async def repair(
+        self, text: str, audience: Audience, regenerate: Regenerate, culture: str | None = None
+    ) -> tuple[str, SafetyReport]:
         """The text with every blocked sentence regenerated (at most MAX_TRIES tries, each re-checked)
         or, when every try is still blocked, dropped; other sentences are kept as they are.
         Returns the new text and its report (status `repaired` when anything was replaced or dropped).
@@ -142,8 +152,9 @@ class SafetyChecker:
         report = _report(final, audience, notes, [r for r, _ in done])
         return new_text, report
 
-    async def _repair_one(self, index: int, verdict: SentenceVerdict, audience: Audience,
-                          regenerate: Regenerate) -> tuple[Repair, SentenceVerdict | None]:
+    async def _repair_one(
+        self, index: int, verdict: SentenceVerdict, audience: Audience, regenerate: Regenerate
+    ) -> tuple[Repair, SentenceVerdict | None]:
         """Up to MAX_TRIES replacements, each re-checked; the first that is not blocked wins."""
         first_reason = reason = _reason(verdict, audience)
         for attempt in range(1, MAX_TRIES + 1):
@@ -156,11 +167,13 @@ class SafetyChecker:
                 continue
             (v,) = await self.acheck_sentences([candidate], audience)
             if v.action != "block":
-                return Repair(index=index, original=verdict.sentence, replacement=candidate, attempts=attempt,
-                              reason=first_reason), v
+                return Repair(
+                    index=index, original=verdict.sentence, replacement=candidate, attempts=attempt, reason=first_reason
+                ), v
             reason = _reason(v, audience)  # the next try hears what was wrong with this one
-        return Repair(index=index, original=verdict.sentence, replacement=None, attempts=MAX_TRIES,
-                      reason=first_reason), None
+        return Repair(
+            index=index, original=verdict.sentence, replacement=None, attempts=MAX_TRIES, reason=first_reason
+        ), None
 
 
 def _action(p, audience: Audience) -> str:
@@ -174,11 +187,14 @@ def _reason(v: SentenceVerdict, audience: Audience) -> str:
     return f"{strength} {v.category.replace('_', '-')} content is not suitable for a {audience} audience"
 
 
-def _report(verdicts: list[SentenceVerdict], audience: Audience, notes: list[str],
-            repairs: list[Repair] | None = None) -> SafetyReport:
+def _report(
+    verdicts: list[SentenceVerdict], audience: Audience, notes: list[str], repairs: list[Repair] | None = None
+) -> SafetyReport:
     findings = [Finding(index=i, **v.model_dump()) for i, v in enumerate(verdicts) if v.action != "allow"]
     actions = {f.action for f in findings}
-    status: Status = ("blocked" if "block" in actions else "repaired" if repairs else
-                      "flagged" if "flag" in actions else "passed")
-    return SafetyReport(status=status, audience=audience, sentences=len(verdicts), findings=findings,
-                        repairs=repairs or [], notes=notes)
+    status: Status = (
+        "blocked" if "block" in actions else "repaired" if repairs else "flagged" if "flag" in actions else "passed"
+    )
+    return SafetyReport(
+        status=status, audience=audience, sentences=len(verdicts), findings=findings, repairs=repairs or [], notes=notes
+    )

@@ -3,6 +3,7 @@
 Severity is label granularity: the head predicts one class per (category, severity) pair plus
 `safe`, so a category's probability is the sum of its two severity classes.
 """
+
 from __future__ import annotations
 
 CATEGORIES = ("violence", "gore", "sexual", "self_harm", "substances", "profanity", "hate", "safe")

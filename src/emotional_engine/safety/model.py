@@ -12,6 +12,7 @@ Per sentence, with q the head's probabilities over the 15 classes:
 So a sentence is called unsafe only when p(safe) falls below the threshold, and its category
 is the one that holds most of that mass.
 """
+
 from __future__ import annotations
 
 import threading
@@ -49,8 +50,15 @@ class SafetyModel:
     _instance: SafetyModel | None = None
     _lock = threading.Lock()
 
-    def __init__(self, embedder, vader, coef: np.ndarray, intercept: np.ndarray, vader_weight: float,
-                 safe_threshold: float = SAFE_THRESHOLD):
+    def __init__(
+        self,
+        embedder,
+        vader,
+        coef: np.ndarray,
+        intercept: np.ndarray,
+        vader_weight: float,
+        safe_threshold: float = SAFE_THRESHOLD,
+    ):
         self.embedder = embedder
         self.vader = vader
         self.coef = coef  # (15, 388)
@@ -73,15 +81,22 @@ class SafetyModel:
         from emotional_engine.emotion import EmotionModel
 
         if not Path(head_path).exists():
-            raise FileNotFoundError(f"safety head {head_path} is missing; train it with "
-                                    "`python -m emotional_engine.safety.training`")
+            raise FileNotFoundError(
+                f"safety head {head_path} is missing; train it with `python -m emotional_engine.safety.training`"
+            )
         h = np.load(head_path)
         classes = tuple(str(x) for x in h["classes"])
         if classes != CLASSES:
             raise ValueError(f"safety head classes {classes} differ from {CLASSES}")
         emotion = EmotionModel.load()
-        return cls(emotion.embedder, emotion.vader, h["coef"], h["intercept"], float(h["vader_weight"]),
-                   float(h["safe_threshold"]))
+        return cls(
+            emotion.embedder,
+            emotion.vader,
+            h["coef"],
+            h["intercept"],
+            float(h["vader_weight"]),
+            float(h["safe_threshold"]),
+        )
 
     def class_probabilities(self, texts: list[str]) -> np.ndarray:
         """(N, 15) probabilities over CLASSES, in one embedding call."""

@@ -1,4 +1,5 @@
 """Per-audience policy: for each category and severity, allow, flag or block (data in policy.yaml)."""
+
 from __future__ import annotations
 
 from functools import cache
@@ -28,8 +29,9 @@ def load_policy(path: Path = POLICY_PATH) -> dict[str, dict[str, dict[int, str]]
             raise ValueError(f"{path}: {audience} must list exactly {UNSAFE}, got {sorted(table)}")
         for category, row in table.items():
             if set(row) != set(SEVERITIES) or not set(row.values()) <= set(ACTIONS):
-                raise ValueError(f"{path}: {audience}.{category} must map severities {SEVERITIES} to one of "
-                                 f"{ACTIONS}, got {row}")
+                raise ValueError(
+                    f"{path}: {audience}.{category} must map severities {SEVERITIES} to one of {ACTIONS}, got {row}"
+                )
     return raw
 
 

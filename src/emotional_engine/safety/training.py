@@ -13,6 +13,7 @@ refitted on the whole file. `--compare-mlp` scores a small MLP on the same folds
 logistic head is kept unless the MLP measurably beats it). tests/data/safety_test.jsonl is never
 read here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,15 +52,20 @@ def category_metrics(rows: list[dict], q: np.ndarray, threshold: float = SAFE_TH
     yhat = [p.category for p in preds]
     p, r, f, n = precision_recall_fscore_support(y, yhat, labels=list(CATEGORIES), zero_division=0)
     unsafe = [pr.category != "safe" for r, pr in zip(rows, preds) if r["category"] != "safe"]
-    hit = [(r["severity"], pr.severity) for r, pr in zip(rows, preds)
-           if r["category"] != "safe" and pr.category == r["category"]]
+    hit = [
+        (r["severity"], pr.severity)
+        for r, pr in zip(rows, preds)
+        if r["category"] != "safe" and pr.category == r["category"]
+    ]
     return {
         "macro_f1": float(f1_score(y, yhat, labels=list(CATEGORIES), average="macro", zero_division=0)),
         "accuracy": float(np.mean([a == b for a, b in zip(y, yhat)])),
         "severity_accuracy": float(np.mean([a == b for a, b in hit])) if hit else 0.0,
         "unsafe_recall": float(np.mean(unsafe)) if unsafe else 1.0,  # unsafe called unsafe, any category
-        "per_category": {k: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "n": int(n[i])}
-                         for i, k in enumerate(CATEGORIES)},
+        "per_category": {
+            k: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "n": int(n[i])}
+            for i, k in enumerate(CATEGORIES)
+        },
     }
 
 
@@ -104,8 +110,13 @@ def train(data: Path = TRAIN_PATH, out: Path = HEAD_PATH, seed: int = 0, compare
     report = {
         "n": len(rows),
         "counts": {k: int((y == i).sum()) for i, k in enumerate(CLASSES)},
-        "cv_macro_f1_and_unsafe_recall": {f"C={k[0]:g} class_weight={k[1]} safe_threshold={k[2]}":
-                                          (round(v["macro_f1"], 4), round(v["unsafe_recall"], 4)) for k, v in cv.items()},
+        "cv_macro_f1_and_unsafe_recall": {
+            f"C={k[0]:g} class_weight={k[1]} safe_threshold={k[2]}": (
+                round(v["macro_f1"], 4),
+                round(v["unsafe_recall"], 4),
+            )
+            for k, v in cv.items()
+        },
         "chosen": {"C": c, "class_weight": weight, "safe_threshold": threshold},
         "cv": cv[best],
     }
@@ -118,9 +129,15 @@ def train(data: Path = TRAIN_PATH, out: Path = HEAD_PATH, seed: int = 0, compare
         report["cv_mlp"] = category_metrics(rows, _out_of_fold(mlp, x, y, folds), threshold)
     final = logistic(c, weight)().fit(x, y)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, coef=final.coef_.astype(np.float32), intercept=final.intercept_.astype(np.float32),
-                        classes=np.array(CLASSES), vader_weight=np.float32(VADER_WEIGHT), C=np.float32(c),
-                        safe_threshold=np.float32(threshold))
+    np.savez_compressed(
+        out,
+        coef=final.coef_.astype(np.float32),
+        intercept=final.intercept_.astype(np.float32),
+        classes=np.array(CLASSES),
+        vader_weight=np.float32(VADER_WEIGHT),
+        C=np.float32(c),
+        safe_threshold=np.float32(threshold),
+    )
     print(json.dumps(report, indent=1))
     return report
 

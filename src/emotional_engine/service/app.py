@@ -15,7 +15,6 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from emotional_engine.version import __version__
 from emotional_engine.config import ModelCatalog, Settings, get_settings
 from emotional_engine.engine import Engine
 from emotional_engine.lm.generator import Generator
@@ -32,14 +31,21 @@ from emotional_engine.service.sessions import LiveSessions
 from emotional_engine.service.state import Service
 from emotional_engine.storage.cache import MultiLevelCache
 from emotional_engine.storage.db import Store
+from emotional_engine.version import __version__
 
 log = logging.getLogger(__name__)
 MAX_LIVE_SESSIONS = 1024
 
 
-def build_service(settings: Settings, catalog: ModelCatalog | None, load_model: Loader | None = None,
-                  generator: Generator | None = None, emotion=None, candidates: int = 4,
-                  check_safety: bool = True) -> Service:
+def build_service(
+    settings: Settings,
+    catalog: ModelCatalog | None,
+    load_model: Loader | None = None,
+    generator: Generator | None = None,
+    emotion=None,
+    candidates: int = 4,
+    check_safety: bool = True,
+) -> Service:
     """`generator`: the one model (tests); else `catalog`'s models, loaded by `load_model` (default: from
     their files and servers)."""
     metrics = Metrics()
@@ -51,22 +57,51 @@ def build_service(settings: Settings, catalog: ModelCatalog | None, load_model: 
         models = ModelManager(catalog, lambda spec: MeteredGenerator(load(spec), metrics))
     engine = Engine(settings, models=models, emotion=emotion, candidates=candidates, check_safety=check_safety)
     store = Store.from_settings(settings)
-    cache = MultiLevelCache(l1_size=settings.cache_l1_size, l1_ttl_s=settings.cache_ttl_s, redis_url=settings.redis_url,
-                            store=store, l2_ttl_s=settings.cache_ttl_s, l3_ttl_s=settings.cache_ttl_s,
-                            on_event=metrics.cache_event)
-    limiter = RateLimiter(settings.rate_limit_requests_per_min, settings.rate_limit_tokens_per_min,
-                          settings.redis_url, on_limit=lambda kind: metrics.rate_limited.labels(kind).inc())
-    admission = Admission(settings.generation_slots, settings.generation_queue, settings.max_concurrent_per_key,
-                          max_wait_s=settings.generation_max_wait_s, metrics=metrics)
-    service = Service(settings=settings, engine=engine, store=store, cache=cache, limiter=limiter, admission=admission,
-                      metrics=metrics, sessions=LiveSessions(engine, MAX_LIVE_SESSIONS, settings.session_idle_ttl_s))
+    cache = MultiLevelCache(
+        l1_size=settings.cache_l1_size,
+        l1_ttl_s=settings.cache_ttl_s,
+        redis_url=settings.redis_url,
+        store=store,
+        l2_ttl_s=settings.cache_ttl_s,
+        l3_ttl_s=settings.cache_ttl_s,
+        on_event=metrics.cache_event,
+    )
+    limiter = RateLimiter(
+        settings.rate_limit_requests_per_min,
+        settings.rate_limit_tokens_per_min,
+        settings.redis_url,
+        on_limit=lambda kind: metrics.rate_limited.labels(kind).inc(),
+    )
+    admission = Admission(
+        settings.generation_slots,
+        settings.generation_queue,
+        settings.max_concurrent_per_key,
+        max_wait_s=settings.generation_max_wait_s,
+        metrics=metrics,
+    )
+    service = Service(
+        settings=settings,
+        engine=engine,
+        store=store,
+        cache=cache,
+        limiter=limiter,
+        admission=admission,
+        metrics=metrics,
+        sessions=LiveSessions(engine, MAX_LIVE_SESSIONS, settings.session_idle_ttl_s),
+    )
     service.jobs = JobRunner(service)
     return service
 
 
-def create_app(settings: Settings | None = None, *, generator: Generator | None = None,
-               load_model: Loader | None = None, emotion=None, candidates: int = 4,
-               check_safety: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    generator: Generator | None = None,
+    load_model: Loader | None = None,
+    emotion=None,
+    candidates: int = 4,
+    check_safety: bool = True,
+) -> FastAPI:
     """The app. The configured models are checked now (a ValueError says what is wrong); the default
     one loads at start, the others on first use. Tests pass fakes: one `generator`, or `load_model`
     for the configured models, and `check_safety=False` (the safety model is real and has its own tests)."""
@@ -77,8 +112,9 @@ def create_app(settings: Settings | None = None, *, generator: Generator | None 
     async def lifespan(app: FastAPI):
         auth.warn_if_open(settings.auth_enabled)
         t0 = time.perf_counter()
-        service = app.state.service = build_service(settings, models, load_model, generator, emotion, candidates,
-                                                    check_safety)
+        service = app.state.service = build_service(
+            settings, models, load_model, generator, emotion, candidates, check_safety
+        )
         await service.engine.load()  # the default model, the emotion model and embedder
         service.model_loaded = True
         log.info("models loaded in %.1f s", time.perf_counter() - t0)
@@ -99,9 +135,13 @@ def create_app(settings: Settings | None = None, *, generator: Generator | None 
             await service.cache.aclose()
             service.store.close()
 
-    app = FastAPI(title="emotional-engine", version=__version__, lifespan=lifespan,
-                  description="Stories with emotional intelligence and cultural sensitivity. Send your API key "
-                              "as `Authorization: Bearer <key>`.")
+    app = FastAPI(
+        title="emotional-engine",
+        version=__version__,
+        lifespan=lifespan,
+        description="Stories with emotional intelligence and cultural sensitivity. Send your API key "
+        "as `Authorization: Bearer <key>`.",
+    )
     metrics_of = lambda: app.state.service.metrics  # noqa: E731  (the service exists once the app runs)
     errors.install(app, on_error=lambda type: metrics_of().errors.labels(type).inc())
     app.add_middleware(BodyLimitAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=metrics_of)

@@ -16,8 +16,10 @@ LOCAL_KEY_NAME = "local-development"  # the one identity of every caller when au
 
 def warn_if_open(auth_enabled: bool) -> None:
     if not auth_enabled:
-        log.warning("AUTHENTICATION IS OFF (EE_AUTH_ENABLED=false): anyone who can reach this server can use it "
-                    "and all callers share one identity. Use this for local development only.")
+        log.warning(
+            "AUTHENTICATION IS OFF (EE_AUTH_ENABLED=false): anyone who can reach this server can use it "
+            "and all callers share one identity. Use this for local development only."
+        )
 
 
 async def authenticate(request: Request, service) -> str:
@@ -26,8 +28,11 @@ async def authenticate(request: Request, service) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthorized", "send your API key as 'Authorization: Bearer <key>'; "
-                                            "create one with `emotional-engine keys create NAME`")
+        raise ApiError(
+            401,
+            "unauthorized",
+            "send your API key as 'Authorization: Bearer <key>'; create one with `emotional-engine keys create NAME`",
+        )
     token = token.strip()
     memo = hashlib.sha256(token.encode()).hexdigest()  # never the plain key in memory longer than needed
     key_id = service.verified_keys.get(memo)
@@ -37,8 +42,9 @@ async def authenticate(request: Request, service) -> str:
         info = await asyncio.to_thread(service.store.verify_key, token)
     except Exception as e:  # the database is down: say so rather than call the key bad
         log.warning("key check failed: %s", e)
-        raise ApiError(503, "database_unavailable", "the key store is unreachable; retry shortly",
-                       retry_after=5) from None
+        raise ApiError(
+            503, "database_unavailable", "the key store is unreachable; retry shortly", retry_after=5
+        ) from None
     if info is None:
         raise ApiError(401, "unauthorized", "this API key is unknown or revoked; check it or create a new one")
     service.verified_keys[memo] = info.id  # a revoked key stops working within the memo's TTL

@@ -39,9 +39,16 @@ def _validation_message(e: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
-_STATUS_TYPES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                 405: "method_not_allowed", 406: "not_acceptable", 413: "request_too_large",
-                 415: "unsupported_media_type"}
+_STATUS_TYPES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
 
 
 def install(app: FastAPI, on_error=lambda type: None) -> None:
@@ -76,5 +83,9 @@ def install(app: FastAPI, on_error=lambda type: None) -> None:
         incident = uuid.uuid4().hex[:12]
         log.exception("unhandled error (incident %s) on %s %s", incident, request.method, request.url.path)
         on_error("internal")
-        return error_response(500, "internal", f"the server failed on this request (incident {incident}); "
-                                               "it is logged, try again or report the incident id")
+        return error_response(
+            500,
+            "internal",
+            f"the server failed on this request (incident {incident}); "
+            "it is logged, try again or report the incident id",
+        )

@@ -55,8 +55,11 @@ class JobRunner:
         svc = self.service
         done = [SceneOutcome.model_validate(o) for o in progress.get("outcomes", [])]
         plan = StoryPlan.model_validate(progress["plan"]) if progress.get("plan") else None
-        saved = {"outcomes": [o.model_dump(mode="json") for o in done], "scenes_total": progress.get("scenes_total"),
-                 "plan": progress.get("plan")}
+        saved = {
+            "outcomes": [o.model_dump(mode="json") for o in done],
+            "scenes_total": progress.get("scenes_total"),
+            "plan": progress.get("plan"),
+        }
 
         def on_event(e):
             if e.kind == "plan":  # kept as it stands now: the scenes' targets move as the story goes
@@ -87,4 +90,3 @@ class JobRunner:
         except Exception as e:
             log.exception("job %s failed", job_id)
             await asyncio.to_thread(svc.store.fail_job, job_id, f"{type(e).__name__}: {e}")
-

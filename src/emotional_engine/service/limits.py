@@ -33,8 +33,9 @@ class Ticket:
 
 
 class Admission:
-    def __init__(self, slots: int, queue: int, per_key: int, max_wait_s: float = 10.0, retry_after_s: float = 2.0,
-                 metrics=None):
+    def __init__(
+        self, slots: int, queue: int, per_key: int, max_wait_s: float = 10.0, retry_after_s: float = 2.0, metrics=None
+    ):
         self.slots, self.max_queue, self.per_key = slots, queue, per_key
         self.max_wait_s, self.retry_after_s = max_wait_s, retry_after_s
         self.metrics = metrics
@@ -59,13 +60,21 @@ class Admission:
     def _shed(self, why: str) -> ApiError:
         if self.metrics is not None:
             self.metrics.shed.inc()
-        return ApiError(503, "overloaded", f"the server is at capacity ({why}); retry in {self.retry_after_s:.0f} s",
-                        retry_after=self.retry_after_s)
+        return ApiError(
+            503,
+            "overloaded",
+            f"the server is at capacity ({why}); retry in {self.retry_after_s:.0f} s",
+            retry_after=self.retry_after_s,
+        )
 
     async def acquire(self, key_id: str) -> Ticket:
         if self._per_key[key_id] >= self.per_key:
-            raise ApiError(429, "too_many_concurrent", f"this API key already runs {self.per_key} generations "
-                                                       "at once; wait for one to finish", retry_after=self.retry_after_s)
+            raise ApiError(
+                429,
+                "too_many_concurrent",
+                f"this API key already runs {self.per_key} generations at once; wait for one to finish",
+                retry_after=self.retry_after_s,
+            )
         if self._running + self._waiting >= self.slots + self.max_queue:
             raise self._shed("its queue is full")
         self._per_key[key_id] += 1  # counted before the first await: no burst slips past the checks

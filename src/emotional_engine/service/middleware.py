@@ -51,10 +51,21 @@ class BodyLimitAndMetrics:
     async def _too_large(self, send, status) -> None:
         status["code"] = 413
         self.metrics().errors.labels(_TOO_LARGE).inc()
-        body = json.dumps({"error": {"type": _TOO_LARGE, "message": f"the request body is over "
-                                     f"{self.max_body_bytes} bytes; send a shorter premise or text"}}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            {
+                "error": {
+                    "type": _TOO_LARGE,
+                    "message": f"the request body is over {self.max_body_bytes} bytes; send a shorter premise or text",
+                }
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     def _observe(self, scope, t0: float, code: int) -> None:
@@ -63,4 +74,3 @@ class BodyLimitAndMetrics:
         m = self.metrics()
         m.latency.labels(path, scope["method"]).observe(time.perf_counter() - t0)
         m.requests.labels(path, scope["method"], str(code)).inc()
-

@@ -20,16 +20,26 @@ log = logging.getLogger(__name__)
 WINDOW_S = 60
 
 # KEYS[1] = counter; ARGV[1] = increment, ARGV[2] = ttl. Returns the new count.
-_INCR = "local n = redis.call('INCRBY', KEYS[1], ARGV[1]) if n == tonumber(ARGV[1]) then " \
-        "redis.call('EXPIRE', KEYS[1], ARGV[2]) end return n"
+_INCR = (
+    "local n = redis.call('INCRBY', KEYS[1], ARGV[1]) if n == tonumber(ARGV[1]) then "
+    "redis.call('EXPIRE', KEYS[1], ARGV[2]) end return n"
+)
 
 
 class RateLimiter:
-    def __init__(self, requests_per_min: int, tokens_per_min: int, redis_url: str | None = None,
-                 retry_s: float = 5.0, on_limit=lambda limit: None, clock=time.time):
+    def __init__(
+        self,
+        requests_per_min: int,
+        tokens_per_min: int,
+        redis_url: str | None = None,
+        retry_s: float = 5.0,
+        on_limit=lambda limit: None,
+        clock=time.time,
+    ):
         self.limits = {"requests": requests_per_min, "tokens": tokens_per_min}
-        self.redis = aioredis.from_url(redis_url, socket_connect_timeout=0.25, socket_timeout=0.25) \
-            if redis_url else None
+        self.redis = (
+            aioredis.from_url(redis_url, socket_connect_timeout=0.25, socket_timeout=0.25) if redis_url else None
+        )
         self.retry_s, self.on_limit, self.clock = retry_s, on_limit, clock
         self._local: dict[tuple[str, str, int], int] = defaultdict(int)
         self._redis_ok = True
@@ -87,8 +97,12 @@ class RateLimiter:
 
     def _refuse(self, kind: str, left: float):
         self.on_limit(kind)
-        raise ApiError(429, "rate_limited", f"this API key is over its {self.limits[kind]} {kind} per minute; "
-                                            f"retry after {max(1, round(left))} s", retry_after=left)
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"this API key is over its {self.limits[kind]} {kind} per minute; retry after {max(1, round(left))} s",
+            retry_after=left,
+        )
 
     async def aclose(self) -> None:
         if self.redis is not None:

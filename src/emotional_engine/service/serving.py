@@ -9,13 +9,13 @@ import uuid
 
 from pydantic_core import to_jsonable_python
 
-from emotional_engine.version import __version__
 from emotional_engine.domain import Story, StoryRequest
 from emotional_engine.lm.models import UnknownModelError
 from emotional_engine.service import metering
 from emotional_engine.service.errors import ApiError
 from emotional_engine.service.state import Service
 from emotional_engine.storage.cache import is_cacheable, request_cache_key
+from emotional_engine.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,6 @@ def event_json(event) -> str:
     return json.dumps(to_jsonable_python(event.data), ensure_ascii=False)
 
 
-
 def error_event(e: ApiError | UnknownModelError) -> dict:
     """The SSE error event for a failure the client can act on: the same type and message as the JSON error."""
     kind, message = ("unknown_model", f"model: {e}") if isinstance(e, UnknownModelError) else (e.type, e.message)
@@ -124,5 +123,16 @@ def stream_failure(service: Service) -> dict:
     incident = uuid.uuid4().hex[:12]
     log.exception("stream failed (incident %s)", incident)
     service.metrics.errors.labels("internal").inc()
-    return {"event": "error", "data": json.dumps({"error": {"type": "internal", "message": (
-        f"generation failed (incident {incident}); it is logged, try again or report the incident id")}})}
+    return {
+        "event": "error",
+        "data": json.dumps(
+            {
+                "error": {
+                    "type": "internal",
+                    "message": (
+                        f"generation failed (incident {incident}); it is logged, try again or report the incident id"
+                    ),
+                }
+            }
+        ),
+    }

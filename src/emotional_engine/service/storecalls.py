@@ -25,7 +25,11 @@ async def call(service, fn, *args):
     except SQLAlchemyError as e:
         log.warning("database unavailable: %s", e)
         service.metrics.part_down.labels("database").set(1)
-        raise ApiError(503, "database_unavailable", "the database is unreachable, so this cannot be done or "
-                                                    "kept now; retry shortly", retry_after=5) from None
+        raise ApiError(
+            503,
+            "database_unavailable",
+            "the database is unreachable, so this cannot be done or kept now; retry shortly",
+            retry_after=5,
+        ) from None
     service.metrics.part_down.labels("database").set(0)
     return out

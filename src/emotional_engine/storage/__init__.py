@@ -6,5 +6,18 @@ from emotional_engine.storage.connect import default_database_url
 from emotional_engine.storage.db import NotFoundError, SessionExpiredError, Store
 from emotional_engine.storage.records import ApiKeyInfo, JobRecord, SessionRecord, TurnRecord, Usage, UsageWindow
 
-__all__ = ["ApiKeyInfo", "JobRecord", "MultiLevelCache", "NotFoundError", "SessionExpiredError", "SessionRecord",
-           "Store", "TurnRecord", "Usage", "UsageWindow", "default_database_url", "is_cacheable", "request_cache_key"]
+__all__ = [
+    "ApiKeyInfo",
+    "JobRecord",
+    "MultiLevelCache",
+    "NotFoundError",
+    "SessionExpiredError",
+    "SessionRecord",
+    "Store",
+    "TurnRecord",
+    "Usage",
+    "UsageWindow",
+    "default_database_url",
+    "is_cacheable",
+    "request_cache_key",
+]

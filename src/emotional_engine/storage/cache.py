@@ -27,8 +27,8 @@ from cachetools import TTLCache
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
-from emotional_engine.version import __version__
 from emotional_engine.storage.schema import CACHE_KEY_MAX
+from emotional_engine.version import __version__
 
 if TYPE_CHECKING:
     from emotional_engine.config import Settings
@@ -61,17 +61,32 @@ def request_cache_key(request: Mapping | BaseModel, model_sha256: str, extra: Ma
     included), the model file's hash, `extra` (adapter, sampler settings, ...) and the engine version."""
     if not model_sha256:
         raise ValueError("the model file's sha256 is part of the cache key")
-    payload = {"format": KEY_FORMAT, "engine": __version__, "model_sha256": model_sha256,
-               "request": _plain(request), "extra": _plain(extra)}
+    payload = {
+        "format": KEY_FORMAT,
+        "engine": __version__,
+        "model_sha256": model_sha256,
+        "request": _plain(request),
+        "extra": _plain(extra),
+    }
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class MultiLevelCache:
-    def __init__(self, l1_size: int = 1024, l1_ttl_s: float = 300, redis_url: str | None = None,
-                 store: Store | None = None, l2_ttl_s: float = 3600, l3_ttl_s: float = 86400, *,
-                 namespace: str = "ee:cache:", retry_after_s: float = 5.0,
-                 on_event: Callable[[str, str], None] | None = None, timer: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        l1_size: int = 1024,
+        l1_ttl_s: float = 300,
+        redis_url: str | None = None,
+        store: Store | None = None,
+        l2_ttl_s: float = 3600,
+        l3_ttl_s: float = 86400,
+        *,
+        namespace: str = "ee:cache:",
+        retry_after_s: float = 5.0,
+        on_event: Callable[[str, str], None] | None = None,
+        timer: Callable[[], float] = time.monotonic,
+    ):
         """`on_event(level, outcome)` is called for every lookup and failure (outcome: hit, miss,
         error, skipped) so a service can feed its metrics; `stats()` holds the same counts."""
         if min(l1_size, l1_ttl_s, l2_ttl_s, l3_ttl_s) <= 0:
@@ -118,8 +133,13 @@ class MultiLevelCache:
         if not self._down[level]:
             self._down[level] = True
             what = f"Redis at {self.redis_url}" if level == "l2" else "the SQL store"
-            log.warning("cache %s (%s) failed: %s; serving from the other levels, retrying every %.0f s",
-                        level, what, exc, self.retry_after_s)
+            log.warning(
+                "cache %s (%s) failed: %s; serving from the other levels, retrying every %.0f s",
+                level,
+                what,
+                exc,
+                self.retry_after_s,
+            )
 
     def _succeeded(self, level: str) -> None:
         if self._down[level]:
@@ -135,8 +155,11 @@ class MultiLevelCache:
         for level in LEVELS:
             c = self._counts[level]
             row = {"hits": c["hit"], "misses": c["miss"], "errors": c["error"], "skipped": c["skipped"]}
-            out[level] = {**row, "configured": level == "l1" or self._configured(level),
-                          "available": level == "l1" or self.available(level)}
+            out[level] = {
+                **row,
+                "configured": level == "l1" or self._configured(level),
+                "available": level == "l1" or self.available(level),
+            }
         return out
 
     # ---- L1 ---------------------------------------------------------------------------------

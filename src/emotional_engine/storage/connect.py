@@ -28,8 +28,9 @@ def make_engine(url: str) -> Engine:
     try:
         u = make_url(url)
     except ArgumentError:
-        raise ValueError(f"not a database URL: {url!r} (e.g. sqlite:///engine.db or "
-                         "postgresql+psycopg://user@host:5432/db)") from None
+        raise ValueError(
+            f"not a database URL: {url!r} (e.g. sqlite:///engine.db or postgresql+psycopg://user@host:5432/db)"
+        ) from None
     if u.get_backend_name() not in ("sqlite", "postgresql"):
         raise ValueError(f"database {u.get_backend_name()!r} is not supported: use sqlite or postgresql")
     if u.get_backend_name() == "postgresql":

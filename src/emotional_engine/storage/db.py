@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import delete, func, select, text, update
@@ -21,10 +21,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from emotional_engine.storage import keys, migrate
 from emotional_engine.storage.connect import default_database_url, make_engine
-from emotional_engine.storage.records import (ApiKeyInfo, JobRecord, SessionRecord, TurnRecord, Usage,
-                                              UsageWindow)
-from emotional_engine.storage.schema import (CACHE_KEY_MAX, ApiKey, CacheRow, FeedbackRow, JobRow, SessionRow, StoryRow, TurnRow,
-                                             UsageRow)
+from emotional_engine.storage.records import ApiKeyInfo, JobRecord, SessionRecord, TurnRecord, Usage, UsageWindow
+from emotional_engine.storage.schema import (
+    CACHE_KEY_MAX,
+    ApiKey,
+    CacheRow,
+    FeedbackRow,
+    JobRow,
+    SessionRow,
+    StoryRow,
+    TurnRow,
+    UsageRow,
+)
 
 if TYPE_CHECKING:
     from emotional_engine.config import Settings
@@ -42,7 +50,7 @@ class SessionExpiredError(RuntimeError):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _new_id() -> str:
@@ -78,8 +86,9 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    def _upsert(self, s: Session, model, values: dict[str, Any], conflict: list[str],
-                updates: Callable[[Any], dict[str, Any]]) -> None:
+    def _upsert(
+        self, s: Session, model, values: dict[str, Any], conflict: list[str], updates: Callable[[Any], dict[str, Any]]
+    ) -> None:
         """INSERT ... ON CONFLICT DO UPDATE; `updates(excluded)` gives the new values of an existing row."""
         insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         stmt = insert(model).values(**values)
@@ -95,8 +104,14 @@ class Store:
         for _ in range(5):  # the 32-bit prefix may collide with an existing one: draw again
             plain = keys.new_key()
             salt = keys.new_salt()
-            row = ApiKey(id=_new_id(), name=name, prefix=keys.prefix_of(plain), salt=salt,
-                         key_hash=keys.hash_key(plain, salt), created_at=self.now())
+            row = ApiKey(
+                id=_new_id(),
+                name=name,
+                prefix=keys.prefix_of(plain),
+                salt=salt,
+                key_hash=keys.hash_key(plain, salt),
+                created_at=self.now(),
+            )
             try:
                 with self._sessions.begin() as s:
                     s.add(row)
@@ -125,8 +140,11 @@ class Store:
         if keys.well_formed(ref):
             ref = keys.prefix_of(ref)
         with self._sessions.begin() as s:
-            done = s.execute(update(ApiKey).where((ApiKey.id == ref) | (ApiKey.prefix == ref),
-                                                  ApiKey.revoked_at.is_(None)).values(revoked_at=self.now()))
+            done = s.execute(
+                update(ApiKey)
+                .where((ApiKey.id == ref) | (ApiKey.prefix == ref), ApiKey.revoked_at.is_(None))
+                .values(revoked_at=self.now())
+            )
             return done.rowcount > 0
 
     # ---- stories ----------------------------------------------------------------------------
@@ -153,8 +171,18 @@ class Store:
         now, session_id = self.now(), _new_id()
         try:
             with self._sessions.begin() as s:
-                s.add(SessionRow(id=session_id, key_id=key_id, request=request, status="active", ttl_s=ttl_s,
-                                 created_at=now, last_active_at=now, expires_at=now + timedelta(seconds=ttl_s)))
+                s.add(
+                    SessionRow(
+                        id=session_id,
+                        key_id=key_id,
+                        request=request,
+                        status="active",
+                        ttl_s=ttl_s,
+                        created_at=now,
+                        last_active_at=now,
+                        expires_at=now + timedelta(seconds=ttl_s),
+                    )
+                )
         except IntegrityError:
             raise NotFoundError(f"no API key {key_id}") from None
         return session_id
@@ -164,12 +192,16 @@ class Store:
         The lock is an UPDATE, the first statement: it takes SQLite's write lock and PostgreSQL's row
         lock before anything is read, so concurrent turns of one session queue instead of racing."""
         now = self.now()
-        locked = s.execute(update(SessionRow).where(SessionRow.id == session_id, SessionRow.key_id == key_id)
-                           .values(last_active_at=now))
+        locked = s.execute(
+            update(SessionRow)
+            .where(SessionRow.id == session_id, SessionRow.key_id == key_id)
+            .values(last_active_at=now)
+        )
         if locked.rowcount == 0:
             raise NotFoundError(f"no session {session_id}")
-        row = s.scalars(select(SessionRow).where(SessionRow.id == session_id)
-                        .execution_options(populate_existing=True)).one()
+        row = s.scalars(
+            select(SessionRow).where(SessionRow.id == session_id).execution_options(populate_existing=True)
+        ).one()
         if row.status != "active" or row.expires_at <= now:
             raise SessionExpiredError(f"session {session_id} expired after {row.ttl_s} s idle; it can still be read")
         row.expires_at = now + timedelta(seconds=row.ttl_s)  # the transaction's rollback undoes both
@@ -188,8 +220,9 @@ class Store:
         """Remove the last turn (undo) and return it as {index, action, beat}; None if there is none."""
         with self._sessions.begin() as s:
             self._playable_session(s, session_id, key_id)
-            turn = s.scalar(select(TurnRow).where(TurnRow.session_id == session_id)
-                            .order_by(TurnRow.index.desc()).limit(1))
+            turn = s.scalar(
+                select(TurnRow).where(TurnRow.session_id == session_id).order_by(TurnRow.index.desc()).limit(1)
+            )
             if turn is None:
                 return None
             s.delete(turn)
@@ -202,10 +235,16 @@ class Store:
                 return None
             turns = s.scalars(select(TurnRow).where(TurnRow.session_id == session_id).order_by(TurnRow.index)).all()
         expired = row.status != "active" or row.expires_at <= self.now()
-        return SessionRecord(id=row.id, key_id=row.key_id, request=row.request, status="expired" if expired else "active",
-                             created_at=row.created_at, last_active_at=row.last_active_at, expires_at=row.expires_at,
-                             turns=[TurnRecord(index=t.index, action=t.action, beat=t.beat, created_at=t.created_at)
-                                    for t in turns])
+        return SessionRecord(
+            id=row.id,
+            key_id=row.key_id,
+            request=row.request,
+            status="expired" if expired else "active",
+            created_at=row.created_at,
+            last_active_at=row.last_active_at,
+            expires_at=row.expires_at,
+            turns=[TurnRecord(index=t.index, action=t.action, beat=t.beat, created_at=t.created_at) for t in turns],
+        )
 
     def touch_session(self, session_id: str, key_id: str) -> bool:
         """Push the session's expiry out by its time to live; False if it is missing or already expired."""
@@ -220,8 +259,11 @@ class Store:
         """Mark sessions idle past their expiry as expired; returns how many. Their turns stay readable."""
         now = now or self.now()
         with self._sessions.begin() as s:
-            done = s.execute(update(SessionRow).where(SessionRow.status == "active", SessionRow.expires_at <= now)
-                             .values(status="expired"))
+            done = s.execute(
+                update(SessionRow)
+                .where(SessionRow.status == "active", SessionRow.expires_at <= now)
+                .values(status="expired")
+            )
             return done.rowcount
 
     def delete_session(self, session_id: str, key_id: str) -> bool:
@@ -235,16 +277,28 @@ class Store:
         now, job_id = self.now(), _new_id()
         try:
             with self._sessions.begin() as s:
-                s.add(JobRow(id=job_id, key_id=key_id, request=request, status="queued", progress={},
-                             created_at=now, updated_at=now))
+                s.add(
+                    JobRow(
+                        id=job_id,
+                        key_id=key_id,
+                        request=request,
+                        status="queued",
+                        progress={},
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
         except IntegrityError:
             raise NotFoundError(f"no API key {key_id}") from None
         return job_id
 
     def _advance_job(self, job_id: str, **values) -> bool:
         with self._sessions.begin() as s:
-            done = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status.in_(UNFINISHED))
-                             .values(updated_at=self.now(), **values))
+            done = s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status.in_(UNFINISHED))
+                .values(updated_at=self.now(), **values)
+            )
             return done.rowcount > 0
 
     def checkpoint_job(self, job_id: str, progress: dict) -> bool:
@@ -260,9 +314,11 @@ class Store:
 
     def cancel_job(self, job_id: str, key_id: str) -> bool:
         with self._sessions.begin() as s:
-            done = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.key_id == key_id,
-                                                  JobRow.status.in_(UNFINISHED))
-                             .values(status="cancelled", updated_at=self.now()))
+            done = s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.key_id == key_id, JobRow.status.in_(UNFINISHED))
+                .values(status="cancelled", updated_at=self.now())
+            )
             return done.rowcount > 0
 
     def get_job(self, job_id: str, key_id: str) -> JobRecord | None:
@@ -278,8 +334,9 @@ class Store:
 
     # ---- feedback ---------------------------------------------------------------------------
 
-    def add_feedback(self, kind: Literal["story", "session"], target_id: str, key_id: str, rating: int,
-                     comment: str | None = None) -> int | None:
+    def add_feedback(
+        self, kind: Literal["story", "session"], target_id: str, key_id: str, rating: int, comment: str | None = None
+    ) -> int | None:
         """Store a 1-5 rating of the key's own story or session; None if the key has no such target."""
         if kind not in ("story", "session"):
             raise ValueError(f"feedback is on a 'story' or a 'session', not {kind!r}")
@@ -291,8 +348,9 @@ class Store:
         with self._sessions.begin() as s:
             if s.scalar(select(target.id).where(target.id == target_id, target.key_id == key_id)) is None:
                 return None
-            row = FeedbackRow(kind=kind, target_id=target_id, key_id=key_id, rating=rating, comment=comment,
-                              created_at=self.now())
+            row = FeedbackRow(
+                kind=kind, target_id=target_id, key_id=key_id, rating=rating, comment=comment, created_at=self.now()
+            )
             s.add(row)
             s.flush()
             return row.id
@@ -317,9 +375,13 @@ class Store:
             raise ValueError("usage counts cannot be negative")
         minute = self.now().replace(second=0, microsecond=0)
         with self._sessions.begin() as s:
-            self._upsert(s, UsageRow, dict(key_id=key_id, minute=minute, requests=requests, tokens=tokens),
-                         ["key_id", "minute"], lambda new: {"requests": UsageRow.requests + new.requests,
-                                                            "tokens": UsageRow.tokens + new.tokens})
+            self._upsert(
+                s,
+                UsageRow,
+                dict(key_id=key_id, minute=minute, requests=requests, tokens=tokens),
+                ["key_id", "minute"],
+                lambda new: {"requests": UsageRow.requests + new.requests, "tokens": UsageRow.tokens + new.tokens},
+            )
 
     def usage(self, key_id: str, since: datetime | None = None) -> Usage:
         query = select(UsageRow).where(UsageRow.key_id == key_id).order_by(UsageRow.minute)
@@ -327,8 +389,12 @@ class Store:
             query = query.where(UsageRow.minute >= since)
         with self._sessions.begin() as s:
             rows = s.scalars(query).all()
-        return Usage(key_id=key_id, requests=sum(r.requests for r in rows), tokens=sum(r.tokens for r in rows),
-                     minutes=[UsageWindow(minute=r.minute, requests=r.requests, tokens=r.tokens) for r in rows])
+        return Usage(
+            key_id=key_id,
+            requests=sum(r.requests for r in rows),
+            tokens=sum(r.tokens for r in rows),
+            minutes=[UsageWindow(minute=r.minute, requests=r.requests, tokens=r.tokens) for r in rows],
+        )
 
     # ---- the cache's third level ------------------------------------------------------------
 
@@ -363,5 +429,14 @@ def _key_info(row: ApiKey) -> ApiKeyInfo:
 
 
 def _job_record(row: JobRow) -> JobRecord:
-    return JobRecord(id=row.id, key_id=row.key_id, request=row.request, status=row.status, progress=row.progress,
-                     story_id=row.story_id, error=row.error, created_at=row.created_at, updated_at=row.updated_at)
+    return JobRecord(
+        id=row.id,
+        key_id=row.key_id,
+        request=row.request,
+        status=row.status,
+        progress=row.progress,
+        story_id=row.story_id,
+        error=row.error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )

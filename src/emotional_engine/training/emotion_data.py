@@ -10,10 +10,12 @@
 sentences, one label per prompt (`make_fewshot`: a heading naming the feeling, with the setting, the
 character, the person and the wording varied at random, then three seed sentences of that label
 from the templates); `--mode chat` asks for the list as a chat instruction instead (it yields about a
-tenth as many usable sentences). 16 requests run at once from threads so the runtime batches them. `clean` splits the lists into sentences and keeps only the plausible ones (see
-`keep`) and adds sentences composed from phrase lists (`templates.py`), because the
-model's sentences are few and noisy. The hand-written test set in tests/data is never read here.
+tenth as many usable sentences). 16 requests run at once from threads so the runtime batches them.
+`clean` splits the lists into sentences and keeps only the plausible ones (see `keep`) and adds
+sentences composed from phrase lists (`templates.py`), because the model's sentences are few and
+noisy. The hand-written test set in tests/data is never read here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,37 +35,105 @@ from emotional_engine.emotion.labels import LABELS
 # How a prompt names each label: several wordings, picked at random.
 DESCRIPTIONS: dict[str, list[str]] = {
     "joy": ["happy", "joyful", "delighted", "overjoyed and laughing", "cheerful and glad"],
-    "trust": ["trusting and safe with someone they rely on", "grateful to a loyal friend who never lets them down",
-              "confident that a friend will keep a promise", "safe and protected by someone they trust",
-              "loyal and devoted to a companion"],
+    "trust": [
+        "trusting and safe with someone they rely on",
+        "grateful to a loyal friend who never lets them down",
+        "confident that a friend will keep a promise",
+        "safe and protected by someone they trust",
+        "loyal and devoted to a companion",
+    ],
     "fear": ["afraid", "terrified", "scared and trembling", "frightened of a danger", "full of dread and panic"],
-    "surprise": ["surprised", "astonished by something unexpected", "shocked by a sudden turn of events",
-                 "amazed and startled", "stunned by an unexpected discovery"],
+    "surprise": [
+        "surprised",
+        "astonished by something unexpected",
+        "shocked by a sudden turn of events",
+        "amazed and startled",
+        "stunned by an unexpected discovery",
+    ],
     "sadness": ["sad", "grieving a loss", "heartbroken", "lonely and sorrowful", "in tears and full of sorrow"],
-    "disgust": ["disgusted", "revolted by something foul", "sickened by a rotten smell",
-                "repulsed by something filthy", "disgusted by someone's vile behaviour"],
+    "disgust": [
+        "disgusted",
+        "revolted by something foul",
+        "sickened by a rotten smell",
+        "repulsed by something filthy",
+        "disgusted by someone's vile behaviour",
+    ],
     "anger": ["angry", "furious", "full of rage", "outraged at an injustice", "annoyed and shouting"],
-    "anticipation": ["eager for something that is about to happen", "waiting impatiently for tomorrow",
-                     "looking forward to an upcoming event", "expectant, counting the days until something",
-                     "preparing excitedly for what will come next"],
-    "neutral": ["calm and doing an ordinary everyday task", "describing plain facts with no emotion",
-                "going through a routine without feeling anything special",
-                "neutral, just stating what happens", "matter-of-fact about an ordinary day"],
+    "anticipation": [
+        "eager for something that is about to happen",
+        "waiting impatiently for tomorrow",
+        "looking forward to an upcoming event",
+        "expectant, counting the days until something",
+        "preparing excitedly for what will come next",
+    ],
+    "neutral": [
+        "calm and doing an ordinary everyday task",
+        "describing plain facts with no emotion",
+        "going through a routine without feeling anything special",
+        "neutral, just stating what happens",
+        "matter-of-fact about an ordinary day",
+    ],
 }
 
 SETTINGS = [
-    "a small fishing village", "a busy city office", "a spaceship far from Earth", "a medieval castle",
-    "a school classroom", "a farm during harvest", "a hospital ward", "a desert caravan", "a snowy mountain cabin",
-    "a crowded train station", "a jungle expedition", "a royal court in Kyoto", "a market in Nairobi",
-    "a suburban kitchen", "a pirate ship at sea", "a university library", "a village in the Andes",
-    "a wedding party", "a battlefield", "a haunted house", "a bakery at dawn", "a courtroom", "a football match",
-    "an old lighthouse", "a refugee camp", "a palace in ancient Persia", "a quiet forest", "a night club",
+    "a small fishing village",
+    "a busy city office",
+    "a spaceship far from Earth",
+    "a medieval castle",
+    "a school classroom",
+    "a farm during harvest",
+    "a hospital ward",
+    "a desert caravan",
+    "a snowy mountain cabin",
+    "a crowded train station",
+    "a jungle expedition",
+    "a royal court in Kyoto",
+    "a market in Nairobi",
+    "a suburban kitchen",
+    "a pirate ship at sea",
+    "a university library",
+    "a village in the Andes",
+    "a wedding party",
+    "a battlefield",
+    "a haunted house",
+    "a bakery at dawn",
+    "a courtroom",
+    "a football match",
+    "an old lighthouse",
+    "a refugee camp",
+    "a palace in ancient Persia",
+    "a quiet forest",
+    "a night club",
 ]
 CHARACTERS = [
-    "an old fisherman", "a young girl", "a soldier", "a grandmother", "a detective", "a teacher", "a king",
-    "a nurse", "a little boy", "a farmer", "a pilot", "a thief", "a princess", "a doctor", "a student",
-    "a widow", "a merchant", "a robot", "a dog owner", "a sailor", "a mother", "a father", "a musician",
-    "an orphan", "a shopkeeper", "twin brothers", "a lonely poet", "a village chief",
+    "an old fisherman",
+    "a young girl",
+    "a soldier",
+    "a grandmother",
+    "a detective",
+    "a teacher",
+    "a king",
+    "a nurse",
+    "a little boy",
+    "a farmer",
+    "a pilot",
+    "a thief",
+    "a princess",
+    "a doctor",
+    "a student",
+    "a widow",
+    "a merchant",
+    "a robot",
+    "a dog owner",
+    "a sailor",
+    "a mother",
+    "a father",
+    "a musician",
+    "an orphan",
+    "a shopkeeper",
+    "twin brothers",
+    "a lonely poet",
+    "a village chief",
 ]
 TEMPLATES = [
     "Write {n} short sentences from a story set in {setting}, in which {character} is {desc}. "
@@ -80,8 +150,13 @@ TEMPLATES = [
 def make_prompt(label: str, rng: random.Random) -> str:
     person = rng.choice(["first", "third"])
     return rng.choice(TEMPLATES).format(
-        n=5, setting=rng.choice(SETTINGS), character=rng.choice(CHARACTERS),
-        desc=rng.choice(DESCRIPTIONS[label]), person=person, person_cap=person.capitalize())
+        n=5,
+        setting=rng.choice(SETTINGS),
+        character=rng.choice(CHARACTERS),
+        desc=rng.choice(DESCRIPTIONS[label]),
+        person=person,
+        person_cap=person.capitalize(),
+    )
 
 
 FEWSHOT_HEADS = [
@@ -97,18 +172,21 @@ def make_fewshot(label: str, rng: random.Random, seeds: dict[str, list[str]]) ->
     (drawn from the template sentences), then "4." -- the small model continues lists far more
     faithfully than it follows chat instructions."""
     head = rng.choice(FEWSHOT_HEADS).format(
-        desc=rng.choice(DESCRIPTIONS[label]), person=rng.choice(["first", "third"]),
-        setting=rng.choice(SETTINGS), character=rng.choice(CHARACTERS))
+        desc=rng.choice(DESCRIPTIONS[label]),
+        person=rng.choice(["first", "third"]),
+        setting=rng.choice(SETTINGS),
+        character=rng.choice(CHARACTERS),
+    )
     ex = rng.sample(seeds[label], 3)
     return head + "\n" + "".join(f"{i + 1}. {s}\n" for i, s in enumerate(ex)) + "4."
 
 
-def generate(out: Path, minutes: float, seed: int = 0, threads: int = 16, max_tokens: int = 110,
-             mode: str = "fewshot") -> int:
+def generate(
+    out: Path, minutes: float, seed: int = 0, threads: int = 16, max_tokens: int = 110, mode: str = "fewshot"
+) -> int:
+    from emotional_engine.emotion.templates import compose
     from emotional_engine.lm.builtin import BuiltinGenerator
     from emotional_engine.lm.sampling import SamplingParams
-
-    from emotional_engine.emotion.templates import compose
 
     seeds: dict[str, list[str]] = {k: [] for k in LABELS}
     for r in compose(60, seed=seed + 7):
@@ -130,8 +208,19 @@ def generate(out: Path, minutes: float, seed: int = 0, threads: int = 16, max_to
                 prompt = make_fewshot(label, rng, seeds) if mode == "fewshot" else make_prompt(label, rng)
                 s = rng.randrange(2**31)
             msgs = prompt if mode == "fewshot" else [{"role": "user", "content": prompt}]
-            c = asyncio.run(gen.complete(msgs, SamplingParams(max_tokens=max_tokens, temperature=0.8, top_p=0.95,
-                                                              repetition_penalty=1.1, seed=s, stop=["\n\n"])))
+            c = asyncio.run(
+                gen.complete(
+                    msgs,
+                    SamplingParams(
+                        max_tokens=max_tokens,
+                        temperature=0.8,
+                        top_p=0.95,
+                        repetition_penalty=1.1,
+                        seed=s,
+                        stop=["\n\n"],
+                    ),
+                )
+            )
             with lock:
                 text = "4." + c.text if mode == "fewshot" else c.text
                 f.write(json.dumps({"label": label, "mode": mode, "prompt": prompt, "seed": s, "text": text}) + "\n")
@@ -153,7 +242,9 @@ POSITIVE = {"joy", "trust"}
 NEGATIVE = {"fear", "sadness", "disgust", "anger"}
 META = re.compile(
     r"\b(sentence|sentences|emotion|example|narrat|first person|third person|prompt|here (is|are)|"
-    r"as an ai|i cannot|i can't help|story set|the scene|numbered|setting:|person narration)\b", re.I)
+    r"as an ai|i cannot|i can't help|story set|the scene|numbered|setting:|person narration)\b",
+    re.I,
+)
 UNSUITABLE = re.compile(r"\b(sex\w*|rape\w*|naked|porn\w*|nude)\b", re.I)  # not for a children's story engine
 LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s*(.+)$")
 
@@ -171,7 +262,13 @@ def keep(text: str, label: str, compound: float) -> bool:
     words = text.split()
     if not 5 <= len(words) <= 40:
         return False
-    if META.search(text) or UNSUITABLE.search(text) or ":" in text[:25] or not text[0].isalpha() or text[-1] not in ".!?\"'”":
+    if (
+        META.search(text)
+        or UNSUITABLE.search(text)
+        or ":" in text[:25]
+        or not text[0].isalpha()
+        or text[-1] not in ".!?\"'”"
+    ):
         return False
     if label in POSITIVE and compound <= 0.05:
         return False
@@ -188,8 +285,15 @@ def template_rows(per_label: int, seed: int = 0) -> list[dict[str, str]]:
     return compose(per_label, seed=seed + 1) + compose_more(per_label * 2 // 3, seed=seed + 2)
 
 
-def clean(raw: Path | list[Path], out: Path, per_label_cap: int = 500, seed: int = 0, templates_per_label: int = 150,
-          teacher: Path | None = None, top_k: int = 2) -> dict[str, int]:
+def clean(
+    raw: Path | list[Path],
+    out: Path,
+    per_label_cap: int = 500,
+    seed: int = 0,
+    templates_per_label: int = 150,
+    teacher: Path | None = None,
+    top_k: int = 2,
+) -> dict[str, int]:
     """Model sentences that pass `keep` (and, with a teacher head, whose label is among the teacher's
     top_k), deduplicated, at most per_label_cap per label; plus the template sentences."""
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
@@ -260,8 +364,12 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("raw", type=Path, nargs="+")
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--cap", type=int, default=500)
-    c.add_argument("--templates", type=int, default=150, help="subject-phrase template sentences per label "
-                   "(plus 2/3 as many scene/dialogue ones; 0: none)")
+    c.add_argument(
+        "--templates",
+        type=int,
+        default=150,
+        help="subject-phrase template sentences per label (plus 2/3 as many scene/dialogue ones; 0: none)",
+    )
     c.add_argument("--teacher", type=Path, default=None, help="head (.npz) that must rank the label in its top 2")
     c.add_argument("--lm-cap", type=int, default=None, help="alias of --cap")
     b = sub.add_parser("build", help="clean + teacher + clean again: the whole recipe after `generate`")

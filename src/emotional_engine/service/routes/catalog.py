@@ -19,11 +19,19 @@ async def models(key_id: KeyId, service: ServiceDep) -> list[ModelOut]:
     out = []
     for m in service.engine.models.describe():
         info, openai = m.info, m.spec.openai
-        out.append(ModelOut(name=m.spec.name, backend=info.backend if info else m.spec.backend,
-                            model=info.name if info else openai and openai.model,
-                            sha256=info and info.sha256, weight_format=info and info.weight_format,
-                            context_length=info and info.context_length, loaded=info is not None,
-                            default=m.default, rules=m.rules))
+        out.append(
+            ModelOut(
+                name=m.spec.name,
+                backend=info.backend if info else m.spec.backend,
+                model=info.name if info else openai and openai.model,
+                sha256=info and info.sha256,
+                weight_format=info and info.weight_format,
+                context_length=info and info.context_length,
+                loaded=info is not None,
+                default=m.default,
+                rules=m.rules,
+            )
+        )
     return out
 
 

@@ -22,13 +22,21 @@ async def _add(service, kind: Literal["story", "session"], target_id: str, key_i
     return FeedbackOut()
 
 
-@router.post("/stories/{story_id}/feedback", response_model=FeedbackOut, status_code=201,
-             responses=ERRORS | {404: {"model": ErrorBody}})
+@router.post(
+    "/stories/{story_id}/feedback",
+    response_model=FeedbackOut,
+    status_code=201,
+    responses=ERRORS | {404: {"model": ErrorBody}},
+)
 async def story_feedback(story_id: str, body: FeedbackIn, key_id: KeyId, service: ServiceDep):
     return await _add(service, "story", story_id, key_id, body)
 
 
-@router.post("/sessions/{session_id}/feedback", response_model=FeedbackOut, status_code=201,
-             responses=ERRORS | {404: {"model": ErrorBody}})
+@router.post(
+    "/sessions/{session_id}/feedback",
+    response_model=FeedbackOut,
+    status_code=201,
+    responses=ERRORS | {404: {"model": ErrorBody}},
+)
 async def session_feedback(session_id: str, body: FeedbackIn, key_id: KeyId, service: ServiceDep):
     return await _add(service, "session", session_id, key_id, body)

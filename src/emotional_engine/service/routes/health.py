@@ -38,8 +38,9 @@ async def degraded_parts(service) -> list[str]:
 async def readyz(service: ServiceDep):
     parts = await degraded_parts(service)
     if not service.model_loaded:
-        return JSONResponse(Readiness(status="not_ready", degraded=parts).model_dump(), status_code=503,
-                            headers={"Retry-After": "10"})
+        return JSONResponse(
+            Readiness(status="not_ready", degraded=parts).model_dump(), status_code=503, headers={"Retry-After": "10"}
+        )
     return Readiness(status="degraded" if parts else "ready", degraded=parts)
 
 

@@ -19,8 +19,11 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 @router.post("", status_code=202, response_model=JobOut, responses=ERRORS)
 async def create_job(body: StoryRequest, key_id: KeyId, service: ServiceDep):
     job_id = await service.jobs.submit(key_id, serving.with_model(service, body))
-    return JSONResponse(JobOut(id=job_id, status="queued").model_dump(mode="json"), status_code=202,
-                        headers={"Location": f"/v1/jobs/{job_id}"})
+    return JSONResponse(
+        JobOut(id=job_id, status="queued").model_dump(mode="json"),
+        status_code=202,
+        headers={"Location": f"/v1/jobs/{job_id}"},
+    )
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=ERRORS | {404: {"model": ErrorBody}})
@@ -31,20 +34,20 @@ async def get_job(job_id: str, key_id: KeyId, service: ServiceDep) -> JobOut:
     story = None
     if job.status == "done" and job.story_id:
         story = await call(service, service.store.get_story, job.story_id, key_id)
-    progress = {"scenes_done": len(job.progress.get("outcomes", [])),
-                "scenes_total": job.progress.get("scenes_total")}
-    return JobOut(id=job.id, status=job.status, progress=progress, story_id=job.story_id, story=story,
-                  error=job.error)
+    progress = {"scenes_done": len(job.progress.get("outcomes", [])), "scenes_total": job.progress.get("scenes_total")}
+    return JobOut(id=job.id, status=job.status, progress=progress, story_id=job.story_id, story=story, error=job.error)
 
 
-@router.delete("/{job_id}", response_model=JobOut, responses=ERRORS | {404: {"model": ErrorBody},
-                                                                     409: {"model": ErrorBody}})
+@router.delete(
+    "/{job_id}", response_model=JobOut, responses=ERRORS | {404: {"model": ErrorBody}, 409: {"model": ErrorBody}}
+)
 async def cancel_job(job_id: str, key_id: KeyId, service: ServiceDep) -> JobOut:
     if not await call(service, service.store.cancel_job, job_id, key_id):
         job = await call(service, service.store.get_job, job_id, key_id)
         if job is None:
             raise not_found("job", job_id)
-        raise ApiError(409, "conflict", f"job {job_id} is already {job.status}; only queued or running jobs "
-                                        "can be cancelled")
+        raise ApiError(
+            409, "conflict", f"job {job_id} is already {job.status}; only queued or running jobs can be cancelled"
+        )
     service.jobs.cancel(job_id)
     return JobOut(id=job_id, status="cancelled")

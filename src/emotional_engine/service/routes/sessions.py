@@ -27,8 +27,7 @@ MORE = ERRORS | {404: {"model": ErrorBody}, 410: {"model": ErrorBody, "descripti
 async def create_session(body: SessionCreate, key_id: KeyId, service: ServiceDep) -> SessionOut:
     request = serving.with_model(service, body).model_dump(mode="json")
     request["turns"] = body.turns or service.settings.session_turns
-    session_id = await call(service, service.store.create_session, key_id, request,
-                            service.settings.session_idle_ttl_s)
+    session_id = await call(service, service.store.create_session, key_id, request, service.settings.session_idle_ttl_s)
     return await _read(service, session_id, key_id)
 
 
@@ -44,8 +43,17 @@ async def delete_session(session_id: str, key_id: KeyId, service: ServiceDep) ->
     service.sessions.drop(session_id)
 
 
-@router.post("/{session_id}/turns", response_model=Beat, responses=MORE | {200: {
-    "content": {"text/event-stream": {}}, "description": "the beat, or its sentences with Accept: text/event-stream"}})
+@router.post(
+    "/{session_id}/turns",
+    response_model=Beat,
+    responses=MORE
+    | {
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "the beat, or its sentences with Accept: text/event-stream",
+        }
+    },
+)
 async def play_turn(session_id: str, body: ActionIn, request: Request, key_id: KeyId, service: ServiceDep):
     """One action in, one beat out; the turn is committed before the beat is returned."""
     if not body.action.strip():
@@ -99,8 +107,11 @@ async def _play(service, session_id: str, key_id: str, action: str | None, undo_
     async with service.sessions.lock(session_id):
         record = await _record(service, session_id, key_id)
         if record.status != "active":
-            raise ApiError(410, "session_expired", f"session {session_id} expired after being idle; it can still "
-                                                   "be read, start a new session to play on")
+            raise ApiError(
+                410,
+                "session_expired",
+                f"session {session_id} expired after being idle; it can still be read, start a new session to play on",
+            )
         beats = [t.beat for t in record.turns]
         if undo_first:
             if not beats:
@@ -136,9 +147,15 @@ async def _read(service, session_id: str, key_id: str) -> SessionOut:
     request = StoryRequest.model_validate(r.request)
     cast = build_cast(request, load_profile(request.culture))  # deterministic: the session's own cast
     beats = [Beat.model_validate(t.beat) for t in r.turns]
-    return SessionOut(id=r.id, status=r.status, request=r.request,
-                      characters=[CharacterOut(name=c.name, role=c.role, pronouns=c.pronouns, traits=c.traits)
-                                  for c in cast],
-                      beats=beats, text=" ".join(b.text for b in beats),
-                      arc=[b.measured.valence if b.measured else None for b in beats],
-                      created_at=r.created_at, last_active_at=r.last_active_at, expires_at=r.expires_at)
+    return SessionOut(
+        id=r.id,
+        status=r.status,
+        request=r.request,
+        characters=[CharacterOut(name=c.name, role=c.role, pronouns=c.pronouns, traits=c.traits) for c in cast],
+        beats=beats,
+        text=" ".join(b.text for b in beats),
+        arc=[b.measured.valence if b.measured else None for b in beats],
+        created_at=r.created_at,
+        last_active_at=r.last_active_at,
+        expires_at=r.expires_at,
+    )

@@ -18,19 +18,31 @@ from emotional_engine.service.protocol import ErrorBody, JobOut, StoryOut
 from emotional_engine.service.storecalls import call
 
 router = APIRouter(prefix="/v1/stories", tags=["stories"])
-ERRORS = {401: {"model": ErrorBody}, 422: {"model": ErrorBody}, 429: {"model": ErrorBody},
-          503: {"model": ErrorBody}}
+ERRORS = {401: {"model": ErrorBody}, 422: {"model": ErrorBody}, 429: {"model": ErrorBody}, 503: {"model": ErrorBody}}
 
 
-@router.post("", response_model=StoryOut, responses={**ERRORS, 202: {"model": JobOut}, 200: {
-    "content": {"text/event-stream": {}}, "description": "the story, or its events with Accept: text/event-stream"}})
+@router.post(
+    "",
+    response_model=StoryOut,
+    responses={
+        **ERRORS,
+        202: {"model": JobOut},
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "the story, or its events with Accept: text/event-stream",
+        },
+    },
+)
 async def create_story(body: StoryRequest, request: Request, key_id: KeyId, service: ServiceDep):
     """A whole story. Stories over the job threshold are queued as a job (202 with its id)."""
     body = serving.with_model(service, body)
     if body.words > service.settings.job_words_threshold:
         job_id = await service.jobs.submit(key_id, body)
-        return JSONResponse(JobOut(id=job_id, status="queued").model_dump(mode="json"), status_code=202,
-                            headers={"Location": f"/v1/jobs/{job_id}"})
+        return JSONResponse(
+            JobOut(id=job_id, status="queued").model_dump(mode="json"),
+            status_code=202,
+            headers={"Location": f"/v1/jobs/{job_id}"},
+        )
     if "text/event-stream" in request.headers.get("accept", ""):
         usage = metering.begin("story")
         ticket = await service.admission.acquire(key_id)  # 429/503 as a status, before the stream starts

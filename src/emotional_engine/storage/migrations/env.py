@@ -9,7 +9,11 @@ connection = context.config.attributes.get("connection")
 if connection is None:
     raise RuntimeError("run migrations through emotional_engine.storage (Store.migrate), which passes a connection")
 
-context.configure(connection=connection, target_metadata=Base.metadata, compare_type=True,
-                  render_as_batch=connection.dialect.name == "sqlite")  # SQLite alters tables by copying them
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    compare_type=True,
+    render_as_batch=connection.dialect.name == "sqlite",
+)  # SQLite alters tables by copying them
 with context.begin_transaction():
     context.run_migrations()
