@@ -1,0 +1,11 @@
+"""The `emotional-engine` command line: a thin typer layer over typed entry points. `main.py` holds the
+story commands (lm, generate, analyze, play, arcs, cultures, serve); `keys` and `train` are groups."""
+
+from emotional_engine.cli.keys import keys_app
+from emotional_engine.cli.main import app
+from emotional_engine.cli.train import train_app
+
+app.add_typer(keys_app, name="keys")
+app.add_typer(train_app, name="train")
+
+__all__ = ["app"]

@@ -1,0 +1,3 @@
+from emotional_engine.cli import app
+
+app()
