@@ -79,3 +79,16 @@ async def test_a_given_generator_is_the_only_model():
     g = FakeGenerator("Once.")
     e = Engine(Settings(_env_file=None), generator=g, emotion=FakeEmotion(), check_safety=False)
     assert e.generator is g and (await e.adeps(StoryRequest(premise="A fox.", audience="children"))).generator is g
+
+
+async def test_a_request_s_model_is_chosen_once_and_kept(monkeypatch, tmp_path):
+    """`pin_model` names the routed model in the request; writing it (deps, the story) reads that name
+    and never routes again, so the rules cannot pick another model halfway."""
+    e, loads, _ = engine(monkeypatch, tmp_path)
+    routed = []
+    choose = e.models.choose
+    monkeypatch.setattr(e.models, "choose", lambda request: routed.append(request) or choose(request))
+    pinned = e.pin_model(StoryRequest(premise="A fox.", culture="ja-JP"))
+    assert pinned.model == "other" and len(routed) == 1
+    assert (await e.adeps(pinned)).generator.info.name == "other"
+    assert len(routed) == 1 and loads == ["other"]

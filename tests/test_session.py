@@ -148,3 +148,22 @@ async def test_a_streamed_beat_ends_before_its_summary_and_the_next_turn_waits_f
     assert len(gen.streams) == 2 and len(gen.completions) == 2
     assert any("silver key" in f.text for f in s.memory.facts if f.scene == 0)
     assert s.to_dict()["beats"][1]["action"] == "I walk on."
+
+
+async def test_a_rebuilt_session_aims_its_next_beat_as_the_live_one_would():
+    """The next beat's valence carries part of the last measured beat's miss, read from the beats
+    themselves: a session rebuilt from its stored beats (another replica, a restart) aims the same,
+    and a beat that came out empty (nothing to measure) keeps the earlier correction."""
+    gen = FakeGenerator(write=lambda call: "" if "I wait." in call.user else "The lanterns swayed over the river.")
+    sad = Deps(generator=gen, emotion=FakeEmotion(cues={}, otherwise=("sadness", -0.8)), embed=bow_embed)
+    request = StoryRequest(premise="A night market in Osaka.", culture="ja-JP", seed=1, arc="rags_to_riches")
+    live = StorySession(request, sad, turns=6)
+    await live.turn("I follow the lanterns.")
+    await live.turn("I wait.")  # an empty beat: not measured
+    assert live.beats[-1].measured is None
+    rebuilt = StorySession(request, sad, turns=6)
+    rebuilt.beats = list(live.beats)
+    assert rebuilt._target() == live._target()
+    fresh = StorySession(request, sad, turns=6)
+    fresh.beats = [b.model_copy(update={"measured": None}) for b in live.beats]  # nothing measured: no correction
+    assert live._target().valence > fresh._target().valence  # the sad first beat pushes the aim up

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -85,20 +85,20 @@ class Timings:
     started: float = field(default_factory=time.perf_counter)
 
     @contextmanager
-    def lm(self) -> Iterator[None]:
+    def _adding_to(self, field_name: str) -> Iterator[None]:
         t0 = time.perf_counter()
         try:
             yield
         finally:
-            self.lm_ms += 1000 * (time.perf_counter() - t0)
+            setattr(self, field_name, getattr(self, field_name) + 1000 * (time.perf_counter() - t0))
 
-    @contextmanager
-    def models(self) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.models_ms += 1000 * (time.perf_counter() - t0)
+    def lm(self) -> AbstractContextManager[None]:
+        """Time spent waiting on the language model."""
+        return self._adding_to("lm_ms")
+
+    def models(self) -> AbstractContextManager[None]:
+        """Time spent in the emotion and embedding models."""
+        return self._adding_to("models_ms")
 
     @contextmanager
     def scene(self) -> Iterator[None]:
