@@ -22,6 +22,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from pydantic import BaseModel
 
@@ -192,8 +193,10 @@ class StorySession:
         messages = self._messages(action, target, await self._recall(action), budget)
         (await self._gate()).start_scene(len(self.beats))
         draft = Draft(self.run, target)
-        async for shown in draft.write(messages, [params], [steering_bias(self.run, target, 1.0)], session_id=self.id):
-            yield shown.piece
+        bias = steering_bias(self.run, target, 1.0)
+        async with aclosing(draft.write(messages, [params], [bias], session_id=self.id)) as shown_sentences:
+            async for shown in shown_sentences:
+                yield shown.piece
         text = draft.text
         m = (await measure(self.run, text)) if text else None
         if text:

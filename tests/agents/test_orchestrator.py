@@ -257,6 +257,29 @@ async def test_a_scene_that_comes_out_short_is_written_on_from_where_it_stops():
         assert "The harbour woke early.\n\nGo on with scene" in prompt  # the scene so far ends the story so far
 
 
+async def test_the_chosen_candidate_goes_on_whichever_it_is():
+    """Each candidate opens in its own mood and stops short; the scene is written on with the settings
+    of the one the emotion model chose, the second candidate as well as the first."""
+
+    def write(call):
+        if "Go on with scene" in call.user:
+            return harbour(call)
+        mood = MOODS[(call.params.seed or 0) % 4]
+        return f"The harbour woke in {mood}. Everyone felt {mood}."
+
+    req = StoryRequest(premise="A fisherman's daughter saves the harbour.", arc="man_in_a_hole", words=600, seed=5)
+    d = deps(FakeGenerator(write=write, reply=summaries, finish="stop"), candidates=2)
+    story = await write_story(req, d)
+    chosen = []
+    for scene in story.scenes:
+        first = [c.params.seed for c in d.generator.streams if f"Write scene {scene.index + 1} of" in c.user]
+        go_on = [c.params.seed for c in d.generator.streams if f"Go on with scene {scene.index + 1} of" in c.user]
+        assert len(first) == 2 and go_on and go_on[0] - 7919 in first
+        chosen.append(first.index(go_on[0] - 7919))
+        assert MOODS[(go_on[0] - 7919) % 4] in scene.text.split(".")[0]  # the chosen opening is what was shown
+    assert set(chosen) == {0, 1}
+
+
 async def test_a_scene_that_stays_empty_is_tried_a_bounded_number_of_times():
     req = StoryRequest(premise="A fisherman's daughter saves the harbour.", words=300, seed=3)
     d = deps(stopping(never=True), candidates=2)

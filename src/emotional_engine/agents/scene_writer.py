@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from pydantic import BaseModel
@@ -80,7 +81,7 @@ class Draft:
         self.run = run
         self.target = target
         self.text = ""
-        self.chosen = 0  # the candidate that went on
+        self.chosen = 0  # which of the first write's candidates went on (a top-up goes on with its settings)
 
     async def write(
         self,
@@ -96,17 +97,21 @@ class Draft:
             SentenceStream(gen.stream(messages, p, session_id=session_id, processors=procs))
             for p, procs in zip(params, processors)
         ]
+        chosen = 0
         if len(streams) > 1:
             with run.timings.lm():
                 await asyncio.gather(*(s.fill(SELECT_AFTER_SENTENCES) for s in streams))
             with run.timings.models():
                 openings = await run_model(run.deps.emotion.score_passages, [s.buffered_text() for s in streams])
-            self.chosen = emotion_agent.choose(openings, self.target).index
+            chosen = self.chosen = emotion_agent.choose(openings, self.target).index
             for k, s in enumerate(streams):
-                if k != self.chosen:
+                if k != chosen:
                     await s.aclose()
-        async for shown in self._through_gate(streams[self.chosen]):
-            yield shown
+        try:
+            async for shown in self._through_gate(streams[chosen]):
+                yield shown
+        finally:  # left early (the reader went away): the runtime stops writing now, not when collected
+            await streams[chosen].aclose()
 
     async def _through_gate(self, stream: SentenceStream) -> AsyncIterator[Shown]:
         gate = await self.run.gate()
@@ -183,8 +188,9 @@ async def scene_events(run: StoryRun, plan: StoryPlan, i: int, drift: str | None
     gate = await run.gate()
     report = gate.start_scene(i)
     draft = Draft(run, sp.target)
-    async for shown in draft.write(messages, params, processors):
-        yield Event("text", {"scene": i, "text": shown.delta})
+    async with aclosing(draft.write(messages, params, processors)) as shown_sentences:
+        async for shown in shown_sentences:
+            yield Event("text", {"scene": i, "text": shown.delta})
     # the model stopped early, or the gate dropped most of what it wrote (talk about its task,
     # fragments; 9 of the consistency benchmark's 409 scenes came out empty): the chosen
     # candidate's settings go on from what was shown
@@ -209,8 +215,9 @@ async def scene_events(run: StoryRun, plan: StoryPlan, i: int, drift: str | None
             budget=prompt_budget(gen, p.max_tokens),
             count=count,
         )
-        async for shown in draft.write(more, [p], [processors[draft.chosen]]):
-            yield Event("text", {"scene": i, "text": shown.delta})
+        async with aclosing(draft.write(more, [p], [processors[draft.chosen]])) as shown_sentences:
+            async for shown in shown_sentences:
+                yield Event("text", {"scene": i, "text": shown.delta})
     yield Event("checkpoint", await _outcome(run, i, sp, draft.text, report))
 
 
