@@ -10,9 +10,9 @@ the packed forward pass itself raises, each segment is retried alone and only th
 still fail are ended; caches stay valid because a cache's length only advances after a pass
 succeeds.
 
-Sessions: a request may name a session; its KV cache is kept after the request ends, and the
-next request of that session prefills only the tokens after the longest common prefix. Idle
-session caches are evicted least-recently-used first when all caches together exceed the budget.
+Kept caches: a request may name a cache key; its KV cache is kept under that key after the request
+ends, and the next request with the same key prefills only the tokens after the longest common
+prefix. Idle kept caches are evicted least-recently-used first when all caches together exceed the budget.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class _Request:
     params: SamplingParams
     sampler: Sampler
     emit: Callable[[Piece], None]
-    session_id: str | None
+    cache_key: str | None
     decoder: StreamDecoder
     cache: KVCache | None = None
     feed: list[int] = field(default_factory=list)  # tokens to push through the model next
@@ -61,7 +61,7 @@ class _Request:
     held: str = ""  # text held back because it may be the start of a stop string
     cached_tokens: int = 0
     cancelled: bool = False
-    pooled: bool = False  # the cache belongs to the session pool
+    pooled: bool = False  # this request holds its key's place in the pool of kept caches
     t_submit: float = field(default_factory=time.perf_counter)
     t_first: float | None = None
     sentences: int = 0  # sentence ends generated so far: the index into `params.emotion_schedule`
@@ -144,7 +144,7 @@ class ContinuousBatcher:
         params: SamplingParams,
         emit: Callable[[Piece], None],
         *,
-        session_id: str | None = None,
+        cache_key: str | None = None,
         processors: Sequence[LogitsProcessor] = (),
     ) -> _Request:
         if not prompt_ids:
@@ -156,7 +156,7 @@ class ContinuousBatcher:
             params=params,
             sampler=Sampler(params, processors),
             emit=emit,
-            session_id=session_id,
+            cache_key=cache_key,
             decoder=StreamDecoder(self.tok),
         )
         with self._cv:
@@ -172,7 +172,7 @@ class ContinuousBatcher:
         prompt: str | list[dict[str, str]] | list[int],
         params: SamplingParams | None = None,
         *,
-        session_id: str | None = None,
+        cache_key: str | None = None,
         processors: Sequence[LogitsProcessor] = (),
     ) -> AsyncIterator[Piece]:
         """Pieces of text as they are generated; cancelling the consumer cancels the request."""
@@ -182,7 +182,7 @@ class ContinuousBatcher:
             self.encode_prompt(prompt),
             params or SamplingParams(),
             lambda p: loop.call_soon_threadsafe(q.put_nowait, p),
-            session_id=session_id,
+            cache_key=cache_key,
             processors=processors,
         )
         try:
@@ -199,14 +199,14 @@ class ContinuousBatcher:
         prompt: str | list[dict[str, str]] | list[int],
         params: SamplingParams | None = None,
         *,
-        session_id: str | None = None,
+        cache_key: str | None = None,
         processors: Sequence[LogitsProcessor] = (),
         on_piece: Callable[[Piece], None] | None = None,
     ) -> Completion:
         """Blocking generation; `on_piece` sees each piece as it comes."""
         q: queue.Queue[Piece] = queue.Queue()
         r = self.submit(
-            self.encode_prompt(prompt), params or SamplingParams(), q.put, session_id=session_id, processors=processors
+            self.encode_prompt(prompt), params or SamplingParams(), q.put, cache_key=cache_key, processors=processors
         )
         pieces = []
         try:
@@ -222,9 +222,9 @@ class ContinuousBatcher:
         finally:
             r.cancelled = True
 
-    def drop_session(self, session_id: str) -> None:
+    def drop_cache(self, cache_key: str) -> None:
         with self._cv:
-            self.pool.drop(session_id)
+            self.pool.drop(cache_key)
 
     def close(self) -> None:
         with self._cv:
@@ -275,8 +275,8 @@ class ContinuousBatcher:
         while self._waiting and len(self._running) < self.max_batch:
             r = self._waiting.pop(0)
             cache = None
-            if r.session_id is not None:
-                cache, r.pooled = self.pool.checkout(r.session_id)
+            if r.cache_key is not None:
+                cache, r.pooled = self.pool.checkout(r.cache_key)
             if cache is not None:
                 keep = min(common_prefix_len(cache.tokens, r.prompt_ids), len(r.prompt_ids) - 1)
                 cache.truncate(keep)
@@ -404,12 +404,12 @@ class ContinuousBatcher:
             self.arena.unbind(r.cache)
             if not self.arena.caches:
                 self.arena.release()  # idle: give the working memory back
-        with self._cv:  # settle the session's cache before the caller hears the request ended
-            if r.session_id is not None and r.pooled:
+        with self._cv:  # settle the kept cache before the caller hears the request ended
+            if r.cache_key is not None and r.pooled:
                 if reason == "error" or r.cache is None:  # a cache of unknown state is not kept
-                    self.pool.release(r.session_id)
+                    self.pool.release(r.cache_key)
                 else:
-                    self.pool.checkin(r.session_id, r.cache)
+                    self.pool.checkin(r.cache_key, r.cache)
             self.pool.enforce(self.arena.bound_bytes)
         usage = {
             "prompt_tokens": len(r.prompt_ids),
