@@ -1,4 +1,4 @@
-"""What the store hands back: plain pydantic records, detached from the database session."""
+"""What the store hands back: plain pydantic records, detached from the database."""
 
 from __future__ import annotations
 
