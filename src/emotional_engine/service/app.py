@@ -163,7 +163,7 @@ async def _expire_sessions(service: Service) -> None:
     while True:
         await asyncio.sleep(period)
         try:
-            n = await asyncio.to_thread(service.store.expire_idle)
+            n = await asyncio.to_thread(service.store.sessions.expire_idle)
             if n:
                 log.info("%d idle sessions expired", n)
         except Exception as e:  # the database is down: next round

@@ -1,5 +1,6 @@
-"""The store: API keys, stories, interactive sessions and their turns, jobs, feedback, usage and the
-cache's third level, in SQL through SQLAlchemy 2. SQLite file by default, PostgreSQL by URL.
+"""The store: API keys, stories, interactive sessions and their turns (`Store.sessions`, in
+storage/sessions.py), jobs, feedback, usage and the cache's third level, in SQL through SQLAlchemy 2.
+SQLite file by default, PostgreSQL by URL.
 
 Every method is one transaction: when it returns, what it wrote is committed, and a crash before
 that leaves nothing of it behind. Methods are synchronous; an asyncio caller runs them in a thread
@@ -9,7 +10,6 @@ key never learns whether another key's id exists.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from emotional_engine.storage import keys, migrate
 from emotional_engine.storage.connect import default_database_url, make_engine
-from emotional_engine.storage.records import ApiKeyInfo, JobRecord, SessionRecord, TurnRecord, Usage, UsageWindow
+from emotional_engine.storage.records import ApiKeyInfo, JobRecord, NotFoundError, Usage, UsageWindow, new_id
 from emotional_engine.storage.schema import (
     CACHE_KEY_MAX,
     ApiKey,
@@ -30,9 +30,9 @@ from emotional_engine.storage.schema import (
     JobRow,
     SessionRow,
     StoryRow,
-    TurnRow,
     UsageRow,
 )
+from emotional_engine.storage.sessions import Sessions
 
 if TYPE_CHECKING:
     from emotional_engine.config import Settings
@@ -41,20 +41,8 @@ UNFINISHED = ("queued", "running")
 MAX_COMMENT = 5000
 
 
-class NotFoundError(LookupError):
-    """The row does not exist, or belongs to another key."""
-
-
-class SessionExpiredError(RuntimeError):
-    """The session was idle past its time to live: it can be read, not played on."""
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex
 
 
 class Store:
@@ -67,6 +55,8 @@ class Store:
         self.now = clock
         # `with self._transaction() as db:` is one transaction, committed when the block ends
         self._transaction = sessionmaker(self.engine, expire_on_commit=False).begin
+        # interactive sessions and their turns; the store's transactions and clock, looked up at each call
+        self.sessions = Sessions(lambda: self._transaction(), lambda: self.now())
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -106,7 +96,7 @@ class Store:
             plain = keys.new_key()
             salt = keys.new_salt()
             row = ApiKey(
-                id=_new_id(),
+                id=new_id(),
                 name=name,
                 prefix=keys.prefix_of(plain),
                 salt=salt,
@@ -151,7 +141,7 @@ class Store:
     # ---- stories ----------------------------------------------------------------------------
 
     def save_story(self, key_id: str, request: dict, story: dict) -> str:
-        story_id = _new_id()
+        story_id = new_id()
         try:
             with self._transaction() as db:
                 db.add(StoryRow(id=story_id, key_id=key_id, request=request, story=story, created_at=self.now()))
@@ -164,118 +154,10 @@ class Store:
             row = db.scalar(select(StoryRow).where(StoryRow.id == story_id, StoryRow.key_id == key_id))
         return None if row is None else row.story
 
-    # ---- interactive sessions ---------------------------------------------------------------
-
-    def create_session(self, key_id: str, request: dict, ttl_s: int) -> str:
-        if ttl_s <= 0:
-            raise ValueError("a session's idle time to live must be positive")
-        now, session_id = self.now(), _new_id()
-        try:
-            with self._transaction() as db:
-                db.add(
-                    SessionRow(
-                        id=session_id,
-                        key_id=key_id,
-                        request=request,
-                        status="active",
-                        ttl_s=ttl_s,
-                        created_at=now,
-                        last_active_at=now,
-                        expires_at=now + timedelta(seconds=ttl_s),
-                    )
-                )
-        except IntegrityError:
-            raise NotFoundError(f"no API key {key_id}") from None
-        return session_id
-
-    def _playable_session(self, db: Session, session_id: str, key_id: str) -> SessionRow:
-        """The session's row, locked for the rest of the transaction, with its expiry pushed out.
-        The lock is an UPDATE, the first statement: it takes SQLite's write lock and PostgreSQL's row
-        lock before anything is read, so concurrent turns of one session queue instead of racing."""
-        now = self.now()
-        locked = db.execute(
-            update(SessionRow)
-            .where(SessionRow.id == session_id, SessionRow.key_id == key_id)
-            .values(last_active_at=now)
-        )
-        if locked.rowcount == 0:
-            raise NotFoundError(f"no session {session_id}")
-        row = db.scalars(
-            select(SessionRow).where(SessionRow.id == session_id).execution_options(populate_existing=True)
-        ).one()
-        if row.status != "active" or row.expires_at <= now:
-            raise SessionExpiredError(f"session {session_id} expired after {row.ttl_s} s idle; it can still be read")
-        row.expires_at = now + timedelta(seconds=row.ttl_s)  # the transaction's rollback undoes both
-        return row
-
-    def add_turn(self, session_id: str, key_id: str, action: str, beat: dict) -> int:
-        """Append a turn; returns its index (0, 1, ...), committed before returning."""
-        with self._transaction() as db:
-            self._playable_session(db, session_id, key_id)
-            last = db.scalar(select(func.max(TurnRow.index)).where(TurnRow.session_id == session_id))
-            index = 0 if last is None else last + 1
-            db.add(TurnRow(session_id=session_id, index=index, action=action, beat=beat, created_at=self.now()))
-        return index
-
-    def pop_turn(self, session_id: str, key_id: str) -> dict | None:
-        """Remove the last turn (undo) and return it as {index, action, beat}; None if there is none."""
-        with self._transaction() as db:
-            self._playable_session(db, session_id, key_id)
-            turn = db.scalar(
-                select(TurnRow).where(TurnRow.session_id == session_id).order_by(TurnRow.index.desc()).limit(1)
-            )
-            if turn is None:
-                return None
-            db.delete(turn)
-            return {"index": turn.index, "action": turn.action, "beat": turn.beat}
-
-    def get_session(self, session_id: str, key_id: str) -> SessionRecord | None:
-        with self._transaction() as db:
-            row = db.scalar(select(SessionRow).where(SessionRow.id == session_id, SessionRow.key_id == key_id))
-            if row is None:
-                return None
-            turns = db.scalars(select(TurnRow).where(TurnRow.session_id == session_id).order_by(TurnRow.index)).all()
-        expired = row.status != "active" or row.expires_at <= self.now()
-        return SessionRecord(
-            id=row.id,
-            key_id=row.key_id,
-            request=row.request,
-            status="expired" if expired else "active",
-            created_at=row.created_at,
-            last_active_at=row.last_active_at,
-            expires_at=row.expires_at,
-            turns=[TurnRecord(index=t.index, action=t.action, beat=t.beat, created_at=t.created_at) for t in turns],
-        )
-
-    def touch_session(self, session_id: str, key_id: str) -> bool:
-        """Push the session's expiry out by its time to live; False if it is missing or already expired."""
-        try:
-            with self._transaction() as db:
-                self._playable_session(db, session_id, key_id)
-            return True
-        except (NotFoundError, SessionExpiredError):
-            return False
-
-    def expire_idle(self, now: datetime | None = None) -> int:
-        """Mark sessions idle past their expiry as expired; returns how many. Their turns stay readable."""
-        now = now or self.now()
-        with self._transaction() as db:
-            done = db.execute(
-                update(SessionRow)
-                .where(SessionRow.status == "active", SessionRow.expires_at <= now)
-                .values(status="expired")
-            )
-            return done.rowcount
-
-    def delete_session(self, session_id: str, key_id: str) -> bool:
-        with self._transaction() as db:
-            done = db.execute(delete(SessionRow).where(SessionRow.id == session_id, SessionRow.key_id == key_id))
-            return done.rowcount > 0
-
     # ---- jobs (long stories, resumable) -----------------------------------------------------
 
     def create_job(self, key_id: str, request: dict) -> str:
-        now, job_id = self.now(), _new_id()
+        now, job_id = self.now(), new_id()
         try:
             with self._transaction() as db:
                 db.add(
