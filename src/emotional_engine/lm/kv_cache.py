@@ -7,14 +7,25 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
-if TYPE_CHECKING:
-    from emotional_engine.lm.model import LlamaConfig
-
 log = logging.getLogger(__name__)
+
+
+class KVShape(Protocol):
+    """What a cache needs of the model's configuration (`model.LlamaConfig` has it): its K/V dimensions.
+    A protocol, so that this module, which model.py imports, need not import model.py back."""
+
+    @property
+    def n_layer(self) -> int: ...
+
+    @property
+    def n_kv_head(self) -> int: ...
+
+    @property
+    def head_dim(self) -> int: ...
 
 
 def _round_up(n: int, granule: int) -> int:
@@ -30,7 +41,7 @@ class KVCache:
 
     GROW = 256  # capacity granule, in tokens
 
-    def __init__(self, cfg: LlamaConfig, dtype: torch.dtype = torch.float32, capacity: int = 0):
+    def __init__(self, cfg: KVShape, dtype: torch.dtype = torch.float32, capacity: int = 0):
         self.cfg = cfg
         self.dtype = dtype
         self.length = 0
@@ -81,7 +92,7 @@ class KVArena:
 
     GROW = 256
 
-    def __init__(self, cfg: LlamaConfig, dtype: torch.dtype = torch.float32):
+    def __init__(self, cfg: KVShape, dtype: torch.dtype = torch.float32):
         self.cfg = cfg
         self.dtype = dtype
         self.caches: list[KVCache] = []
