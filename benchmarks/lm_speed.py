@@ -95,13 +95,13 @@ def generate(
     prompt_ids: list[int],
     params: SamplingParams,
     *,
-    session_id: str | None = None,
+    kv_key: str | None = None,
     on_piece: Callable[[Piece], None] | None = None,
 ) -> Completion:
     """ContinuousBatcher.generate, but never blocks forever: it fails fast if the scheduler thread is gone
     and after STALL_S seconds without a piece. Same submit/queue path, so the same timings."""
     q: queue.Queue[Piece] = queue.Queue()
-    r = engine.submit(prompt_ids, params, q.put, session_id=session_id)
+    r = engine.submit(prompt_ids, params, q.put, kv_key=kv_key)
     pieces: list[Piece] = []
     last = time.perf_counter()
     try:
@@ -180,7 +180,7 @@ def mib(b: int) -> float:
 
 def kv_state(engine: ContinuousBatcher) -> dict:
     """Size of the engine's KV storage: the arena of running requests (if the engine has one) and the
-    idle session caches. Read defensively: these are engine internals."""
+    idle kept caches. Read defensively: these are engine internals."""
     out: dict = {}
     try:
         arena = getattr(engine, "arena", None)
@@ -367,15 +367,15 @@ def bench_session(engine: ContinuousBatcher, prompts: Prompts, turns: int, cold_
     greedy1 = SamplingParams(max_tokens=1, temperature=0)
     sid = "lm-speed-bench-session"
     ids = prompts.make(SESSION_BASE_TOKENS + turns * SESSION_TURN_TOKENS, offset=5)
-    engine.drop_session(sid)
-    first = generate(engine, ids[:SESSION_BASE_TOKENS], greedy1, session_id=sid)  # builds the kept cache
+    engine.drop_cache(sid)
+    first = generate(engine, ids[:SESSION_BASE_TOKENS], greedy1, kv_key=sid)  # builds the kept cache
     ttfts, cached = [], []
     for k in range(1, turns + 1):
-        c = generate(engine, ids[: SESSION_BASE_TOKENS + k * SESSION_TURN_TOKENS], greedy1, session_id=sid)
+        c = generate(engine, ids[: SESSION_BASE_TOKENS + k * SESSION_TURN_TOKENS], greedy1, kv_key=sid)
         ttfts.append(c.ttft_ms)
         cached.append(c.cached_tokens)
-    engine.drop_session(sid)
-    # For contrast: the same first turn (520 tokens) with no session, i.e. a full prefill.
+    engine.drop_cache(sid)
+    # For contrast: the same first turn (520 tokens) with no cache key, i.e. a full prefill.
     cold_ids = ids[: SESSION_BASE_TOKENS + SESSION_TURN_TOKENS]
     cold = [generate(engine, cold_ids, greedy1).ttft_ms for _ in range(cold_reps)]
     reused = min(cached) >= SESSION_BASE_TOKENS

@@ -80,7 +80,7 @@ class SimulatedDecoder:
                 r["left"] -= 1
             running = [r for r in running if r["left"] > 0 and not r["gone"]]
 
-    async def stream(self, prompt, params, *, session_id=None, processors=()):
+    async def stream(self, prompt, params, *, kv_key=None, processors=()):
         from emotional_engine.lm.generator import Piece
 
         if self._loop_task is None:
@@ -98,7 +98,7 @@ class SimulatedDecoder:
             r["gone"] = True
         yield Piece("", finish_reason="length", usage={"completion_tokens": n})
 
-    async def complete(self, prompt, params, *, session_id=None, processors=()):
+    async def complete(self, prompt, params, *, kv_key=None, processors=()):
         from emotional_engine.lm.generator import Completion
 
         text = "".join([p.text async for p in self.stream(prompt, params)])

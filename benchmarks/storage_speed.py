@@ -49,16 +49,16 @@ def store_rows(store: Store, reps: int) -> dict[str, list[float]]:
     plain, info = store.create_key("bench")
     key = info.id
     story_ids = [store.save_story(key, {"seed": 1}, STORY) for _ in range(3)]
-    session = store.create_session(key, {"premise": "p"}, ttl_s=3600)
+    session = store.sessions.create(key, {"premise": "p"}, ttl_s=3600)
     for i in range(20):
-        store.add_turn(session, key, f"action {i}", BEAT)
-    turns_session = store.create_session(key, {"premise": "p"}, ttl_s=3600)
+        store.sessions.add_turn(session, key, f"action {i}", BEAT)
+    turns_session = store.sessions.create(key, {"premise": "p"}, ttl_s=3600)
     value = os.urandom(20_000)
     store.cache_put("hot", value, 3600)
     return {
         "verify_key": timed(lambda i: store.verify_key(plain), reps),
-        "add_turn (committed)": timed(lambda i: store.add_turn(turns_session, key, "act", BEAT), reps),
-        "get_session (20 turns)": timed(lambda i: store.get_session(session, key), reps),
+        "add_turn (committed)": timed(lambda i: store.sessions.add_turn(turns_session, key, "act", BEAT), reps),
+        "get_session (20 turns)": timed(lambda i: store.sessions.get(session, key), reps),
         "save_story (~20 KB JSON)": timed(lambda i: store.save_story(key, {"seed": i}, STORY), reps),
         "get_story": timed(lambda i: store.get_story(story_ids[i % 3], key), reps),
         "record_usage": timed(lambda i: store.record_usage(key, tokens=40), reps),

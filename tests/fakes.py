@@ -56,7 +56,7 @@ class Call:
     index: int  # its number among the generator's requests of its kind, from 0
     prompt: str | list[dict[str, str]]
     params: SamplingParams
-    session_id: str | None
+    kv_key: str | None
     processors: list
 
     @property
@@ -128,15 +128,15 @@ class FakeGenerator:
     def emotion_context(self, emotion: str) -> list[float] | None:
         return self._emotion_contexts.get(emotion)
 
-    def _record(self, kind, prompt, params, session_id, processors) -> Call:
+    def _record(self, kind, prompt, params, kv_key, processors) -> Call:
         if self.tokenizer is not None:  # a processor that needs the runtime's tokenizer is bound to it
             processors = bind_processors(processors, self.tokenizer)
-        call = Call(kind, sum(c.kind == kind for c in self.calls), prompt, params, session_id, list(processors))
+        call = Call(kind, sum(c.kind == kind for c in self.calls), prompt, params, kv_key, list(processors))
         self.calls.append(call)
         return call
 
-    async def stream(self, prompt, params, *, session_id=None, processors=()):
-        call = self._record("stream", prompt, params, session_id, processors)
+    async def stream(self, prompt, params, *, kv_key=None, processors=()):
+        call = self._record("stream", prompt, params, kv_key, processors)
         text = await _resolve(self.write(call) if callable(self.write) else self.write)
         if self.chunk is None:
             pieces = [w if j == 0 else " " + w for j, w in enumerate(text.split(" "))]
@@ -152,8 +152,8 @@ class FakeGenerator:
         finally:
             self.closed += not finished
 
-    async def complete(self, prompt, params, *, session_id=None, processors=()):
-        call = self._record("complete", prompt, params, session_id, processors)
+    async def complete(self, prompt, params, *, kv_key=None, processors=()):
+        call = self._record("complete", prompt, params, kv_key, processors)
         await asyncio.sleep(self.delay)
         out = await _resolve(self.reply(call) if self.reply else self.replies[min(call.index, len(self.replies) - 1)])
         if isinstance(out, Completion):

@@ -1,6 +1,6 @@
 """Imports run down the layers (tests/import_layers.py has the graph, the layers and the rules): no package
-imports one above it, no two packages import each other, and no two agents import each other; the check
-is proven on planted upward imports and cycles in a fake package tree."""
+imports one above it, no two packages import each other, and no two modules of one package import each
+other; the check is proven on planted upward imports and cycles in a fake package tree."""
 
 from pathlib import Path
 
@@ -106,6 +106,27 @@ def test_a_cycle_between_agents_is_caught(tmp_path):
         "src/emotional_engine/agents/cultural.py",
         "src/emotional_engine/agents/character_check.py",
     }
+
+
+def test_a_cycle_between_modules_of_any_package_is_caught(tmp_path):
+    # the shape kv_cache.py and model.py had: an annotation's import under TYPE_CHECKING closes the loop
+    files = {
+        **CLEAN,
+        "lm/kv_cache.py": "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from emotional_engine.lm.model import C\n",
+        "lm/model.py": CLEAN["lm/model.py"] + "from emotional_engine.lm.kv_cache import KVCache\n",
+    }
+    report = check(import_edges(_tree(tmp_path, files)))
+    assert not report.upward and not report.package_cycles
+    [(cycle, edges)] = report.module_cycles
+    assert cycle == ["emotional_engine.lm.kv_cache", "emotional_engine.lm.model"]
+    assert sorted(str(e) for e in edges) == [
+        "src/emotional_engine/lm/kv_cache.py:3: emotional_engine.lm.kv_cache -> emotional_engine.lm.model",
+        "src/emotional_engine/lm/model.py:3: emotional_engine.lm.model -> emotional_engine.lm.kv_cache",
+    ]
+    assert "a cycle between modules emotional_engine.lm.kv_cache <-> emotional_engine.lm.model" in str(report)
+    # looking only inside some packages (the check's former default was agents alone) misses it
+    assert check(import_edges(_tree(tmp_path, files)), module_cycles_in=("agents",)).ok
 
 
 def test_a_package_in_no_layer_is_caught(tmp_path):

@@ -102,7 +102,7 @@ def make_model(cfg: LlamaConfig | None = None, seed: int = 0, std: float = 0.3) 
 
 
 def run_concurrently(engine, jobs: Sequence[dict], timeout: float = 60.0):
-    """Submit every job at once (each a dict of prompt, params, and optional session_id /
+    """Submit every job at once (each a dict of prompt, params, and optional kv_key /
     processors) and return their Completions in order."""
     from fakes import Completion
 
@@ -113,7 +113,7 @@ def run_concurrently(engine, jobs: Sequence[dict], timeout: float = 60.0):
             engine.encode_prompt(job["prompt"]),
             job["params"],
             q.put,
-            session_id=job.get("session_id"),
+            kv_key=job.get("kv_key"),
             processors=job.get("processors", ()),
         )
         queues.append(q)

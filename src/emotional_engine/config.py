@@ -117,7 +117,7 @@ class Settings(BaseSettings):
     model_path: Path | None = Field(None, description="GGUF file; default: the embedded SmolLM2-135M-Instruct")
     weight_format: Literal["fp32", "fp16"] = Field("fp16", description="CPU weight format of the builtin decoder")
     max_batch: int = Field(16, ge=1, le=256, description="sequences decoded together per step")
-    kv_cache_budget_mb: int = Field(512, ge=1, description="memory for all sessions' KV caches")
+    kv_cache_budget_mb: int = Field(512, ge=1, description="memory for all KV caches, running and kept")
     context_overflow: Literal["truncate", "error"] = Field("truncate", description="prompt longer than the context")
     cache_dir: Path | None = Field(None, description="dequantised-weight cache; default ~/.cache/emotional-engine")
     logit_steering: bool = Field(True, description="bias the builtin model's logits towards each scene's emotion")

@@ -1,7 +1,7 @@
 """Interactive play: one player action in, one story beat out, streamed sentence by sentence.
 
-The beat is written through the generator with the session's id, so the runtime keeps the
-session's KV cache and each turn prefills only what is new, steered towards the beat's target
+The beat is written through the generator with the session's id as its cache key, so the runtime keeps
+the session's KV cache and each turn prefills only what is new, steered towards the beat's target
 emotion by the same logit bias as stories. Each finished sentence passes the same gate as a story's
 (foreign names, audience safety, sensitivity, characters, contradictions with the story memory)
 before it reaches the player; the whole beat is then measured, and the next beat's mood follows the
@@ -194,7 +194,7 @@ class StorySession:
         (await self._gate()).start_scene(len(self.beats))
         draft = Draft(self.run, target)
         bias = steering_bias(self.run, target, 1.0)
-        async with aclosing(draft.write(messages, [params], [bias], session_id=self.id)) as shown_sentences:
+        async with aclosing(draft.write(messages, [params], [bias], kv_key=self.id)) as shown_sentences:
             async for shown in shown_sentences:
                 yield shown.piece
         text = draft.text

@@ -208,10 +208,10 @@ async def test_processors_raise_value_error(gen):
         await gen.complete("x", SamplingParams(), processors=[proc])
 
 
-async def test_session_id_is_accepted_and_ignored(fake, gen):
-    c = await gen.complete("x", SamplingParams(), session_id="story-1")
+async def test_cache_key_is_accepted_and_ignored(fake, gen):
+    c = await gen.complete("x", SamplingParams(), kv_key="story-1")
     assert c.text == "".join(fake.pieces)
-    assert "session_id" not in fake.requests[0]["body"]
+    assert "kv_key" not in fake.requests[0]["body"]
 
 
 async def _wait_disconnected(state: FakeOpenAI, timeout: float = 2.0) -> bool:

@@ -1,4 +1,4 @@
-"""ContinuousBatcher on a tiny random-weight model: determinism, stopping, sessions, isolation, batch invariance."""
+"""ContinuousBatcher on a tiny random-weight model: determinism, stopping, kept caches, isolation, batch invariance."""
 
 from __future__ import annotations
 
@@ -185,18 +185,18 @@ def test_forced_token_is_obeyed_when_sampling(batcher, tokenizer):
     assert c.text == "x" * 12
 
 
-# ---- sessions and the cache pool ---------------------------------------------------------------
+# ---- kept caches and the cache pool ------------------------------------------------------------
 
 
-def test_session_reuses_the_prefix(batcher, tokenizer):
+def test_a_kept_cache_reuses_the_prefix(batcher, tokenizer):
     prompt = tokenizer.encode("the story so far: a cat, a hat, a bat.")
     out = tokenizer.encode(" and then")
     first = batcher.generate(
-        prompt, SamplingParams(temperature=0.0, max_tokens=len(out)), session_id="s1", processors=[Script(out)]
+        prompt, SamplingParams(temperature=0.0, max_tokens=len(out)), kv_key="s1", processors=[Script(out)]
     )
     assert first.cached_tokens == 0 and first.completion_tokens == len(out)
     turn2 = prompt + out + tokenizer.encode(" the end came")
-    second = batcher.generate(turn2, GREEDY, session_id="s1")
+    second = batcher.generate(turn2, GREEDY, kv_key="s1")
     # the cache holds the prompt and every generated token but the last (it was never fed back)
     assert second.cached_tokens == len(prompt) + len(out) - 1
     fresh = batcher.generate(turn2, GREEDY)
@@ -204,43 +204,43 @@ def test_session_reuses_the_prefix(batcher, tokenizer):
     assert second.text == fresh.text
     # a third turn that diverges early reuses only the common prefix
     turn3 = prompt[:5] + tokenizer.encode("XYZ")
-    third = batcher.generate(turn3, GREEDY, session_id="s1")
+    third = batcher.generate(turn3, GREEDY, kv_key="s1")
     assert third.cached_tokens == 5
     assert third.text == batcher.generate(turn3, GREEDY).text
 
 
-def test_session_same_prompt_again_keeps_one_token_to_feed(batcher, tokenizer):
+def test_same_prompt_again_under_one_key_keeps_one_token_to_feed(batcher, tokenizer):
     prompt = tokenizer.encode("repeat me")
-    a = batcher.generate(prompt, GREEDY, session_id="s")
-    b = batcher.generate(prompt, GREEDY, session_id="s")
+    a = batcher.generate(prompt, GREEDY, kv_key="s")
+    b = batcher.generate(prompt, GREEDY, kv_key="s")
     assert b.cached_tokens == len(prompt) - 1
     assert a.text == b.text
 
 
-def test_concurrent_requests_of_one_session(batcher, tokenizer):
+def test_concurrent_requests_with_one_cache_key(batcher, tokenizer):
     prompt = tokenizer.encode("shared session prompt")
     alone = batcher.generate(prompt, GREEDY).text
-    res = run_concurrently(batcher, [{"prompt": prompt, "params": GREEDY, "session_id": "dup"}] * 3)
+    res = run_concurrently(batcher, [{"prompt": prompt, "params": GREEDY, "kv_key": "dup"}] * 3)
     assert [r.text for r in res] == [alone] * 3
     assert all(r.finish_reason == "length" for r in res)
 
 
-def test_dropped_session_is_not_reused(batcher, tokenizer):
+def test_a_dropped_cache_is_not_reused(batcher, tokenizer):
     prompt = tokenizer.encode("drop me")
-    batcher.generate(prompt, GREEDY, session_id="d")
+    batcher.generate(prompt, GREEDY, kv_key="d")
     assert wait_until(lambda: "d" in batcher.pool)
-    batcher.drop_session("d")
+    batcher.drop_cache("d")
     assert "d" not in batcher.pool
-    assert batcher.generate(prompt, GREEDY, session_id="d").cached_tokens == 0
+    assert batcher.generate(prompt, GREEDY, kv_key="d").cached_tokens == 0
 
 
 def test_tiny_budget_evicts_and_reprefill_matches(make_batcher, tokenizer):
     batcher = make_batcher(cache_budget_bytes=1)
     prompt = tokenizer.encode("a prompt long enough to matter")
-    first = batcher.generate(prompt, GREEDY, session_id="a")
+    first = batcher.generate(prompt, GREEDY, kv_key="a")
     assert wait_until(lambda: batcher.pool.evictions > 0)
     assert "a" not in batcher.pool and batcher.pool.idle_bytes == 0
-    again = batcher.generate(prompt, GREEDY, session_id="a")
+    again = batcher.generate(prompt, GREEDY, kv_key="a")
     assert again.cached_tokens == 0
     assert again.text == first.text
 
@@ -248,16 +248,16 @@ def test_tiny_budget_evicts_and_reprefill_matches(make_batcher, tokenizer):
 def test_budget_for_one_cache_evicts_least_recently_used(make_batcher, tokenizer):
     probe = make_batcher()
     pa, pb = tokenizer.encode("session a says hi"), tokenizer.encode("session b says hello")
-    probe.generate(pa, GREEDY, session_id="a")
+    probe.generate(pa, GREEDY, kv_key="a")
     assert wait_until(lambda: probe.pool.idle_bytes > 0)
     one = probe.pool.idle_bytes
     batcher = make_batcher(cache_budget_bytes=int(one * 1.5))
-    ta = batcher.generate(pa, GREEDY, session_id="a")
+    ta = batcher.generate(pa, GREEDY, kv_key="a")
     assert wait_until(lambda: "a" in batcher.pool) and batcher.pool.evictions == 0
-    batcher.generate(pb, GREEDY, session_id="b")
+    batcher.generate(pb, GREEDY, kv_key="b")
     assert wait_until(lambda: batcher.pool.evictions == 1)
     assert "a" not in batcher.pool and "b" in batcher.pool
-    again = batcher.generate(pa, GREEDY, session_id="a")
+    again = batcher.generate(pa, GREEDY, kv_key="a")
     assert again.cached_tokens == 0 and again.text == ta.text
     assert wait_until(lambda: batcher.pool.evictions == 2)
     assert "a" in batcher.pool and "b" not in batcher.pool

@@ -96,5 +96,5 @@ async def test_a_streamed_turn_sends_sentences_then_the_committed_beat(live_serv
         assert beat["text"].startswith(json.loads(events[0][1]).strip())
         store = Store.from_settings(settings)
         (key_info,) = store.list_keys()
-        assert len(store.get_session(sid, key_info.id).turns) == 1  # committed before the beat was sent
+        assert len(store.sessions.get(sid, key_info.id).turns) == 1  # committed before the beat was sent
         store.close()

@@ -153,7 +153,7 @@ async def test_database_down_serves_cached_stories_and_refuses_sessions(app_clie
         store = c.app.state.service.store
         # the database goes away: every store call now fails to connect (a closed port)
         dead = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/none", connect_args={"connect_timeout": 1})
-        store.engine, store._sessions = dead, sessionmaker(dead)
+        store.engine, store._transaction = dead, sessionmaker(dead).begin
         r = await c.post("/v1/stories", json=STORY)
         assert r.status_code == 200 and r.json()["cached"] is True and r.json()["text"] == first["text"]
         r = await c.post("/v1/sessions", json={"premise": "A harbour at dawn."})

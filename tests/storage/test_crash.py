@@ -22,7 +22,7 @@ from emotional_engine.storage import Store
 url, session_id, key_id = sys.argv[1:4]
 store = Store(url)
 for i in range(3):
-    store.add_turn(session_id, key_id, f"action {i}", {"text": f"beat {i}"})
+    store.sessions.add_turn(session_id, key_id, f"action {i}", {"text": f"beat {i}"})
     print(i, flush=True)  # acknowledged
 
 @event.listens_for(Session, "after_flush")
@@ -30,7 +30,7 @@ def die(session, flush_context):  # the row is written to the database, the tran
     os.kill(os.getpid(), signal.SIGKILL)
 
 # a beat larger than SQLite's page cache, so uncommitted pages spill into the WAL before the kill
-store.add_turn(session_id, key_id, "action 3", {"text": "never acknowledged " * 200_000})
+store.sessions.add_turn(session_id, key_id, "action 3", {"text": "never acknowledged " * 200_000})
 print("survived", flush=True)
 """
 
@@ -39,7 +39,7 @@ def test_kill_9_mid_turn_keeps_earlier_turns_and_no_partial_one(store_url):
     store = Store(store_url)
     store.migrate()
     key = store.create_key("player")[1].id
-    sid = store.create_session(key, {"premise": "p"}, ttl_s=600)
+    sid = store.sessions.create(key, {"premise": "p"}, ttl_s=600)
     store.close()
 
     proc = subprocess.run(
@@ -53,11 +53,11 @@ def test_kill_9_mid_turn_keeps_earlier_turns_and_no_partial_one(store_url):
     assert proc.stdout.split() == ["0", "1", "2"]
 
     reopened = Store(store_url)
-    record = reopened.get_session(sid, key)
+    record = reopened.sessions.get(sid, key)
     assert [(t.index, t.action, t.beat) for t in record.turns] == [
         (i, f"action {i}", {"text": f"beat {i}"}) for i in range(3)
     ]
-    assert reopened.add_turn(sid, key, "action 3", {"text": "after the crash"}) == 3  # no gap, no clash
+    assert reopened.sessions.add_turn(sid, key, "action 3", {"text": "after the crash"}) == 3  # no gap, no clash
     if store_url.startswith("sqlite"):
         with reopened.engine.connect() as conn:
             assert conn.scalar(text("PRAGMA integrity_check")) == "ok"

@@ -37,85 +37,85 @@ def test_saving_for_an_unknown_key_is_refused(store):
 
 
 def test_turns_append_in_order_and_undo_removes_the_last(store, key_id):
-    sid = store.create_session(key_id, {"premise": "p"}, ttl_s=60)
-    assert [store.add_turn(sid, key_id, f"act {i}", {"text": f"beat {i}"}) for i in range(3)] == [0, 1, 2]
-    assert store.pop_turn(sid, key_id) == {"index": 2, "action": "act 2", "beat": {"text": "beat 2"}}
-    assert store.add_turn(sid, key_id, "again", {"text": "new beat"}) == 2  # the index is reused after undo
-    record = store.get_session(sid, key_id)
+    sid = store.sessions.create(key_id, {"premise": "p"}, ttl_s=60)
+    assert [store.sessions.add_turn(sid, key_id, f"act {i}", {"text": f"beat {i}"}) for i in range(3)] == [0, 1, 2]
+    assert store.sessions.pop_turn(sid, key_id) == {"index": 2, "action": "act 2", "beat": {"text": "beat 2"}}
+    assert store.sessions.add_turn(sid, key_id, "again", {"text": "new beat"}) == 2  # the index is reused after undo
+    record = store.sessions.get(sid, key_id)
     assert [(t.index, t.action) for t in record.turns] == [(0, "act 0"), (1, "act 1"), (2, "again")]
     assert record.request == {"premise": "p"} and record.status == "active"
 
 
 def test_concurrent_turns_of_one_session_queue_and_get_distinct_indexes(store, key_id):
-    sid = store.create_session(key_id, {}, ttl_s=60)
+    sid = store.sessions.create(key_id, {}, ttl_s=60)
     with ThreadPoolExecutor(4) as pool:
-        indexes = list(pool.map(lambda i: store.add_turn(sid, key_id, f"a{i}", {"i": i}), range(24)))
+        indexes = list(pool.map(lambda i: store.sessions.add_turn(sid, key_id, f"a{i}", {"i": i}), range(24)))
     assert sorted(indexes) == list(range(24))
-    turns = store.get_session(sid, key_id).turns
+    turns = store.sessions.get(sid, key_id).turns
     assert [t.index for t in turns] == list(range(24)) and sorted(t.beat["i"] for t in turns) == list(range(24))
 
 
 def test_undo_on_an_empty_session_returns_none(store, key_id):
-    sid = store.create_session(key_id, {}, ttl_s=60)
-    assert store.pop_turn(sid, key_id) is None
+    sid = store.sessions.create(key_id, {}, ttl_s=60)
+    assert store.sessions.pop_turn(sid, key_id) is None
 
 
 def test_a_key_cannot_see_or_play_another_keys_session(store, key_id, other_key):
-    sid = store.create_session(key_id, {}, ttl_s=60)
-    store.add_turn(sid, key_id, "a", {"text": "b"})
-    assert store.get_session(sid, other_key) is None
+    sid = store.sessions.create(key_id, {}, ttl_s=60)
+    store.sessions.add_turn(sid, key_id, "a", {"text": "b"})
+    assert store.sessions.get(sid, other_key) is None
     with pytest.raises(NotFoundError):
-        store.add_turn(sid, other_key, "steal", {})
+        store.sessions.add_turn(sid, other_key, "steal", {})
     with pytest.raises(NotFoundError):
-        store.pop_turn(sid, other_key)
-    assert store.touch_session(sid, other_key) is False
-    assert store.delete_session(sid, other_key) is False
-    assert len(store.get_session(sid, key_id).turns) == 1
+        store.sessions.pop_turn(sid, other_key)
+    assert store.sessions.touch(sid, other_key) is False
+    assert store.sessions.delete(sid, other_key) is False
+    assert len(store.sessions.get(sid, key_id).turns) == 1
 
 
 def test_idle_sessions_expire_and_stay_readable(store, key_id, clock):
-    idle = store.create_session(key_id, {}, ttl_s=60)
-    store.add_turn(idle, key_id, "a", {"text": "b"})
-    busy = store.create_session(key_id, {}, ttl_s=60)
+    idle = store.sessions.create(key_id, {}, ttl_s=60)
+    store.sessions.add_turn(idle, key_id, "a", {"text": "b"})
+    busy = store.sessions.create(key_id, {}, ttl_s=60)
     clock.advance(50)
-    assert store.touch_session(busy, key_id) is True  # active again: 60 s from now
+    assert store.sessions.touch(busy, key_id) is True  # active again: 60 s from now
     clock.advance(20)
-    assert store.get_session(idle, key_id).status == "expired"  # past its expiry even before the sweep
-    assert store.expire_idle() == 1
-    assert store.expire_idle() == 0
-    record = store.get_session(idle, key_id)
+    assert store.sessions.get(idle, key_id).status == "expired"  # past its expiry even before the sweep
+    assert store.sessions.expire_idle() == 1
+    assert store.sessions.expire_idle() == 0
+    record = store.sessions.get(idle, key_id)
     assert record.status == "expired" and [t.action for t in record.turns] == ["a"]
     with pytest.raises(SessionExpiredError, match="expired"):
-        store.add_turn(idle, key_id, "late", {})
+        store.sessions.add_turn(idle, key_id, "late", {})
     with pytest.raises(SessionExpiredError):
-        store.pop_turn(idle, key_id)
-    assert store.touch_session(idle, key_id) is False
-    assert store.get_session(busy, key_id).status == "active"
-    assert store.expire_idle(clock.now + timedelta(seconds=60)) == 1
+        store.sessions.pop_turn(idle, key_id)
+    assert store.sessions.touch(idle, key_id) is False
+    assert store.sessions.get(busy, key_id).status == "active"
+    assert store.sessions.expire_idle(clock.now + timedelta(seconds=60)) == 1
 
 
 def test_a_turn_keeps_the_session_alive(store, key_id, clock):
-    sid = store.create_session(key_id, {}, ttl_s=60)
+    sid = store.sessions.create(key_id, {}, ttl_s=60)
     for _ in range(3):
         clock.advance(45)
-        store.add_turn(sid, key_id, "a", {})
-    record = store.get_session(sid, key_id)
+        store.sessions.add_turn(sid, key_id, "a", {})
+    record = store.sessions.get(sid, key_id)
     assert record.status == "active" and record.expires_at == clock.now + timedelta(seconds=60)
 
 
 def test_deleting_a_session_deletes_its_turns(store, key_id):
-    sid = store.create_session(key_id, {}, ttl_s=60)
-    store.add_turn(sid, key_id, "a", {})
-    assert store.delete_session(sid, key_id) is True
-    assert store.get_session(sid, key_id) is None
-    assert store.delete_session(sid, key_id) is False
+    sid = store.sessions.create(key_id, {}, ttl_s=60)
+    store.sessions.add_turn(sid, key_id, "a", {})
+    assert store.sessions.delete(sid, key_id) is True
+    assert store.sessions.get(sid, key_id) is None
+    assert store.sessions.delete(sid, key_id) is False
     with store.engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(TurnRow)) == 0
 
 
 def test_a_session_needs_a_positive_ttl(store, key_id):
     with pytest.raises(ValueError):
-        store.create_session(key_id, {}, ttl_s=0)
+        store.sessions.create(key_id, {}, ttl_s=0)
 
 
 # ---- jobs -------------------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def test_a_failed_job_keeps_its_message(store, key_id):
 
 def test_feedback_on_own_targets_feeds_the_satisfaction_metric(store, key_id, other_key):
     story = store.save_story(key_id, {}, STORY)
-    session = store.create_session(key_id, {}, ttl_s=60)
+    session = store.sessions.create(key_id, {}, ttl_s=60)
     assert store.satisfaction() == {"count": 0, "mean": None, "distribution": {1: 0, 2: 0, 3: 0, 4: 0, 5: 0}}
     for rating in (5, 4, 4):
         assert store.add_feedback("story", story, key_id, rating, "lovely") is not None

@@ -88,13 +88,13 @@ class Draft:
         messages: Prompt,
         params: Sequence[SamplingParams],
         processors: Sequence[Sequence[LogitsProcessor]],
-        session_id: str | None = None,
+        kv_key: str | None = None,
     ) -> AsyncIterator[Shown]:
         """Write the candidates (`params[k]` with `processors[k]`), choose one, and yield its sentences
-        as the gate lets them through."""
+        as the gate lets them through. `kv_key` (a session's id) has the runtime keep the KV cache."""
         run, gen = self.run, self.run.deps.generator
         streams = [
-            SentenceStream(gen.stream(messages, p, session_id=session_id, processors=procs))
+            SentenceStream(gen.stream(messages, p, kv_key=kv_key, processors=procs))
             for p, procs in zip(params, processors)
         ]
         chosen = 0

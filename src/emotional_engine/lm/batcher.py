@@ -10,9 +10,9 @@ the packed forward pass itself raises, each segment is retried alone and only th
 still fail are ended; caches stay valid because a cache's length only advances after a pass
 succeeds.
 
-Sessions: a request may name a session; its KV cache is kept after the request ends, and the
-next request of that session prefills only the tokens after the longest common prefix. Idle
-session caches are evicted least-recently-used first when all caches together exceed the budget.
+Kept caches: a request may name a KV key; its KV cache is kept under that key after the request
+ends, and the next request with the same key prefills only the tokens after the longest common
+prefix. Idle kept caches are evicted least-recently-used first when all caches together exceed the budget.
 """
 
 from __future__ import annotations
@@ -21,17 +21,16 @@ import asyncio
 import itertools
 import logging
 import queue
-import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
 
 import torch
 
 from emotional_engine.lm.generator import Completion, Piece
 from emotional_engine.lm.kv_cache import CachePool, KVArena, KVCache, Segment
 from emotional_engine.lm.model import Llama
+from emotional_engine.lm.requests import Request
 from emotional_engine.lm.sampling import LogitsProcessor, Sampler, SamplingParams
 from emotional_engine.lm.tokenizer import BPETokenizer, StreamDecoder
 
@@ -40,47 +39,6 @@ log = logging.getLogger(__name__)
 
 class ContextOverflowError(ValueError):
     pass
-
-
-_MARKS = ".!?…"  # sentence-final marks, for `SamplingParams.emotion_schedule`
-_SENTENCE_MARKS = re.compile(f"[{_MARKS}]+")
-
-
-@dataclass
-class _Request:
-    id: int
-    prompt_ids: list[int]
-    params: SamplingParams
-    sampler: Sampler
-    emit: Callable[[Piece], None]
-    session_id: str | None
-    decoder: StreamDecoder
-    cache: KVCache | None = None
-    feed: list[int] = field(default_factory=list)  # tokens to push through the model next
-    out_ids: list[int] = field(default_factory=list)
-    held: str = ""  # text held back because it may be the start of a stop string
-    cached_tokens: int = 0
-    cancelled: bool = False
-    pooled: bool = False  # the cache belongs to the session pool
-    t_submit: float = field(default_factory=time.perf_counter)
-    t_first: float | None = None
-    sentences: int = 0  # sentence ends generated so far: the index into `params.emotion_schedule`
-    after_mark: bool = False  # the output so far ends with a sentence-final mark
-
-    @property
-    def emotion_context(self) -> list[float] | None:
-        """The adapter input for the next tokens fed: this sentence's entry of the schedule, else the fixed one."""
-        schedule = self.params.emotion_schedule
-        return schedule[min(self.sentences, len(schedule) - 1)] if schedule else self.params.emotion_context
-
-    def count_sentence_ends(self, text: str) -> None:
-        """Advance past each run of sentence-final marks in newly decoded `text` (a run split across
-        tokens counts once). Approximate like any mark-based split: "Mr." and "3.5" count too."""
-        if not text:
-            return
-        runs = len(_SENTENCE_MARKS.findall(text))
-        self.sentences += runs - (self.after_mark and text[0] in _MARKS)
-        self.after_mark = text[-1] in _MARKS
 
 
 def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
@@ -116,8 +74,8 @@ class ContinuousBatcher:
         self.pool = CachePool(cache_budget_bytes)
         self.arena = KVArena(self.cfg, cache_dtype)  # caches of running requests
         self._ids = itertools.count(1)
-        self._waiting: list[_Request] = []
-        self._running: list[_Request] = []
+        self._waiting: list[Request] = []
+        self._running: list[Request] = []
         self._cv = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -144,19 +102,19 @@ class ContinuousBatcher:
         params: SamplingParams,
         emit: Callable[[Piece], None],
         *,
-        session_id: str | None = None,
+        kv_key: str | None = None,
         processors: Sequence[LogitsProcessor] = (),
-    ) -> _Request:
+    ) -> Request:
         if not prompt_ids:
             raise ValueError("the prompt is empty")
         prompt_ids = self._fit_context(list(prompt_ids), params)
-        r = _Request(
+        r = Request(
             id=next(self._ids),
             prompt_ids=prompt_ids,
             params=params,
             sampler=Sampler(params, processors),
             emit=emit,
-            session_id=session_id,
+            kv_key=kv_key,
             decoder=StreamDecoder(self.tok),
         )
         with self._cv:
@@ -172,7 +130,7 @@ class ContinuousBatcher:
         prompt: str | list[dict[str, str]] | list[int],
         params: SamplingParams | None = None,
         *,
-        session_id: str | None = None,
+        kv_key: str | None = None,
         processors: Sequence[LogitsProcessor] = (),
     ) -> AsyncIterator[Piece]:
         """Pieces of text as they are generated; cancelling the consumer cancels the request."""
@@ -182,7 +140,7 @@ class ContinuousBatcher:
             self.encode_prompt(prompt),
             params or SamplingParams(),
             lambda p: loop.call_soon_threadsafe(q.put_nowait, p),
-            session_id=session_id,
+            kv_key=kv_key,
             processors=processors,
         )
         try:
@@ -199,14 +157,14 @@ class ContinuousBatcher:
         prompt: str | list[dict[str, str]] | list[int],
         params: SamplingParams | None = None,
         *,
-        session_id: str | None = None,
+        kv_key: str | None = None,
         processors: Sequence[LogitsProcessor] = (),
         on_piece: Callable[[Piece], None] | None = None,
     ) -> Completion:
         """Blocking generation; `on_piece` sees each piece as it comes."""
         q: queue.Queue[Piece] = queue.Queue()
         r = self.submit(
-            self.encode_prompt(prompt), params or SamplingParams(), q.put, session_id=session_id, processors=processors
+            self.encode_prompt(prompt), params or SamplingParams(), q.put, kv_key=kv_key, processors=processors
         )
         pieces = []
         try:
@@ -222,9 +180,9 @@ class ContinuousBatcher:
         finally:
             r.cancelled = True
 
-    def drop_session(self, session_id: str) -> None:
+    def drop_cache(self, kv_key: str) -> None:
         with self._cv:
-            self.pool.drop(session_id)
+            self.pool.drop(kv_key)
 
     def close(self) -> None:
         with self._cv:
@@ -275,8 +233,8 @@ class ContinuousBatcher:
         while self._waiting and len(self._running) < self.max_batch:
             r = self._waiting.pop(0)
             cache = None
-            if r.session_id is not None:
-                cache, r.pooled = self.pool.checkout(r.session_id)
+            if r.kv_key is not None:
+                cache, r.pooled = self.pool.checkout(r.kv_key)
             if cache is not None:
                 keep = min(common_prefix_len(cache.tokens, r.prompt_ids), len(r.prompt_ids) - 1)
                 cache.truncate(keep)
@@ -298,7 +256,7 @@ class ContinuousBatcher:
             self._finish(r, "cancelled")
         if not self._running:
             return
-        batch: list[tuple[_Request, int]] = []  # (request, tokens fed this step)
+        batch: list[tuple[Request, int]] = []  # (request, tokens fed this step)
         prefill_budget = self.prefill_chunk
         for r in sorted(self._running, key=lambda r: r.cache.slot):  # rows in slot order: no reshuffle
             if len(r.feed) == 1:
@@ -323,7 +281,7 @@ class ContinuousBatcher:
                 log.warning("request %d failed: %s", r.id, e)
                 self._finish(r, "error", error=f"{type(e).__name__}: {e}")
 
-    def _emotion_rows(self, batch: list[tuple[_Request, int]]) -> torch.Tensor | None:
+    def _emotion_rows(self, batch: list[tuple[Request, int]]) -> torch.Tensor | None:
         """(N, D) each packed token's emotion context (its request's; zeros without one), or None
         when no request in the batch has one or the model carries no emotion adapter."""
         if not self.has_adapter or all(r.emotion_context is None for r, _ in batch):
@@ -333,7 +291,7 @@ class ContinuousBatcher:
             [torch.tensor(r.emotion_context or [0.0] * dim, dtype=torch.float32).expand(n, dim) for r, n in batch]
         )
 
-    def _forward(self, batch: list[tuple[_Request, int]]) -> list[torch.Tensor]:
+    def _forward(self, batch: list[tuple[Request, int]]) -> list[torch.Tensor]:
         tokens = torch.tensor([t for r, n in batch for t in r.feed[:n]], dtype=torch.long)
         try:
             return list(
@@ -356,7 +314,7 @@ class ContinuousBatcher:
                 rows.append(torch.empty(0))
         return rows
 
-    def _on_token(self, r: _Request, tok: int) -> None:
+    def _on_token(self, r: Request, tok: int) -> None:
         if r.t_first is None:
             r.t_first = time.perf_counter()
         r.out_ids.append(tok)
@@ -366,12 +324,8 @@ class ContinuousBatcher:
             return
         new = r.decoder.push(tok)
         r.count_sentence_ends(new)  # the token fed next, this one, already takes the next sentence's context
-        text = r.held + new
-        finish = None
-        if p.stop:
-            hit = min((i for i in (text.find(s) for s in p.stop) if i >= 0), default=-1)
-            if hit >= 0:
-                text, finish = text[:hit], "stop"
+        text, stopped = r.cut_at_stop(r.held + new)
+        finish = "stop" if stopped else None
         if finish is None and len(r.out_ids) >= p.max_tokens:
             finish = "length"
         if finish is None and r.cache.length + 1 > self.cfg.context_length:
@@ -381,20 +335,18 @@ class ContinuousBatcher:
             self._emit(r, Piece(text, tok, logprob=r.sampler.logprob))
             self._finish(r, finish)
             return
-        keep = _stop_prefix_len(text, p.stop)
-        r.held = text[len(text) - keep :] if keep else ""
-        out = text[: len(text) - keep]
+        out = r.hold_back(text)
         if out:
             self._emit(r, Piece(out, tok, logprob=r.sampler.logprob))
         r.feed = [tok]
 
-    def _emit(self, r: _Request, piece: Piece) -> None:
+    def _emit(self, r: Request, piece: Piece) -> None:
         try:
             r.emit(piece)
         except Exception:  # the consumer is gone (closed event loop, ...)
             r.cancelled = True
 
-    def _finish(self, r: _Request, reason: str, error: str | None = None) -> None:
+    def _finish(self, r: Request, reason: str, error: str | None = None) -> None:
         now = time.perf_counter()
         if r in self._running:
             self._running.remove(r)
@@ -404,30 +356,12 @@ class ContinuousBatcher:
             self.arena.unbind(r.cache)
             if not self.arena.caches:
                 self.arena.release()  # idle: give the working memory back
-        with self._cv:  # settle the session's cache before the caller hears the request ended
-            if r.session_id is not None and r.pooled:
+        with self._cv:  # settle the kept cache before the caller hears the request ended
+            if r.kv_key is not None and r.pooled:
                 if reason == "error" or r.cache is None:  # a cache of unknown state is not kept
-                    self.pool.release(r.session_id)
+                    self.pool.release(r.kv_key)
                 else:
-                    self.pool.checkin(r.session_id, r.cache)
+                    self.pool.checkin(r.kv_key, r.cache)
             self.pool.enforce(self.arena.bound_bytes)
-        usage = {
-            "prompt_tokens": len(r.prompt_ids),
-            "completion_tokens": len(r.out_ids),
-            "cached_tokens": r.cached_tokens,
-            "ttft_ms": 1000 * ((r.t_first or now) - r.t_submit),
-            "total_ms": 1000 * (now - r.t_submit),
-        }
-        self._emit(r, Piece(r.held, None, finish_reason=reason, error=error, usage=usage))
+        self._emit(r, Piece(r.held, None, finish_reason=reason, error=error, usage=r.usage(now)))
         r.held = ""
-
-
-def _stop_prefix_len(text: str, stops: list[str]) -> int:
-    """Length of the longest suffix of `text` that is a proper prefix of a stop string."""
-    best = 0
-    for s in stops:
-        for k in range(min(len(s) - 1, len(text)), best, -1):
-            if text.endswith(s[:k]):
-                best = k
-                break
-    return best

@@ -86,13 +86,13 @@ class BuiltinGenerator:
     def emotion_context(self, emotion: str) -> list[float] | None:
         return self.emotion_contexts.get(emotion)
 
-    def stream(self, prompt, params, *, session_id=None, processors=()):
+    def stream(self, prompt, params, *, kv_key=None, processors=()):
         return self.batcher.stream(
-            prompt, params, session_id=session_id, processors=bind_processors(processors, self.batcher.tok)
+            prompt, params, kv_key=kv_key, processors=bind_processors(processors, self.batcher.tok)
         )
 
-    async def complete(self, prompt, params, *, session_id=None, processors=()) -> Completion:
-        return await complete_from_stream(self.stream(prompt, params, session_id=session_id, processors=processors))
+    async def complete(self, prompt, params, *, kv_key=None, processors=()) -> Completion:
+        return await complete_from_stream(self.stream(prompt, params, kv_key=kv_key, processors=processors))
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.batcher.close)

@@ -89,6 +89,8 @@ class Generator(Protocol):
     info: ModelInfo
     # takes LogitsProcessors in stream/complete, and binds those that need its tokenizer (constrained.Regex)
     supports_logits_processors: bool
+    # stream/complete's `kv_key`: a backend that keeps KV caches keeps the request's under it, so the next
+    # request with the same key prefills only what is new; one that keeps none (or caches itself) ignores it
 
     def count_tokens(self, text: str) -> int:
         """Exact with its own tokenizer; else `emotional_engine.text.estimate_tokens`."""
@@ -108,7 +110,7 @@ class Generator(Protocol):
         prompt: Prompt,
         params: SamplingParams,
         *,
-        session_id: str | None = None,
+        kv_key: str | None = None,
         processors: Sequence[LogitsProcessor] = (),
     ) -> AsyncIterator[Piece]: ...
 
@@ -117,7 +119,7 @@ class Generator(Protocol):
         prompt: Prompt,
         params: SamplingParams,
         *,
-        session_id: str | None = None,
+        kv_key: str | None = None,
         processors: Sequence[LogitsProcessor] = (),
     ) -> Completion: ...
 

@@ -1,20 +1,31 @@
 """KV caches: one sequence's keys and values (`KVCache`), the running batch's shared storage
-(`KVArena`), a sequence's share of a packed pass (`Segment`), and the session caches kept between
-requests under a byte budget (`CachePool`)."""
+(`KVArena`), a sequence's share of a packed pass (`Segment`), and the caches kept between requests
+under their cache keys within a byte budget (`CachePool`)."""
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
-if TYPE_CHECKING:
-    from emotional_engine.lm.model import LlamaConfig
-
 log = logging.getLogger(__name__)
+
+
+class KVShape(Protocol):
+    """What a cache needs of the model's configuration (`model.LlamaConfig` has it): its K/V dimensions.
+    A protocol, so that this module, which model.py imports, need not import model.py back."""
+
+    @property
+    def n_layer(self) -> int: ...
+
+    @property
+    def n_kv_head(self) -> int: ...
+
+    @property
+    def head_dim(self) -> int: ...
 
 
 def _round_up(n: int, granule: int) -> int:
@@ -30,7 +41,7 @@ class KVCache:
 
     GROW = 256  # capacity granule, in tokens
 
-    def __init__(self, cfg: LlamaConfig, dtype: torch.dtype = torch.float32, capacity: int = 0):
+    def __init__(self, cfg: KVShape, dtype: torch.dtype = torch.float32, capacity: int = 0):
         self.cfg = cfg
         self.dtype = dtype
         self.length = 0
@@ -81,7 +92,7 @@ class KVArena:
 
     GROW = 256
 
-    def __init__(self, cfg: LlamaConfig, dtype: torch.dtype = torch.float32):
+    def __init__(self, cfg: KVShape, dtype: torch.dtype = torch.float32):
         self.cfg = cfg
         self.dtype = dtype
         self.caches: list[KVCache] = []
@@ -154,7 +165,7 @@ class Segment:
 
 
 class CachePool:
-    """Session KV caches under a byte budget; idle ones are evicted least recently used first."""
+    """KV caches kept under their cache keys within a byte budget; idle ones are evicted least recently used first."""
 
     def __init__(self, budget_bytes: int):
         self.budget = budget_bytes
@@ -162,35 +173,35 @@ class CachePool:
         self._busy: dict[str, KVCache] = {}
         self.evictions = 0
 
-    def checkout(self, session_id: str) -> tuple[KVCache | None, bool]:
-        """(cache or None if evicted/new, whether this request owns the session's cache)."""
-        if session_id in self._busy:
-            return None, False  # a concurrent request of the same session gets a private cache
-        cache = self._idle.pop(session_id, None)
-        self._busy[session_id] = cache  # placeholder until checkin
+    def checkout(self, kv_key: str) -> tuple[KVCache | None, bool]:
+        """(cache or None if evicted/new, whether this request owns the key's cache)."""
+        if kv_key in self._busy:
+            return None, False  # a concurrent request with the same key gets a private cache
+        cache = self._idle.pop(kv_key, None)
+        self._busy[kv_key] = cache  # placeholder until checkin
         return cache, True
 
-    def checkin(self, session_id: str, cache: KVCache) -> None:
-        self._busy.pop(session_id, None)
-        self._idle[session_id] = cache
+    def checkin(self, kv_key: str, cache: KVCache) -> None:
+        self._busy.pop(kv_key, None)
+        self._idle[kv_key] = cache
 
-    def release(self, session_id: str) -> None:
+    def release(self, kv_key: str) -> None:
         """End a checkout without keeping the cache (its state is unknown after an error)."""
-        self._busy.pop(session_id, None)
+        self._busy.pop(kv_key, None)
 
-    def drop(self, session_id: str) -> None:
-        self._idle.pop(session_id, None)
+    def drop(self, kv_key: str) -> None:
+        self._idle.pop(kv_key, None)
 
-    def __contains__(self, session_id: str) -> bool:
-        return session_id in self._idle
+    def __contains__(self, kv_key: str) -> bool:
+        return kv_key in self._idle
 
     def enforce(self, active_bytes: int) -> None:
         total = active_bytes + sum(c.nbytes for c in self._idle.values())
         while total > self.budget and self._idle:
-            sid, cache = self._idle.popitem(last=False)
+            key, cache = self._idle.popitem(last=False)
             total -= cache.nbytes
             self.evictions += 1
-            log.debug("evicted KV cache of session %s (%d bytes)", sid, cache.nbytes)
+            log.debug("evicted the KV cache kept under %s (%d bytes)", key, cache.nbytes)
 
     @property
     def idle_bytes(self) -> int:

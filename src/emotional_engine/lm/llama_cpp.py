@@ -80,7 +80,7 @@ class LlamaCppGenerator:
         prompt: Prompt,
         params: SamplingParams,
         *,
-        session_id: str | None = None,
+        kv_key: str | None = None,
         processors: Sequence[LogitsProcessor] = (),
     ) -> AsyncIterator[Piece]:
         check_no_processors("llama-cpp", processors)
@@ -145,8 +145,8 @@ class LlamaCppGenerator:
                 prompt_tokens = 0
         yield tally.last_piece(prompt_tokens)
 
-    async def complete(self, prompt, params, *, session_id=None, processors=()) -> Completion:
-        return await complete_from_stream(self.stream(prompt, params, session_id=session_id, processors=processors))
+    async def complete(self, prompt, params, *, kv_key=None, processors=()) -> Completion:
+        return await complete_from_stream(self.stream(prompt, params, kv_key=kv_key, processors=processors))
 
     async def aclose(self) -> None:
         def _close() -> None:

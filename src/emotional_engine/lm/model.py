@@ -60,7 +60,7 @@ class PackedPlan:
     per_sequence: list[tuple[Segment, int]]  # (segment, first packed row) attended one by one
 
     @classmethod
-    def build(cls, segments: list[Segment]) -> PackedPlan:
+    def build(cls, segments: list[Segment], cfg: LlamaConfig) -> PackedPlan:
         dec, rest, row = [], [], 0
         arena = next((s.cache.arena for s in segments if s.n == 1 and s.cache.arena is not None), None)
         for s in segments:
@@ -74,8 +74,7 @@ class PackedPlan:
         # slots not decoding this step get a dummy row that may see key 0 (a fully masked row is NaN)
         limit = torch.zeros(n_slots, dtype=torch.long).index_copy_(0, slots, pos)
         blocked = torch.arange(arena.cap)[None, :] > limit[:, None]  # (S, cap)
-        c = arena.cfg
-        bias = torch.zeros(n_slots, c.n_kv_head, c.n_head // c.n_kv_head, arena.cap)
+        bias = torch.zeros(n_slots, cfg.n_kv_head, cfg.n_head // cfg.n_kv_head, arena.cap)
         bias.masked_fill_(blocked[:, None, None, :], float("-inf"))
         rows = torch.tensor([r for _, r in dec])
         identity = len(dec) == len(segments) == n_slots and bool((slots == torch.arange(n_slots)).all())
@@ -308,7 +307,7 @@ class Llama(nn.Module):
             s.cache.reserve(s.n)
         cos, sin = self.rotary.tables(int(pos.max()) + 1)
         cos, sin = cos[pos][:, None], sin[pos][:, None]  # (N, 1, hs)
-        plan = PackedPlan.build(segments)
+        plan = PackedPlan.build(segments, self.config)
         x = self.tok_embeddings(tokens)
         for i, block in enumerate(self.layers):
             x = block.forward_packed(x, cos, sin, i, plan, ctx)

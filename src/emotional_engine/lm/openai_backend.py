@@ -18,7 +18,7 @@ class OpenAIGenerator:
 
     A `str` prompt goes to /v1/completions, a message list to /v1/chat/completions. `base_url` is the
     server root (http://host:8000); a trailing /v1 is accepted too. The server does its own prefix
-    caching, so `session_id` is ignored. Token counts are estimates; `Piece.logprob` stays None.
+    caching, so `kv_key` is ignored. Token counts are estimates; `Piece.logprob` stays None.
     """
 
     supports_logits_processors = False
@@ -83,7 +83,7 @@ class OpenAIGenerator:
         prompt: Prompt,
         params: SamplingParams,
         *,
-        session_id: str | None = None,
+        kv_key: str | None = None,
         processors: Sequence[LogitsProcessor] = (),
     ) -> AsyncIterator[Piece]:
         check_no_processors("openai", processors)
@@ -128,8 +128,8 @@ class OpenAIGenerator:
             raise BackendError(f"{url} closed the stream before the response was complete")
         yield tally.last_piece()
 
-    async def complete(self, prompt, params, *, session_id=None, processors=()) -> Completion:
-        return await complete_from_stream(self.stream(prompt, params, session_id=session_id, processors=processors))
+    async def complete(self, prompt, params, *, kv_key=None, processors=()) -> Completion:
+        return await complete_from_stream(self.stream(prompt, params, kv_key=kv_key, processors=processors))
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -22,12 +22,12 @@ from emotional_engine.lm.models import Loader, ModelManager, make_generator
 from emotional_engine.service import auth, errors
 from emotional_engine.service.jobs import JobRunner
 from emotional_engine.service.limits import Admission
+from emotional_engine.service.live_sessions import LiveSessions
 from emotional_engine.service.metering import MeteredGenerator
 from emotional_engine.service.metrics import Metrics
 from emotional_engine.service.middleware import BodyLimitAndMetrics
 from emotional_engine.service.ratelimit import RateLimiter
 from emotional_engine.service.routes import analyze, catalog, feedback, health, jobs, sessions, stories
-from emotional_engine.service.sessions import LiveSessions
 from emotional_engine.service.state import Service
 from emotional_engine.storage.cache import MultiLevelCache
 from emotional_engine.storage.db import Store
@@ -163,7 +163,7 @@ async def _expire_sessions(service: Service) -> None:
     while True:
         await asyncio.sleep(period)
         try:
-            n = await asyncio.to_thread(service.store.expire_idle)
+            n = await asyncio.to_thread(service.store.sessions.expire_idle)
             if n:
                 log.info("%d idle sessions expired", n)
         except Exception as e:  # the database is down: next round

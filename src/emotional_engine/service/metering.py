@@ -66,13 +66,13 @@ class MeteredGenerator:
         if u is not None:
             u.tokens += n
 
-    async def stream(self, prompt, params, *, session_id=None, processors=()):
+    async def stream(self, prompt, params, *, kv_key=None, processors=()):
         # read once, as the stream starts: a stream closed later (a losing candidate, a client gone)
         # may be finalised in another context
         u = current_usage.get()
         n = 0
         try:
-            async for piece in self.inner.stream(prompt, params, session_id=session_id, processors=processors):
+            async for piece in self.inner.stream(prompt, params, kv_key=kv_key, processors=processors):
                 if piece.text:
                     if n == 0:
                         self._first_token(u)
@@ -83,9 +83,9 @@ class MeteredGenerator:
         finally:  # a client that went away still pays for what was generated
             self._count(u, n)
 
-    async def complete(self, prompt, params, *, session_id=None, processors=()):
+    async def complete(self, prompt, params, *, kv_key=None, processors=()):
         u = current_usage.get()
-        done = await self.inner.complete(prompt, params, session_id=session_id, processors=processors)
+        done = await self.inner.complete(prompt, params, kv_key=kv_key, processors=processors)
         self._first_token(u)  # the whole completion came back: its first token came no later
         self._count(u, done.completion_tokens)
         return done

@@ -9,9 +9,9 @@ from cachetools import TTLCache
 from emotional_engine.config import Settings
 from emotional_engine.engine import Engine
 from emotional_engine.service.limits import Admission
+from emotional_engine.service.live_sessions import LiveSessions
 from emotional_engine.service.metrics import Metrics
 from emotional_engine.service.ratelimit import RateLimiter
-from emotional_engine.service.sessions import LiveSessions
 
 KEY_MEMO_TTL_S = 30  # verified keys are remembered this long (a revocation takes effect within it)
 

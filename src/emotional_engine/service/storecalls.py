@@ -8,7 +8,7 @@ import logging
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from emotional_engine.service.errors import ApiError
-from emotional_engine.storage.db import NotFoundError, SessionExpiredError
+from emotional_engine.storage.records import NotFoundError, SessionExpiredError
 
 log = logging.getLogger(__name__)
 

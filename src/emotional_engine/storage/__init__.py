@@ -3,8 +3,17 @@ migrations shipped in the package) and `MultiLevelCache` (in-process, Redis, SQL
 
 from emotional_engine.storage.cache import MultiLevelCache, is_cacheable, request_cache_key
 from emotional_engine.storage.connect import default_database_url
-from emotional_engine.storage.db import NotFoundError, SessionExpiredError, Store
-from emotional_engine.storage.records import ApiKeyInfo, JobRecord, SessionRecord, TurnRecord, Usage, UsageWindow
+from emotional_engine.storage.db import Store
+from emotional_engine.storage.records import (
+    ApiKeyInfo,
+    JobRecord,
+    NotFoundError,
+    SessionExpiredError,
+    SessionRecord,
+    TurnRecord,
+    Usage,
+    UsageWindow,
+)
 
 __all__ = [
     "ApiKeyInfo",

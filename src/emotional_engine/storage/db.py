@@ -1,5 +1,6 @@
-"""The store: API keys, stories, interactive sessions and their turns, jobs, feedback, usage and the
-cache's third level, in SQL through SQLAlchemy 2. SQLite file by default, PostgreSQL by URL.
+"""The store: API keys, stories, interactive sessions and their turns (`Store.sessions`, in
+storage/sessions.py), jobs, feedback, usage and the cache's third level, in SQL through SQLAlchemy 2.
+SQLite file by default, PostgreSQL by URL.
 
 Every method is one transaction: when it returns, what it wrote is committed, and a crash before
 that leaves nothing of it behind. Methods are synchronous; an asyncio caller runs them in a thread
@@ -9,7 +10,6 @@ key never learns whether another key's id exists.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from emotional_engine.storage import keys, migrate
 from emotional_engine.storage.connect import default_database_url, make_engine
-from emotional_engine.storage.records import ApiKeyInfo, JobRecord, SessionRecord, TurnRecord, Usage, UsageWindow
+from emotional_engine.storage.records import ApiKeyInfo, JobRecord, NotFoundError, Usage, UsageWindow, new_id
 from emotional_engine.storage.schema import (
     CACHE_KEY_MAX,
     ApiKey,
@@ -30,9 +30,9 @@ from emotional_engine.storage.schema import (
     JobRow,
     SessionRow,
     StoryRow,
-    TurnRow,
     UsageRow,
 )
+from emotional_engine.storage.sessions import Sessions
 
 if TYPE_CHECKING:
     from emotional_engine.config import Settings
@@ -41,20 +41,8 @@ UNFINISHED = ("queued", "running")
 MAX_COMMENT = 5000
 
 
-class NotFoundError(LookupError):
-    """The row does not exist, or belongs to another key."""
-
-
-class SessionExpiredError(RuntimeError):
-    """The session was idle past its time to live: it can be read, not played on."""
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex
 
 
 class Store:
@@ -65,7 +53,10 @@ class Store:
         self.engine = make_engine(url)
         self.cache_max_rows = cache_max_rows
         self.now = clock
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # `with self._transaction() as db:` is one transaction, committed when the block ends
+        self._transaction = sessionmaker(self.engine, expire_on_commit=False).begin
+        # interactive sessions and their turns; the store's transactions and clock, looked up at each call
+        self.sessions = Sessions(lambda: self._transaction(), lambda: self.now())
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -87,12 +78,12 @@ class Store:
         self.engine.dispose()
 
     def _upsert(
-        self, s: Session, model, values: dict[str, Any], conflict: list[str], updates: Callable[[Any], dict[str, Any]]
+        self, db: Session, model, values: dict[str, Any], conflict: list[str], updates: Callable[[Any], dict[str, Any]]
     ) -> None:
         """INSERT ... ON CONFLICT DO UPDATE; `updates(excluded)` gives the new values of an existing row."""
         insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         stmt = insert(model).values(**values)
-        s.execute(stmt.on_conflict_do_update(index_elements=conflict, set_=updates(stmt.excluded)))
+        db.execute(stmt.on_conflict_do_update(index_elements=conflict, set_=updates(stmt.excluded)))
 
     # ---- API keys ---------------------------------------------------------------------------
 
@@ -105,7 +96,7 @@ class Store:
             plain = keys.new_key()
             salt = keys.new_salt()
             row = ApiKey(
-                id=_new_id(),
+                id=new_id(),
                 name=name,
                 prefix=keys.prefix_of(plain),
                 salt=salt,
@@ -113,8 +104,8 @@ class Store:
                 created_at=self.now(),
             )
             try:
-                with self._sessions.begin() as s:
-                    s.add(row)
+                with self._transaction() as db:
+                    db.add(row)
                 return plain, _key_info(row)
             except IntegrityError:
                 continue
@@ -124,23 +115,23 @@ class Store:
         """The key's record if the plain key is valid and not revoked; None otherwise."""
         if not keys.well_formed(plain):
             return None
-        with self._sessions.begin() as s:
-            row = s.scalar(select(ApiKey).where(ApiKey.prefix == keys.prefix_of(plain)))
+        with self._transaction() as db:
+            row = db.scalar(select(ApiKey).where(ApiKey.prefix == keys.prefix_of(plain)))
         if row is None or row.revoked_at is not None or not keys.matches(plain, row.salt, row.key_hash):
             return None
         return _key_info(row)
 
     def list_keys(self) -> list[ApiKeyInfo]:
-        with self._sessions.begin() as s:
-            return [_key_info(r) for r in s.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id))]
+        with self._transaction() as db:
+            return [_key_info(r) for r in db.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id))]
 
     def revoke_key(self, key_id_or_prefix: str) -> bool:
         """Revoke by id, by prefix (`ee_1a2b3c4d`) or by the plain key; False if no active key matches."""
         ref = key_id_or_prefix.strip()
         if keys.well_formed(ref):
             ref = keys.prefix_of(ref)
-        with self._sessions.begin() as s:
-            done = s.execute(
+        with self._transaction() as db:
+            done = db.execute(
                 update(ApiKey)
                 .where((ApiKey.id == ref) | (ApiKey.prefix == ref), ApiKey.revoked_at.is_(None))
                 .values(revoked_at=self.now())
@@ -150,134 +141,26 @@ class Store:
     # ---- stories ----------------------------------------------------------------------------
 
     def save_story(self, key_id: str, request: dict, story: dict) -> str:
-        story_id = _new_id()
+        story_id = new_id()
         try:
-            with self._sessions.begin() as s:
-                s.add(StoryRow(id=story_id, key_id=key_id, request=request, story=story, created_at=self.now()))
+            with self._transaction() as db:
+                db.add(StoryRow(id=story_id, key_id=key_id, request=request, story=story, created_at=self.now()))
         except IntegrityError:
             raise NotFoundError(f"no API key {key_id}") from None
         return story_id
 
     def get_story(self, story_id: str, key_id: str) -> dict | None:
-        with self._sessions.begin() as s:
-            row = s.scalar(select(StoryRow).where(StoryRow.id == story_id, StoryRow.key_id == key_id))
+        with self._transaction() as db:
+            row = db.scalar(select(StoryRow).where(StoryRow.id == story_id, StoryRow.key_id == key_id))
         return None if row is None else row.story
-
-    # ---- interactive sessions ---------------------------------------------------------------
-
-    def create_session(self, key_id: str, request: dict, ttl_s: int) -> str:
-        if ttl_s <= 0:
-            raise ValueError("a session's idle time to live must be positive")
-        now, session_id = self.now(), _new_id()
-        try:
-            with self._sessions.begin() as s:
-                s.add(
-                    SessionRow(
-                        id=session_id,
-                        key_id=key_id,
-                        request=request,
-                        status="active",
-                        ttl_s=ttl_s,
-                        created_at=now,
-                        last_active_at=now,
-                        expires_at=now + timedelta(seconds=ttl_s),
-                    )
-                )
-        except IntegrityError:
-            raise NotFoundError(f"no API key {key_id}") from None
-        return session_id
-
-    def _playable_session(self, s: Session, session_id: str, key_id: str) -> SessionRow:
-        """The session's row, locked for the rest of the transaction, with its expiry pushed out.
-        The lock is an UPDATE, the first statement: it takes SQLite's write lock and PostgreSQL's row
-        lock before anything is read, so concurrent turns of one session queue instead of racing."""
-        now = self.now()
-        locked = s.execute(
-            update(SessionRow)
-            .where(SessionRow.id == session_id, SessionRow.key_id == key_id)
-            .values(last_active_at=now)
-        )
-        if locked.rowcount == 0:
-            raise NotFoundError(f"no session {session_id}")
-        row = s.scalars(
-            select(SessionRow).where(SessionRow.id == session_id).execution_options(populate_existing=True)
-        ).one()
-        if row.status != "active" or row.expires_at <= now:
-            raise SessionExpiredError(f"session {session_id} expired after {row.ttl_s} s idle; it can still be read")
-        row.expires_at = now + timedelta(seconds=row.ttl_s)  # the transaction's rollback undoes both
-        return row
-
-    def add_turn(self, session_id: str, key_id: str, action: str, beat: dict) -> int:
-        """Append a turn; returns its index (0, 1, ...), committed before returning."""
-        with self._sessions.begin() as s:
-            self._playable_session(s, session_id, key_id)
-            last = s.scalar(select(func.max(TurnRow.index)).where(TurnRow.session_id == session_id))
-            index = 0 if last is None else last + 1
-            s.add(TurnRow(session_id=session_id, index=index, action=action, beat=beat, created_at=self.now()))
-        return index
-
-    def pop_turn(self, session_id: str, key_id: str) -> dict | None:
-        """Remove the last turn (undo) and return it as {index, action, beat}; None if there is none."""
-        with self._sessions.begin() as s:
-            self._playable_session(s, session_id, key_id)
-            turn = s.scalar(
-                select(TurnRow).where(TurnRow.session_id == session_id).order_by(TurnRow.index.desc()).limit(1)
-            )
-            if turn is None:
-                return None
-            s.delete(turn)
-            return {"index": turn.index, "action": turn.action, "beat": turn.beat}
-
-    def get_session(self, session_id: str, key_id: str) -> SessionRecord | None:
-        with self._sessions.begin() as s:
-            row = s.scalar(select(SessionRow).where(SessionRow.id == session_id, SessionRow.key_id == key_id))
-            if row is None:
-                return None
-            turns = s.scalars(select(TurnRow).where(TurnRow.session_id == session_id).order_by(TurnRow.index)).all()
-        expired = row.status != "active" or row.expires_at <= self.now()
-        return SessionRecord(
-            id=row.id,
-            key_id=row.key_id,
-            request=row.request,
-            status="expired" if expired else "active",
-            created_at=row.created_at,
-            last_active_at=row.last_active_at,
-            expires_at=row.expires_at,
-            turns=[TurnRecord(index=t.index, action=t.action, beat=t.beat, created_at=t.created_at) for t in turns],
-        )
-
-    def touch_session(self, session_id: str, key_id: str) -> bool:
-        """Push the session's expiry out by its time to live; False if it is missing or already expired."""
-        try:
-            with self._sessions.begin() as s:
-                self._playable_session(s, session_id, key_id)
-            return True
-        except (NotFoundError, SessionExpiredError):
-            return False
-
-    def expire_idle(self, now: datetime | None = None) -> int:
-        """Mark sessions idle past their expiry as expired; returns how many. Their turns stay readable."""
-        now = now or self.now()
-        with self._sessions.begin() as s:
-            done = s.execute(
-                update(SessionRow)
-                .where(SessionRow.status == "active", SessionRow.expires_at <= now)
-                .values(status="expired")
-            )
-            return done.rowcount
-
-    def delete_session(self, session_id: str, key_id: str) -> bool:
-        with self._sessions.begin() as s:
-            done = s.execute(delete(SessionRow).where(SessionRow.id == session_id, SessionRow.key_id == key_id))
-            return done.rowcount > 0
 
     # ---- jobs (long stories, resumable) -----------------------------------------------------
 
     def create_job(self, key_id: str, request: dict) -> str:
-        now, job_id = self.now(), _new_id()
+        now, job_id = self.now(), new_id()
         try:
-            with self._sessions.begin() as s:
-                s.add(
+            with self._transaction() as db:
+                db.add(
                     JobRow(
                         id=job_id,
                         key_id=key_id,
@@ -293,8 +176,8 @@ class Store:
         return job_id
 
     def _advance_job(self, job_id: str, **values) -> bool:
-        with self._sessions.begin() as s:
-            done = s.execute(
+        with self._transaction() as db:
+            done = db.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.status.in_(UNFINISHED))
                 .values(updated_at=self.now(), **values)
@@ -313,8 +196,8 @@ class Store:
         return self._advance_job(job_id, status="failed", error=message)
 
     def cancel_job(self, job_id: str, key_id: str) -> bool:
-        with self._sessions.begin() as s:
-            done = s.execute(
+        with self._transaction() as db:
+            done = db.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.key_id == key_id, JobRow.status.in_(UNFINISHED))
                 .values(status="cancelled", updated_at=self.now())
@@ -322,14 +205,14 @@ class Store:
             return done.rowcount > 0
 
     def get_job(self, job_id: str, key_id: str) -> JobRecord | None:
-        with self._sessions.begin() as s:
-            row = s.scalar(select(JobRow).where(JobRow.id == job_id, JobRow.key_id == key_id))
+        with self._transaction() as db:
+            row = db.scalar(select(JobRow).where(JobRow.id == job_id, JobRow.key_id == key_id))
         return None if row is None else _job_record(row)
 
     def unfinished_jobs(self) -> list[JobRecord]:
         """Queued and running jobs, oldest first: what a restarted server resumes."""
-        with self._sessions.begin() as s:
-            rows = s.scalars(select(JobRow).where(JobRow.status.in_(UNFINISHED)).order_by(JobRow.created_at)).all()
+        with self._transaction() as db:
+            rows = db.scalars(select(JobRow).where(JobRow.status.in_(UNFINISHED)).order_by(JobRow.created_at)).all()
         return [_job_record(r) for r in rows]
 
     # ---- feedback ---------------------------------------------------------------------------
@@ -345,14 +228,14 @@ class Store:
         if comment is not None and len(comment) > MAX_COMMENT:
             raise ValueError(f"a comment is at most {MAX_COMMENT} characters")
         target = StoryRow if kind == "story" else SessionRow
-        with self._sessions.begin() as s:
-            if s.scalar(select(target.id).where(target.id == target_id, target.key_id == key_id)) is None:
+        with self._transaction() as db:
+            if db.scalar(select(target.id).where(target.id == target_id, target.key_id == key_id)) is None:
                 return None
             row = FeedbackRow(
                 kind=kind, target_id=target_id, key_id=key_id, rating=rating, comment=comment, created_at=self.now()
             )
-            s.add(row)
-            s.flush()
+            db.add(row)
+            db.flush()
             return row.id
 
     def satisfaction(self, kind: Literal["story", "session"] | None = None) -> dict:
@@ -360,8 +243,8 @@ class Store:
         query = select(FeedbackRow.rating, func.count()).group_by(FeedbackRow.rating)
         if kind is not None:
             query = query.where(FeedbackRow.kind == kind)
-        with self._sessions.begin() as s:
-            counts = {rating: n for rating, n in s.execute(query)}
+        with self._transaction() as db:
+            counts = {rating: n for rating, n in db.execute(query)}
         distribution = {r: counts.get(r, 0) for r in range(1, 6)}
         n = sum(distribution.values())
         mean = sum(r * c for r, c in distribution.items()) / n if n else None
@@ -374,9 +257,9 @@ class Store:
         if requests < 0 or tokens < 0:
             raise ValueError("usage counts cannot be negative")
         minute = self.now().replace(second=0, microsecond=0)
-        with self._sessions.begin() as s:
+        with self._transaction() as db:
             self._upsert(
-                s,
+                db,
                 UsageRow,
                 dict(key_id=key_id, minute=minute, requests=requests, tokens=tokens),
                 ["key_id", "minute"],
@@ -387,8 +270,8 @@ class Store:
         query = select(UsageRow).where(UsageRow.key_id == key_id).order_by(UsageRow.minute)
         if since is not None:
             query = query.where(UsageRow.minute >= since)
-        with self._sessions.begin() as s:
-            rows = s.scalars(query).all()
+        with self._transaction() as db:
+            rows = db.scalars(query).all()
         return Usage(
             key_id=key_id,
             requests=sum(r.requests for r in rows),
@@ -400,8 +283,8 @@ class Store:
 
     def cache_get(self, key: str) -> bytes | None:
         _check_cache_key(key)
-        with self._sessions.begin() as s:
-            return s.scalar(select(CacheRow.value).where(CacheRow.key == key, CacheRow.expires_at > self.now()))
+        with self._transaction() as db:
+            return db.scalar(select(CacheRow.value).where(CacheRow.key == key, CacheRow.expires_at > self.now()))
 
     def cache_put(self, key: str, value: bytes, ttl_s: float) -> None:
         """Insert or replace; then drop expired rows and, beyond `cache_max_rows`, the oldest."""
@@ -410,13 +293,13 @@ class Store:
             raise ValueError("a cache entry's time to live must be positive")
         now = self.now()
         row = dict(value=value, created_at=now, expires_at=now + timedelta(seconds=ttl_s))
-        with self._sessions.begin() as s:
-            self._upsert(s, CacheRow, dict(key=key, **row), ["key"], lambda new: row)
-            s.execute(delete(CacheRow).where(CacheRow.expires_at <= now))
-            if s.scalar(select(func.count()).select_from(CacheRow)) > self.cache_max_rows:
+        with self._transaction() as db:
+            self._upsert(db, CacheRow, dict(key=key, **row), ["key"], lambda new: row)
+            db.execute(delete(CacheRow).where(CacheRow.expires_at <= now))
+            if db.scalar(select(func.count()).select_from(CacheRow)) > self.cache_max_rows:
                 newest_first = select(CacheRow.key).order_by(CacheRow.created_at.desc(), CacheRow.key)
                 stale = newest_first.offset(self.cache_max_rows).subquery()
-                s.execute(delete(CacheRow).where(CacheRow.key.in_(select(stale.c.key))))
+                db.execute(delete(CacheRow).where(CacheRow.key.in_(select(stale.c.key))))
 
 
 def _check_cache_key(key: str) -> None:

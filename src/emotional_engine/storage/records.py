@@ -1,7 +1,9 @@
-"""What the store hands back: plain pydantic records, detached from the database session."""
+"""What the store hands back (plain pydantic records, detached from the database), the errors it raises, and
+its row ids."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any, Literal
 
@@ -9,6 +11,18 @@ from pydantic import BaseModel
 
 SessionStatus = Literal["active", "expired"]
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class NotFoundError(LookupError):
+    """The row does not exist, or belongs to another key."""
+
+
+class SessionExpiredError(RuntimeError):
+    """The session was idle past its time to live: it can be read, not played on."""
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
 
 
 class ApiKeyInfo(BaseModel):

@@ -27,7 +27,9 @@ MORE = ERRORS | {404: {"model": ErrorBody}, 410: {"model": ErrorBody, "descripti
 async def create_session(body: SessionCreate, key_id: KeyId, service: ServiceDep) -> SessionOut:
     request = serving.with_model(service, body).model_dump(mode="json")
     request["turns"] = body.turns or service.settings.session_turns
-    session_id = await call(service, service.store.create_session, key_id, request, service.settings.session_idle_ttl_s)
+    session_id = await call(
+        service, service.store.sessions.create, key_id, request, service.settings.session_idle_ttl_s
+    )
     return await _read(service, session_id, key_id)
 
 
@@ -38,7 +40,7 @@ async def get_session(session_id: str, key_id: KeyId, service: ServiceDep) -> Se
 
 @router.delete("/{session_id}", status_code=204, responses=MORE)
 async def delete_session(session_id: str, key_id: KeyId, service: ServiceDep) -> None:
-    if not await call(service, service.store.delete_session, session_id, key_id):
+    if not await call(service, service.store.sessions.delete, session_id, key_id):
         raise not_found("session", session_id)
     service.sessions.drop(session_id)
 
@@ -70,7 +72,7 @@ async def regenerate(session_id: str, request: Request, key_id: KeyId, service: 
 @router.post("/{session_id}/undo", response_model=SessionOut, responses=MORE)
 async def undo(session_id: str, key_id: KeyId, service: ServiceDep) -> SessionOut:
     async with service.sessions.lock(session_id):
-        if await call(service, service.store.pop_turn, session_id, key_id) is None:
+        if await call(service, service.store.sessions.pop_turn, session_id, key_id) is None:
             raise ApiError(409, "conflict", "the session has no beat to undo")
         service.sessions.drop(session_id)  # rebuilt from the store on the next turn
     return await _read(service, session_id, key_id)
@@ -126,8 +128,10 @@ async def _play(service, session_id: str, key_id: str, action: str | None, undo_
         beat = live.beats[-1]
         try:
             if undo_first:  # the old beat goes only once its replacement is written
-                await call(service, service.store.pop_turn, session_id, key_id)
-            await call(service, service.store.add_turn, session_id, key_id, action, beat.model_dump(mode="json"))
+                await call(service, service.store.sessions.pop_turn, session_id, key_id)
+            await call(
+                service, service.store.sessions.add_turn, session_id, key_id, action, beat.model_dump(mode="json")
+            )
         except ApiError:
             service.sessions.drop(session_id)  # not committed: the beat is not part of the story
             raise
@@ -136,7 +140,7 @@ async def _play(service, session_id: str, key_id: str, action: str | None, undo_
 
 
 async def _record(service, session_id: str, key_id: str):
-    record = await call(service, service.store.get_session, session_id, key_id)
+    record = await call(service, service.store.sessions.get, session_id, key_id)
     if record is None:
         raise not_found("session", session_id)
     return record
