@@ -57,6 +57,9 @@ class Completion:
     total_ms: float = 0.0
     error: str | None = None
     token_ids: list[int] = field(default_factory=list)  # filled by the builtin runtime
+    # the mean log-probability of the tokens written, from the pieces' `logprob` (builtin only; None
+    # where the backend gives none): the fluency measure of agents/adherence.py
+    mean_logprob: float | None = None
 
     @classmethod
     def from_pieces(cls, pieces: list[Piece]) -> Completion:
@@ -64,8 +67,10 @@ class Completion:
         if last is None or last.finish_reason is None:
             raise RuntimeError("the stream ended without a finish reason")
         u = last.usage or {}
+        logprobs = [p.logprob for p in pieces if p.logprob is not None]
         return cls(
             text="".join(p.text for p in pieces),
+            mean_logprob=sum(logprobs) / len(logprobs) if logprobs else None,
             finish_reason=last.finish_reason,
             error=last.error,
             prompt_tokens=u.get("prompt_tokens", 0),
