@@ -142,6 +142,10 @@ class Quality(BaseModel):
     diversity: float = Field(ge=0.0, le=1.0)
     overall: float = Field(ge=0.0, le=1.0)
     reasons: list[str] = Field(default_factory=list)
+    # how far the story is the one asked for (agents/adherence.py): relevance of the story to the
+    # premise, and the mean relevance of each scene to its outline line; None where not measured
+    premise_adherence: float | None = Field(None, ge=0.0, le=1.0)
+    plan_adherence: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class ArcOut(BaseModel):

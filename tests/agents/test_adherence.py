@@ -62,3 +62,18 @@ def test_relevance_separates_labelled_real_openings():
     assert result["lexical"]["test"]["auc"] >= 0.85  # measured 0.911
     meta = evaluate_meta(load("meta_sentences.jsonl"))
     assert meta["precision"] >= 0.9  # the rules are right when they fire (measured 1.000), rarely as they stand
+
+
+def test_a_story_off_its_premise_says_so_first_and_names_what_it_never_mentions():
+    from emotional_engine.agents.adherence import story_adherence
+
+    off = ["In this scene, the invasion of North Joe gives a perspective on danger.", "My writing challenges me."]
+    premise_score, plan_score, reasons = story_adherence(bow_embed, PREMISE, off, [None, None])
+    assert plan_score is None and reasons[0].startswith("premise: the story is not the one asked for")
+    assert "never mentions: lighthouse, keeper, finds, letter, lost, brother" in reasons[0]
+    on = ["The lighthouse keeper finds a letter from her lost brother in the lamp room.", "She reads it twice."]
+    outline = "at the lamp room, Mara leads: Mara finds the letter"
+    on_premise, on_plan, on_reasons = story_adherence(bow_embed, PREMISE, on, [outline, None])
+    assert on_premise > premise_score and on_reasons == [] and on_plan is not None and 0.0 <= on_plan <= 1.0
+    _, _, strayed = story_adherence(bow_embed, PREMISE, on, [outline, "at the harbour, Kofi leads: the boats sail"])
+    assert strayed == ["scene 2: strays from its outline (at the harbour, Kofi leads: the boats sail; adherence 0.00)"]

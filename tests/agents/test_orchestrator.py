@@ -376,3 +376,14 @@ async def test_without_processors_the_rule_plan_stands_and_says_so():
     story = await write_story(StoryRequest(premise="A kite festival.", words=150, seed=1), d)
     assert story.provenance["plan_written_by"] == "rules" and story.scenes[0].outline is None
     assert "Scene by scene" not in d.generator.streams[0].system
+
+
+async def test_the_quality_report_says_first_when_the_story_is_not_the_one_asked_for():
+    on = await write_story(
+        StoryRequest(premise="The boats go out from the harbour at dawn.", words=150, seed=1), deps()
+    )
+    off = await write_story(StoryRequest(premise="A lighthouse keeper finds a letter.", words=150, seed=1), deps())
+    assert on.quality.premise_adherence > off.quality.premise_adherence  # the fake writes harbour scenes
+    assert not any(r.startswith("premise:") for r in on.quality.reasons)
+    assert off.quality.reasons[0].startswith("premise: the story is not the one asked for")
+    assert "lighthouse" in off.quality.reasons[0] and "harbour" not in off.quality.reasons[0]

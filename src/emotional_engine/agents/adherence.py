@@ -83,3 +83,41 @@ def meta_rate(text: str) -> float:
     """The share of the text's sentences that `is_meta` flags (0.0 for no sentences)."""
     sentences = split_sentences(text)
     return sum(map(is_meta, sentences)) / len(sentences) if sentences else 0.0
+
+
+# the relevance at which an opening reads as on-premise: the best F1 on the labelled openings' dev
+# half (benchmarks/adherence_eval.py); applied to whole stories and scenes, whose MiniLM vector
+# reads their first 256 tokens
+ON_PREMISE = 0.313
+
+
+def missing_words(text: str, reference: str) -> list[str]:
+    """The reference's content words that the text holds in no form, in order."""
+    have = content_lemmas(text)
+    return [w for w in dict.fromkeys(content_words(reference)) if not _lemmas(w) & have]
+
+
+def story_adherence(
+    embed: Embed, premise: str, scenes: Sequence[str], outlines: Sequence[str | None]
+) -> tuple[float, float | None, list[str]]:
+    """(premise adherence of the whole text, mean plan adherence of the scenes with an outline line,
+    reasons for what misses), each adherence clipped to [0, 1]."""
+    text = "\n\n".join(scenes)
+    premise_score = max(0.0, relevance(embed, [text], premise)[0])
+    reasons = []
+    if premise_score < ON_PREMISE:
+        missing = missing_words(text, premise)
+        reasons.append(
+            f"premise: the story is not the one asked for (adherence {premise_score:.2f}"
+            + (f"; never mentions: {', '.join(missing)}" if missing else "")
+            + ")"
+        )
+    planned = [(i, t, o) for i, (t, o) in enumerate(zip(scenes, outlines)) if o]
+    plan_scores = []
+    for i, t, o in planned:
+        score = max(0.0, relevance(embed, [t], o)[0]) if t else 0.0
+        plan_scores.append(score)
+        if score < ON_PREMISE:
+            reasons.append(f"scene {i + 1}: strays from its outline ({o}; adherence {score:.2f})")
+    plan_score = round(sum(plan_scores) / len(plan_scores), 4) if plan_scores else None
+    return round(premise_score, 4), plan_score, reasons

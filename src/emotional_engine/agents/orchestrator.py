@@ -16,6 +16,7 @@ from contextlib import aclosing
 
 import numpy as np
 
+from emotional_engine.agents import adherence
 from emotional_engine.agents import emotional_intelligence as emotion_agent
 from emotional_engine.agents import quality as quality_agent
 from emotional_engine.agents.outline import drift_note, write_outline
@@ -109,8 +110,11 @@ async def _finish(run: StoryRun, plan: StoryPlan, outcomes: list[SceneOutcome]) 
     request, deps, story_text = run.request, run.deps, run.shown
     gate = await run.gate()
     with run.timings.models():
-        coherence = await run_model(
-            quality_agent.coherence, deps.embed, request.premise, [o.scene.text for o in outcomes]
+        texts = [o.scene.text for o in outcomes]
+        coherence = await run_model(quality_agent.coherence, deps.embed, request.premise, texts)
+        outlines = [o.scene.outline.line() if o.scene.outline is not None else None for o in outcomes]
+        premise_adherence, plan_adherence, adherence_reasons = await run_model(
+            adherence.story_adherence, deps.embed, request.premise, texts, outlines
         )
         safety = {"status": "not checked", "note": "no safety checker is configured"}
         if deps.safety is not None:
@@ -126,7 +130,9 @@ async def _finish(run: StoryRun, plan: StoryPlan, outcomes: list[SceneOutcome]) 
         cultural_fit=float(np.mean([o.cultural_fit for o in outcomes])),
         coherence_score=coherence,
         text=story_text,
-        reasons=reasons,
+        reasons=adherence_reasons + reasons,  # what makes it not the story asked for comes first
+        premise_adherence=premise_adherence,
+        plan_adherence=plan_adherence,
     )
     for c in run.cast:  # each character's state per scene: read from their sentences; else as before; else the scene's
         c.states = []

@@ -6,6 +6,8 @@
   scene and the premise, clipped to [0, 1] and averaged.
 - diversity: distinct-2, the share of word bigrams that are distinct.
 - overall: the mean of the five.
+- premise_adherence, plan_adherence (agents/adherence.py): reported beside the rest, not yet in
+  `overall`, with the reasons for a miss first in `reasons`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def assess(
     coherence_score: float,
     text: str,
     reasons: list[str],
+    premise_adherence: float | None = None,
+    plan_adherence: float | None = None,
 ) -> Quality:
     emotion_fit = float(np.mean([1.0 - d / 2 for d in emotion_distances])) if emotion_distances else 0.0
     diversity = distinct_2(text)
@@ -52,4 +56,6 @@ def assess(
         diversity=round(diversity, 4),
         overall=round(float(np.mean(parts)), 4),
         reasons=reasons,
+        premise_adherence=premise_adherence,
+        plan_adherence=plan_adherence,
     )

@@ -233,6 +233,9 @@ def _markdown(story) -> str:
         f"# {story.title}\n\n{story.text}\n\n---\n\n| scene | target | measured |\n|---|---|---|\n{rows}\n\n"
         f"Quality: overall {q.overall:.2f} (emotion fit {q.emotion_fit:.2f}, characters {q.character_consistency:.2f}, "
         f"culture {q.cultural_fit:.2f}, coherence {q.coherence:.2f}, diversity {q.diversity:.2f})"
+        + (f"; premise adherence {q.premise_adherence:.2f}" if q.premise_adherence is not None else "")
+        + (f", plan adherence {q.plan_adherence:.2f}" if q.plan_adherence is not None else "")
+        + (f"\n\n{q.reasons[0]}" if q.reasons and q.reasons[0].startswith("premise:") else "")
         + (f"\n\nDegraded: {', '.join(story.degraded)}" if story.degraded else "")
     )
 
