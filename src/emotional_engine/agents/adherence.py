@@ -1,8 +1,8 @@
 """Adherence: is a text the story that was asked for? Measures for candidates and sentences.
 
-- `content_lemmas(text)`: the text's content words (scikit-learn's English stop words left out,
-  less the few content words that list holds),
-  each with its lemmas from lemminflect, so that "letters" meets "letter" and "found" meets "find".
+- `content_lemmas(text)`: the text's content words (scikit-learn's English stop words left out, less
+  the few content words that list holds), each with its lemmas from lemminflect, so that "letters"
+  meets "letter" and "found" meets "find".
 - `lexical_recall(text, reference)`: the share of the reference's content words (a premise, a
   scene's outline line) that the text contains, in any form.
 - `relevance(embed, texts, reference)`: per text, the mean of its MiniLM cosine similarity to the
@@ -11,23 +11,24 @@
   (`benchmarks/adherence_eval.py`, on real openings labelled by hand).
 - `meta_rate(text)`: the share of sentences the sentence gate's rules read as talk about the
   writing (`technical.about_the_writing`, or a line that is only a heading).
+- `story_adherence(...)`: a finished story's premise and plan adherence, with reasons for a miss
+  (relevance under ON_PREMISE), for the quality report.
 - Fluency is the language model's own mean token log-probability (`Completion.mean_logprob`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cache
 
-import numpy as np
 from lemminflect import getAllLemmas
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from emotional_engine.agents.technical import about_the_writing
+from emotional_engine.memory.store import Embed
 from emotional_engine.text import split_sentences, strip_meta_lines
 
-Embed = Callable[[list[str]], np.ndarray]  # texts -> unit rows
 _WORD = re.compile(r"[a-z]+")  # "brother's" -> brother, s
 # scikit-learn's stop words hold some words a premise turns on ("finds a letter", "a fire", "the
 # top floor"): those stay content words
