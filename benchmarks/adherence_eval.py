@@ -6,6 +6,9 @@
   "Write a short story. PREMISE" (mostly on-premise), and the latter paired with another premise
   (fluent, and not the story asked for). Split dev/test within each label and source; the
   threshold is chosen on dev (best F1) and applied to test.
+- benchmarks/results/consistency: the engine's saved stories, scored whole and by their
+  model-written outline's first three lines, against their premise (how often the plan itself
+  has left the premise before a scene is written).
 - tests/data/meta_sentences.jsonl: sentences from the same openings, labelled as talk about the
   writing (a critique, an assistant's reply, a summary of "the story") or story; scored with the
   gate's rules (`is_meta`). These sentences all passed the gate once, so its recall here is what
@@ -75,6 +78,31 @@ def evaluate_meta(rows: list[dict]) -> dict:
     return {"n": len(rows), "meta": sum(x["meta"] for x in rows), "precision": p, "recall": r}
 
 
+def saved_stories(embed) -> dict:
+    """Relevance to the premise of the saved stories' outlines (first three lines) and whole texts."""
+    import numpy as np
+
+    from emotional_engine.agents.adherence import ON_PREMISE, relevance
+
+    saved = Path(__file__).resolve().parent / "results" / "consistency"
+    outlines, stories = [], []
+    for path in sorted(saved.glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if "story" not in data:  # a story still being written
+            continue
+        premise, scenes = data["item"]["premise"], data["story"]["scenes"]
+        lines = [
+            f"at the {o['place']}, {o['lead']} leads: {o['event']}" for o in (s.get("outline") for s in scenes) if o
+        ]
+        if lines:
+            outlines.append(relevance(embed, [" ".join(lines[:3])], premise)[0])
+        stories.append(relevance(embed, [data["story"]["text"]], premise)[0])
+    return {
+        name: {"n": len(v), "median": float(np.median(v)), "on_premise": float(np.mean(np.array(v) >= ON_PREMISE))}
+        for name, v in (("outline", outlines), ("story", stories))
+    }
+
+
 def main() -> None:
     from emotional_engine.emotion import EmotionModel
 
@@ -93,6 +121,9 @@ def main() -> None:
                 f"{measure:<12}{res['threshold']:>10.3f}{split:>7}{s['n']:>5}{s['positives']:>5}"
                 f"{s['precision']:>11.3f}{s['recall']:>8.3f}{s['auc']:>9.3f}"
             )
+    print("\nthe engine's saved stories (benchmarks/results/consistency), relevance to their premise")
+    for name, r in saved_stories(embed).items():
+        print(f"{name:<10} n {r['n']:>4}  median {r['median']:.3f}  on-premise (>= threshold) {r['on_premise']:.2f}")
     meta = evaluate_meta(load("meta_sentences.jsonl"))
     print(
         f"\ntalk about the writing, the gate's rules: {meta['n']} sentences, {meta['meta']} meta: "
