@@ -89,11 +89,15 @@ class ContinuousBatcher:
     # ---- public API -------------------------------------------------------------------------
 
     def encode_prompt(self, prompt: str | list[dict[str, str]] | list[int]) -> list[int]:
-        """Text is encoded as is; chat messages go through the model's chat template; ids pass."""
+        """Text is encoded as is; chat messages go through the model's chat template (a last assistant
+        message is continued: the reply begins with its text); ids pass."""
         if isinstance(prompt, str):
             return self.tok.encode(prompt)
         if all(isinstance(t, int) for t in prompt):
             return list(prompt)  # type: ignore[arg-type]
+        if prompt and prompt[-1]["role"] == "assistant":
+            head = self.tok.apply_chat_template(prompt[:-1], add_generation_prompt=True)
+            return self.tok.encode(head + prompt[-1]["content"])
         return self.tok.encode(self.tok.apply_chat_template(prompt, add_generation_prompt=True))
 
     def submit(
