@@ -42,6 +42,12 @@ class ModelSpec(BaseModel):
     gguf: Path | None = Field(None, description="a llama GGUF file")
     runtime: Literal["builtin", "llama-cpp"] = Field("builtin", description="what runs a gguf file")
     openai: OpenAIServer | None = Field(None, description="an OpenAI-compatible server")
+    prompt_style: Literal["continuation", "task"] | None = Field(
+        None,
+        description="how stories prompt the model: continuation (the reply begun with the story so far; "
+        "the default for builtin and llama-cpp) or task (a request to write the scene; the default for "
+        "openai servers, which continue a reply only where they support vLLM's continue_final_message)",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:

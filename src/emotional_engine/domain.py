@@ -146,6 +146,11 @@ class Quality(BaseModel):
     # premise, and the mean relevance of each scene to its outline line; None where not measured
     premise_adherence: float | None = Field(None, ge=0.0, le=1.0)
     plan_adherence: float | None = Field(None, ge=0.0, le=1.0)
+    # the model's geometric mean probability per token of the sentences shown (exp of their mean
+    # log-probability); None where the backend gives no log-probabilities
+    fluency: float | None = Field(None, ge=0.0, le=1.0)
+    meta_rate: float | None = Field(None, ge=0.0, le=1.0, description="share of sentences about the writing")
+    resampled_sentences: int | None = Field(None, ge=0, description="sentences written again before shown")
 
 
 class ArcOut(BaseModel):

@@ -2,7 +2,10 @@
 
 The beat is written through the generator with the session's id as its cache key, so the runtime keeps
 the session's KV cache and each turn prefills only what is new, steered towards the beat's target
-emotion by the same logit bias as stories. Each finished sentence passes the same gate as a story's
+emotion by the same logit bias as stories. BEAT_CANDIDATES are written and one is chosen on its first
+sentence by agents/choice.py (emotion, adherence to the premise and to the player's action, fluency,
+talk about the writing); a sentence that fails the same checks is written again before it is shown.
+Each finished sentence passes the same gate as a story's
 (foreign names, audience safety, sensitivity, characters, contradictions with the story memory)
 before it reaches the player; the whole beat is then measured, and the next beat's mood follows the
 session's arc, compensating for misses.
@@ -40,6 +43,9 @@ from emotional_engine.threads import run_model
 log = logging.getLogger(__name__)
 
 BEAT_WORDS = 80
+# candidates per beat, chosen on their first sentence (written together, so the first text waits for
+# one sentence of the slower): the same choice as a story's scenes, premise and action as references
+BEAT_CANDIDATES = 2
 RECENT_BEATS = 6  # beats of story carried in the prompt, at most
 RECALLED_FACTS = 6
 
@@ -181,22 +187,35 @@ class StorySession:
         await self.settle()  # the previous beat's facts are recalled below
         target = self._target()
         guide = emotion_agent.guidance(target, self.request.sampling.temperature)
-        # one beat, no candidates: logit steering alone (the adapter on top of it did not help, docs/benchmarks.md)
-        params = SamplingParams(
-            max_tokens=token_allowance(BEAT_WORDS),
-            temperature=guide.temperature,
-            top_p=self.request.sampling.top_p,
-            repetition_penalty=self.request.sampling.repetition_penalty,
-            seed=None if self.request.seed is None else self.request.seed + len(self.beats),
-        )
-        budget = prompt_budget(self.deps.generator, params.max_tokens)
+        seed = None if self.request.seed is None else self.request.seed + len(self.beats)
+        params = [
+            SamplingParams(
+                max_tokens=token_allowance(BEAT_WORDS),
+                temperature=guide.temperature,
+                top_p=self.request.sampling.top_p,
+                repetition_penalty=self.request.sampling.repetition_penalty,
+                seed=None if seed is None else seed * 7 + k,
+            )
+            for k in range(BEAT_CANDIDATES)
+        ]
+        budget = prompt_budget(self.deps.generator, params[0].max_tokens)
         messages = self._messages(action, target, await self._recall(action), budget)
         (await self._gate()).start_scene(len(self.beats))
-        draft = Draft(self.run, target)
-        bias = steering_bias(self.run, target, 1.0)
-        async with aclosing(draft.write(messages, [params], [bias], kv_key=self.id)) as shown_sentences:
+        draft = Draft(self.run, target, [self.request.premise, action], words=BEAT_WORDS)
+        bias = [steering_bias(self.run, target, emotion_agent.steering_strength(k, BEAT_CANDIDATES))
+                for k in range(BEAT_CANDIDATES)]  # fmt: skip
+
+        def resume():  # the beat's reply begun with what is shown of it
+            return [*messages, {"role": "assistant", "content": draft.text}], ""
+
+        continues = self.deps.generator.info.prompt_style == "continuation"
+        write = draft.write(
+            messages, params, bias, kv_key=self.id, resume=resume if continues else None, select_after=1
+        )
+        async with aclosing(write) as shown_sentences:
             async for shown in shown_sentences:
                 yield shown.piece
+        self.run.resampled += draft.resampled
         text = draft.text
         m = (await measure(self.run, text)) if text else None
         if text:

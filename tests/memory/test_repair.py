@@ -108,8 +108,10 @@ async def test_scene_prompts_recall_facts_and_stay_within_the_context():
 
 
 def test_scene_messages_fit_the_budget_whatever_the_story_length():
+    import itertools
+
     from emotional_engine.agents.emotional_intelligence import guidance
-    from emotional_engine.agents.prompts import scene_messages
+    from emotional_engine.agents.prompts import TEMPLATE_TOKENS, scene_messages
     from emotional_engine.agents.story import plan_story
     from emotional_engine.culture import load_profile
     from emotional_engine.domain import Character
@@ -122,8 +124,9 @@ def test_scene_messages_fit_the_budget_whatever_the_story_length():
     sp = plan.scenes[40]
     story = " ".join(f"Sentence number {i} of a very long story." for i in range(8000))
     facts = [f"Fact {i}: Ada kept lantern {i} by the door." for i in range(200)]
-    for budget in (900, 1500, 4000):
+    for style, budget in itertools.product(("task", "continuation"), (900, 1500, 4000)):
         msgs = scene_messages(
+            style,
             req,
             profile,
             plan,
@@ -135,8 +138,12 @@ def test_scene_messages_fit_the_budget_whatever_the_story_length():
             states=["Ada Obi: last seen at the harbour"],
             budget=budget,
         )
-        used = sum(estimate_tokens(m["content"]) for m in msgs) + 24
-        assert used <= budget, (budget, used)
-        user = msgs[1]["content"]
-        assert "Sentence number 7999 of a very long story." in user  # the most recent text is kept
-        assert "Fact 0:" in user and f"Write scene 41 of {len(plan.scenes)}" in user
+        used = sum(estimate_tokens(m["content"]) for m in msgs) + TEMPLATE_TOKENS * len(msgs) // 2
+        assert used <= budget, (style, budget, used)
+        user, last = msgs[1]["content"], msgs[-1]["content"]
+        assert "Sentence number 7999 of a very long story." in last  # the most recent text is kept
+        assert "Fact 0:" in user
+        if style == "task":
+            assert f"Write scene 41 of {len(plan.scenes)}" in user
+        else:  # the reply is begun with the story so far, and the user message directs the scene
+            assert msgs[-1]["role"] == "assistant" and f"Now part 41 of {len(plan.scenes)}" in user

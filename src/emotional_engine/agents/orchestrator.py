@@ -19,7 +19,7 @@ import numpy as np
 from emotional_engine.agents import adherence
 from emotional_engine.agents import emotional_intelligence as emotion_agent
 from emotional_engine.agents import quality as quality_agent
-from emotional_engine.agents.outline import drift_note, write_outline
+from emotional_engine.agents.outline import drift_note, keep_on_premise, write_outline
 from emotional_engine.agents.run import Deps, Event, SceneOutcome, StoryRun
 from emotional_engine.agents.scene_writer import scene_events
 from emotional_engine.agents.story import StoryPlan, plan_story
@@ -59,6 +59,8 @@ async def story_events(
                 run.cast,
                 seed,
             )
+        with run.timings.models():
+            plan = await run_model(keep_on_premise, plan, deps.embed, request.premise)
     else:
         plan = plan.model_copy(deep=True)  # its scenes' targets are moved as the story goes
     await run.gate()
@@ -133,6 +135,8 @@ async def _finish(run: StoryRun, plan: StoryPlan, outcomes: list[SceneOutcome]) 
         reasons=adherence_reasons + reasons,  # what makes it not the story asked for comes first
         premise_adherence=premise_adherence,
         plan_adherence=plan_adherence,
+        logprobs=run.logprobs,
+        resampled_sentences=run.resampled,
     )
     for c in run.cast:  # each character's state per scene: read from their sentences; else as before; else the scene's
         c.states = []

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import re
 
+from emotional_engine.agents.adherence import ON_PREMISE, relevance
 from emotional_engine.agents.story import ScenePlan, StoryPlan
 from emotional_engine.culture import CultureProfile
 from emotional_engine.domain import Character, SceneOutline, StoryRequest
@@ -31,6 +32,7 @@ from emotional_engine.lm.generator import Generator
 from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.memory import StoryMemory
 from emotional_engine.memory.facts import CastIndex, head
+from emotional_engine.memory.store import Embed
 from emotional_engine.text import fence
 
 PLACE_CHARS = 24
@@ -107,13 +109,14 @@ async def write_outline(
     backend cannot constrain its output."""
     if not generator.supports_logits_processors:
         return plan
-    leads = [c.name for c in cast]
+    names = [c.name for c in cast]
+    leads = {i: names[:1] if i == 0 else names for i in range(len(plan.scenes))}  # the protagonist opens
     chunks = [range(a, min(a + OUTLINE_CHUNK, len(plan.scenes))) for a in range(0, len(plan.scenes), OUTLINE_CHUNK)]
 
     async def chunk(indices: range) -> list[SceneOutline | None]:
-        regex = "".join(line_pattern(i, leads) for i in indices)
+        regex = "".join(line_pattern(i, leads[i]) for i in indices)
         params = SamplingParams(
-            max_tokens=sum(max_line_bytes(i, leads) for i in indices) + 1,
+            max_tokens=sum(max_line_bytes(i, leads[i]) for i in indices) + 1,
             temperature=TEMPERATURE,
             repetition_penalty=REPETITION_PENALTY,
             seed=seed * 7 + indices[0],
@@ -121,13 +124,29 @@ async def write_outline(
         done = await generator.complete(
             outline_messages(request, profile, plan, cast, indices), params, processors=[Regex(regex)]
         )
-        return parse(done.text, indices, leads)
+        return parse(done.text, indices, names)
 
     outlines = [o for part in await asyncio.gather(*map(chunk, chunks)) for o in part]
     written = sum(o is not None for o in outlines)
     scenes = [s.model_copy(update={"outline": o}) for s, o in zip(plan.scenes, outlines)]
     by = "model" if written == len(scenes) else "mixed" if written else "rules"
     return plan.model_copy(update={"scenes": scenes, "written_by": by})
+
+
+def keep_on_premise(plan: StoryPlan, embed: Embed, premise: str) -> StoryPlan:
+    """`plan` without the outline lines that have left the premise (relevance under ON_PREMISE): a
+    scene is better directed by its rule goal than by an event from another story (the embedded
+    model's lines were on-premise one time in twelve, benchmarks/adherence_eval.py)."""
+    lines = [(i, s.outline.event) for i, s in enumerate(plan.scenes) if s.outline is not None]
+    if not lines:
+        return plan
+    scores = relevance(embed, [event for _, event in lines], premise)
+    dropped = {i for (i, _), score in zip(lines, scores) if score < ON_PREMISE}
+    if not dropped:
+        return plan
+    scenes = [s.model_copy(update={"outline": None}) if i in dropped else s for i, s in enumerate(plan.scenes)]
+    kept = sum(s.outline is not None for s in scenes)
+    return plan.model_copy(update={"scenes": scenes, "written_by": "mixed" if kept else "rules"})
 
 
 def followed(outline: SceneOutline, text: str, cast: list[Character]) -> bool:

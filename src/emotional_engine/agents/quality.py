@@ -5,15 +5,22 @@
 - coherence: cosine similarity of sentence embeddings between consecutive scenes and between each
   scene and the premise, clipped to [0, 1] and averaged.
 - diversity: distinct-2, the share of word bigrams that are distinct.
-- overall: the mean of the five.
-- premise_adherence, plan_adherence (agents/adherence.py): reported beside the rest, not yet in
-  `overall`, with the reasons for a miss first in `reasons`.
+- premise_adherence, plan_adherence (agents/adherence.py), with the reasons for a miss first in
+  `reasons`; fluency (the model's geometric mean probability per token of what was shown); meta_rate
+  (the share of sentences about the writing); resampled_sentences.
+- overall: the mean of the five, scaled down by premise adherence under ON_PREMISE (in proportion)
+  and by talk about the writing (a quarter of the sentences or more: 0). A fluent, consistent text
+  that is not the story asked for, or that talks about its writing, must not pass: proven on a
+  planted set of real outputs (tests/agents/test_quality_planted.py).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from emotional_engine.agents.adherence import ON_PREMISE, meta_rate
 from emotional_engine.agents.technical import words
 from emotional_engine.domain import Quality
 
@@ -44,18 +51,30 @@ def assess(
     reasons: list[str],
     premise_adherence: float | None = None,
     plan_adherence: float | None = None,
+    logprobs: list[float] | None = None,
+    resampled_sentences: int | None = None,
 ) -> Quality:
     emotion_fit = float(np.mean([1.0 - d / 2 for d in emotion_distances])) if emotion_distances else 0.0
     diversity = distinct_2(text)
     parts = [emotion_fit, character_consistency, cultural_fit, coherence_score, diversity]
+    talk = meta_rate(text)
     return Quality(
         emotion_fit=round(emotion_fit, 4),
         character_consistency=round(character_consistency, 4),
         cultural_fit=round(cultural_fit, 4),
         coherence=round(coherence_score, 4),
         diversity=round(diversity, 4),
-        overall=round(float(np.mean(parts)), 4),
+        overall=round(float(np.mean(parts)) * story_factor(premise_adherence, talk), 4),
         reasons=reasons,
         premise_adherence=premise_adherence,
         plan_adherence=plan_adherence,
+        fluency=round(math.exp(float(np.mean(logprobs))), 4) if logprobs else None,
+        meta_rate=round(talk, 4),
+        resampled_sentences=resampled_sentences,
     )
+
+
+def story_factor(premise_adherence: float | None, talk: float) -> float:
+    """How far the text is the story asked for, in [0, 1]: what scales `overall`."""
+    on_premise = 1.0 if premise_adherence is None else min(1.0, premise_adherence / ON_PREMISE)
+    return on_premise * max(0.0, 1.0 - 4 * talk)

@@ -126,6 +126,8 @@ class StoryRun:
     cast: list[Character]
     memory: StoryMemory
     timings: Timings = field(default_factory=Timings)
+    resampled: int = 0  # sentences written again before they were shown
+    logprobs: list[float] = field(default_factory=list)  # mean token log-probability of each sentence shown
     _gate: SentenceGate | None = None
     _checker: CharacterChecker | None = None
 

@@ -20,19 +20,20 @@ fails or times out is skipped and named in `degraded`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from emotional_engine.agents import adherence, choice
 from emotional_engine.agents import character as character_agent
 from emotional_engine.agents import emotional_intelligence as emotion_agent
 from emotional_engine.agents import technical as technical_agent
 from emotional_engine.agents.base import run_parallel
-from emotional_engine.agents.prompts import FACT_TOKENS, prompt_budget, scene_messages
+from emotional_engine.agents.prompts import FACT_TOKENS, opening_words, prompt_budget, scene_messages
 from emotional_engine.agents.run import Event, SceneOutcome, StoryRun
-from emotional_engine.agents.story import StoryPlan
+from emotional_engine.agents.story import ScenePlan, StoryPlan
 from emotional_engine.agents.streaming import Sentence, SentenceStream
 from emotional_engine.domain import Measurement, Scene, SceneTarget
 from emotional_engine.emotion.steering import LogitBias
@@ -42,6 +43,8 @@ from emotional_engine.memory import remember_scene
 from emotional_engine.threads import run_model
 
 SELECT_AFTER_SENTENCES = 2  # candidates race to this many sentences before one is chosen
+SENTENCE_TRIES = 2  # a rejected sentence is written again at most this many times...
+RESAMPLES_PER_DRAFT = 6  # ...and a scene or beat writes at most this many sentences again
 SHORT_SCENE = 0.5  # a scene shown with fewer than this share of its words goes on...
 TOP_UPS = 2  # ...at most this many times
 
@@ -74,14 +77,24 @@ class Shown:
     delta: str  # the same, with the separator from the story shown before it
 
 
-class Draft:
-    """A scene or beat being written towards `target`; `text` is what has been shown of it."""
+# the prompt to go on from what is shown so far, and the words it begins the reply with
+Resume = Callable[[], tuple[Prompt, str]]
 
-    def __init__(self, run: StoryRun, target: SceneTarget):
+
+class Draft:
+    """A scene or beat being written towards `target`; `text` is what has been shown of it.
+    `references`: what it must stay relevant to (the premise and the scene's plan, or the action);
+    `words`: where it ends, at the first sentence end within half a sentence of it (a model continuing
+    the story does not stop at a scene's length by itself)."""
+
+    def __init__(self, run: StoryRun, target: SceneTarget, references: Sequence[str] = (), words: int | None = None):
         self.run = run
+        self.words = words
         self.target = target
+        self.references = list(references)
         self.text = ""
         self.chosen = 0  # which of the first write's candidates went on (a top-up goes on with its settings)
+        self.resampled = 0  # sentences written again (all writes of this draft together)
 
     async def write(
         self,
@@ -89,45 +102,107 @@ class Draft:
         params: Sequence[SamplingParams],
         processors: Sequence[Sequence[LogitsProcessor]],
         kv_key: str | None = None,
+        *,
+        opening: str = "",
+        resume: Resume | None = None,
+        select_after: int = SELECT_AFTER_SENTENCES,
     ) -> AsyncIterator[Shown]:
-        """Write the candidates (`params[k]` with `processors[k]`), choose one, and yield its sentences
-        as the gate lets them through. `kv_key` (a session's id) has the runtime keep the KV cache."""
+        """Write the candidates (`params[k]` with `processors[k]`; the prompt began the reply with
+        `opening`), choose one on its first `select_after` sentences, and yield its sentences as the
+        gate lets them through. With `resume`, a sentence that `choice.sentence_problem` rejects is
+        written again from the same prefix. `kv_key` (a session's id, a story's scene) has the runtime
+        keep the KV cache, so a resample prefills only what is new."""
         run, gen = self.run, self.run.deps.generator
         streams = [
-            SentenceStream(gen.stream(messages, p, kv_key=kv_key, processors=procs))
+            SentenceStream(gen.stream(messages, p, kv_key=kv_key, processors=procs), opening)
             for p, procs in zip(params, processors)
         ]
         chosen = 0
         if len(streams) > 1:
             with run.timings.lm():
-                await asyncio.gather(*(s.fill(SELECT_AFTER_SENTENCES) for s in streams))
-            with run.timings.models():
-                openings = await run_model(run.deps.emotion.score_passages, [s.buffered_text() for s in streams])
-            chosen = self.chosen = emotion_agent.choose(openings, self.target).index
+                await asyncio.gather(*(s.fill(select_after) for s in streams))
+            chosen = self.chosen = await self._choose(streams)
             for k, s in enumerate(streams):
                 if k != chosen:
                     await s.aclose()
-        try:
-            async for shown in self._through_gate(streams[chosen]):
-                yield shown
-        finally:  # left early (the reader went away): the runtime stops writing now, not when collected
-            await streams[chosen].aclose()
+        go_on = _Resampler(params[chosen], processors[chosen], kv_key, resume) if resume is not None else None
+        async for shown in self._through_gate(streams[chosen], go_on):
+            yield shown
 
-    async def _through_gate(self, stream: SentenceStream) -> AsyncIterator[Shown]:
+    def full(self) -> bool:
+        return self.words is not None and len(self.text.split()) >= self.words - emotion_agent.WORDS_PER_SENTENCE // 2
+
+    async def _choose(self, streams: list[SentenceStream]) -> int:
+        run = self.run
+        texts = [s.buffered_text() for s in streams]
+        with run.timings.models():
+            openings = await run_model(run.deps.emotion.score_passages, texts)
+            found = await run_model(
+                choice.candidates,
+                run.deps.embed,
+                texts,
+                [emotion_agent.distance(m, self.target) for m in openings],
+                [s.buffered_logprob() for s in streams],
+                self.references,
+            )
+        return choice.choose(found)
+
+    async def _through_gate(self, stream: SentenceStream, go_on: _Resampler | None) -> AsyncIterator[Shown]:
         gate = await self.run.gate()
-        while True:
-            with self.run.timings.lm():
-                sentence = await stream.next_sentence()
-            if sentence is None:
-                return
-            checked = await gate.check(sentence.text)
-            if checked is None:
-                continue
-            piece = Sentence(checked, sentence.new_paragraph).joined_to(self.text)
-            delta = "\n\n" + piece if not self.text and gate.shown else piece
-            self.text += piece
-            gate.shown_as(delta)
-            yield Shown(piece, delta)
+        tries = 0  # of the sentence at hand
+        try:
+            while True:
+                with self.run.timings.lm():
+                    sentence = await stream.next_sentence()
+                if sentence is None or self.full():
+                    return
+                if go_on is not None and tries < SENTENCE_TRIES and self.resampled < RESAMPLES_PER_DRAFT:
+                    with self.run.timings.models():
+                        problem = await run_model(
+                            choice.sentence_problem, self.run.deps.embed, sentence.text, sentence.logprob,
+                            self.references,
+                        )  # fmt: skip
+                    if problem is not None:
+                        tries += 1
+                        self.resampled += 1
+                        await stream.aclose()
+                        stream = go_on.stream(self.run, self.text, self.resampled)
+                        continue
+                tries = 0
+                checked = await gate.check(sentence.text)
+                if checked is None:
+                    continue
+                piece = Sentence(checked, sentence.new_paragraph).joined_to(self.text)
+                delta = "\n\n" + piece if not self.text and gate.shown else piece
+                self.text += piece
+                gate.shown_as(delta)
+                if sentence.logprob is not None:
+                    self.run.logprobs.append(sentence.logprob)
+                yield Shown(piece, delta)
+        finally:  # left early (the reader went away): the runtime stops writing now, not when collected
+            await stream.aclose()
+
+
+@dataclass
+class _Resampler:
+    """How a draft writes a rejected sentence again: the chosen candidate's settings, another seed,
+    from the prompt `resume` builds for what is shown so far."""
+
+    params: SamplingParams
+    processors: Sequence[LogitsProcessor]
+    kv_key: str | None
+    resume: Resume
+
+    def stream(self, run: StoryRun, text_so_far: str, attempt: int) -> SentenceStream:
+        gen = run.deps.generator
+        prompt, opening = self.resume()
+        p = self.params.model_copy(
+            update={
+                "seed": None if self.params.seed is None else self.params.seed + 104729 * attempt,
+                "max_tokens": max(16, self.params.max_tokens - gen.count_tokens(text_so_far)),
+            }
+        )
+        return SentenceStream(gen.stream(prompt, p, kv_key=self.kv_key, processors=self.processors), opening)
 
 
 class _Checked(BaseModel):
@@ -150,19 +225,16 @@ async def scene_events(run: StoryRun, plan: StoryPlan, i: int, drift: str | None
         with run.timings.models():
             facts += [f.text for f in await run_model(run.memory.relevant, query, 8, FACT_TOKENS, count)]
         states = run.memory.character_states()
-    messages = scene_messages(
-        request,
-        run.profile,
-        plan,
-        run.cast,
-        sp,
-        guide,
-        run.shown,
-        facts=facts,
-        states=states,
-        budget=prompt_budget(gen, max_tokens),
-        count=count,
-    )
+    style = gen.info.prompt_style
+    owed = adherence.missing_words(run.shown, request.premise)
+
+    def messages_for(scene: ScenePlan, going_on: bool, max_tokens: int) -> Prompt:
+        return scene_messages(
+            style, request, run.profile, plan, run.cast, scene, guide, run.shown,
+            facts=facts, states=states, owed=owed, going_on=going_on,
+            budget=prompt_budget(gen, max_tokens), count=count,
+        )  # fmt: skip
+
     n = max(1, deps.candidates)
     # the adapter's context sentence by sentence, from the previous scene's target to this one's
     schedule = emotion_agent.sentence_contexts(
@@ -187,8 +259,22 @@ async def scene_events(run: StoryRun, plan: StoryPlan, i: int, drift: str | None
 
     gate = await run.gate()
     report = gate.start_scene(i)
-    draft = Draft(run, sp.target)
-    async with aclosing(draft.write(messages, params, processors)) as shown_sentences:
+    planned = f"{sp.goal}. {sp.outline.event if sp.outline is not None else ''}"
+    draft = Draft(run, sp.target, [request.premise, planned], words=sp.words)
+    continues = style == "continuation"
+    opening = opening_words(sp, run.cast, request.premise) if continues else ""
+    kv_key = f"story-{id(run)}-{i}" if continues else None  # resamples reuse the scene's prefix
+
+    def resume() -> tuple[Prompt, str]:
+        left = sp.model_copy(update={"words": max(1, sp.words - len(draft.text.split()))})
+        begun = bool(draft.text)
+        return messages_for(left, begun, max_tokens), "" if begun else opening
+
+    write = draft.write(
+        messages_for(sp, False, max_tokens), params, processors, kv_key,
+        opening=opening, resume=resume if continues else None,
+    )  # fmt: skip
+    async with aclosing(write) as shown_sentences:
         async for shown in shown_sentences:
             yield Event("text", {"scene": i, "text": shown.delta})
     # the model stopped early, or the gate dropped most of what it wrote (talk about its task,
@@ -201,23 +287,15 @@ async def scene_events(run: StoryRun, plan: StoryPlan, i: int, drift: str | None
         p = params[draft.chosen].model_copy(
             update={"seed": params[draft.chosen].seed + 7919 * extra, "max_tokens": token_allowance(missing)}
         )
-        more = scene_messages(
-            request,
-            run.profile,
-            plan,
-            run.cast,
-            sp.model_copy(update={"words": missing}),
-            guide,
-            run.shown,
-            facts=facts,
-            states=states,
-            going_on=bool(draft.text),
-            budget=prompt_budget(gen, p.max_tokens),
-            count=count,
-        )
-        async with aclosing(draft.write(more, [p], [processors[draft.chosen]])) as shown_sentences:
+        more = messages_for(sp.model_copy(update={"words": missing}), bool(draft.text), p.max_tokens)
+        write = draft.write(
+            more, [p], [processors[draft.chosen]], kv_key,
+            opening="" if draft.text else opening, resume=resume if continues else None,
+        )  # fmt: skip
+        async with aclosing(write) as shown_sentences:
             async for shown in shown_sentences:
                 yield Event("text", {"scene": i, "text": shown.delta})
+    run.resampled += draft.resampled
     yield Event("checkpoint", await _outcome(run, i, sp, draft.text, report))
 
 

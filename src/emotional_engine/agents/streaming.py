@@ -3,7 +3,10 @@
 A sentence is complete when the splitter sees the start of the next one (or the stream ends with
 a sentence-final mark); an unfinished last sentence is dropped, as the technical agent's trim
 would. Each sentence comes with whether a blank line (a new paragraph) preceded it, so joining
-them rebuilds the paragraphs the model wrote.
+them rebuilds the paragraphs the model wrote, and with the mean log-probability of its tokens where
+the backend gives them (a piece that straddles a sentence end counts for the sentence it ends).
+A stream may start with a `prefix`: words the prompt already began the reply with, which belong to
+its first sentence.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from emotional_engine.text import ends_a_sentence, sentence_breaks
 class Sentence:
     text: str  # whitespace inside collapsed to single spaces
     new_paragraph: bool  # a blank line came before it
+    logprob: float | None = None  # the mean log-probability of its generated tokens, where known
 
     def joined_to(self, so_far: str) -> str:
         """The separator and the sentence, to append to `so_far`."""
@@ -29,9 +33,10 @@ class Sentence:
 
 
 class SentenceStream:
-    def __init__(self, pieces: AsyncIterator[Piece]):
+    def __init__(self, pieces: AsyncIterator[Piece], prefix: str = ""):
         self._pieces = pieces
-        self._pending = ""
+        self._pending = prefix
+        self._logprobs: list[float] = []  # of the pieces in `_pending`
         self._paragraph_next = False  # the pending sentence follows a blank line
         self._ready: deque[Sentence] = deque()
         self.finished = False
@@ -45,21 +50,28 @@ class SentenceStream:
             self.finished = True
             tail = " ".join(self._pending.split())
             if tail and ends_a_sentence(tail):
-                self._ready.append(Sentence(tail, self._paragraph_next))
+                self._ready.append(Sentence(tail, self._paragraph_next, self._mean_logprob()))
             self._pending = ""
             return
         if piece.finish_reason:
             self.finish_reason = piece.finish_reason
         self._pending += piece.text
+        if piece.logprob is not None:
+            self._logprobs.append(piece.logprob)
         breaks = sentence_breaks(self._pending)
         start = 0
         for b in breaks:
             text = " ".join(self._pending[start : b.start()].split())
             if text:
-                self._ready.append(Sentence(text, self._paragraph_next))
+                self._ready.append(Sentence(text, self._paragraph_next, self._mean_logprob()))
             self._paragraph_next = b.group().count("\n") >= 2
             start = b.end()
         self._pending = self._pending[start:]
+
+    def _mean_logprob(self) -> float | None:
+        """The mean over the pieces since the last sentence, which are then spent."""
+        lps, self._logprobs = self._logprobs, []
+        return sum(lps) / len(lps) if lps else None
 
     async def fill(self, n: int) -> None:
         """Read until `n` complete sentences wait (or the stream ends)."""
@@ -68,6 +80,11 @@ class SentenceStream:
 
     def buffered_text(self) -> str:
         return " ".join(s.text for s in self._ready)
+
+    def buffered_logprob(self) -> float | None:
+        """The mean of the buffered sentences' log-probabilities (None where none is known)."""
+        lps = [s.logprob for s in self._ready if s.logprob is not None]
+        return sum(lps) / len(lps) if lps else None
 
     async def next_sentence(self) -> Sentence | None:
         while not self._ready and not self.finished:

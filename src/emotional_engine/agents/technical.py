@@ -57,7 +57,16 @@ _ABOUT_THE_WRITING = re.compile(
     r"|\byour (?:characters?|story|stories|writing|readers?|audience|scenes?|plot|protagonist|narrative|creativity"
     r"|twist|ending)\b|\bthe reader\b|\b(?:the|this|our) (?:final|next|previous|opening|last) scene\b"
     r"|^here(?:'s|’s| is| are) (?:\w+ ){0,4}(?:version|continuation|scene|story|passage|outline|example|idea|ideas"
-    r"|plot|setup|rewrite|draft|tips?|suggestions?|opener|stories|steps?)\b",
+    r"|plot|setup|rewrite|draft|tips?|suggestions?|opener|stories|steps?)\b"
+    # a label line ("Premise: ...", "Original text modified: '...'", "Story transition: ...")
+    r"|^(?:original|premise|title|summary|introduction|narrative summary|story|scene|chapter|plot|ending|note)"
+    r"\b[\w ]{0,24}:"
+    # the text speaking of itself as a text ("This piece highlights...", "The story is now unfolding")
+    r"|\b(?:this|the|that|our|my) (?:story|tale|piece|narrative|storyline|excerpt|expansion|continuation|text)"
+    r" (?:is now|has|explores|highlights|opens|starts|feels|showcases|tells|combines|ends|offers)\b"
+    r"|\bthe original (?:text|story|ending|introduction|ideas?|version)\b"
+    r"|\b(?:i'll|i will|i've|i have) (?:edit|edited|continue|recreate|recreated|refine|rewrite|rewritten|revise)\b"
+    r"|\bthe (?:following|next|previous) scenes\b|^(?:hi there|welcome)\b|\bi'm glad you liked\b|\bas requested\b",
     re.I,
 )
 

@@ -235,6 +235,9 @@ def _markdown(story) -> str:
         f"culture {q.cultural_fit:.2f}, coherence {q.coherence:.2f}, diversity {q.diversity:.2f})"
         + (f"; premise adherence {q.premise_adherence:.2f}" if q.premise_adherence is not None else "")
         + (f", plan adherence {q.plan_adherence:.2f}" if q.plan_adherence is not None else "")
+        + (f", fluency {q.fluency:.2f}" if q.fluency is not None else "")
+        + (f", talk about the writing {q.meta_rate:.0%}" if q.meta_rate is not None else "")
+        + (f", sentences rewritten {q.resampled_sentences}" if q.resampled_sentences else "")
         + (f"\n\n{q.reasons[0]}" if q.reasons and q.reasons[0].startswith("premise:") else "")
         + (f"\n\nDegraded: {', '.join(story.degraded)}" if story.degraded else "")
     )

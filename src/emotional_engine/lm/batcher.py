@@ -95,9 +95,6 @@ class ContinuousBatcher:
             return self.tok.encode(prompt)
         if all(isinstance(t, int) for t in prompt):
             return list(prompt)  # type: ignore[arg-type]
-        if prompt and prompt[-1]["role"] == "assistant":
-            head = self.tok.apply_chat_template(prompt[:-1], add_generation_prompt=True)
-            return self.tok.encode(head + prompt[-1]["content"])
         return self.tok.encode(self.tok.apply_chat_template(prompt, add_generation_prompt=True))
 
     def submit(

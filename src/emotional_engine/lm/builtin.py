@@ -72,6 +72,7 @@ class BuiltinGenerator:
             g.config.context_length,
             weight_format,
             adapter=adapter and f"{adapter[0].name}@{adapter[1]}",
+            prompt_style="continuation",
         )
         return cls(batcher, info, adapter[0].emotion_contexts if adapter else None)
 

@@ -14,7 +14,10 @@ from typing import Protocol, runtime_checkable
 
 from emotional_engine.lm.sampling import LogitsProcessor, SamplingParams
 
-Prompt = str | list[dict[str, str]]  # raw text, or chat messages [{"role": ..., "content": ...}]
+# raw text, or chat messages [{"role": ..., "content": ...}]; a last "assistant" message is continued:
+# the reply begins with its text (builtin and llama-cpp render it so; the openai backend asks the
+# server with vLLM's `continue_final_message`)
+Prompt = str | list[dict[str, str]]
 
 
 @dataclass
@@ -28,6 +31,7 @@ class ModelInfo:
     context_length: int | None = None
     weight_format: str | None = None
     adapter: str | None = None  # emotion-attention adapter in use: name and file hash
+    prompt_style: str = "task"  # how stories prompt it (agents/prompts.py): "continuation" or "task"
 
 
 @dataclass

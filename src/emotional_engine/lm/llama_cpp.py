@@ -10,6 +10,7 @@ from pathlib import Path
 from emotional_engine.lm.generator import BackendError, Completion, ModelInfo, Piece, Prompt, complete_from_stream
 from emotional_engine.lm.openai_format import DeltaTally, check_no_processors
 from emotional_engine.lm.sampling import LogitsProcessor, SamplingParams
+from emotional_engine.lm.tokenizer import CHATML, render_chat
 
 _END = object()
 
@@ -44,8 +45,17 @@ class LlamaCppGenerator:
         except Exception as e:
             raise BackendError(f"llama-cpp-python could not load {path}: {e}") from e
         meta = getattr(llm, "metadata", None) or {}
-        info = ModelInfo("llama-cpp", meta.get("general.name") or path.stem, None, llm.n_ctx(), None)
+        info = ModelInfo(
+            "llama-cpp", meta.get("general.name") or path.stem, None, llm.n_ctx(), None, prompt_style="continuation"
+        )
         return cls(llm, info)
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """Messages ending with an assistant message, as text to continue: through the file's chat
+        template (ChatML without one); no BOS, which llama.cpp adds itself."""
+        meta = getattr(self.llm, "metadata", None) or {}
+        return render_chat(meta.get("tokenizer.chat_template") or CHATML, messages, bos="", eos="",
+                           add_generation_prompt=True)  # fmt: skip
 
     def count_tokens(self, text: str) -> int:
         """Exact, with the model's own tokenizer (as llama.cpp adds BOS, when the model wants one)."""
@@ -93,6 +103,8 @@ class LlamaCppGenerator:
                     return
                 if isinstance(prompt, str):
                     it = self.llm.create_completion(prompt=prompt, **kwargs)
+                elif prompt and prompt[-1]["role"] == "assistant":
+                    it = self.llm.create_completion(prompt=self.render(list(prompt)), **kwargs)
                 else:
                     it = self.llm.create_chat_completion(messages=list(prompt), **kwargs)
                 try:
@@ -110,7 +122,7 @@ class LlamaCppGenerator:
             emit(_END)
 
     async def _stream(self, prompt: Prompt, kwargs: dict) -> AsyncIterator[Piece]:
-        chat = not isinstance(prompt, str)
+        chat = not isinstance(prompt, str) and not (prompt and prompt[-1]["role"] == "assistant")
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()

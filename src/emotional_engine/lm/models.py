@@ -35,7 +35,15 @@ class Routed(Protocol):
 
 
 def make_generator(spec: ModelSpec, settings: Settings) -> Generator:
-    """The generator of one configured model; the builtin runtime takes its options from `settings`."""
+    """The generator of one configured model, with the prompt style the spec asks for (else the
+    backend's); the builtin runtime takes its options from `settings`."""
+    generator = _backend(spec, settings)
+    if spec.prompt_style is not None:
+        generator.info.prompt_style = spec.prompt_style
+    return generator
+
+
+def _backend(spec: ModelSpec, settings: Settings) -> Generator:
     if spec.openai is not None:
         return OpenAIGenerator(spec.openai.base_url, spec.openai.model, spec.openai.key())
     if spec.runtime == "llama-cpp":

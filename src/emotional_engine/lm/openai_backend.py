@@ -53,6 +53,8 @@ class OpenAIGenerator:
             body["prompt"] = prompt
         else:
             body["messages"] = list(prompt)
+            if prompt and prompt[-1]["role"] == "assistant":  # vLLM's way to continue the reply begun
+                body.update(continue_final_message=True, add_generation_prompt=False)
         body.update(
             stream=True,
             stream_options={"include_usage": True},

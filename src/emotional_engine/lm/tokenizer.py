@@ -67,18 +67,28 @@ class BPETokenizer:
         return self._tokens[i]
 
     def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        def raise_exception(msg):
-            raise ValueError(f"chat template: {msg}")
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.globals["raise_exception"] = raise_exception
         bos = self._tokens[self.bos_id] if self.bos_id is not None else ""
-        return env.from_string(self.chat_template).render(
-            messages=messages,
-            add_generation_prompt=add_generation_prompt,
-            bos_token=bos,
-            eos_token=self._tokens[min(self.eos_ids)] if self.eos_ids else "",
-        )
+        eos = self._tokens[min(self.eos_ids)] if self.eos_ids else ""
+        return render_chat(self.chat_template, messages, bos=bos, eos=eos, add_generation_prompt=add_generation_prompt)
+
+
+def render_chat(
+    template: str, messages: list[dict[str, str]], *, bos: str, eos: str, add_generation_prompt: bool
+) -> str:
+    """`messages` through a chat template (jinja, sandboxed). A last assistant message is continued: the
+    messages before it are rendered with the generation prompt and its text follows, unclosed."""
+    if messages and messages[-1]["role"] == "assistant":
+        head = render_chat(template, messages[:-1], bos=bos, eos=eos, add_generation_prompt=True)
+        return head + messages[-1]["content"]
+
+    def raise_exception(msg):
+        raise ValueError(f"chat template: {msg}")
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    return env.from_string(template).render(
+        messages=messages, add_generation_prompt=add_generation_prompt, bos_token=bos, eos_token=eos
+    )
 
 
 class StreamDecoder:
