@@ -82,7 +82,8 @@ class FakeGenerator:
     their end. `complete` answers `replies` in turn (the last repeats), or `reply(call)`: a text or a
     whole Completion. With a `tokenizer` it counts tokens, lists its vocabulary and binds processors
     with it, as the builtin runtime does; `logits_processors` says whether it takes them (by default:
-    when it has a tokenizer)."""
+    when it has a tokenizer). `logprob(piece_text)` gives the pieces log-probabilities.
+    `info.prompt_style` is "task" unless `info` says otherwise."""
 
     def __init__(
         self,
@@ -97,7 +98,9 @@ class FakeGenerator:
         logits_processors: bool | None = None,
         vocabulary: list[str] | None = None,
         emotion_contexts: dict[str, list[float]] | None = None,
+        logprob: Callable[[str], float] | None = None,
     ):
+        self.logprob = logprob  # a streamed piece's log-probability from its text (None: pieces carry none)
         self.replies, self.reply, self.write = list(replies) or [""], reply, write
         self.chunk, self.finish, self.delay = chunk, finish, delay
         self.info = info or ModelInfo("fake", "fake-model")
@@ -146,7 +149,7 @@ class FakeGenerator:
         try:
             for piece in pieces:
                 await asyncio.sleep(self.delay)
-                yield Piece(piece, token_id=1)
+                yield Piece(piece, token_id=1, logprob=self.logprob(piece) if self.logprob else None)
             yield Piece("", finish_reason=self.finish, usage={"completion_tokens": self.count_tokens(text)})
             finished = True
         finally:

@@ -390,3 +390,28 @@ async def test_the_quality_report_says_first_when_the_story_is_not_the_one_asked
     assert not any(r.startswith("premise:") for r in on.quality.reasons)
     assert off.quality.reasons[0].startswith("premise: the story is not the one asked for")
     assert "lighthouse" in off.quality.reasons[0] and "harbour" not in off.quality.reasons[0]
+
+
+async def test_in_the_continuation_style_the_reply_is_begun_and_the_premise_is_owed_until_it_is_told():
+    info = ModelInfo("fake", "fake-model", context_length=8192, prompt_style="continuation")
+    gen = FakeGenerator(write=lambda call: " " + harbour(call), reply=summaries, info=info)  # it goes on: a space first
+    req = StoryRequest(premise="A lighthouse keeper finds a letter from her lost brother.", words=450, seed=3)
+    story = await write_story(req, deps(gen))
+    first, second = gen.streams[0].prompt, next(c.prompt for c in gen.streams if "Now part 2" in c.prompt[1]["content"])
+    lead = story.characters[0].name.split()[0]
+    assert first[-1] == {"role": "assistant", "content": f"{lead}, a lighthouse keeper, had"}
+    assert story.text.startswith(f"{lead}, a lighthouse keeper, had ")  # the begun words are the story's own
+    assert "It opens the story: bring in" in first[1]["content"] and "<premise>" in first[1]["content"]
+    # the harbour scenes never told of the letter or the brother: the next scene is reminded
+    owed = second[1]["content"].split("The story has not yet brought in: ")[1].split(";")[0]
+    assert {"letter", "brother"} <= set(owed.split(", ")) and "keeper" not in owed
+    assert second[-1]["role"] == "assistant" and story.scenes[0].text[-40:] in second[-1]["content"]
+    assert all(c.kv_key and c.kv_key.endswith("-0") for c in gen.streams[:4])  # a resample reuses the scene's cache
+
+
+async def test_in_the_task_style_the_scene_is_asked_for():
+    gen = FakeGenerator(write=harbour, reply=summaries)
+    await write_story(StoryRequest(premise="A lighthouse keeper finds a letter.", words=300, seed=3), deps(gen))
+    first = gen.streams[0].prompt
+    assert first[-1]["role"] == "user" and "Write scene 1 of 2" in first[-1]["content"]
+    assert all(c.kv_key is None for c in gen.streams)

@@ -481,3 +481,44 @@ def test_make_generator_runs_a_gguf_file_with_llama_cpp_when_asked(monkeypatch, 
     (tmp_path / "m.gguf").write_bytes(b"")
     spec = ModelSpec(name="m", gguf=tmp_path / "m.gguf", runtime="llama-cpp")
     assert make_generator(spec, Settings(_env_file=None)) == ("llama-cpp", tmp_path / "m.gguf")
+
+
+# --------------------------------------------------------------------------- prompt styles: a reply begun
+
+
+CONTINUED = [{"role": "user", "content": "Write a story."}, {"role": "assistant", "content": "Mei, a potter, had"}]
+
+
+async def test_openai_asks_the_server_to_continue_a_begun_reply(fake, gen):
+    await gen.complete(CONTINUED, SamplingParams())
+    body = fake.requests[0]["body"]
+    assert body["messages"] == CONTINUED  # vLLM's extension: go on with the last assistant message
+    assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
+    await gen.complete(CONTINUED[:1], SamplingParams())
+    assert "continue_final_message" not in fake.requests[1]["body"]  # an ordinary chat sends no extension
+
+
+async def test_llama_cpp_continues_a_begun_reply_as_text_through_the_chat_template():
+    llm = FakeLlama([" made", " bowls."])
+    pieces = [p.text async for p in _llama_gen(llm).stream(CONTINUED, SamplingParams())]
+    kind, kw = llm.calls[0]
+    assert kind == "completion" and "".join(pieces) == " made bowls."
+    assert kw["prompt"] == "<|im_start|>user\nWrite a story.<|im_end|>\n<|im_start|>assistant\nMei, a potter, had"
+
+
+def test_builtin_renders_a_begun_reply_unclosed(tokenizer):
+    text = tokenizer.apply_chat_template(CONTINUED)
+    assert text.endswith("<|im_start|>assistant\nMei, a potter, had")  # no end-of-turn after it
+    assert text == tokenizer.apply_chat_template(CONTINUED[:1]) + "Mei, a potter, had"
+
+
+def test_each_backend_has_its_prompt_style_and_a_model_entry_can_set_another(tmp_path):
+    assert OpenAIGenerator("http://127.0.0.1:9", "m").info.prompt_style == "task"  # instruction-following servers
+    assert _llama_gen(FakeLlama([])).info.prompt_style == "task"  # as constructed; load() sets continuation
+    server = {"base_url": "http://127.0.0.1:9/v1", "model": "m"}
+    settings = Settings()
+    assert make_generator(ModelSpec(name="a", openai=server), settings).info.prompt_style == "task"
+    spec = ModelSpec(name="b", openai=server, prompt_style="continuation")
+    assert make_generator(spec, settings).info.prompt_style == "continuation"
+    with pytest.raises(ValueError, match="prompt_style"):
+        ModelSpec(name="c", openai=server, prompt_style="chat")

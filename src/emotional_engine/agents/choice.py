@@ -55,11 +55,12 @@ class Candidate:
     meta: float
 
 
-def cost(c: Candidate, w: Weights = WEIGHTS) -> float:
+def cost(c: Candidate, w: Weights | None = None) -> float:
+    w = w or WEIGHTS
     return w.emotion * c.distance + w.adherence * (1 - c.adherence) + w.fluency * -(c.fluency or 0.0) + w.meta * c.meta
 
 
-def choose(candidates: Sequence[Candidate], w: Weights = WEIGHTS) -> int:
+def choose(candidates: Sequence[Candidate], w: Weights | None = None) -> int:
     """The index of the cheapest candidate (the first on a tie)."""
     costs = [cost(c, w) for c in candidates]
     return int(np.argmin(costs))
