@@ -29,6 +29,7 @@ from typing import Literal
 
 from lemminflect import getAllLemmas
 
+from emotional_engine.agents.adherence import content_words
 from emotional_engine.agents.emotional_intelligence import Guidance
 from emotional_engine.agents.story import ScenePlan, StoryPlan
 from emotional_engine.culture import CultureProfile
@@ -115,16 +116,33 @@ def premise_duty(scene: ScenePlan, plan: StoryPlan, lead: str, owed: Sequence[st
     return duty
 
 
-def opening_words(scene: ScenePlan, cast: list[Character], premise: str = "") -> str:
-    """The first words of a scene's text in the continuation style: for the opening scene its lead's
-    first name, what the premise calls them when the scene's lead is the protagonist ("Georgia, a
-    lighthouse keeper, had"), and a verb (after a name alone the embedded model writes a year, as
-    under a heading); nothing later, where the story so far leads on."""
+def opening_words(scene: ScenePlan, cast: list[Character], premise: str = "", owed: Sequence[str] = ()) -> str:
+    """The first words of a scene's text in the continuation style. The opening scene: its lead's first
+    name, what the premise calls them when the lead is the protagonist ("Georgia, a lighthouse keeper,
+    had"), and a verb (after a name alone the embedded model writes a year, as under a heading). A later
+    scene: the first thing of the premise the story still owes ("The letter"), else nothing, and the
+    story so far leads on."""
     if scene.index != 0:
-        return ""
+        thing = next((w for w in owed if w in premise_things(premise)), None)
+        return f"The {thing}" if thing else ""
     lead = scene.outline.lead if scene.outline is not None else scene.pov or cast[0].name
     who = premise_subject(premise) if lead == cast[0].name else ""
     return f"{lead.split()[0]}, a {who}, had" if who else f"{lead.split()[0]} had"
+
+
+_TIMES = {"day", "days", "year", "years", "week", "weeks", "morning", "evening", "time", "eve"}
+
+
+def premise_things(premise: str) -> list[str]:
+    """The premise's content words that name things (a noun reading, not its subject, its main verb,
+    a past participle or a time): what a scene can open on ("letter", "brother")."""
+    subject = set(premise_subject(premise).lower().split())
+    words = content_words(premise)
+    verb = next((w for w in words[:6] if w.endswith("s") and "VERB" in getAllLemmas(w) and w not in subject), None)
+    return [
+        w for w in dict.fromkeys(words)
+        if "NOUN" in getAllLemmas(w) and w not in subject and w != verb and w not in _TIMES and not w.endswith("ed")
+    ]  # fmt: skip
 
 
 _ARTICLES = {"a", "an", "the", "one"}
@@ -161,7 +179,7 @@ def continuation_messages(
 ) -> list[dict[str, str]]:
     """The continuation style: the reply is begun with the end of `story_so_far` and, for a new scene
     (`new_scene`), its `opening_words`; the model writes on from there."""
-    opening = opening_words(scene, cast, request.premise) if new_scene else ""
+    opening = opening_words(scene, cast, request.premise, owed) if new_scene else ""
     s = profile.settings
     people = "; ".join(f"{c.name} ({c.pronouns}), {c.role}" + (f": {', '.join(c.traits)}" if c.traits else "")
                        for c in cast)  # fmt: skip
@@ -192,7 +210,7 @@ def continuation_messages(
     recent = tail_within(story_so_far, min(RECENT_TOKENS, room - count(memory) - 8), count)
     # no paragraph break before a later scene: after a blank line the embedded model starts a new
     # document as often as not ("Original text modified: ...", "Premise: ...")
-    begun = recent + opening
+    begun = recent + (" " if recent and opening else "") + opening
     return [
         {"role": "system", "content": system},
         {"role": "user", "content": f"{brief}\n{memory}{direction}"},

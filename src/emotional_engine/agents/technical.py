@@ -66,7 +66,8 @@ _ABOUT_THE_WRITING = re.compile(
     r" (?:is now|has|explores|highlights|opens|starts|feels|showcases|tells|combines|ends|offers)\b"
     r"|\bthe original (?:text|story|ending|introduction|ideas?|version)\b"
     r"|\b(?:i'll|i will|i've|i have) (?:edit|edited|continue|recreate|recreated|refine|rewrite|rewritten|revise)\b"
-    r"|\bthe (?:following|next|previous) scenes\b|^(?:hi there|welcome)\b|\bi'm glad you liked\b|\bas requested\b",
+    r"|\bthe (?:following|next|previous) scenes\b|\bthis concludes\b|\bin the next sections?\b|\bif you want to add\b"
+    r"|^(?:hi there|welcome)\b|\bi'm glad you liked\b|\bas requested\b",
     re.I,
 )
 
