@@ -62,24 +62,33 @@ def _stemmer():
     return snowballstemmer.stemmer("english")
 
 
-def content_stems(text: str) -> set[str]:
-    """The Snowball stems of the text's content words (lower-cased; stop words and one-letter words out)."""
-    words = [w for w in _WORD.findall(text.lower().replace("’", "'")) if len(w) > 1 and w not in STOP_WORDS]
-    return set(_stemmer().stemWords(words))
+def _content_words(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower().replace("’", "'")) if len(w) > 1 and w not in STOP_WORDS]
+
+
+def content_stems(text: str, *, compounds: bool = False) -> set[str]:
+    """The Snowball stems of the text's content words (lower-cased; stop words and one-letter words
+    out). `compounds`: also the stems of each two adjacent words written as one, so that a text's
+    "bee keeper" meets a premise's "beekeeper"."""
+    words = _content_words(text)
+    stems = set(_stemmer().stemWords(words))
+    if compounds:
+        stems.update(_stemmer().stemWords([a + b for a, b in zip(words, words[1:])]))
+    return stems
 
 
 def premise_recall(text: str, premise: str) -> float:
-    """The share of the premise's distinct content-word stems that occur in the text (1.0 for a
-    premise without content words: nothing to miss)."""
+    """The share of the premise's distinct content-word stems that occur in the text, alone or as
+    two adjacent words written together (1.0 for a premise without content words: nothing to miss)."""
     wanted = content_stems(premise)
     if not wanted:
         return 1.0
-    return len(wanted & content_stems(text)) / len(wanted)
+    return len(wanted & content_stems(text, compounds=True)) / len(wanted)
 
 
 def missing_premise_words(text: str, premise: str) -> list[str]:
     """The premise's content words whose stem the text never uses, in order (for reading a miss)."""
-    have = content_stems(text)
+    have = content_stems(text, compounds=True)
     out = []
     for w in _WORD.findall(premise.lower()):
         if len(w) > 1 and w not in STOP_WORDS and _stemmer().stemWord(w) not in have and w not in out:
@@ -200,20 +209,24 @@ _QUOTE_OPEN = "\"“‘'"
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"”’')\]]*\s+")
 
 
+_LIST_MARKER = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•>])\s+")
+
+
 def split_into_sentences(text: str) -> list[str]:
-    """Lines first (a heading is its own line), then sentences within each line."""
+    """Lines first (a heading is its own line; a list marker such as "1." or "-" is left out), then
+    sentences within each line; a piece without a letter is no sentence."""
     out = []
     for line in text.splitlines():
-        for s in _SENTENCE_END.split(line.strip()):
+        for s in _SENTENCE_END.split(_LIST_MARKER.sub("", line).strip()):
             s = s.strip()
-            if s and re.search(r"\w", s):
+            if s and re.search(r"[^\W\d_]", s):
                 out.append(s)
     return out
 
 
 def _normalise(sentence: str) -> str:
     s = sentence.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
-    return s.strip().lstrip("-*•> ").strip()
+    return _LIST_MARKER.sub("", s).strip()
 
 
 def writing_talk_rule(sentence: str) -> str | None:
