@@ -27,11 +27,10 @@ import json
 import statistics
 from dataclasses import asdict
 
-from story_measures import premise_recall, writing_talk_rate
-
 from emotional_engine.agents import choice
 from emotional_engine.domain import StoryRequest
 from emotional_engine.engine import Engine
+from story_measures import premise_recall, writing_talk_rate
 from story_quality import DEV
 
 GRID = {
