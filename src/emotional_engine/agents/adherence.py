@@ -11,6 +11,8 @@
   (`benchmarks/adherence_eval.py`, on real openings labelled by hand).
 - `meta_rate(text)`: the share of sentences the sentence gate's rules read as talk about the
   writing (`technical.about_the_writing`, or a line that is only a heading).
+- `craft_talk_rate(text)`: the share of sentences with a word about the craft (story, scene, reader,
+  plot...): a density, where the gate's rules look for phrasings.
 - `story_adherence(...)`: a finished story's premise and plan adherence, with reasons for a miss
   (relevance under ON_PREMISE), for the quality report.
 - Fluency is the language model's own mean token log-probability (`Completion.mean_logprob`).
@@ -84,6 +86,23 @@ def meta_rate(text: str) -> float:
     """The share of the text's sentences that `is_meta` flags (0.0 for no sentences)."""
     sentences = split_sentences(text)
     return sum(map(is_meta, sentences)) / len(sentences) if sentences else 0.0
+
+
+# words about the craft of writing: a story uses them now and then ("he told her the story"), a text
+# about a story in every other sentence
+_CRAFT = re.compile(
+    r"\b(?:stor(?:y|ies)|scenes?|ending|narrat\w*|characters?|readers?|tone|paragraphs?|chapters?|plot|themes?"
+    r"|drafts?|versions?|sentences?|passages?|excerpt|prompt|storyline|protagonist|introduction|descriptive"
+    r"|dialogue|pacing|emotional depth|atmosphere)\b",
+    re.I,
+)
+
+
+def craft_talk_rate(text: str) -> float:
+    """The share of sentences that use a word about the craft of writing (0.0 for no sentences): 0-9%
+    in the on-premise stories of the planted set, 3-47% in its texts that talk about the writing."""
+    sentences = split_sentences(text)
+    return sum(bool(_CRAFT.search(s)) for s in sentences) / len(sentences) if sentences else 0.0
 
 
 # the relevance at which an opening reads as on-premise: the best F1 on the labelled openings' dev

@@ -8,8 +8,9 @@
 - premise_adherence, plan_adherence (agents/adherence.py), with the reasons for a miss first in
   `reasons`; fluency (the model's geometric mean probability per token of what was shown); meta_rate
   (the share of sentences about the writing); resampled_sentences.
-- overall: the mean of the five, scaled down by premise adherence under ON_PREMISE (in proportion)
-  and by talk about the writing (a quarter of the sentences or more: 0). A fluent, consistent text
+- overall: the mean of the five times `story_factor`: premise adherence under ON_PREMISE scales it
+  by the square of the shortfall, talk about the writing by the gate's rules (a quarter of the
+  sentences or more: 0), and craft words in more than CRAFT_BASE of the sentences. A fluent, consistent text
   that is not the story asked for, or that talks about its writing, must not pass: proven on a
   planted set of real outputs (tests/agents/test_quality_planted.py).
 """
@@ -20,7 +21,7 @@ import math
 
 import numpy as np
 
-from emotional_engine.agents.adherence import ON_PREMISE, meta_rate
+from emotional_engine.agents.adherence import ON_PREMISE, craft_talk_rate, meta_rate
 from emotional_engine.agents.technical import words
 from emotional_engine.domain import Quality
 
@@ -64,7 +65,7 @@ def assess(
         cultural_fit=round(cultural_fit, 4),
         coherence=round(coherence_score, 4),
         diversity=round(diversity, 4),
-        overall=round(float(np.mean(parts)) * story_factor(premise_adherence, talk), 4),
+        overall=round(float(np.mean(parts)) * story_factor(premise_adherence, talk, craft_talk_rate(text)), 4),
         reasons=reasons,
         premise_adherence=premise_adherence,
         plan_adherence=plan_adherence,
@@ -74,7 +75,10 @@ def assess(
     )
 
 
-def story_factor(premise_adherence: float | None, talk: float) -> float:
+CRAFT_BASE = 0.1  # share of sentences with craft words that a story reaches (the planted set's stories: 0-9%)
+
+
+def story_factor(premise_adherence: float | None, talk: float, craft: float) -> float:
     """How far the text is the story asked for, in [0, 1]: what scales `overall`."""
-    on_premise = 1.0 if premise_adherence is None else min(1.0, premise_adherence / ON_PREMISE)
-    return on_premise * max(0.0, 1.0 - 4 * talk)
+    on_premise = 1.0 if premise_adherence is None else min(1.0, premise_adherence / ON_PREMISE) ** 2
+    return on_premise * max(0.0, 1.0 - 4 * talk) * max(0.0, 1.0 - 2 * max(0.0, craft - CRAFT_BASE))

@@ -54,7 +54,7 @@ _ABOUT_THE_WRITING = re.compile(
     r"|\bthis (?:sentence|paragraph|passage|prompt)\b|\b\d+ words\b|\bas an ai\b"
     r"|\b(?:the|this|your) (?:prompt|premise|instructions?|plot outline)\b"
     # advice to a writer ("If your character arrives...", "allows the reader to..."), "the next scene"
-    r"|\byour (?:characters?|story|stories|writing|readers?|audience|scenes?|plot|protagonist|narrative|creativity"
+    r"|\byour (?:main )?(?:characters?|story|stories|writing|readers?|audience|scenes?|plot|protagonist|narrative|creativity"
     r"|twist|ending)\b|\bthe reader\b|\b(?:the|this|our) (?:final|next|previous|opening|last) scene\b"
     r"|^here(?:'s|’s| is| are) (?:\w+ ){0,4}(?:version|continuation|scene|story|passage|outline|example|idea|ideas"
     r"|plot|setup|rewrite|draft|tips?|suggestions?|opener|stories|steps?)\b"
