@@ -54,8 +54,8 @@ _ABOUT_THE_WRITING = re.compile(
     r"|\bthis (?:sentence|paragraph|passage|prompt)\b|\b\d+ words\b|\bas an ai\b"
     r"|\b(?:the|this|your) (?:prompt|premise|instructions?|plot outline)\b"
     # advice to a writer ("If your character arrives...", "allows the reader to..."), "the next scene"
-    r"|\byour (?:main )?(?:characters?|story|stories|writing|readers?|audience|scenes?|plot|protagonist|narrative|creativity"
-    r"|twist|ending)\b|\bthe reader\b|\b(?:the|this|our) (?:final|next|previous|opening|last) scene\b"
+    r"|\byour (?:main )?(?:characters?|story|stories|writing|readers?|audience|scenes?|plot|protagonist|narrative"
+    r"|creativity|twist|ending)\b|\bthe reader\b|\b(?:the|this|our) (?:final|next|previous|opening|last) scene\b"
     r"|^here(?:'s|’s| is| are) (?:\w+ ){0,4}(?:version|continuation|scene|story|passage|outline|example|idea|ideas"
     r"|plot|setup|rewrite|draft|tips?|suggestions?|opener|stories|steps?)\b"
     # a label line ("Premise: ...", "Original text modified: '...'", "Story transition: ...")
