@@ -335,11 +335,14 @@ async def main(args) -> dict:
 
     engine = Engine(candidates=args.candidates)
     await engine.load()  # the models load before the first story's clock starts
+    if args.prompt_style:  # as a model entry's prompt_style would set it
+        engine.generator.info.prompt_style = args.prompt_style
     emotion, vader = engine.emotion, SentimentIntensityAnalyzer()
     items = DEV if args.dev else HELD_OUT
     items = items[:3] if args.quick else items
     print(f"{'dev' if args.dev else 'held-out'} requests: {len(items)}, {args.words} words, "
-          f"candidates {args.candidates}, model {engine.generator.info.name}", flush=True)  # fmt: skip
+          f"candidates {args.candidates}, model {engine.generator.info.name}, "
+          f"prompt style {engine.generator.info.prompt_style}", flush=True)  # fmt: skip
     rows = []
     for item in items:
         req = StoryRequest(premise=item.premise, arc=item.arc, culture=item.culture, words=args.words, seed=item.seed)
@@ -407,6 +410,9 @@ if __name__ == "__main__":
     ap.add_argument("--dev", action="store_true", help="measure the development requests instead of the held-out ones")
     ap.add_argument("--words", type=int, default=400)
     ap.add_argument("--candidates", type=int, default=4)
+    ap.add_argument(
+        "--prompt-style", choices=["continuation", "task"], help="the engine's prompt style (default: the model's)"
+    )
     ap.add_argument("--json", help="also write every per-story number and text here")
     a = ap.parse_args()
     result = asyncio.run(main(a))
