@@ -23,9 +23,6 @@ import argparse
 import asyncio
 import statistics
 
-from story_measures import perplexity, premise_recall, writing_talk_rate
-from story_quality import DEV
-
 from emotional_engine.agents import emotional_intelligence as emotion_agent
 from emotional_engine.agents.prompts import continuation_messages, opening_words, task_messages
 from emotional_engine.agents.run import StoryRun
@@ -33,6 +30,8 @@ from emotional_engine.agents.story import plan_story
 from emotional_engine.domain import StoryRequest
 from emotional_engine.engine import Engine
 from emotional_engine.lm.sampling import SamplingParams
+from story_measures import perplexity, premise_recall, writing_talk_rate
+from story_quality import DEV
 
 EXEMPLAR = (
     "The rain had not stopped for three days. Mara pulled her coat tighter and walked down to the harbour, "
