@@ -49,7 +49,7 @@ def prompts(req: StoryRequest, run: StoryRun) -> dict[str, tuple[list[dict[str, 
     args = (req, run.profile, plan, run.cast, scene, guide, "")
     return {
         "task": (task_messages(*args), ""),
-        "continuation": (continuation_messages(*args), opening_words(scene, run.cast, req.premise)),
+        "continuation": (continuation_messages(*args), opening_words(scene, plan, run.cast, req.premise)),
         "exemplar": (
             [
                 {

@@ -168,3 +168,20 @@ async def test_a_rebuilt_session_aims_its_next_beat_as_the_live_one_would():
     fresh = StorySession(request, sad, turns=6)
     fresh.beats = [b.model_copy(update={"measured": None}) for b in live.beats]  # nothing measured: no correction
     assert live._target().valence > fresh._target().valence  # the sad first beat pushes the aim up
+
+
+async def test_a_beat_is_chosen_for_the_players_action_and_the_premise(monkeypatch):
+    from emotional_engine.agents import choice
+
+    # the fake emotion model reads every candidate alike: adherence decides
+    monkeypatch.setattr(choice, "WEIGHTS", choice.Weights(emotion=1.0, adherence=3.0, fluency=0.0, meta=2.0))
+    answers = "She pushed open the shrine gate and found the silver key under the stone. The lanterns swayed."
+    elsewhere = "The stock market fell sharply on Monday morning. Traders shouted across the floor."
+
+    def write(call):
+        return elsewhere if call.params.seed % BEAT_CANDIDATES == 0 else answers
+
+    gen = FakeGenerator(write=write, chunk=9)
+    s = StorySession(StoryRequest(premise="A girl explores a night market shrine.", culture="ja-JP", seed=1), deps(gen))
+    beat = await s.turn("I open the shrine gate to look for the silver key.")
+    assert beat.text == answers and len(gen.streams) == BEAT_CANDIDATES

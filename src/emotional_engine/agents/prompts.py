@@ -116,20 +116,28 @@ def premise_duty(scene: ScenePlan, plan: StoryPlan, lead: str, owed: Sequence[st
     return duty
 
 
-def opening_words(scene: ScenePlan, cast: list[Character], premise: str = "", owed: Sequence[str] = ()) -> str:
+def opening_words(
+    scene: ScenePlan, plan: StoryPlan, cast: list[Character], premise: str = "", owed: Sequence[str] = ()
+) -> str:
     """The first words of a scene's text in the continuation style. The opening scene: its lead's first
     name, what the premise calls them when the lead is the protagonist ("Georgia, a lighthouse keeper,
     had"), and a verb (after a name alone the embedded model writes a year, as under a heading). A later
-    scene: the first thing of the premise the story still owes ("The letter"), else nothing, and the
-    story so far leads on."""
+    scene: the turn its target takes from the previous scene's ("But" when it falls by TURN or more,
+    "At last" when it rises so; a story being continued keeps its mood otherwise) and the first thing
+    of the premise the story still owes ("But the letter"); nothing when neither applies."""
     if scene.index != 0:
+        change = scene.target.valence - plan.scenes[scene.index - 1].target.valence
+        turn = "But" if change <= -TURN else "At last" if change >= TURN else ""
         thing = next((w for w in owed if w in premise_things(premise)), None)
-        return f"The {thing}" if thing else ""
+        if thing:
+            return f"{turn} the {thing}" if turn else f"The {thing}"
+        return turn
     lead = scene.outline.lead if scene.outline is not None else scene.pov or cast[0].name
     who = premise_subject(premise) if lead == cast[0].name else ""
     return f"{lead.split()[0]}, a {who}, had" if who else f"{lead.split()[0]} had"
 
 
+TURN = 0.3  # of target valence between scenes: a turn the opening words mark
 _TIMES = {"day", "days", "year", "years", "week", "weeks", "morning", "evening", "time", "eve"}
 
 
@@ -179,7 +187,7 @@ def continuation_messages(
 ) -> list[dict[str, str]]:
     """The continuation style: the reply is begun with the end of `story_so_far` and, for a new scene
     (`new_scene`), its `opening_words`; the model writes on from there."""
-    opening = opening_words(scene, cast, request.premise, owed) if new_scene else ""
+    opening = opening_words(scene, plan, cast, request.premise, owed) if new_scene else ""
     s = profile.settings
     people = "; ".join(f"{c.name} ({c.pronouns}), {c.role}" + (f": {', '.join(c.traits)}" if c.traits else "")
                        for c in cast)  # fmt: skip

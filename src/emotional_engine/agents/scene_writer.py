@@ -262,7 +262,7 @@ async def scene_events(run: StoryRun, plan: StoryPlan, i: int, drift: str | None
     planned = f"{sp.goal}. {sp.outline.event if sp.outline is not None else ''}"
     draft = Draft(run, sp.target, [request.premise, planned], words=sp.words)
     continues = style == "continuation"
-    opening = opening_words(sp, run.cast, request.premise, owed) if continues else ""
+    opening = opening_words(sp, plan, run.cast, request.premise, owed) if continues else ""
     kv_key = f"story-{id(run)}-{i}" if continues else None  # resamples reuse the scene's prefix
 
     def resume() -> tuple[Prompt, str]:
