@@ -122,22 +122,18 @@ def opening_words(
     """The first words of a scene's text in the continuation style. The opening scene: its lead's first
     name, what the premise calls them when the lead is the protagonist ("Georgia, a lighthouse keeper,
     had"), and a verb (after a name alone the embedded model writes a year, as under a heading). A later
-    scene: the turn its target takes from the previous scene's ("But" when it falls by TURN or more,
-    "At last" when it rises so; a story being continued keeps its mood otherwise) and the first thing
-    of the premise the story still owes ("But the letter"); nothing when neither applies."""
+    scene: the first thing of the premise the story still owes ("The letter"), else nothing, and the
+    story so far leads on. (Marking the turn of the target as well, "But the letter" when it falls,
+    measured no better on three development requests: arc r 0.67 against 0.82, emotion match 0.44
+    against 0.22.)"""
     if scene.index != 0:
-        change = scene.target.valence - plan.scenes[scene.index - 1].target.valence
-        turn = "But" if change <= -TURN else "At last" if change >= TURN else ""
         thing = next((w for w in owed if w in premise_things(premise)), None)
-        if thing:
-            return f"{turn} the {thing}" if turn else f"The {thing}"
-        return turn
+        return f"The {thing}" if thing else ""
     lead = scene.outline.lead if scene.outline is not None else scene.pov or cast[0].name
     who = premise_subject(premise) if lead == cast[0].name else ""
     return f"{lead.split()[0]}, a {who}, had" if who else f"{lead.split()[0]} had"
 
 
-TURN = 0.3  # of target valence between scenes: a turn the opening words mark
 _TIMES = {"day", "days", "year", "years", "week", "weeks", "morning", "evening", "time", "eve"}
 
 
