@@ -185,3 +185,19 @@ async def test_a_beat_is_chosen_for_the_players_action_and_the_premise(monkeypat
     s = StorySession(StoryRequest(premise="A girl explores a night market shrine.", culture="ja-JP", seed=1), deps(gen))
     beat = await s.turn("I open the shrine gate to look for the silver key.")
     assert beat.text == answers and len(gen.streams) == BEAT_CANDIDATES
+
+
+async def test_in_the_continuation_style_a_beat_begins_with_the_protagonist():
+    from emotional_engine.domain import CastMember
+
+    info = ModelInfo("fake", "fake", prompt_style="continuation")
+    gen = FakeGenerator(write=" walked to the railing. The fog closed in behind her.", chunk=5, info=info)
+    req = StoryRequest(
+        premise="A night ferry crosses a river in fog.", seed=2,
+        cast=[CastMember(name="Sarah Chang", role="protagonist", pronouns="she/her")],
+    )  # fmt: skip
+    s = StorySession(req, deps(gen))
+    beat = await s.turn("I walk to the railing.")
+    assert gen.streams[0].prompt[-1] == {"role": "assistant", "content": "Sarah"}
+    assert beat.text == "Sarah walked to the railing. The fog closed in behind her."
+    assert beat.request == gen.streams[0].prompt[-2]["content"]  # the action's message, replayed next turn as sent

@@ -205,13 +205,19 @@ class StorySession:
         bias = [steering_bias(self.run, target, emotion_agent.steering_strength(k, BEAT_CANDIDATES))
                 for k in range(BEAT_CANDIDATES)]  # fmt: skip
 
-        def resume():  # the beat's reply begun with what is shown of it
-            return [*messages, {"role": "assistant", "content": draft.text}], ""
-
         continues = self.deps.generator.info.prompt_style == "continuation"
+        # in the continuation style the beat begins with the protagonist's name: the model answers the
+        # action in the story rather than starting a new text ("Racelife 571_423CHOROWN Dr. Oz...")
+        opening = self.cast[0].name.split()[0] if continues else ""
+
+        def resume():  # the beat's reply begun with what is shown of it
+            return [*messages, {"role": "assistant", "content": draft.text or opening}], "" if draft.text else opening
+
+        begun = [*messages, {"role": "assistant", "content": opening}] if continues else messages
         write = draft.write(
-            messages, params, bias, kv_key=self.id, resume=resume if continues else None, select_after=1
-        )
+            begun, params, bias, kv_key=self.id, opening=opening, resume=resume if continues else None,
+            select_after=1,
+        )  # fmt: skip
         async with aclosing(write) as shown_sentences:
             async for shown in shown_sentences:
                 yield shown.piece
