@@ -25,10 +25,9 @@ import json
 import statistics
 import time
 
-from story_measures import premise_recall, writing_talk_rate
-
 from emotional_engine.domain import StoryRequest
 from emotional_engine.engine import Engine
+from story_measures import premise_recall, writing_talk_rate
 
 SESSIONS = [
     (
