@@ -24,10 +24,11 @@ def test_the_cheapest_candidate_weighs_emotion_adherence_fluency_and_talk():
     assert choice.choose([near_but_off, further_but_on]) == 1
     assert choice.choose([near_but_off, further_but_on], choice.Weights(1.0, 0.0, 0.0, 0.0)) == 0  # emotion alone
     assert choice.choose([talking, further_but_on]) == 1
+    fluent = choice.Weights(emotion=1.0, adherence=1.0, fluency=0.5, meta=2.0)  # the tuned weights leave it at 0
     garbled = choice.Candidate(distance=0.6, adherence=0.7, fluency=-4.5, meta=0.0)
-    assert choice.choose([garbled, further_but_on]) == 1
+    assert choice.choose([garbled, further_but_on], fluent) == 1
     unknown = choice.Candidate(distance=0.6, adherence=0.7, fluency=None, meta=0.0)  # a backend without logprobs
-    assert choice.cost(unknown) == pytest.approx(choice.cost(further_but_on) - choice.WEIGHTS.fluency * 2.0)
+    assert choice.cost(unknown, fluent) == pytest.approx(choice.cost(further_but_on, fluent) - 0.5 * 2.0)
 
 
 def test_sentence_problems_on_planted_sentences():
