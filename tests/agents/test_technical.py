@@ -97,3 +97,16 @@ def test_sentences_about_the_writing_are_told_from_story_sentences():
         "The next morning the scene was quiet.",
     ):
         assert not about_the_writing(s), s
+
+
+def test_talk_about_the_scene_is_caught_and_a_scene_in_the_story_is_not():
+    from emotional_engine.agents.technical import about_the_writing
+
+    assert about_the_writing("In this scene, the focus shifts to the subjects of love and trust.")
+    assert about_the_writing("The story is about a kite maker's reaction to a powerful threat.")
+    assert about_the_writing("A surprising twist emerging into the narrative.")
+    assert about_the_writing("This ending uses the setting of depressing issues being solved.")
+    assert about_the_writing("This concludes the scene.")
+    assert not about_the_writing("In the scene of the crime, the detective knelt.")
+    assert not about_the_writing("She told him the story about the storm.")
+    assert not about_the_writing('"In this scene," the director shouted, "you fall."')  # dialogue is story

@@ -63,10 +63,11 @@ _ABOUT_THE_WRITING = re.compile(
     r"\b[\w ]{0,24}:"
     # the text speaking of itself as a text ("This piece highlights...", "The story is now unfolding")
     r"|\b(?:this|the|that|our|my) (?:story|tale|piece|narrative|storyline|excerpt|expansion|continuation|text)"
-    r" (?:is now|has|explores|highlights|opens|starts|feels|showcases|tells|combines|ends|offers|uses|conveys"
+    r" (?:is now|is about|has|explores|highlights|opens|starts|feels|showcases|tells|combines|ends|offers|uses|conveys"
     r"|creates|captures|reflects)\b|\bthis ending\b"
     r"|\bthe original (?:text|story|ending|introduction|ideas?|version)\b"
     r"|\b(?:i'll|i will|i've|i have) (?:edit|edited|continue|recreate|recreated|refine|rewrite|rewritten|revise)\b"
+    r"|^in (?:this|our) (?:scene|excerpt|passage|chapter)\b|\binto the narrative\b"
     r"|\bthe (?:following|next|previous) scenes\b|\bthis concludes\b|\bin the next sections?\b|\bif you want to add\b"
     r"|^(?:hi there|welcome)\b|\bi'm glad you liked\b|\bas requested\b",
     re.I,
