@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from emotional_engine.agents.emotional_intelligence import choose, compensate, distance, guidance
+from emotional_engine.agents.emotional_intelligence import compensate, distance, guidance
 from emotional_engine.domain import SceneTarget
 
 
@@ -14,11 +14,10 @@ class M:
     scores: dict = field(default_factory=dict)
 
 
-def test_the_candidate_nearest_the_target_wins():
+def test_the_distance_is_zero_on_the_target_and_grows_with_valence_and_emotion_misses():
     target = SceneTarget(valence=-0.6, emotion="fear")
-    cands = [M(0.5, {"joy": 0.8}), M(-0.5, {"fear": 0.7}), M(-0.7, {"sadness": 0.9, "fear": 0.05})]
-    c = choose(cands, target)
-    assert c.index == 1 and c.distances[1] < min(c.distances[0], c.distances[2])
+    near, off_emotion, far = M(-0.5, {"fear": 0.7}), M(-0.7, {"sadness": 0.9, "fear": 0.05}), M(0.5, {"joy": 0.8})
+    assert distance(near, target) < distance(off_emotion, target) < distance(far, target)
     assert distance(M(-0.6, {"fear": 1.0}), target) == 0.0
 
 

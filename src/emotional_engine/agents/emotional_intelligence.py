@@ -5,7 +5,8 @@ settings (a little hotter for high-arousal targets) and a logit bias towards wor
 model reads as the target emotion and valence (`emotion/steering.py`), at a different strength
 per candidate; the emotion adapter's context moves from the previous scene's target to this one's
 sentence by sentence (`sentence_contexts`). Several candidates are written per
-scene; each is measured by the emotion model and the one nearest the target wins. When the winner
+scene; `distance` (each measured by the emotion model against the target) is one term of the choice
+among them (agents/choice.py). When the winner
 still misses, the next scene's target valence is pushed the other way by part of the miss, so the
 story's arc as a whole stays on course.
 """
@@ -49,12 +50,6 @@ class Guidance(BaseModel):
     temperature: float
 
 
-class Choice(BaseModel):
-    index: int
-    distance: float
-    distances: list[float]
-
-
 def guidance(target: SceneTarget, base_temperature: float) -> Guidance:
     lean = "bright" if target.valence > 0.5 else "dark" if target.valence < -0.5 else "balanced"
     note = f"{MOOD[target.emotion]} Overall the scene feels {lean}."
@@ -85,13 +80,6 @@ def sentence_contexts(start: list[float] | None, end: list[float] | None, words:
 def distance(measured: Measured, target: SceneTarget) -> float:
     """0 when the valence and the target emotion are both hit; at most 2."""
     return abs(measured.valence - target.valence) / 2 + (1.0 - measured.scores.get(target.emotion, 0.0))
-
-
-def choose(measured: list[Measured], target: SceneTarget, penalties: list[float] | None = None) -> Choice:
-    """The candidate nearest the target; `penalties` (e.g. for a length far off) add to distances."""
-    d = [round(distance(m, target) + (penalties[i] if penalties else 0.0), 4) for i, m in enumerate(measured)]
-    best = min(range(len(d)), key=d.__getitem__)
-    return Choice(index=best, distance=d[best], distances=d)
 
 
 def miss_correction(target: SceneTarget, measured_valence: float) -> float:
