@@ -13,6 +13,10 @@
   writing (a critique, an assistant's reply, a summary of "the story") or story; scored with the
   gate's rules (`is_meta`). These sentences all passed the gate once, so its recall here is what
   it misses in shown text.
+- tests/data/planted_stories.jsonl: real engine outputs that talk about the writing, answer as an
+  assistant or drift off the premise, beside on-premise stories, with the scores the other agents
+  gave them; `overall` recomputed now (premise adherence and the talk measures measured again):
+  every planted text must score under the stories' median (tests/agents/test_quality_planted.py).
 
     .venv/bin/python benchmarks/adherence_eval.py
 """
@@ -103,6 +107,26 @@ def saved_stories(embed) -> dict:
     }
 
 
+def planted_overall(embed, rows: list[dict]) -> list[float]:
+    """Each planted-set text's `overall` as the quality agent gives it now."""
+    from emotional_engine.agents import adherence, quality
+
+    out = []
+    for r in rows:
+        premise_adherence, _, reasons = adherence.story_adherence(embed, r["premise"], [r["text"]], [None])
+        q = quality.assess(
+            emotion_distances=[2 * (1 - r["emotion_fit"])],
+            character_consistency=r["character_consistency"],
+            cultural_fit=r["cultural_fit"],
+            coherence_score=r["coherence"],
+            text=r["text"],
+            reasons=reasons,
+            premise_adherence=premise_adherence,
+        )
+        out.append(q.overall)
+    return out
+
+
 def main() -> None:
     from emotional_engine.emotion import EmotionModel
 
@@ -129,6 +153,16 @@ def main() -> None:
         f"\ntalk about the writing, the gate's rules: {meta['n']} sentences, {meta['meta']} meta: "
         f"precision {meta['precision']:.3f}, recall {meta['recall']:.3f}"
     )
+    rows = load("planted_stories.jsonl")
+    now = planted_overall(embed, rows)
+    print("\nthe planted set, overall then (the engine before issue 14) and now")
+    for kind in ("good", "meta", "assistant", "drift"):
+        then = [r["overall_then"] for r in rows if r["kind"] == kind]
+        scores = [o for o, r in zip(now, rows) if r["kind"] == kind]
+        print(
+            f"{kind:<10} n {len(scores):>2}  then {min(then):.2f}-{max(then):.2f}  "
+            f"now {min(scores):.2f}-{max(scores):.2f}"
+        )
 
 
 if __name__ == "__main__":

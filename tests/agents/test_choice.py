@@ -40,13 +40,13 @@ def test_sentence_problems_on_planted_sentences():
     assert problem('"Go."') is None  # dialogue may be short
     assert problem("The keeper climbed the stairs to the lamp.", lp=-4.0) == "fluency"
     assert problem("The keeper climbed the stairs to the lamp.", lp=None) is None  # no log-probabilities known
-    # embedders that find the sentence (the first text) unlike its references, or like them
-    apart = lambda texts: np.eye(len(texts), 2)[[0] + [1] * (len(texts) - 1)]  # noqa: E731
+    # embedders that find the sentences unlike the references (which are the texts about the keeper), or alike
+    apart = lambda texts: np.eye(2)[[int("keeper" in t.lower()) for t in texts]]  # noqa: E731
     near = lambda texts: np.ones((len(texts), 2)) / np.sqrt(2)  # noqa: E731
     trump = "President Trump announced new tariffs on steel imports."  # in a story of a lighthouse keeper
     assert choice.sentence_problem(apart, trump, -1.5, refs) == "off topic"
     assert choice.sentence_problem(near, "She climbed up to the lamp room and sat down.", -1.5, refs) is None
-    assert choice.sentence_problem(apart, "The keeper's letter lay open.", -1.5, refs) is None  # shares words
+    assert choice.sentence_problem(apart, "Her letter lay open.", -1.5, refs) is None  # unlike, but shares a word
     assert problem("The keeper climbed the stairs to the lamp.") is None
 
 

@@ -4,32 +4,19 @@ story's median. tests/data/planted_stories.jsonl holds the texts with the scores
 gave them then (emotion fit, characters, culture, coherence); premise adherence and the talk measures
 are computed now, with the real MiniLM (marked `model`)."""
 
-import json
 import statistics
+import sys
 from pathlib import Path
 
 import pytest
 
 from emotional_engine.agents import adherence, quality
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "planted_stories.jsonl"
-
-
-def overall(row, embed) -> float:
-    premise_adherence, _, reasons = adherence.story_adherence(embed, row["premise"], [row["text"]], [None])
-    return quality.assess(
-        emotion_distances=[2 * (1 - row["emotion_fit"])],
-        character_consistency=row["character_consistency"],
-        cultural_fit=row["cultural_fit"],
-        coherence_score=row["coherence"],
-        text=row["text"],
-        reasons=reasons,
-        premise_adherence=premise_adherence,
-    ).overall
-
 
 @pytest.mark.model
 def test_every_planted_text_scores_below_the_median_story():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from adherence_eval import load, planted_overall
     from emotional_engine.emotion import EmotionModel
 
     model = EmotionModel.load()
@@ -37,9 +24,10 @@ def test_every_planted_text_scores_below_the_median_story():
     def embed(texts):
         return model.embedder.encode(texts, normalize_embeddings=True)
 
-    rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()]
-    good = [overall(r, embed) for r in rows if r["kind"] == "good"]
-    planted = {(r["kind"], r["source"]): overall(r, embed) for r in rows if r["kind"] != "good"}
+    rows = load("planted_stories.jsonl")
+    scores = planted_overall(embed, rows)
+    good = [o for o, r in zip(scores, rows) if r["kind"] == "good"]
+    planted = {(r["kind"], r["source"]): o for o, r in zip(scores, rows) if r["kind"] != "good"}
     assert {kind for kind, _ in planted} == {"meta", "assistant", "drift"} and len(good) >= 4
     median = statistics.median(good)
     assert all(score < median for score in planted.values()), (median, planted)

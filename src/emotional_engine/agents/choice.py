@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -85,6 +86,12 @@ def candidates(
     return [Candidate(d, a, f, meta_rate(t)) for t, d, a, f in zip(texts, distances, adh, fluencies)]
 
 
+@lru_cache(maxsize=64)
+def _references(embed: Embed, refs: tuple[str, ...]) -> tuple[frozenset[str], np.ndarray]:
+    """The references' content lemmas and MiniLM vectors: the same for every sentence of a draft."""
+    return frozenset(content_lemmas(" ".join(refs))), embed(list(refs))
+
+
 def sentence_problem(embed: Embed, sentence: str, logprob: float | None, references: Sequence[str]) -> str | None:
     """Why `sentence` should be written again ("meta", "fragment", "fluency", "off topic"), or None."""
     if is_meta(sentence):
@@ -93,9 +100,9 @@ def sentence_problem(embed: Embed, sentence: str, logprob: float | None, referen
         return "fragment"
     if logprob is not None and logprob < FLUENCY_FLOOR:
         return "fluency"
-    refs = [r for r in references if r.strip()]
-    if refs and not content_lemmas(sentence) & content_lemmas(" ".join(refs)):
-        v = embed([sentence, *refs])
-        if float(np.max(v[1:] @ v[0])) < OFF_TOPIC:
+    refs = tuple(r for r in references if r.strip())
+    if refs:
+        lemmas, vectors = _references(embed, refs)
+        if not content_lemmas(sentence) & lemmas and float(np.max(vectors @ embed([sentence])[0])) < OFF_TOPIC:
             return "off topic"
     return None

@@ -116,6 +116,11 @@ def premise_duty(scene: ScenePlan, plan: StoryPlan, lead: str, owed: Sequence[st
     return duty
 
 
+def scene_lead(scene: ScenePlan, cast: list[Character]) -> str:
+    """Who the scene follows: its outline's lead, else the plan's point of view, else the protagonist."""
+    return scene.outline.lead if scene.outline is not None else scene.pov or cast[0].name
+
+
 def opening_words(
     scene: ScenePlan, plan: StoryPlan, cast: list[Character], premise: str = "", owed: Sequence[str] = ()
 ) -> str:
@@ -129,7 +134,7 @@ def opening_words(
     if scene.index != 0:
         thing = next((w for w in owed if w in premise_things(premise)), None)
         return f"The {thing}" if thing else ""
-    lead = scene.outline.lead if scene.outline is not None else scene.pov or cast[0].name
+    lead = scene_lead(scene, cast)
     who = premise_subject(premise) if lead == cast[0].name else ""
     return f"{lead.split()[0]}, a {who}, had" if who else f"{lead.split()[0]} had"
 
@@ -200,18 +205,14 @@ def continuation_messages(
         f"The characters: {people}.\n"
         f"The plan ({plan.structure.replace('_', ' ')}):\n{plan_outline(plan)}\n{scene_outlines(plan)}"
     )
-    lead = scene.outline.lead if scene.outline is not None else scene.pov or cast[0].name
+    lead = scene_lead(scene, cast)
     what = f" At the {scene.outline.place}: {scene.outline.event}" if scene.outline is not None else ""
     direction = (
         f"Now part {scene.index + 1} of {len(plan.scenes)} ({scene.part.replace('_', ' ')}), about {scene.words} "
         f"words: {scene.goal}.{what}{premise_duty(scene, plan, lead, owed)} {guide.note}"
     )
     fixed = count(system) + count(brief) + count(direction) + count(opening) + TEMPLATE_TOKENS * 3 // 2
-    room = (budget if budget is not None else fixed + FACT_TOKENS + RECENT_TOKENS + 64) - fixed
-    kept_states = _fitting(list(states), room // 4, count)
-    kept_facts = _fitting(list(facts), min(FACT_TOKENS, room // 2) - sum(count(x) + 2 for x in kept_states), count)
-    memory = memory_block(kept_facts, kept_states)
-    recent = tail_within(story_so_far, min(RECENT_TOKENS, room - count(memory) - 8), count)
+    memory, recent = fit_memory_and_recent(facts, states, story_so_far, fixed, budget, count)
     # no paragraph break before a later scene: after a blank line the embedded model starts a new
     # document as often as not ("Original text modified: ...", "Premise: ...")
     begun = recent + (" " if recent and opening else "") + opening
@@ -220,6 +221,23 @@ def continuation_messages(
         {"role": "user", "content": f"{brief}\n{memory}{direction}"},
         {"role": "assistant", "content": begun},
     ]
+
+
+def fit_memory_and_recent(
+    facts: Sequence[str],
+    states: Sequence[str],
+    story_so_far: str,
+    fixed: int,
+    budget: int | None,
+    count: Callable[[str], int],
+) -> tuple[str, str]:
+    """The memory block and the end of the story so far that fit in `budget` beside `fixed` tokens
+    (None: the default caps only): states first, then facts, then the recent text."""
+    room = (budget if budget is not None else fixed + FACT_TOKENS + RECENT_TOKENS + 64) - fixed
+    kept_states = _fitting(list(states), room // 4, count)
+    kept_facts = _fitting(list(facts), min(FACT_TOKENS, room // 2) - sum(count(x) + 2 for x in kept_states), count)
+    memory = memory_block(kept_facts, kept_states)
+    return memory, tail_within(story_so_far, min(RECENT_TOKENS, room - count(memory) - 8), count)
 
 
 def memory_block(facts: list[str], states: list[str]) -> str:
@@ -310,14 +328,10 @@ def task_messages(
 ) -> list[dict[str, str]]:
     """The task style: the brief in the system message, the scene's task in the user message."""
     system = system_prompt(request, profile, plan, cast)
-    lead = scene.outline.lead if scene.outline is not None else scene.pov or cast[0].name
+    lead = scene_lead(scene, cast)
     duty = premise_duty(scene, plan, lead, owed)
     fixed = count(system) + count(scene_prompt(scene, plan, guide, "", "", going_on, duty)) + TEMPLATE_TOKENS
-    room = (budget if budget is not None else fixed + FACT_TOKENS + RECENT_TOKENS + 64) - fixed
-    kept_states = _fitting(list(states), room // 4, count)
-    kept_facts = _fitting(list(facts), min(FACT_TOKENS, room // 2) - sum(count(s) + 2 for s in kept_states), count)
-    memory = memory_block(kept_facts, kept_states)
-    recent = tail_within(story_so_far, min(RECENT_TOKENS, room - count(memory) - 8), count)
+    memory, recent = fit_memory_and_recent(facts, states, story_so_far, fixed, budget, count)
     return [
         {"role": "system", "content": system},
         {"role": "user", "content": scene_prompt(scene, plan, guide, recent, memory, going_on, duty)},

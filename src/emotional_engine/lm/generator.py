@@ -20,6 +20,11 @@ from emotional_engine.lm.sampling import LogitsProcessor, SamplingParams
 Prompt = str | list[dict[str, str]]
 
 
+def begun_reply(prompt: Prompt) -> bool:
+    """Whether `prompt` is chat messages whose last, an assistant message, is to be continued."""
+    return not isinstance(prompt, str) and bool(prompt) and prompt[-1]["role"] == "assistant"
+
+
 @dataclass
 class ModelInfo:
     """What a generator runs. Which backends fill `Piece.logprob`: builtin does, openai and llama-cpp

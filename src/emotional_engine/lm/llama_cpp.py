@@ -7,7 +7,15 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from emotional_engine.lm.generator import BackendError, Completion, ModelInfo, Piece, Prompt, complete_from_stream
+from emotional_engine.lm.generator import (
+    BackendError,
+    Completion,
+    ModelInfo,
+    Piece,
+    Prompt,
+    begun_reply,
+    complete_from_stream,
+)
 from emotional_engine.lm.openai_format import DeltaTally, check_no_processors
 from emotional_engine.lm.sampling import LogitsProcessor, SamplingParams
 from emotional_engine.lm.tokenizer import CHATML, render_chat
@@ -103,7 +111,7 @@ class LlamaCppGenerator:
                     return
                 if isinstance(prompt, str):
                     it = self.llm.create_completion(prompt=prompt, **kwargs)
-                elif prompt and prompt[-1]["role"] == "assistant":
+                elif begun_reply(prompt):
                     it = self.llm.create_completion(prompt=self.render(list(prompt)), **kwargs)
                 else:
                     it = self.llm.create_chat_completion(messages=list(prompt), **kwargs)
@@ -122,7 +130,7 @@ class LlamaCppGenerator:
             emit(_END)
 
     async def _stream(self, prompt: Prompt, kwargs: dict) -> AsyncIterator[Piece]:
-        chat = not isinstance(prompt, str) and not (prompt and prompt[-1]["role"] == "assistant")
+        chat = not isinstance(prompt, str) and not begun_reply(prompt)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()

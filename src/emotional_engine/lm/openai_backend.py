@@ -7,7 +7,15 @@ from collections.abc import AsyncIterator, Sequence
 
 import httpx
 
-from emotional_engine.lm.generator import BackendError, Completion, ModelInfo, Piece, Prompt, complete_from_stream
+from emotional_engine.lm.generator import (
+    BackendError,
+    Completion,
+    ModelInfo,
+    Piece,
+    Prompt,
+    begun_reply,
+    complete_from_stream,
+)
 from emotional_engine.lm.openai_format import DeltaTally, check_no_processors, error_message
 from emotional_engine.lm.sampling import LogitsProcessor, SamplingParams
 from emotional_engine.text import estimate_tokens
@@ -53,7 +61,7 @@ class OpenAIGenerator:
             body["prompt"] = prompt
         else:
             body["messages"] = list(prompt)
-            if prompt and prompt[-1]["role"] == "assistant":  # vLLM's way to continue the reply begun
+            if begun_reply(prompt):  # vLLM's way to continue the reply begun
                 body.update(continue_final_message=True, add_generation_prompt=False)
         body.update(
             stream=True,
