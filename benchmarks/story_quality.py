@@ -46,10 +46,12 @@ import math
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
 from emotional_engine.agents.story import plan_story
+from emotional_engine.config import Settings
 from emotional_engine.culture import load_profile
 from emotional_engine.domain import StoryRequest
 from emotional_engine.engine import Engine
@@ -334,6 +336,12 @@ async def main(args) -> dict:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     engine = Engine(candidates=args.candidates)
+    # --lora: the engine writes with the tuned weights; the baseline and every measure that reads a
+    # model (perplexity, the judges) keep the untuned one, so the two runs are scored alike
+    reference = engine
+    if args.lora:
+        engine = Engine(Settings(register_lora=Path(args.lora)), candidates=args.candidates)
+        await reference.load()
     await engine.load()  # the models load before the first story's clock starts
     if args.prompt_style:  # as a model entry's prompt_style would set it
         engine.generator.info.prompt_style = args.prompt_style
@@ -342,7 +350,8 @@ async def main(args) -> dict:
     items = items[:3] if args.quick else items
     print(f"{'dev' if args.dev else 'held-out'} requests: {len(items)}, {args.words} words, "
           f"candidates {args.candidates}, model {engine.generator.info.name}, "
-          f"prompt style {engine.generator.info.prompt_style}", flush=True)  # fmt: skip
+          f"prompt style {engine.generator.info.prompt_style}, LoRA {engine.generator.info.lora}",
+          flush=True)  # fmt: skip
     rows = []
     for item in items:
         req = StoryRequest(premise=item.premise, arc=item.arc, culture=item.culture, words=args.words, seed=item.seed)
@@ -351,11 +360,11 @@ async def main(args) -> dict:
         story, first = await engine_story(engine, req)
         secs = time.perf_counter() - t0
         t0 = time.perf_counter()
-        btext, bfirst = await baseline_story(engine, req)
+        btext, bfirst = await baseline_story(reference, req)
         bsecs = time.perf_counter() - t0
         row = {"request": asdict(item) | {"words": args.words}}
         for who, text, s, f in (("engine", story.text, secs, first), ("baseline", btext, bsecs, bfirst)):
-            m = text_measures(text, req, engine.generator)
+            m = text_measures(text, req, reference.generator)
             m.update(arc_measures(text, req, scene_emotions, emotion, vader))
             m.update(seconds=s, first_text_s=f, seconds_per_word=s / max(1, m["words"]), text=text)
             row[who] = m
@@ -376,7 +385,7 @@ async def main(args) -> dict:
     judges = {}
     for judge, label in (("p_yes", "LM judge P(yes)"), ("pmi", "LM premise PMI")):
         try:
-            cal = judge_calibration(engine.generator, texts, premises, judge=judge)
+            cal = judge_calibration(reference.generator, texts, premises, judge=judge)
         except TypeError:  # not the builtin runtime
             continue
         judges[judge] = cal
@@ -413,6 +422,7 @@ if __name__ == "__main__":
     ap.add_argument(
         "--prompt-style", choices=["continuation", "task"], help="the engine's prompt style (default: the model's)"
     )
+    ap.add_argument("--lora", help="a register LoRA file the engine writes with (emotional-engine train register-lora)")
     ap.add_argument("--json", help="also write every per-story number and text here")
     a = ap.parse_args()
     result = asyncio.run(main(a))

@@ -68,3 +68,23 @@ def test_train_command_lists_its_settings():
     assert result.exit_code == 0
     for option in ("--layers", "--seq-len", "--steps", "--max-train-chunks", "--threads"):
         assert option in result.stdout
+
+
+def test_train_register_lora_passes_its_settings_and_prints_the_held_out_loss(monkeypatch, tmp_path):
+    from emotional_engine.lm.lora import LoraFile
+    from emotional_engine.training import register
+
+    seen = {}
+
+    def fake_train(cfg, out, log):
+        seen.update(cfg=cfg, out=out)
+        return LoraFile("register", None, cfg.rank, [29], {"heldout_loss_base": 3.5, "heldout_loss_tuned": 3.25})
+
+    monkeypatch.setattr(register, "train_on_brown", fake_train)
+    out = tmp_path / "r.pt"
+    result = runner.invoke(
+        app, ["train", "register-lora", "--layers", "4", "--rank", "16", "--steps", "9", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (seen["cfg"].layers, seen["cfg"].rank, seen["cfg"].steps, seen["out"]) == (4, 16, 9, out)
+    assert "heldout_loss_base=3.500 heldout_loss_tuned=3.250" in result.stdout

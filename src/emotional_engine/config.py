@@ -132,6 +132,9 @@ class Settings(BaseSettings):
         description="attach the shipped emotion-attention adapter to the embedded model; off by default: in the "
         "90-scene control benchmark it added no emotion control (docs/benchmarks.md)",
     )
+    register_lora: Path | None = Field(
+        None, description="a LoRA file (emotional-engine train register-lora) merged into the builtin model's weights"
+    )
     # OpenAI-compatible backend (vLLM, Ollama, llama.cpp server); used when base_url is set
     openai_base_url: str | None = None
     openai_api_key: str | None = None

@@ -5,7 +5,9 @@ from typing import Annotated
 
 import typer
 
-train_app = typer.Typer(help="Build training data and train the emotion-attention adapter.", no_args_is_help=True)
+train_app = typer.Typer(
+    help="Build training data, train the emotion-attention adapter and the register LoRA.", no_args_is_help=True
+)
 
 
 @train_app.command("corpus")
@@ -42,3 +44,25 @@ def train_emotion_adapter(
     )
     result = train_on_brown(cfg, out or SHIPPED_PATH, log=lambda m: typer.echo(m, err=True))
     typer.echo(" ".join(f"{k}={v:.3f}" for k, v in result.metrics.items() if k.startswith("ppl")))
+
+
+@train_app.command("register-lora")
+def train_register_lora(
+    out: Annotated[Path | None, typer.Option(help="where to write the LoRA (default: the shipped file)")] = None,
+    layers: Annotated[int, typer.Option(min=1, help="top decoder layers that get a LoRA")] = 6,
+    rank: Annotated[int, typer.Option(min=1)] = 8,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    steps: Annotated[int, typer.Option(min=1)] = 150,
+    lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
+    threads: Annotated[int, typer.Option(min=1, help="torch threads (the machine may be shared)")] = 2,
+):
+    """Teach the embedded model the register of a story: a LoRA trained on Brown fiction laid out as
+    the engine's continuation prompts (training/register.py has the data recipe)."""
+    import torch
+
+    from emotional_engine.training.register import SHIPPED_PATH, RegisterConfig, train_on_brown
+
+    torch.set_num_threads(threads)
+    cfg = RegisterConfig(layers=layers, rank=rank, batch_size=batch_size, steps=steps, lr=lr)
+    result = train_on_brown(cfg, out or SHIPPED_PATH, log=lambda m: typer.echo(m, err=True))
+    typer.echo(" ".join(f"{k}={v:.3f}" for k, v in result.metrics.items() if k.startswith("heldout_")))

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from emotional_engine.lm import emotion_attention as ea
+from emotional_engine.lm import lora
 from emotional_engine.lm.batcher import ContinuousBatcher
 from emotional_engine.lm.generator import Completion, ModelInfo, complete_from_stream
 from emotional_engine.lm.gguf import embedded_model_path, load_gguf
@@ -46,17 +47,20 @@ class BuiltinGenerator:
         overflow: str = "truncate",
         cache_dir: Path | None = None,
         emotion_adapter: bool | Path = True,
+        lora_path: Path | None = None,
     ) -> BuiltinGenerator:
         """`emotion_adapter`: True loads the shipped adapter when it was trained on this model's
-        weights, a path loads that file, False runs the base model."""
+        weights, a path loads that file, False runs the base model. `lora_path`: a LoRA (lm/lora.py)
+        merged into the weights first; it must have been trained on them."""
         if weight_format not in WEIGHT_FORMATS:
             raise ValueError(f"weight format {weight_format!r} is unknown; choose one of {', '.join(WEIGHT_FORMATS)}")
 
         def build():
             g, sd = load_gguf(path or embedded_model_path(), cache_dir=cache_dir)
-            return g, apply_weight_format(Llama.from_state_dict(g.config, sd), weight_format)
+            merged = lora_path and lora.merge(sd := dict(sd), lora_path, g.sha256)
+            return g, apply_weight_format(Llama.from_state_dict(g.config, sd), weight_format), merged
 
-        g, model = run_in_passing_thread(build)
+        g, model, merged = run_in_passing_thread(build)
         adapter = _load_emotion_adapter(model, g.sha256, emotion_adapter)
         batcher = ContinuousBatcher(
             model,
@@ -73,6 +77,7 @@ class BuiltinGenerator:
             weight_format,
             adapter=adapter and f"{adapter[0].name}@{adapter[1]}",
             prompt_style="continuation",
+            lora=merged and f"{merged.name}@{ea.file_id(lora_path)}",
         )
         return cls(batcher, info, adapter[0].emotion_contexts if adapter else None)
 

@@ -36,6 +36,7 @@ class ModelInfo:
     context_length: int | None = None
     weight_format: str | None = None
     adapter: str | None = None  # emotion-attention adapter in use: name and file hash
+    lora: str | None = None  # LoRA merged into the weights (lm/lora.py): name and file hash
     prompt_style: str = "task"  # how stories prompt it (agents/prompts.py): "continuation" or "task"
 
 

@@ -56,6 +56,7 @@ def _backend(spec: ModelSpec, settings: Settings) -> Generator:
         overflow=settings.context_overflow,
         cache_dir=settings.cache_dir,
         emotion_adapter=settings.emotion_adapter,
+        lora_path=settings.register_lora,
     )
 
 
