@@ -117,3 +117,23 @@ def test_pre_tokenizers_follow_llama_cpp_names(tok_data, caplog):
     # an unknown name falls back to GPT-2's split and says so
     assert _pieces(tok_data, "mystery", "a 12345") == ["a", "Ġ12345"]
     assert "mystery" in caplog.text
+
+
+@pytest.mark.model
+def test_text_in_messages_never_encodes_to_a_special_token_of_the_embedded_tokenizer(embedded_path):
+    """Every control token of the embedded model, written into a message (a cast name, a premise),
+    stays text: the rendered prompt holds exactly the template's own special tokens."""
+    from emotional_engine.lm.gguf import read_metadata
+
+    tok = BPETokenizer(read_metadata(embedded_path)[1])
+    assert len(tok.special_ids) > 10
+
+    def specials(content: str) -> list[int]:
+        text = tok.apply_chat_template([{"role": "system", "content": "s"}, {"role": "user", "content": content}])
+        return [i for i in tok.encode(text) if i in tok.special_ids]
+
+    plain = specials("Anna and Ben")
+    for i in sorted(tok.special_ids):
+        word = tok.token_text(i)
+        assert specials(f"Anna {word} and{word}Ben") == plain, word
+        assert word.replace("\u200b", "") in tok.decode(tok.encode(tok.defuse(word))).replace("\u200b", "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
@@ -49,6 +50,10 @@ class BPETokenizer:
         self.eos_ids = {i for i in [data.eos_id, *data.extra_eos_ids] if i is not None}
         self.chat_template = data.chat_template or CHATML
         self._tokens = data.tokens
+        # any special token's text inside a message, longest first (one may contain another)
+        self._special_text = (
+            re.compile("|".join(map(re.escape, sorted(specials, key=len, reverse=True)))) if specials else None
+        )
 
     def encode(self, text: str) -> list[int]:
         ids = self._tk.encode(text, add_special_tokens=False).ids
@@ -66,10 +71,20 @@ class BPETokenizer:
     def token_text(self, i: int) -> str:
         return self._tokens[i]
 
+    def defuse(self, text: str) -> str:
+        """`text` with every special token's text broken by a zero-width space ("<|im_end|>" ->
+        "<\u200b|im_end|>"), so text from users never encodes to a control token."""
+        if self._special_text is None:
+            return text
+        return self._special_text.sub(lambda m: m[0][0] + "\u200b" + m[0][1:], text)
+
     def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The messages through the chat template, their contents defused: only the template's own
+        markers become special tokens."""
         bos = self._tokens[self.bos_id] if self.bos_id is not None else ""
         eos = self._tokens[min(self.eos_ids)] if self.eos_ids else ""
-        return render_chat(self.chat_template, messages, bos=bos, eos=eos, add_generation_prompt=add_generation_prompt)
+        safe = [{**m, "content": self.defuse(m["content"])} for m in messages]
+        return render_chat(self.chat_template, safe, bos=bos, eos=eos, add_generation_prompt=add_generation_prompt)
 
 
 def render_chat(
