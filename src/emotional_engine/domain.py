@@ -55,7 +55,7 @@ class StoryRequest(BaseModel):
     audience: Audience = "adult"
     words: int = Field(600, ge=50, le=20000)
     cast: list[CastMember] = Field(default_factory=list, max_length=20)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="same seed, same story (a 32-bit unsigned int)")
     language: str | None = Field(None, description="passed to backends that can write other languages")
     sampling: StorySampling = Field(default_factory=StorySampling)
     model: str | None = Field(

@@ -6,6 +6,7 @@ from emotional_engine.agents.character_check import StoryFacts
 from emotional_engine.agents.gate import SentenceGate
 from emotional_engine.agents.sentence_checks import CharacterCheck, SensitivityCheck, rewriter
 from emotional_engine.culture import load_profile
+from emotional_engine.domain import Character
 from emotional_engine.text import split_sentences
 from fakes import CAST, YO, FakeGenerator
 
@@ -131,3 +132,9 @@ async def test_headings_between_paragraphs_are_not_shown():
     gate = SentenceGate("en-GB", ["Ann Lee"], seed=0)
     assert await gate.check("Jack Perry Deconstruction") is None
     assert await gate.check('"Wait," she said.') == '"Wait," she said.'
+
+
+async def test_a_stand_in_whose_name_looks_like_a_regex_group_is_put_in_as_written():
+    cast = [CAST[0], Character(name="Chidi\\1 Okafor", role="brother", pronouns="he/him")]
+    out = await shown("Amara met Hans at the gate. Hans smiled at her.", character_gate(FakeGenerator(), cast=cast))
+    assert out.startswith("Amara met Chidi\\1 at the gate.") and "Hans" not in out  # no re.error

@@ -82,6 +82,9 @@ async def test_errors_are_typed_and_say_what_to_fix(app_client):
         assert r.status_code == 413 and r.json()["error"]["type"] == "request_too_large"
         r = await c.get("/v1/nothing")
         assert r.status_code == 404 and "/docs" in r.json()["error"]["message"]
+        for seed in (2**64, -1):  # torch's generator takes no seed past 64 bits: a 500 before
+            r = await c.post("/v1/stories", json={"premise": "A ferry in fog.", "words": 60, "seed": seed})
+            assert r.status_code == 422 and "seed" in r.json()["error"]["message"], r.text
 
 
 async def test_a_long_story_becomes_a_job(app_client):

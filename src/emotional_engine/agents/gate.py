@@ -106,7 +106,7 @@ class SentenceGate:
                 )
             self.scene.foreign_names[word] = found[word]
         for old, new in self.replacements.items():  # earlier replacements too, wherever the name recurs
-            sentence = re.sub(rf"\b{re.escape(old)}\b", new, sentence)
+            sentence = re.sub(rf"\b{re.escape(old)}\b", lambda _, new=new: new, sentence)  # a name is no template
         return sentence, bool(found)
 
     async def check(self, sentence: str) -> str | None:

@@ -133,7 +133,7 @@ class CharacterCheck:
             reasons.append(f"character: {f.span} -> {f.fix} ({f.reason})")
         for f in (f for f in found if f.fix and f.kind == "foreign_name"):
             fix = self.stand_ins.setdefault(f.span, f.fix)
-            sentence = re.sub(rf"\b{re.escape(f.span)}\b", fix, sentence)
+            sentence = re.sub(rf"\b{re.escape(f.span)}\b", lambda _, fix=fix: fix, sentence)  # a name is no template
             reasons.append(f"character: {f.span} -> {fix} ({f.reason})")
         rest = self._problem(sentence)
         if rest is not None:
