@@ -144,3 +144,12 @@ async def test_a_burst_is_admitted_up_to_slots_plus_queue_and_no_further():
             t.result().release()
     await asyncio.sleep(0.05)
     assert admission.running == 0 and admission.waiting == 0 and not admission._per_key
+
+
+async def test_made_up_http_methods_share_one_metrics_label(app_client):
+    async with app_client() as c:
+        for i in range(5):
+            await c.request(f"BREW{i}", "/v1/models")
+        metrics = (await c.get("/metrics")).text
+        assert "BREW" not in metrics
+        assert 'ee_http_requests_total{method="other",route="/v1/models",status="405"} 5.0' in metrics

@@ -8,6 +8,8 @@ import time
 
 _TOO_LARGE = "request_too_large"
 
+HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
 
 class BodyLimitAndMetrics:
     def __init__(self, app, max_body_bytes: int, metrics):
@@ -71,6 +73,9 @@ class BodyLimitAndMetrics:
     def _observe(self, scope, t0: float, code: int) -> None:
         route = scope.get("route")
         path = getattr(route, "path", "unmatched")
+        method = (
+            scope["method"] if scope["method"] in HTTP_METHODS else "other"
+        )  # any name is accepted: bound the label
         m = self.metrics()
-        m.latency.labels(path, scope["method"]).observe(time.perf_counter() - t0)
-        m.requests.labels(path, scope["method"], str(code)).inc()
+        m.latency.labels(path, method).observe(time.perf_counter() - t0)
+        m.requests.labels(path, method, str(code)).inc()
