@@ -153,3 +153,16 @@ async def test_made_up_http_methods_share_one_metrics_label(app_client):
         metrics = (await c.get("/metrics")).text
         assert "BREW" not in metrics
         assert 'ee_http_requests_total{method="other",route="/v1/models",status="405"} 5.0' in metrics
+
+
+async def test_a_burst_of_health_and_metrics_calls_reads_the_database_once(app_client):
+    async with app_client() as c:
+        service = c.app.state.service
+        ping, calls = service.store.ping, []
+        service.store.ping = lambda: calls.append(1) or ping()
+        codes = await asyncio.gather(*(c.get(p) for p in ["/readyz", "/metrics"] * 10))
+        assert {r.status_code for r in codes} == {200}
+        assert len(calls) == 1  # one reading serves every caller for a couple of seconds
+        service.probes.clear()  # once it is stale, the next call reads again
+        await c.get("/readyz")
+        assert len(calls) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from cachetools import TTLCache
@@ -14,6 +15,7 @@ from emotional_engine.service.metrics import Metrics
 from emotional_engine.service.ratelimit import RateLimiter
 
 KEY_MEMO_TTL_S = 30  # verified keys are remembered this long (a revocation takes effect within it)
+PROBE_TTL_S = 2.0  # /readyz and /metrics read the database and Redis at most this often
 
 
 @dataclass
@@ -32,3 +34,6 @@ class Service:
     cached_story_ids: TTLCache = field(default_factory=lambda: TTLCache(maxsize=100_000, ttl=3600))
     model_loaded: bool = False
     local_key_id: str | None = None  # the identity of every caller when auth is off
+    # the last readings of the database and Redis (see routes/health.py), shared by all callers
+    probes: TTLCache = field(default_factory=lambda: TTLCache(maxsize=1, ttl=PROBE_TTL_S))
+    probe_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

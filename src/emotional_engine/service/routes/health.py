@@ -19,15 +19,30 @@ async def healthz() -> Health:
     return Health()
 
 
+async def probe(service) -> list[str]:
+    """What is down of the database and Redis: read at most every PROBE_TTL_S seconds however often
+    /readyz and /metrics are called, one reading at a time; the ratings gauges are read with it."""
+    async with service.probe_lock:
+        if "parts" not in service.probes:
+            parts = []
+            if not await asyncio.to_thread(service.store.ping):
+                parts.append("database: unreachable (cached stories are served; sessions and jobs are refused)")
+            l2 = service.cache.stats()["l2"]
+            if l2["configured"] and (not l2["available"] or not await service.limiter.ping()):
+                parts.append("redis: unreachable (in-process cache and per-process rate limits meanwhile)")
+            if not parts or not parts[0].startswith("database"):
+                try:
+                    sat = await asyncio.to_thread(service.store.satisfaction)
+                    service.metrics.satisfaction.set(sat["mean"] or 0.0)
+                    service.metrics.ratings.set(sat["count"])
+                except Exception:  # the database went down since the ping: the last values stay
+                    pass
+            service.probes["parts"] = parts
+        return service.probes["parts"]
+
+
 async def degraded_parts(service) -> list[str]:
-    parts = []
-    if not service.model_loaded:
-        parts.append("model: not loaded yet")
-    if not await asyncio.to_thread(service.store.ping):
-        parts.append("database: unreachable (cached stories are served; sessions and jobs are refused)")
-    l2 = service.cache.stats()["l2"]
-    if l2["configured"] and (not l2["available"] or not await service.limiter.ping()):
-        parts.append("redis: unreachable (in-process cache and per-process rate limits meanwhile)")
+    parts = ([] if service.model_loaded else ["model: not loaded yet"]) + await probe(service)
     m = service.metrics.part_down
     for part in ("model", "database", "redis"):
         m.labels(part).set(int(any(p.startswith(part) for p in parts)))
@@ -47,10 +62,4 @@ async def readyz(service: ServiceDep):
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics(service: ServiceDep) -> Response:
     await degraded_parts(service)
-    try:
-        sat = await asyncio.to_thread(service.store.satisfaction)
-        service.metrics.satisfaction.set(sat["mean"] or 0.0)
-        service.metrics.ratings.set(sat["count"])
-    except Exception:  # the database is down: the last values stay
-        pass
     return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
