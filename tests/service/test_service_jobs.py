@@ -1,7 +1,13 @@
-"""Long stories as jobs: progress, the story when done, cancellation, and resuming after a restart."""
+"""Long stories as jobs: progress, the story when done, cancellation, resuming after a restart, and
+failures told by a code and an incident id rather than the exception's words."""
 
 import asyncio
 
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from emotional_engine.service.errors import ApiError
+from emotional_engine.service.storecalls import call
 from emotional_engine.storage import Store
 from fakes import harbour_generator
 
@@ -70,3 +76,29 @@ async def test_a_resumed_job_keeps_the_plan_its_first_scenes_were_written_to(app
         scenes = (await _wait(c, job_id, lambda j: j["status"] == "done"))["story"]["scenes"]
     assert [sc["outline"] for sc in scenes[done:]] == [planted] * (len(scenes) - done)
     assert all(sc["outline"] is None for sc in scenes[:done])  # the first scenes were written to the rule plan
+
+
+async def test_a_failed_job_gives_a_code_and_an_incident_id_and_keeps_the_detail_in_the_log(app_client, caplog):
+    def broken(call):
+        raise RuntimeError("connect to postgresql://ee:hunter2@10.0.0.5/stories refused")
+
+    async with app_client(generator=harbour_generator(write=broken, reply=broken)) as c:
+        job_id = (await c.post("/v1/jobs", json=LONG)).json()["id"]
+        job = await _wait(c, job_id, lambda j: j["status"] == "failed")
+    error = job["error"]
+    assert error["type"] == "generation_failed" and len(error["incident"]) == 12
+    assert error["incident"] in error["message"] and "hunter2" not in str(job)
+    assert any(error["incident"] in r.getMessage() and "hunter2" in (r.exc_text or "") for r in caplog.records)
+
+
+async def test_a_conflict_says_so_without_the_databases_words(caplog):
+    def insert():
+        raise IntegrityError(
+            "INSERT INTO beats ...", {"text": "secret"}, Exception("UNIQUE constraint failed: beats.turn")
+        )
+
+    with pytest.raises(ApiError) as e:
+        await call(None, insert)
+    assert e.value.status == 409 and e.value.type == "conflict" and e.value.incident in e.value.message
+    assert "UNIQUE" not in e.value.message and "beats" not in e.value.message
+    assert any(e.value.incident in r.getMessage() and "UNIQUE" in r.getMessage() for r in caplog.records)

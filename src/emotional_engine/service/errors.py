@@ -16,19 +16,29 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, type: str, message: str, retry_after: float | None = None):
+    def __init__(
+        self, status: int, type: str, message: str, retry_after: float | None = None, incident: str | None = None
+    ):
         super().__init__(message)
         self.status, self.type, self.message = status, type, message
-        self.retry_after = retry_after
+        self.retry_after, self.incident = retry_after, incident
 
 
 def not_found(what: str, id: str) -> ApiError:
     return ApiError(404, "not_found", f"no {what} {id!r} for this API key")
 
 
-def error_response(status: int, type: str, message: str, retry_after: float | None = None) -> JSONResponse:
+def new_incident() -> str:
+    """An id that ties what a client is told to the detail in the log."""
+    return uuid.uuid4().hex[:12]
+
+
+def error_response(
+    status: int, type: str, message: str, retry_after: float | None = None, incident: str | None = None
+) -> JSONResponse:
     headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
-    return JSONResponse({"error": {"type": type, "message": message}}, status_code=status, headers=headers)
+    error = {"type": type, "message": message} | ({"incident": incident} if incident else {})
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
 def _validation_message(e: RequestValidationError) -> str:
@@ -57,7 +67,7 @@ def install(app: FastAPI, on_error=lambda type: None) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, e: ApiError):
         on_error(e.type)
-        return error_response(e.status, e.type, e.message, e.retry_after)
+        return error_response(e.status, e.type, e.message, e.retry_after, e.incident)
 
     @app.exception_handler(UnknownModelError)  # named by a request, or by a stored session or job
     async def unknown_model(request: Request, e: UnknownModelError):
@@ -80,7 +90,7 @@ def install(app: FastAPI, on_error=lambda type: None) -> None:
 
     @app.exception_handler(Exception)
     async def internal(request: Request, e: Exception):
-        incident = uuid.uuid4().hex[:12]
+        incident = new_incident()
         log.exception("unhandled error (incident %s) on %s %s", incident, request.method, request.url.path)
         on_error("internal")
         return error_response(
@@ -88,4 +98,5 @@ def install(app: FastAPI, on_error=lambda type: None) -> None:
             "internal",
             f"the server failed on this request (incident {incident}); "
             "it is logged, try again or report the incident id",
+            incident=incident,
         )

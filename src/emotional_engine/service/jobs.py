@@ -15,7 +15,8 @@ from emotional_engine.agents.orchestrator import SceneOutcome
 from emotional_engine.agents.story import StoryPlan
 from emotional_engine.domain import StoryRequest
 from emotional_engine.service import metering
-from emotional_engine.service.errors import ApiError
+from emotional_engine.service.errors import ApiError, new_incident
+from emotional_engine.service.protocol import ErrorDetail
 from emotional_engine.service.serving import account, keep_story
 from emotional_engine.service.storecalls import call
 
@@ -87,6 +88,9 @@ class JobRunner:
         except asyncio.CancelledError:
             log.info("job %s stopped", job_id)
             raise
-        except Exception as e:
-            log.exception("job %s failed", job_id)
-            await asyncio.to_thread(svc.store.fail_job, job_id, f"{type(e).__name__}: {e}")
+        except Exception:
+            incident = new_incident()
+            log.exception("job %s failed (incident %s)", job_id, incident)
+            message = f"the story could not be written (incident {incident}); it is logged, submit the job again"
+            error = ErrorDetail(type="generation_failed", message=message, incident=incident)
+            await asyncio.to_thread(svc.store.fail_job, job_id, error.model_dump_json())

@@ -14,6 +14,9 @@ from emotional_engine.session import Beat
 class ErrorDetail(BaseModel):
     type: str = Field(description="machine-readable kind, e.g. rate_limited, not_found, invalid_request")
     message: str = Field(description="what went wrong and what to do about it")
+    incident: str | None = Field(
+        None, description="for a failure on our side: quote it in a report (the detail is logged)"
+    )
 
 
 class ErrorBody(BaseModel):
@@ -31,7 +34,7 @@ class JobOut(BaseModel):
     progress: dict[str, Any] = Field(default_factory=dict, description="scenes_done, scenes_total")
     story_id: str | None = None
     story: Story | None = None
-    error: str | None = None
+    error: ErrorDetail | None = None
 
 
 class SessionCreate(StoryRequest):

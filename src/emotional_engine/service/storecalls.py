@@ -7,7 +7,7 @@ import logging
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from emotional_engine.service.errors import ApiError
+from emotional_engine.service.errors import ApiError, new_incident
 from emotional_engine.storage.records import NotFoundError, SessionExpiredError
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,10 @@ async def call(service, fn, *args):
     except SessionExpiredError as e:
         raise ApiError(410, "session_expired", f"{e}; start a new session to play on") from None
     except IntegrityError as e:
-        raise ApiError(409, "conflict", f"the change conflicts with another one: {e.orig}") from None
+        incident = new_incident()
+        log.warning("conflicting change (incident %s): %s", incident, e.orig)
+        message = f"the change conflicts with another one made at the same time (incident {incident}); retry it"
+        raise ApiError(409, "conflict", message, incident=incident) from None
     except SQLAlchemyError as e:
         log.warning("database unavailable: %s", e)
         service.metrics.part_down.labels("database").set(1)

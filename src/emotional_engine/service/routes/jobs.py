@@ -9,7 +9,7 @@ from emotional_engine.domain import StoryRequest
 from emotional_engine.service import serving
 from emotional_engine.service.deps import KeyId, ServiceDep
 from emotional_engine.service.errors import ApiError, not_found
-from emotional_engine.service.protocol import ErrorBody, JobOut
+from emotional_engine.service.protocol import ErrorBody, ErrorDetail, JobOut
 from emotional_engine.service.routes.stories import ERRORS
 from emotional_engine.service.storecalls import call
 
@@ -35,7 +35,24 @@ async def get_job(job_id: str, key_id: KeyId, service: ServiceDep) -> JobOut:
     if job.status == "done" and job.story_id:
         story = await call(service, service.store.get_story, job.story_id, key_id)
     progress = {"scenes_done": len(job.progress.get("outcomes", [])), "scenes_total": job.progress.get("scenes_total")}
-    return JobOut(id=job.id, status=job.status, progress=progress, story_id=job.story_id, story=story, error=job.error)
+    return JobOut(
+        id=job.id,
+        status=job.status,
+        progress=progress,
+        story_id=job.story_id,
+        story=story,
+        error=stored_error(job.error),
+    )
+
+
+def stored_error(text: str | None) -> ErrorDetail | None:
+    """A failed job's error as kept (JSON); a row from before codes were kept shows no raw text."""
+    if text is None:
+        return None
+    try:
+        return ErrorDetail.model_validate_json(text)
+    except ValueError:
+        return ErrorDetail(type="generation_failed", message="the story could not be written; submit the job again")
 
 
 @router.delete(
