@@ -166,3 +166,18 @@ async def test_a_burst_of_health_and_metrics_calls_reads_the_database_once(app_c
         service.probes.clear()  # once it is stale, the next call reads again
         await c.get("/readyz")
         assert len(calls) == 2
+
+
+async def test_analyze_waits_for_a_generation_slot_and_charges_its_tokens(app_client, settings):
+    s = settings.model_copy(update={"max_concurrent_per_key": 1, "rate_limit_tokens_per_min": 200})
+    text = {"text": "The harbour woke in fear. " * 40, "windows": 4}  # about 260 tokens
+    async with app_client(s, generator=harbour_generator(delay=0.3)) as c:
+        story = asyncio.ensure_future(c.post("/v1/stories", json=STORY))
+        await admitted(c, 1)
+        r = await c.post("/v1/analyze", json=text)
+        assert r.status_code == 429 and r.json()["error"]["type"] == "too_many_concurrent"
+        await story
+    async with app_client(s) as c:
+        assert (await c.post("/v1/analyze", json=text)).status_code == 200
+        r = await c.post("/v1/analyze", json=text)
+        assert r.status_code == 429 and "tokens" in r.json()["error"]["message"]
