@@ -7,6 +7,7 @@ The language models a server can use are a `ModelCatalog`: EE_MODELS (JSON) or E
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -137,19 +138,21 @@ class Settings(BaseSettings):
     )
     # OpenAI-compatible backend (vLLM, Ollama, llama.cpp server); used when base_url is set
     openai_base_url: str | None = None
-    openai_api_key: str | None = None
+    openai_api_key: SecretStr | None = None
     openai_model: str | None = None
     # Several models (see ModelCatalog); either replaces the single model above
     models: ModelCatalog | None = Field(None, description="the model catalog as JSON")
     models_file: Path | None = Field(None, description="the model catalog as a YAML file")
     # Storage and cache (the HTTP service)
+    # URLs may carry a password: kept out of reprs (repr=False) and logged redacted (`redacted_url`)
     database_url: str | None = Field(
         None,
+        repr=False,
         description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; "
         "default: a SQLite file engine.db in cache_dir or ~/.local/share/emotional-engine",
     )
     redis_url: str | None = Field(
-        None, description="redis://host:6379/0 for the shared cache level; None: in-process only"
+        None, repr=False, description="redis://host:6379/0 for the shared cache level; None: in-process only"
     )
     cache_l1_size: int = Field(1024, ge=1, description="entries in the in-process cache")
     cache_ttl_s: int = Field(3600, ge=1, description="time to live of cached stories and beats, every level")
@@ -195,3 +198,8 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def redacted_url(url: str) -> str:
+    """`url` with any password replaced by ***, for logs and messages."""
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)

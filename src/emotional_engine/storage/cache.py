@@ -27,6 +27,7 @@ from cachetools import TTLCache
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
+from emotional_engine.config import redacted_url
 from emotional_engine.storage.schema import CACHE_KEY_MAX
 from emotional_engine.version import __version__
 
@@ -132,7 +133,7 @@ class MultiLevelCache:
         self._down_until[level] = self._timer() + self.retry_after_s
         if not self._down[level]:
             self._down[level] = True
-            what = f"Redis at {self.redis_url}" if level == "l2" else "the SQL store"
+            what = f"Redis at {redacted_url(self.redis_url)}" if level == "l2" else "the SQL store"
             log.warning(
                 "cache %s (%s) failed: %s; serving from the other levels, retrying every %.0f s",
                 level,

@@ -13,6 +13,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
+from emotional_engine.config import redacted_url
+
 if TYPE_CHECKING:
     from emotional_engine.config import Settings
 
@@ -29,7 +31,7 @@ def make_engine(url: str) -> Engine:
         u = make_url(url)
     except ArgumentError:
         raise ValueError(
-            f"not a database URL: {url!r} (e.g. sqlite:///engine.db or postgresql+psycopg://user@host:5432/db)"
+            f"not a database URL: {redacted_url(url)!r} (e.g. sqlite:///engine.db or postgresql+psycopg://user@host:5432/db)"
         ) from None
     if u.get_backend_name() not in ("sqlite", "postgresql"):
         raise ValueError(f"database {u.get_backend_name()!r} is not supported: use sqlite or postgresql")
