@@ -96,3 +96,23 @@ def test_serve_refuses_a_broken_catalog_with_its_reason(monkeypatch, tmp_path):
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 2 and "GGUF file /nonexistent/a.gguf does not exist" in result.stderr
+
+
+def test_serve_refuses_to_run_without_authentication_on_a_public_address(monkeypatch):
+    import uvicorn
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda api, **kw: started.append(kw["host"]))
+    monkeypatch.setenv("EE_AUTH_ENABLED", "false")
+    get_settings.cache_clear()
+    try:
+        refused = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0"])
+        local = CliRunner().invoke(app, ["serve", "--host", "127.0.0.1"])
+        monkeypatch.setenv("EE_AUTH_OFF_ON_PUBLIC_ADDRESS", "true")
+        get_settings.cache_clear()
+        forced = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0"])
+    finally:
+        get_settings.cache_clear()
+    assert refused.exit_code == 2 and "not a loopback address" in refused.stderr
+    assert local.exit_code == 0 and forced.exit_code == 0
+    assert started == ["127.0.0.1", "0.0.0.0"]

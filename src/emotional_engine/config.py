@@ -162,6 +162,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     auth_enabled: bool = Field(True, description="false only for local development; the server warns at start")
+    auth_off_on_public_address: bool = Field(
+        False, description="let `serve` run without authentication on an address other than loopback"
+    )
     rate_limit_requests_per_min: int = Field(120, ge=1, description="per API key")
     rate_limit_tokens_per_min: int = Field(20000, ge=1, description="generated tokens per API key")
     max_body_bytes: int = Field(64_000, ge=1024, description="largest request body accepted")

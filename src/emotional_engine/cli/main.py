@@ -344,6 +344,7 @@ def serve(
 
     from emotional_engine.config import get_settings
     from emotional_engine.service import create_app
+    from emotional_engine.service.auth import refuse_open_public
 
     try:
         settings = get_settings()
@@ -351,6 +352,8 @@ def serve(
     except ValueError as e:  # the model configuration
         typer.echo(f"error: {_validation_message(e)}", err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(
-        api, host=host or settings.host, port=port or settings.port, log_level="info", timeout_graceful_shutdown=10
-    )
+    host = host or settings.host
+    if why := refuse_open_public(settings.auth_enabled, host, settings.auth_off_on_public_address):
+        typer.echo(f"error: {why}", err=True)
+        raise typer.Exit(2)
+    uvicorn.run(api, host=host, port=port or settings.port, log_level="info", timeout_graceful_shutdown=10)

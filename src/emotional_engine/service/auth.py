@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
 
 from fastapi import Request
@@ -12,6 +13,25 @@ from emotional_engine.service.errors import ApiError
 
 log = logging.getLogger(__name__)
 LOCAL_KEY_NAME = "local-development"  # the one identity of every caller when auth is switched off
+
+
+def refuse_open_public(auth_enabled: bool, host: str, forced: bool) -> str | None:
+    """Why serving on `host` must not start (authentication off on a non-loopback address, unless
+    `forced`), or None."""
+    if auth_enabled or forced or host == "localhost" or _loopback(host):
+        return None
+    return (
+        f"authentication is off (EE_AUTH_ENABLED=false) and {host} is not a loopback address: anyone who "
+        "reaches it could use the server. Turn authentication on, listen on 127.0.0.1, or set "
+        "EE_AUTH_OFF_ON_PUBLIC_ADDRESS=true if you really mean it"
+    )
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: only "localhost" is known to be local
+        return False
 
 
 def warn_if_open(auth_enabled: bool) -> None:
