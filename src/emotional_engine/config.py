@@ -173,6 +173,11 @@ class Settings(BaseSettings):
     generation_queue: int = Field(64, ge=0, description="generations waiting for a slot before 503s")
     generation_max_wait_s: float = Field(10.0, gt=0, description="a request waits this long for a slot, then 503")
     job_words_threshold: int = Field(1500, ge=50, description="stories longer than this run as jobs (202)")
+    job_lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="a worker renews its hold on a job this often x3; a dead worker's job is taken over after it",
+    )
     session_turns: int = Field(12, ge=2, le=500, description="turns a session's arc is spread over")
 
     def model_catalog(self) -> ModelCatalog:

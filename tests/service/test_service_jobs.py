@@ -102,3 +102,59 @@ async def test_a_conflict_says_so_without_the_databases_words(caplog):
     assert e.value.status == 409 and e.value.type == "conflict" and e.value.incident in e.value.message
     assert "UNIQUE" not in e.value.message and "beats" not in e.value.message
     assert any(e.value.incident in r.getMessage() and "UNIQUE" in r.getMessage() for r in caplog.records)
+
+
+async def test_two_workers_on_one_database_run_a_job_once(app_client, make_key):
+    key = make_key()
+    a_gen, b_gen = harbour_generator(delay=0.05), harbour_generator()
+    async with app_client(key=key, generator=a_gen) as a, app_client(key=key, generator=b_gen) as b:
+        job_id = (await a.post("/v1/jobs", json=LONG)).json()["id"]
+        await b.app.state.service.jobs.take_over()  # b looks while a holds the lease
+        job = await _wait(b, job_id, lambda j: j["status"] == "done")
+    assert job["progress"]["scenes_done"] == len(job["story"]["scenes"])
+    assert a_gen.streams and not b_gen.streams  # written by a alone
+
+
+async def test_a_dead_workers_job_is_taken_over_when_its_lease_runs_out(app_client, make_key, settings):
+    s = settings.model_copy(update={"job_lease_s": 0.6})
+    key = make_key(s)
+    async with app_client(s, key=key, generator=harbour_generator(delay=0.3)) as a:
+        runner = a.app.state.service.jobs
+        job_id = (await a.post("/v1/jobs", json=LONG)).json()["id"]
+        before = await _wait(a, job_id, lambda j: j["progress"]["scenes_done"] >= 1)
+
+        async def die():  # as if killed: the work stops and the lease is never released
+            for task in list(runner.tasks.values()):
+                task.cancel()
+
+        runner.release_all = die
+    gen = harbour_generator()
+    async with app_client(s, key=key, generator=gen) as b:
+        assert await b.app.state.service.jobs.take_over() == 0  # the dead worker's lease still holds
+        job = await _wait(b, job_id, lambda j: j["status"] == "done")
+    total = job["progress"]["scenes_total"]
+    assert len(gen.streams) == 2 * (total - before["progress"]["scenes_done"])  # resumed, not restarted
+
+
+async def test_a_job_that_fails_while_the_database_is_down_is_failed_when_it_returns(app_client, monkeypatch):
+    from emotional_engine.service import jobs
+
+    monkeypatch.setattr(jobs, "STORE_RETRY_S", 0.05)
+
+    def broken(call):
+        raise RuntimeError("the model fell over")
+
+    async with app_client(generator=harbour_generator(write=broken, reply=broken)) as c:
+        store = c.app.state.service.store
+        fail, tries = store.fail_job, []
+
+        def down_twice(*args):
+            tries.append(1)
+            if len(tries) <= 2:
+                raise ConnectionError("database unreachable")
+            return fail(*args)
+
+        store.fail_job = down_twice
+        job_id = (await c.post("/v1/jobs", json=LONG)).json()["id"]
+        job = await _wait(c, job_id, lambda j: j["status"] == "failed")
+    assert len(tries) == 3 and job["error"]["type"] == "generation_failed"

@@ -277,3 +277,26 @@ def test_the_default_database_is_a_file_under_the_cache_dir_or_the_users_data_di
         == f"sqlite:///{tmp_path / 'home' / '.local' / 'share' / 'emotional-engine' / 'engine.db'}"
     )
     assert Store.from_settings(Settings(database_url="sqlite://")).ping()  # in memory
+
+
+def test_a_job_is_held_by_one_worker_until_its_lease_runs_out(store, key_id, clock):
+    job = store.create_job(key_id, {})
+    assert store.claimable_jobs() == [job]
+    assert store.claim_job(job, "a", 30).id == job
+    assert store.claim_job(job, "b", 30) is None  # a holds it
+    assert store.claimable_jobs() == []
+    assert store.checkpoint_job(job, {"scenes_done": 1}, "b") is False  # b may not write to it
+    assert store.checkpoint_job(job, {"scenes_done": 1}, "a") is True
+    clock.advance(20)
+    assert store.claim_job(job, "a", 30) is not None  # renewed: 30 s from now
+    clock.advance(20)
+    assert store.claim_job(job, "b", 30) is None
+    clock.advance(11)  # a stopped renewing: its lease ran out
+    assert store.claimable_jobs() == [job]
+    taken = store.claim_job(job, "b", 30)
+    assert taken.progress == {"scenes_done": 1}
+    assert store.checkpoint_job(job, {"scenes_done": 2}, "a") is False  # a learns it lost the job
+    assert store.release_job(job, "b") is True and store.claimable_jobs() == [job]
+    assert store.claim_job(job, "a", 30) is not None
+    assert store.finish_job(job, store.save_story(key_id, {}, STORY), "a") is True
+    assert store.claimable_jobs() == [] and store.claim_job(job, "b", 30) is None  # done jobs are nobody's

@@ -10,8 +10,9 @@ happens as it happens; `write_story` runs the same procedure: same seed, same st
 
 from __future__ import annotations
 
+import inspect
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 
 import numpy as np
@@ -94,15 +95,17 @@ async def story_events(
 async def write_story(
     request: StoryRequest,
     deps: Deps,
-    on_event: Callable[[Event], None] = lambda e: None,
+    on_event: Callable[[Event], Awaitable[None] | None] = lambda e: None,
     done: Sequence[SceneOutcome] = (),
     memory: StoryMemory | None = None,
     plan: StoryPlan | None = None,
 ) -> Story:
-    """The whole story; `on_event` sees every event of `story_events` as it happens."""
+    """The whole story; `on_event` sees every event of `story_events` as it happens (awaited when it
+    is a coroutine function, so a checkpoint is kept before the next scene starts)."""
     async with aclosing(story_events(request, deps, done, memory, plan)) as events:
         async for event in events:
-            on_event(event)
+            if inspect.isawaitable(handled := on_event(event)):
+                await handled
             if event.kind == "story_done":
                 return event.data
     raise RuntimeError("the story ended without a story_done event")

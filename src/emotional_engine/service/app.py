@@ -121,12 +121,13 @@ def create_app(
         await asyncio.to_thread(service.store.migrate)
         if not settings.auth_enabled:
             service.local_key_id = await asyncio.to_thread(_local_key, service.store)
-        background = [asyncio.create_task(_expire_sessions(service))]
-        await service.jobs.resume_unfinished()
+        await service.jobs.take_over()  # jobs left by a stopped or dead worker, this one's included
+        background = [asyncio.create_task(_expire_sessions(service)), asyncio.create_task(service.jobs.watch())]
         try:
             yield
         finally:
-            for task in [*background, *service.jobs.tasks.values()]:
+            await service.jobs.release_all()
+            for task in background:
                 task.cancel()
             for task in background:
                 with suppress(asyncio.CancelledError):

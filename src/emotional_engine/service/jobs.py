@@ -1,8 +1,16 @@
-"""Long stories as jobs: run in the background, checkpointed after every scene, resumed after a restart.
+"""Long stories as jobs: run in the background, checkpointed after every scene, resumed elsewhere.
 
 Each finished scene's outcome is committed to the job's progress before the next scene starts, so
-a server that dies mid-story resumes (at its next start) from the last finished scene, writing the
+a server that dies mid-story leaves a job that resumes from its last finished scene, writing the
 remaining scenes exactly as an uninterrupted run would (the job's request carries a fixed seed).
+
+Exactly one worker runs a job: a worker (`JobRunner`, one per app instance) claims it with a
+conditional UPDATE that sets it as the owner until a lease expires (`Store.claim_job`), renews the
+lease every third of `job_lease_s` while it writes, and stops if it loses it (the job was cancelled,
+or taken over after this worker stalled). Every worker looks for jobs with no live lease every half
+lease: a job whose worker died is taken over once its lease runs out; one whose worker shut down
+cleanly (its leases released) at once. The store is called off the event loop, and a failure is
+recorded even if the store is down when it happens: it is retried until the store is back.
 """
 
 from __future__ import annotations
@@ -10,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import uuid
+from contextlib import suppress
 
 from emotional_engine.agents.orchestrator import SceneOutcome
 from emotional_engine.agents.story import StoryPlan
@@ -21,26 +31,66 @@ from emotional_engine.service.serving import account, keep_story
 from emotional_engine.service.storecalls import call
 
 log = logging.getLogger(__name__)
+STORE_RETRY_S = 2.0  # how often a result that could not be stored is tried again
+
+
+class LeaseLost(Exception):
+    """The job is no longer this worker's: cancelled, or taken over after its lease ran out."""
 
 
 class JobRunner:
-    def __init__(self, service):
+    def __init__(self, service, lease_s: float | None = None):
         self.service = service
+        self.lease_s = lease_s or service.settings.job_lease_s
+        self.owner = uuid.uuid4().hex  # this worker
         self.tasks: dict[str, asyncio.Task] = {}
 
     async def submit(self, key_id: str, request: StoryRequest) -> str:
         if request.seed is None:  # fixed now, so that a resumed job continues the same story
             request = request.model_copy(update={"seed": random.randrange(2**31)})
-        job_id = await call(self.service, self.service.store.create_job, key_id, request.model_dump(mode="json"))
-        self._start(job_id, key_id, request, {})
+        store = self.service.store
+        job_id = await call(self.service, store.create_job, key_id, request.model_dump(mode="json"))
+        if await call(self.service, store.claim_job, job_id, self.owner, self.lease_s) is not None:
+            self._start(job_id, key_id, request, {})
         return job_id
 
-    async def resume_unfinished(self) -> int:
-        jobs = await asyncio.to_thread(self.service.store.unfinished_jobs)
-        for job in jobs:
-            log.info("resuming job %s after %s finished scenes", job.id, len(job.progress.get("outcomes", [])))
+    async def take_over(self) -> int:
+        """Claim and start every job nobody holds; how many were started."""
+        store, started = self.service.store, 0
+        for job_id in await asyncio.to_thread(store.claimable_jobs):
+            if job_id in self.tasks:
+                continue
+            job = await asyncio.to_thread(store.claim_job, job_id, self.owner, self.lease_s)
+            if job is None:  # another worker was quicker
+                continue
+            log.info("running job %s from its %s finished scenes", job.id, len(job.progress.get("outcomes", [])))
             self._start(job.id, job.key_id, StoryRequest.model_validate(job.request), job.progress)
-        return len(jobs)
+            started += 1
+        return started
+
+    async def watch(self) -> None:
+        """Take over jobs whose worker is gone, every half lease, for as long as the app runs."""
+        while True:
+            await asyncio.sleep(self.lease_s / 2)
+            try:
+                await self.take_over()
+            except Exception as e:  # the database is down: next round
+                log.warning("looking for jobs to take over failed: %s", e)
+
+    async def release_all(self) -> None:
+        """Stop this worker's jobs and give their leases up, so another worker resumes them at once."""
+        tasks = list(self.tasks.items())
+        for _, task in tasks:
+            task.cancel()
+        for job_id, task in tasks:
+            try:
+                await task
+            except BaseException:  # noqa: S110  (a cancelled or failed job: released below either way)
+                pass
+            try:
+                await asyncio.to_thread(self.service.store.release_job, job_id, self.owner)
+            except Exception as e:  # its lease runs out instead
+                log.warning("job %s not released: %s", job_id, e)
 
     def cancel(self, job_id: str) -> None:
         task = self.tasks.get(job_id)
@@ -48,12 +98,35 @@ class JobRunner:
             task.cancel()
 
     def _start(self, job_id: str, key_id: str, request: StoryRequest, progress: dict) -> None:
-        task = asyncio.create_task(self._run(job_id, key_id, request, progress), name=f"job-{job_id}")
+        task = asyncio.create_task(self._held(job_id, key_id, request, progress), name=f"job-{job_id}")
         self.tasks[job_id] = task
         task.add_done_callback(lambda t: self.tasks.pop(job_id, None))
 
+    async def _held(self, job_id: str, key_id: str, request: StoryRequest, progress: dict) -> None:
+        """Run the job while renewing its lease; stop when the lease is lost."""
+        run = asyncio.create_task(self._run(job_id, key_id, request, progress))
+        try:
+            while not run.done():
+                await asyncio.wait([run], timeout=self.lease_s / 3)
+                if run.done():
+                    break
+                try:
+                    held = await asyncio.to_thread(self.service.store.claim_job, job_id, self.owner, self.lease_s)
+                except Exception as e:  # the database is down: the lease may run out, and then it is lost
+                    log.warning("job %s: lease not renewed: %s", job_id, e)
+                    continue
+                if held is None:
+                    log.info("job %s is no longer this worker's; stopping", job_id)
+                    run.cancel()
+            await run
+        finally:
+            if not run.done():  # this task was cancelled: the run stops before the lease is released
+                run.cancel()
+                with suppress(BaseException):
+                    await run
+
     async def _run(self, job_id: str, key_id: str, request: StoryRequest, progress: dict) -> None:
-        svc = self.service
+        svc, owner = self.service, self.owner
         done = [SceneOutcome.model_validate(o) for o in progress.get("outcomes", [])]
         plan = StoryPlan.model_validate(progress["plan"]) if progress.get("plan") else None
         saved = {
@@ -62,14 +135,15 @@ class JobRunner:
             "plan": progress.get("plan"),
         }
 
-        def on_event(e):
+        async def on_event(e):
             if e.kind == "plan":  # kept as it stands now: the scenes' targets move as the story goes
                 saved["scenes_total"] = len(e.data.scenes)
                 saved["plan"] = e.data.model_dump(mode="json")
             elif e.kind == "checkpoint":  # committed before the next scene starts
                 saved["outcomes"].append(e.data.model_dump(mode="json"))
-                if not svc.store.checkpoint_job(job_id, {**saved, "scenes_done": len(saved["outcomes"])}):
-                    raise asyncio.CancelledError  # cancelled meanwhile (perhaps by another replica)
+                progress = {**saved, "scenes_done": len(saved["outcomes"])}
+                if not await asyncio.to_thread(svc.store.checkpoint_job, job_id, progress, owner):
+                    raise LeaseLost(job_id)
 
         try:
             while True:
@@ -84,13 +158,23 @@ class JobRunner:
                 except ApiError as e:  # no slot now: a job waits rather than fails
                     await asyncio.sleep(e.retry_after or 1.0)
             story_id, _ = await keep_story(svc, key_id, request, story)
-            await asyncio.to_thread(svc.store.finish_job, job_id, story_id)
-        except asyncio.CancelledError:
+            await self._until_stored(svc.store.finish_job, job_id, story_id, owner)
+        except (asyncio.CancelledError, LeaseLost):
             log.info("job %s stopped", job_id)
-            raise
+            raise asyncio.CancelledError from None
         except Exception:
             incident = new_incident()
             log.exception("job %s failed (incident %s)", job_id, incident)
             message = f"the story could not be written (incident {incident}); it is logged, submit the job again"
             error = ErrorDetail(type="generation_failed", message=message, incident=incident)
-            await asyncio.to_thread(svc.store.fail_job, job_id, error.model_dump_json())
+            await self._until_stored(svc.store.fail_job, job_id, error.model_dump_json(), owner)
+
+    async def _until_stored(self, fn, *args) -> None:
+        """Call the store until it answers: a result is never dropped because the database was down."""
+        while True:
+            try:
+                await asyncio.to_thread(fn, *args)
+                return
+            except Exception as e:
+                log.warning("job result not stored yet (%s); retrying in %.0f s", e, STORE_RETRY_S)
+                await asyncio.sleep(STORE_RETRY_S)

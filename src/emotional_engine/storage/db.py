@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -175,32 +175,66 @@ class Store:
             raise NotFoundError(f"no API key {key_id}") from None
         return job_id
 
-    def _advance_job(self, job_id: str, **values) -> bool:
+    def _advance_job(self, job_id: str, holder: str | None, **values) -> bool:
+        """Change an unfinished job, only if `holder` holds its lease (whoever does when None)."""
+        held = [] if holder is None else [JobRow.owner == holder]
         with self._transaction() as db:
             done = db.execute(
                 update(JobRow)
-                .where(JobRow.id == job_id, JobRow.status.in_(UNFINISHED))
+                .where(JobRow.id == job_id, JobRow.status.in_(UNFINISHED), *held)
                 .values(updated_at=self.now(), **values)
             )
             return done.rowcount > 0
 
-    def checkpoint_job(self, job_id: str, progress: dict) -> bool:
+    def checkpoint_job(self, job_id: str, progress: dict, owner: str | None = None) -> bool:
         """Replace the job's progress (e.g. the scenes finished so far) and mark it running.
-        False if the job is no longer unfinished (cancelled, say): the worker should stop."""
-        return self._advance_job(job_id, progress=progress, status="running")
+        False if the job is no longer unfinished (cancelled, say) or `owner` lost it: the worker should stop."""
+        return self._advance_job(job_id, owner, progress=progress, status="running")
 
-    def finish_job(self, job_id: str, story_id: str) -> bool:
-        return self._advance_job(job_id, status="done", story_id=story_id)
+    def finish_job(self, job_id: str, story_id: str, owner: str | None = None) -> bool:
+        return self._advance_job(job_id, owner, status="done", story_id=story_id, owner=None, lease_expires_at=None)
 
-    def fail_job(self, job_id: str, message: str) -> bool:
-        return self._advance_job(job_id, status="failed", error=message)
+    def fail_job(self, job_id: str, message: str, owner: str | None = None) -> bool:
+        return self._advance_job(job_id, owner, status="failed", error=message, owner=None, lease_expires_at=None)
+
+    def claim_job(self, job_id: str, owner: str, lease_s: float) -> JobRecord | None:
+        """Take the unfinished job for `owner` until now + `lease_s`, unless another worker holds a
+        lease that has not expired (one conditional UPDATE: of two claimants one wins); the job, or None.
+        The holder renews its lease with the same call."""
+        now = self.now()
+        free = or_(JobRow.owner.is_(None), JobRow.owner == owner, JobRow.lease_expires_at < now)
+        with self._transaction() as db:
+            done = db.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status.in_(UNFINISHED), free)
+                .values(owner=owner, lease_expires_at=now + timedelta(seconds=lease_s))
+            )
+            row = db.get(JobRow, job_id) if done.rowcount else None
+            return None if row is None else _job_record(row)
+
+    def release_job(self, job_id: str, owner: str) -> bool:
+        """Give the job up (a worker shutting down): another may claim it at once."""
+        with self._transaction() as db:
+            done = db.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.owner == owner)
+                .values(owner=None, lease_expires_at=None)
+            )
+            return done.rowcount > 0
+
+    def claimable_jobs(self) -> list[str]:
+        """Ids of the unfinished jobs nobody holds a live lease on, oldest first."""
+        free = or_(JobRow.owner.is_(None), JobRow.lease_expires_at < self.now())
+        with self._transaction() as db:
+            q = select(JobRow.id).where(JobRow.status.in_(UNFINISHED), free).order_by(JobRow.created_at)
+            return list(db.scalars(q).all())
 
     def cancel_job(self, job_id: str, key_id: str) -> bool:
         with self._transaction() as db:
             done = db.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.key_id == key_id, JobRow.status.in_(UNFINISHED))
-                .values(status="cancelled", updated_at=self.now())
+                .values(status="cancelled", updated_at=self.now(), owner=None, lease_expires_at=None)
             )
             return done.rowcount > 0
 

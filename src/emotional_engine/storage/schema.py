@@ -107,6 +107,9 @@ class JobRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # the lease: the worker running the job and until when; another may take it over after that
+    owner: Mapped[str | None] = mapped_column(String(32))
+    lease_expires_at: Mapped[datetime | None]
 
 
 class FeedbackRow(Base):
