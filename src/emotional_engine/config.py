@@ -169,6 +169,8 @@ class Settings(BaseSettings):
     rate_limit_tokens_per_min: int = Field(20000, ge=1, description="generated tokens per API key")
     max_body_bytes: int = Field(64_000, ge=1024, description="largest request body accepted")
     max_concurrent_per_key: int = Field(4, ge=1, description="generations one key may run at once")
+    max_jobs_per_key: int = Field(8, ge=1, description="unfinished jobs one key may have (more get 429)")
+    max_sessions_per_key: int = Field(16, ge=1, description="live interactive sessions one key may have (more: 429)")
     generation_slots: int = Field(16, ge=1, description="generations running at once (the LM batches them)")
     generation_queue: int = Field(64, ge=0, description="generations waiting for a slot before 503s")
     generation_max_wait_s: float = Field(10.0, gt=0, description="a request waits this long for a slot, then 503")

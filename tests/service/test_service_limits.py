@@ -181,3 +181,21 @@ async def test_analyze_waits_for_a_generation_slot_and_charges_its_tokens(app_cl
         assert (await c.post("/v1/analyze", json=text)).status_code == 200
         r = await c.post("/v1/analyze", json=text)
         assert r.status_code == 429 and "tokens" in r.json()["error"]["message"]
+
+
+async def test_a_key_has_a_cap_on_unfinished_jobs_and_live_sessions(app_client, settings, make_key):
+    s = settings.model_copy(update={"max_jobs_per_key": 2, "max_sessions_per_key": 1})
+    other = make_key(s, name="other")
+    job = {"premise": "A lighthouse keeper finds a letter.", "words": 600, "seed": 3}
+    async with app_client(s, generator=harbour_generator(delay=0.2)) as c:
+        assert [(await c.post("/v1/jobs", json=job)).status_code for _ in range(2)] == [202, 202]
+        r = await c.post("/v1/jobs", json=job)
+        assert r.status_code == 429 and r.json()["error"]["type"] == "too_many_jobs"
+        assert "2 unfinished jobs" in r.json()["error"]["message"] and r.headers["retry-after"]
+        mine = await c.post("/v1/sessions", json={"premise": "A night ferry."})
+        assert mine.status_code == 201
+        r = await c.post("/v1/sessions", json={"premise": "A night ferry."})
+        assert r.status_code == 429 and r.json()["error"]["type"] == "too_many_sessions"
+        theirs = {"Authorization": f"Bearer {other}"}  # the caps are per key
+        assert (await c.post("/v1/jobs", json=job, headers=theirs)).status_code == 202
+        assert (await c.post("/v1/sessions", json={"premise": "A night ferry."}, headers=theirs)).status_code == 201

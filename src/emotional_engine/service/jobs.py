@@ -49,7 +49,8 @@ class JobRunner:
         if request.seed is None:  # fixed now, so that a resumed job continues the same story
             request = request.model_copy(update={"seed": random.randrange(2**31)})
         store = self.service.store
-        job_id = await call(self.service, store.create_job, key_id, request.model_dump(mode="json"))
+        cap = self.service.settings.max_jobs_per_key
+        job_id = await call(self.service, store.create_job, key_id, request.model_dump(mode="json"), cap)
         if await call(self.service, store.claim_job, job_id, self.owner, self.lease_s) is not None:
             self._start(job_id, key_id, request, {})
         return job_id

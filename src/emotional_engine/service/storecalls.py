@@ -8,7 +8,7 @@ import logging
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from emotional_engine.service.errors import ApiError, new_incident
-from emotional_engine.storage.records import NotFoundError, SessionExpiredError
+from emotional_engine.storage.records import CapReachedError, NotFoundError, SessionExpiredError
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +20,9 @@ async def call(service, fn, *args):
         raise ApiError(404, "not_found", f"{e} for this API key") from None
     except SessionExpiredError as e:
         raise ApiError(410, "session_expired", f"{e}; start a new session to play on") from None
+    except CapReachedError as e:
+        kind = "too_many_jobs" if e.what == "unfinished jobs" else "too_many_sessions"
+        raise ApiError(429, kind, str(e), retry_after=10) from None
     except IntegrityError as e:
         incident = new_incident()
         log.warning("conflicting change (incident %s): %s", incident, e.orig)

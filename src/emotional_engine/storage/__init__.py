@@ -6,6 +6,7 @@ from emotional_engine.storage.connect import default_database_url
 from emotional_engine.storage.db import Store
 from emotional_engine.storage.records import (
     ApiKeyInfo,
+    CapReachedError,
     JobRecord,
     NotFoundError,
     SessionExpiredError,
@@ -19,6 +20,7 @@ __all__ = [
     "ApiKeyInfo",
     "JobRecord",
     "MultiLevelCache",
+    "CapReachedError",
     "NotFoundError",
     "SessionExpiredError",
     "SessionRecord",

@@ -21,7 +21,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from emotional_engine.storage import keys, migrate
 from emotional_engine.storage.connect import default_database_url, make_engine
-from emotional_engine.storage.records import ApiKeyInfo, JobRecord, NotFoundError, Usage, UsageWindow, new_id
+from emotional_engine.storage.records import (
+    ApiKeyInfo,
+    CapReachedError,
+    JobRecord,
+    NotFoundError,
+    Usage,
+    UsageWindow,
+    new_id,
+)
 from emotional_engine.storage.schema import (
     CACHE_KEY_MAX,
     ApiKey,
@@ -156,10 +164,15 @@ class Store:
 
     # ---- jobs (long stories, resumable) -----------------------------------------------------
 
-    def create_job(self, key_id: str, request: dict) -> str:
+    def create_job(self, key_id: str, request: dict, cap: int | None = None) -> str:
+        """A new queued job; `cap`: at most that many unfinished ones per key."""
         now, job_id = self.now(), new_id()
         try:
             with self._transaction() as db:
+                if cap is not None:
+                    q = select(func.count()).where(JobRow.key_id == key_id, JobRow.status.in_(UNFINISHED))
+                    if db.scalar(q) >= cap:
+                        raise CapReachedError("unfinished jobs", cap)
                 db.add(
                     JobRow(
                         id=job_id,

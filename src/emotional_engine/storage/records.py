@@ -21,6 +21,14 @@ class SessionExpiredError(RuntimeError):
     """The session was idle past its time to live: it can be read, not played on."""
 
 
+class CapReachedError(RuntimeError):
+    """The key already has as many unfinished jobs or live sessions as it may."""
+
+    def __init__(self, what: str, cap: int):
+        super().__init__(f"this API key already has {cap} {what}; wait for one to end")
+        self.what, self.cap = what, cap
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 

@@ -12,7 +12,14 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from emotional_engine.storage.records import NotFoundError, SessionExpiredError, SessionRecord, TurnRecord, new_id
+from emotional_engine.storage.records import (
+    CapReachedError,
+    NotFoundError,
+    SessionExpiredError,
+    SessionRecord,
+    TurnRecord,
+    new_id,
+)
 from emotional_engine.storage.schema import SessionRow, TurnRow
 
 
@@ -23,12 +30,21 @@ class Sessions:
         self._transaction = transaction
         self._now = now
 
-    def create(self, key_id: str, request: dict, ttl_s: int) -> str:
+    def create(self, key_id: str, request: dict, ttl_s: int, cap: int | None = None) -> str:
+        """A new active session; `cap`: at most that many live (active, unexpired) ones per key."""
         if ttl_s <= 0:
             raise ValueError("a session's idle time to live must be positive")
         now, session_id = self._now(), new_id()
         try:
             with self._transaction() as db:
+                if cap is not None:
+                    live = db.scalar(
+                        select(func.count()).where(
+                            SessionRow.key_id == key_id, SessionRow.status == "active", SessionRow.expires_at > now
+                        )
+                    )
+                    if live >= cap:
+                        raise CapReachedError("live sessions", cap)
                 db.add(
                     SessionRow(
                         id=session_id,

@@ -27,8 +27,9 @@ MORE = ERRORS | {404: {"model": ErrorBody}, 410: {"model": ErrorBody, "descripti
 async def create_session(body: SessionCreate, key_id: KeyId, service: ServiceDep) -> SessionOut:
     request = serving.with_model(service, body).model_dump(mode="json")
     request["turns"] = body.turns or service.settings.session_turns
+    s = service.settings
     session_id = await call(
-        service, service.store.sessions.create, key_id, request, service.settings.session_idle_ttl_s
+        service, service.store.sessions.create, key_id, request, s.session_idle_ttl_s, s.max_sessions_per_key
     )
     return await _read(service, session_id, key_id)
 
