@@ -5,13 +5,14 @@ the rest are shed.
 when the slot must outlive the handler, as a stream's does) raises 429 when the key already runs
 its maximum of concurrent generations, and 503 with Retry-After when the queue is full or a slot
 did not free up within `max_wait_s`. Refusing early keeps the accepted requests fast instead of
-timing everyone out: an accepted request starts generating within `max_wait_s`.
+timing everyone out: an accepted request starts generating within `max_wait_s`. Waiting requests are
+served by key in turn, not first come first served, so one key's backlog does not delay the others.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+from collections import Counter, deque
 from contextlib import asynccontextmanager
 
 from emotional_engine.service.errors import ApiError
@@ -39,10 +40,15 @@ class Admission:
         self.slots, self.max_queue, self.per_key = slots, queue, per_key
         self.max_wait_s, self.retry_after_s = max_wait_s, retry_after_s
         self.metrics = metrics
-        self._sem = asyncio.Semaphore(slots)
+        self._free = slots
         self._running = 0
         self._waiting = 0
         self._per_key: Counter[str] = Counter()
+        # waiters by key, and the keys in the order they are served: a freed slot goes to the next
+        # key in turn (round robin), so one key's backlog never holds another key's request back by
+        # more than one grant per waiting key
+        self._queues: dict[str, deque[asyncio.Future]] = {}
+        self._turns: deque[str] = deque()
 
     @property
     def waiting(self) -> int:
@@ -78,42 +84,63 @@ class Admission:
         if self._running + self._waiting >= self.slots + self.max_queue:
             raise self._shed("its queue is full")
         self._per_key[key_id] += 1  # counted before the first await: no burst slips past the checks
-        self._waiting += 1
-        self._publish()
-        try:
-            got = await self._wait_for_slot()
-        except BaseException:  # the caller went away while waiting
-            got = None
-            raise
-        finally:
-            self._waiting -= 1
-            if not got:
-                self._drop_key(key_id)
-                self._publish()
-        if not got:
+        if self._free and not self._turns:
+            self._free -= 1
+        elif not await self._wait_for_slot(key_id):
+            self._drop_key(key_id)
+            self._publish()
             raise self._shed(f"no generation slot freed up within {self.max_wait_s:.0f} s")
         self._running += 1
         self._publish()
         return Ticket(self, key_id)
 
-    async def _wait_for_slot(self) -> bool:
-        """True once a slot is ours; False after max_wait_s. A permit acquired just as the wait ends
-        (or as the caller is cancelled) is kept or given back, never lost."""
-        acquiring = asyncio.ensure_future(self._sem.acquire())
+    async def _wait_for_slot(self, key_id: str) -> bool:
+        """Queue for a slot in `key_id`'s turn: True once it is ours, False after max_wait_s. A slot
+        granted just as the wait ends is kept; one granted as the caller is cancelled is passed on."""
+        granted = asyncio.get_running_loop().create_future()
+        self._queues.setdefault(key_id, deque()).append(granted)
+        if key_id not in self._turns:
+            self._turns.append(key_id)
+        self._waiting += 1
+        self._publish()
         try:
-            done, _ = await asyncio.wait({acquiring}, timeout=self.max_wait_s)
-        except BaseException:
-            acquiring.cancel()
-            acquiring.add_done_callback(lambda t: t.cancelled() or self._sem.release())
+            done, _ = await asyncio.wait({granted}, timeout=self.max_wait_s)  # (wait_for can swallow a cancel)
+            return bool(done) or self._withdraw(key_id, granted)
+        except BaseException:  # the caller went away while waiting
+            if self._withdraw(key_id, granted):
+                self._pass_slot_on()
+            self._drop_key(key_id)
             raise
-        if done:
+        finally:
+            self._waiting -= 1
+            self._publish()
+
+    def _withdraw(self, key_id: str, granted: asyncio.Future) -> bool:
+        """Leave the queue; True if the slot was granted meanwhile (it is then the caller's)."""
+        if granted.done():
             return True
-        acquiring.cancel()
-        try:
-            await acquiring
-            return True  # acquired after all, in the same moment the wait ended
-        except asyncio.CancelledError:
-            return False
+        granted.cancel()
+        queue = self._queues[key_id]
+        queue.remove(granted)
+        if not queue:
+            del self._queues[key_id]
+            self._turns.remove(key_id)
+        return False
+
+    def _pass_slot_on(self) -> None:
+        """A slot is free: grant it to the first waiter of the key whose turn it is, else keep it free."""
+        while self._turns:
+            key = self._turns.popleft()
+            queue = self._queues[key]
+            granted = queue.popleft()
+            if queue:
+                self._turns.append(key)  # its next waiter goes to the back of the round
+            else:
+                del self._queues[key]
+            if not granted.done():
+                granted.set_result(True)
+                return
+        self._free += 1
 
     def _drop_key(self, key_id: str) -> None:
         self._per_key[key_id] -= 1
@@ -122,8 +149,8 @@ class Admission:
 
     def _release(self, key_id: str) -> None:
         self._running -= 1
-        self._sem.release()
         self._drop_key(key_id)
+        self._pass_slot_on()
         self._publish()
 
     @asynccontextmanager
