@@ -169,7 +169,7 @@ async def test_a_burst_of_health_and_metrics_calls_reads_the_database_once(app_c
 
 
 async def test_analyze_waits_for_a_generation_slot_and_charges_its_tokens(app_client, settings):
-    s = settings.model_copy(update={"max_concurrent_per_key": 1, "rate_limit_tokens_per_min": 200})
+    s = settings.model_copy(update={"max_concurrent_per_key": 1})
     text = {"text": "The harbour woke in fear. " * 40, "windows": 4}  # about 260 tokens
     async with app_client(s, generator=harbour_generator(delay=0.3)) as c:
         story = asyncio.ensure_future(c.post("/v1/stories", json=STORY))
@@ -177,7 +177,7 @@ async def test_analyze_waits_for_a_generation_slot_and_charges_its_tokens(app_cl
         r = await c.post("/v1/analyze", json=text)
         assert r.status_code == 429 and r.json()["error"]["type"] == "too_many_concurrent"
         await story
-    async with app_client(s) as c:
+    async with app_client(s.model_copy(update={"rate_limit_tokens_per_min": 200})) as c:
         assert (await c.post("/v1/analyze", json=text)).status_code == 200
         r = await c.post("/v1/analyze", json=text)
         assert r.status_code == 429 and "tokens" in r.json()["error"]["message"]
@@ -199,3 +199,17 @@ async def test_a_key_has_a_cap_on_unfinished_jobs_and_live_sessions(app_client, 
         theirs = {"Authorization": f"Bearer {other}"}  # the caps are per key
         assert (await c.post("/v1/jobs", json=job, headers=theirs)).status_code == 202
         assert (await c.post("/v1/sessions", json={"premise": "A night ferry."}, headers=theirs)).status_code == 201
+
+
+async def test_a_generation_reserves_its_tokens_up_front_and_settles_to_what_it_used(app_client, settings):
+    s = settings.model_copy(update={"rate_limit_tokens_per_min": 1000})
+    story = {"premise": "A kite festival.", "words": 300}  # reserves 600 tokens
+    async with app_client(s, generator=harbour_generator(delay=0.2)) as c:
+        first = asyncio.ensure_future(c.post("/v1/stories", json=story))
+        await admitted(c, 1)
+        r = await c.post("/v1/stories", json=story)  # charged at the end only, this one ran as well
+        assert r.status_code == 429 and "tokens" in r.json()["error"]["message"]
+        assert (await first).status_code == 200
+        (counted,) = [n for (_, kind, _), n in c.app.state.service.limiter._local.items() if kind == "tokens"]
+        assert 0 < counted < 600  # settled: what the story used (the harbour model writes few), not 600
+        assert (await c.post("/v1/stories", json=story)).status_code == 200

@@ -24,10 +24,9 @@ from contextlib import suppress
 from emotional_engine.agents.orchestrator import SceneOutcome
 from emotional_engine.agents.story import StoryPlan
 from emotional_engine.domain import StoryRequest
-from emotional_engine.service import metering
 from emotional_engine.service.errors import ApiError, new_incident
 from emotional_engine.service.protocol import ErrorDetail
-from emotional_engine.service.serving import account, keep_story
+from emotional_engine.service.serving import account, begin, keep_story
 from emotional_engine.service.storecalls import call
 
 log = logging.getLogger(__name__)
@@ -150,7 +149,7 @@ class JobRunner:
             while True:
                 try:
                     async with svc.admission.slot(key_id):
-                        usage = metering.begin("story")
+                        usage = await begin(svc, key_id, "story", request.words)  # 429: wait for budget
                         try:
                             story = await svc.engine.agenerate(request, on_event, done, plan)
                         finally:

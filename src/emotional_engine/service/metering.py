@@ -21,6 +21,7 @@ class Usage:
     started: float = field(default_factory=time.perf_counter)
     tokens: int = 0
     ttft_s: float | None = None
+    reservation: object | None = None  # the tokens held for it up front (ratelimit.Reservation)
 
 
 current_usage: ContextVar[Usage | None] = ContextVar("ee_usage", default=None)

@@ -1,4 +1,5 @@
-"""Per-key limits on requests and generated tokens per minute (fixed one-minute windows).
+"""Per-key limits on requests and generated tokens per minute (fixed one-minute windows). A
+generation reserves its likely tokens before it starts (`reserve`) and settles to what it used.
 
 With a Redis URL the counters live in Redis (INCRBY + EXPIRE in one Lua call), so every replica
 shares them; without one, or while Redis is unreachable, they live in this process and the
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -24,6 +26,13 @@ _INCR = (
     "local n = redis.call('INCRBY', KEYS[1], ARGV[1]) if n == tonumber(ARGV[1]) then "
     "redis.call('EXPIRE', KEYS[1], ARGV[2]) end return n"
 )
+
+
+@dataclass
+class Reservation:
+    key_id: str
+    tokens: int
+    window: int  # the minute it was counted in
 
 
 class RateLimiter:
@@ -94,6 +103,24 @@ class RateLimiter:
     async def add_tokens(self, key_id: str, n: int) -> None:
         if n > 0:
             await self._add(key_id, "tokens", n)
+
+    async def reserve(self, key_id: str, n: int) -> Reservation:
+        """Hold `n` tokens of this minute's budget before generating (at most the whole budget, so a
+        long request can still run in an unused minute); 429 when they do not fit."""
+        n = min(n, self.limits["tokens"])
+        count, left = await self._add(key_id, "tokens", n)
+        if count > self.limits["tokens"]:
+            await self._add(key_id, "tokens", -n)
+            self._refuse("tokens", left)
+        return Reservation(key_id, n, int(self.clock() // WINDOW_S))
+
+    async def settle(self, reservation: Reservation, used: int) -> None:
+        """Charge what was used beyond the reservation; give back what was not, if still in its minute."""
+        extra = used - reservation.tokens
+        if extra > 0:
+            await self._add(reservation.key_id, "tokens", extra)
+        elif extra < 0 and int(self.clock() // WINDOW_S) == reservation.window:
+            await self._add(reservation.key_id, "tokens", extra)
 
     def _refuse(self, kind: str, left: float):
         self.on_limit(kind)

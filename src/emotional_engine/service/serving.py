@@ -20,9 +20,23 @@ from emotional_engine.version import __version__
 log = logging.getLogger(__name__)
 
 
+TOKENS_PER_WORD = 2.0  # tokens written per word asked for (candidates, plan, rewrites): what is reserved
+
+
+async def begin(service: Service, key_id: str, kind: str, words: int) -> metering.Usage:
+    """Start counting a generation, its likely tokens reserved from the key's budget (429 if they do not fit)."""
+    reservation = await service.limiter.reserve(key_id, int(words * TOKENS_PER_WORD))
+    usage = metering.begin(kind)
+    usage.reservation = reservation
+    return usage
+
+
 async def account(service: Service, key_id: str, usage: metering.Usage) -> None:
-    """Charge a generation's tokens to the key: its rate limit, and its stored usage."""
-    await service.limiter.add_tokens(key_id, usage.tokens)
+    """Charge a generation's tokens to the key (settling its reservation): its rate limit, and its stored usage."""
+    if usage.reservation is not None:
+        await service.limiter.settle(usage.reservation, usage.tokens)
+    else:
+        await service.limiter.add_tokens(key_id, usage.tokens)
     try:
         await asyncio.to_thread(service.store.record_usage, key_id, 1, usage.tokens)
     except Exception as e:  # usage is bookkeeping: a database outage must not fail the answer
@@ -84,7 +98,7 @@ async def cached_story(service: Service, key_id: str, request: StoryRequest) -> 
 
 async def generate_story(service: Service, key_id: str, request: StoryRequest, on_event=None) -> bytes:
     """Write the story (holding a generation slot), keep it, cache it; its JSON with `id`."""
-    usage = metering.begin("story")  # time to first token includes waiting for a slot
+    usage = await begin(service, key_id, "story", request.words)  # time to first token includes the wait
     async with service.admission.slot(key_id):
         try:
             story = await service.engine.agenerate(request, on_event)

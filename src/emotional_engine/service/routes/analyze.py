@@ -20,8 +20,8 @@ router = APIRouter(prefix="/v1/analyze", tags=["analyze"])
 @router.post("", response_model=AnalyzeOut, responses=ERRORS)
 async def analyze(body: AnalyzeIn, key_id: KeyId, service: ServiceDep) -> AnalyzeOut:
     """Valence, arousal and top emotion of `windows` equal parts of the text."""
+    await service.limiter.reserve(key_id, estimate_tokens(body.text))  # what it costs is known up front
     async with service.admission.slot(key_id):
         emotion = await run_model(lambda: service.engine.emotion)  # loaded once, in the model worker
         windows = await run_model(emotion.analyze, body.text, body.windows)
-    await service.limiter.add_tokens(key_id, estimate_tokens(body.text))
     return AnalyzeOut(windows=[WindowOut(**asdict(w)) for w in windows])

@@ -11,13 +11,13 @@ from emotional_engine.agents.character import build_cast
 from emotional_engine.culture import load_profile
 from emotional_engine.domain import StoryRequest
 from emotional_engine.lm.models import UnknownModelError
-from emotional_engine.service import metering, serving
+from emotional_engine.service import serving
 from emotional_engine.service.deps import KeyId, ServiceDep
 from emotional_engine.service.errors import ApiError, not_found
 from emotional_engine.service.protocol import ActionIn, CharacterOut, ErrorBody, SessionCreate, SessionOut
 from emotional_engine.service.routes.stories import ERRORS
 from emotional_engine.service.storecalls import call
-from emotional_engine.session import Beat
+from emotional_engine.session import BEAT_WORDS, Beat
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 MORE = ERRORS | {404: {"model": ErrorBody}, 410: {"model": ErrorBody, "description": "the session expired"}}
@@ -81,7 +81,7 @@ async def undo(session_id: str, key_id: KeyId, service: ServiceDep) -> SessionOu
 
 async def _turn(service, session_id: str, key_id: str, action: str | None, request: Request, undo_first: bool):
     """A slot is taken first (429/503 as a status, before any stream starts), then the session's lock."""
-    usage = metering.begin("beat")  # time to first token counts from here: waiting for a slot included
+    usage = await serving.begin(service, key_id, "beat", BEAT_WORDS)  # time to first token counts from here
     if "text/event-stream" in request.headers.get("accept", ""):
         await _record(service, session_id, key_id)  # 404 before the stream starts
         ticket = await service.admission.acquire(key_id)

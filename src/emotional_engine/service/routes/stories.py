@@ -11,7 +11,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from emotional_engine.domain import StoryRequest
 from emotional_engine.lm.models import UnknownModelError
-from emotional_engine.service import metering, serving
+from emotional_engine.service import serving
 from emotional_engine.service.deps import KeyId, ServiceDep
 from emotional_engine.service.errors import ApiError, not_found
 from emotional_engine.service.protocol import ErrorBody, JobOut, StoryOut
@@ -44,7 +44,7 @@ async def create_story(body: StoryRequest, request: Request, key_id: KeyId, serv
             headers={"Location": f"/v1/jobs/{job_id}"},
         )
     if "text/event-stream" in request.headers.get("accept", ""):
-        usage = metering.begin("story")
+        usage = await serving.begin(service, key_id, "story", body.words)
         ticket = await service.admission.acquire(key_id)  # 429/503 as a status, before the stream starts
         return EventSourceResponse(_events(service, key_id, body, usage, ticket), ping=15)
     cached = await serving.cached_story(service, key_id, body)
