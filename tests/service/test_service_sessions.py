@@ -98,3 +98,27 @@ async def test_a_streamed_turn_sends_sentences_then_the_committed_beat(live_serv
         (key_info,) = store.list_keys()
         assert len(store.sessions.get(sid, key_info.id).turns) == 1  # committed before the beat was sent
         store.close()
+
+
+async def test_a_regenerate_whose_new_beat_cannot_be_stored_keeps_the_old_one(app_client):
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    from emotional_engine.storage.schema import TurnRow
+
+    def refuse_new_beats(session, context, instances):  # the database fails as the new beat is written
+        if any(isinstance(o, TurnRow) for o in [*session.new, *session.dirty]):
+            raise OperationalError("UPDATE turns", {}, Exception("disk I/O error"))
+
+    async with app_client() as c:
+        sid = (await c.post("/v1/sessions", json=SESSION)).json()["id"]
+        old = (await c.post(f"/v1/sessions/{sid}/turns", json={"action": "I follow the lanterns."})).json()
+        event.listen(Session, "before_flush", refuse_new_beats)
+        try:
+            r = await c.post(f"/v1/sessions/{sid}/regenerate")
+        finally:
+            event.remove(Session, "before_flush", refuse_new_beats)
+        assert r.status_code == 503
+        beats = (await c.get(f"/v1/sessions/{sid}")).json()["beats"]
+        assert [b["text"] for b in beats] == [old["text"]]  # popping it first lost it

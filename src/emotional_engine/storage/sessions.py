@@ -90,6 +90,19 @@ class Sessions:
             db.add(TurnRow(session_id=session_id, index=index, action=action, beat=beat, created_at=self._now()))
         return index
 
+    def replace_last_turn(self, session_id: str, key_id: str, beat: dict) -> bool:
+        """Put `beat` in place of the last turn's (regenerate), in one transaction: the old beat goes
+        only with the new one kept. False if the session has no turn."""
+        with self._transaction() as db:
+            self._playable(db, session_id, key_id)
+            turn = db.scalar(
+                select(TurnRow).where(TurnRow.session_id == session_id).order_by(TurnRow.index.desc()).limit(1)
+            )
+            if turn is None:
+                return False
+            turn.beat, turn.created_at = beat, self._now()
+            return True
+
     def pop_turn(self, session_id: str, key_id: str) -> dict | None:
         """Remove the last turn (undo) and return it as {index, action, beat}; None if there is none."""
         with self._transaction() as db:

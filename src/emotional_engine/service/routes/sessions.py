@@ -128,11 +128,11 @@ async def _play(service, session_id: str, key_id: str, action: str | None, undo_
             await serving.account(service, key_id, usage)
         beat = live.beats[-1]
         try:
-            if undo_first:  # the old beat goes only once its replacement is written
-                await call(service, service.store.sessions.pop_turn, session_id, key_id)
-            await call(
-                service, service.store.sessions.add_turn, session_id, key_id, action, beat.model_dump(mode="json")
-            )
+            kept = beat.model_dump(mode="json")
+            if undo_first:  # the old beat goes in the same transaction that keeps its replacement
+                await call(service, service.store.sessions.replace_last_turn, session_id, key_id, kept)
+            else:
+                await call(service, service.store.sessions.add_turn, session_id, key_id, action, kept)
         except ApiError:
             service.sessions.drop(session_id)  # not committed: the beat is not part of the story
             raise
