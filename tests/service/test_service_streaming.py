@@ -5,6 +5,7 @@ import asyncio
 import json
 
 import httpx
+import pytest
 from service_helpers import parse_sse
 
 from fakes import harbour_generator
@@ -46,3 +47,17 @@ async def test_a_client_that_disconnects_stops_the_generation(live_server, make_
         assert len(gen.calls) == calls  # nothing more was generated
         assert scenes >= 3 and len(gen.streams) <= 2 * 2  # at most the scene in flight was written, not the story
         assert app.state.service.admission.running == 0  # the slot was given back
+
+
+async def test_a_client_that_gives_up_on_a_whole_story_stops_the_generation(live_server, make_key):
+    gen = harbour_generator(delay=0.15)
+    url, app = live_server(generator=gen)
+    key = make_key()
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=1.5) as c:
+        with pytest.raises(httpx.ReadTimeout):
+            await c.post("/v1/stories", json={**STORY, "words": 400})  # a few seconds of work
+    await asyncio.sleep(1.0)
+    calls = len(gen.calls)
+    await asyncio.sleep(1.0)
+    assert len(gen.calls) == calls  # nothing more was generated
+    assert app.state.service.admission.running == 0  # the slot was given back

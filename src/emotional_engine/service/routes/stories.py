@@ -50,7 +50,27 @@ async def create_story(body: StoryRequest, request: Request, key_id: KeyId, serv
     cached = await serving.cached_story(service, key_id, body)
     if cached is not None:
         return Response(cached, media_type="application/json")
-    return Response(await serving.generate_story(service, key_id, body), media_type="application/json")
+    story = await _unless_client_leaves(request, serving.generate_story(service, key_id, body))
+    return Response(story, media_type="application/json")
+
+
+CLIENT_CHECK_S = 0.5  # how often a whole-story request looks whether its client is still there
+
+
+async def _unless_client_leaves(request: Request, work):
+    """Await `work`, cancelling it when the client disconnects (nobody would read the story: the
+    generation stops and its slot is freed, as a stream's does). Nothing is sent to a gone client."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=CLIENT_CHECK_S)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                raise asyncio.CancelledError("the client went away")
+    finally:
+        task.cancel()
 
 
 async def _events(service, key_id: str, body: StoryRequest, usage, ticket):
