@@ -169,6 +169,7 @@ class Settings(BaseSettings):
     rate_limit_tokens_per_min: int = Field(20000, ge=1, description="generated tokens per API key")
     max_body_bytes: int = Field(64_000, ge=1024, description="largest request body accepted")
     max_concurrent_per_key: int = Field(4, ge=1, description="generations one key may run at once")
+    auth_failures_per_min: int = Field(30, ge=1, description="bad or missing keys per client address, then 429")
     max_jobs_per_key: int = Field(8, ge=1, description="unfinished jobs one key may have (more get 429)")
     max_sessions_per_key: int = Field(16, ge=1, description="live interactive sessions one key may have (more: 429)")
     generation_slots: int = Field(16, ge=1, description="generations running at once (the LM batches them)")

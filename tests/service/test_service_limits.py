@@ -205,6 +205,7 @@ async def test_a_generation_reserves_its_tokens_up_front_and_settles_to_what_it_
     s = settings.model_copy(update={"rate_limit_tokens_per_min": 1000})
     story = {"premise": "A kite festival.", "words": 300}  # reserves 600 tokens
     async with app_client(s, generator=harbour_generator(delay=0.2)) as c:
+        c.app.state.service.limiter.clock = lambda: 60_000.0  # one minute throughout (a refund stays in its minute)
         first = asyncio.ensure_future(c.post("/v1/stories", json=story))
         await admitted(c, 1)
         r = await c.post("/v1/stories", json=story)  # charged at the end only, this one ran as well
@@ -213,3 +214,14 @@ async def test_a_generation_reserves_its_tokens_up_front_and_settles_to_what_it_
         (counted,) = [n for (_, kind, _), n in c.app.state.service.limiter._local.items() if kind == "tokens"]
         assert 0 < counted < 600  # settled: what the story used (the harbour model writes few), not 600
         assert (await c.post("/v1/stories", json=story)).status_code == 200
+
+
+async def test_bad_keys_from_one_address_are_limited(app_client, settings):
+    s = settings.model_copy(update={"auth_failures_per_min": 3})
+    async with app_client(s) as c:
+        bad = {"Authorization": "Bearer ee_guess"}
+        codes = [(await c.get("/v1/models", headers=bad)).status_code for _ in range(4)]
+        assert codes == [401, 401, 401, 429]
+        r = await c.get("/v1/models")  # even a good key, from this address, this minute
+        assert r.status_code == 429 and "bad API key" in r.json()["error"]["message"]
+        assert int(r.headers["retry-after"]) >= 1

@@ -43,8 +43,23 @@ def warn_if_open(auth_enabled: bool) -> None:
 
 
 async def authenticate(request: Request, service) -> str:
+    """The caller's key id; 401 for a missing, unknown or revoked key, each counted against the client's
+    address (`auth_failures_per_min`, then 429 before any key is read)."""
     if not service.settings.auth_enabled:
         return service.local_key_id
+    client = request.client.host if request.client else "unknown"
+    per_min = service.settings.auth_failures_per_min
+    if await service.limiter.auth_failures(client) >= per_min:
+        await service.limiter.failed_authentication(client, per_min)  # raises the 429
+    try:
+        return await _verified(request, service)
+    except ApiError as e:
+        if e.status == 401:
+            await service.limiter.failed_authentication(client, per_min)
+        raise
+
+
+async def _verified(request: Request, service) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

@@ -100,6 +100,23 @@ class RateLimiter:
         if tokens >= self.limits["tokens"]:
             self._refuse("tokens", left)
 
+    async def failed_authentication(self, client: str, per_min: int) -> None:
+        """Count a bad or missing key from `client` (an address); 429 once it has had `per_min` this minute,
+        so keys cannot be guessed at speed. Checked before the key is, so a limited client is refused unread."""
+        count, left = await self._add(f"client:{client}", "auth_failures", 1)
+        if count > per_min:
+            self.on_limit("auth_failures")
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"too many requests with a bad API key from this address; retry after {max(1, round(left))} s",
+                retry_after=left,
+            )
+
+    async def auth_failures(self, client: str) -> int:
+        """Bad keys counted from `client` this minute."""
+        return (await self._add(f"client:{client}", "auth_failures", 0))[0]
+
     async def add_tokens(self, key_id: str, n: int) -> None:
         if n > 0:
             await self._add(key_id, "tokens", n)
