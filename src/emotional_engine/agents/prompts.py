@@ -159,13 +159,15 @@ _ARTICLES = {"a", "an", "the", "one"}
 
 def premise_subject(premise: str) -> str:
     """What a premise of the form "A lighthouse keeper finds..." calls its protagonist ("lighthouse
-    keeper"): the words between the article and the first verb in -s; '' for any other form."""
+    keeper"): the words between the article and the first verb in the third person (a word in -s whose
+    verb lemma is another word: "finds", "is", not "bus"); '' for any other form."""
     words = premise.split()
     if len(words) < 3 or words[0].lower() not in _ARTICLES:
         return ""
     for k in range(2, min(len(words), 6)):
         w = words[k].lower().strip(",.;:")
-        if w.endswith("s") and "VERB" in getAllLemmas(w) and "'" not in words[k - 1]:
+        inflected = any(lemma != w for lemma in getAllLemmas(w).get("VERB", ()))
+        if w.endswith("s") and inflected and "'" not in words[k - 1]:
             return " ".join(words[1:k]).strip(",") if k > 1 else ""
     return ""
 
