@@ -458,6 +458,7 @@ def test_make_generator_otherwise_loads_the_builtin_with_the_settings(monkeypatc
         context_overflow="error",
         cache_dir=tmp_path,
         emotion_adapter=True,
+        register_lora=tmp_path / "register.pt",
         _env_file=None,
     )
     assert make_generator(ModelSpec(name="m", gguf=tmp_path / "m.gguf"), s) == "builtin"
@@ -470,6 +471,7 @@ def test_make_generator_otherwise_loads_the_builtin_with_the_settings(monkeypatc
             "overflow": "error",
             "cache_dir": tmp_path,
             "emotion_adapter": True,
+            "lora_path": tmp_path / "register.pt",
         },
     }
     assert Settings(_env_file=None).emotion_adapter is False  # off unless asked for (docs/benchmarks.md)
