@@ -402,7 +402,7 @@ async def test_in_the_continuation_style_the_reply_is_begun_and_the_premise_is_o
     assert first[-1] == {"role": "assistant", "content": f"{lead}, a lighthouse keeper, had"}
     assert story.text.startswith(f"{lead}, a lighthouse keeper, had ")  # the begun words are the story's own
     assert "It opens the story: bring in" in first[1]["content"] and "<premise>" in first[1]["content"]
-    assert "<cast>" in first[1]["content"] and "<cast>" in first[0]["content"]  # fenced, and said to be material
+    assert f"The characters: {story.characters[0].name} (" in first[1]["content"]
     # the harbour scenes never told of the letter or the brother: the next scene is reminded
     owed = second[1]["content"].split("The story has not yet brought in: ")[1].split(";")[0]
     assert {"letter", "brother"} <= set(owed.split(", ")) and "keeper" not in owed
