@@ -88,3 +88,4 @@ def test_train_register_lora_passes_its_settings_and_prints_the_held_out_loss(mo
     assert result.exit_code == 0, result.output
     assert (seen["cfg"].layers, seen["cfg"].rank, seen["cfg"].steps, seen["out"]) == (4, 16, 9, out)
     assert "heldout_loss_base=3.500 heldout_loss_tuned=3.250" in result.stdout
+    assert f"EE_REGISTER_LORA={out}" in result.stdout

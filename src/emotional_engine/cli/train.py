@@ -48,7 +48,7 @@ def train_emotion_adapter(
 
 @train_app.command("register-lora")
 def train_register_lora(
-    out: Annotated[Path | None, typer.Option(help="where to write the LoRA (default: the shipped file)")] = None,
+    out: Annotated[Path | None, typer.Option(help="where to write the LoRA (default: in the cache directory)")] = None,
     layers: Annotated[int, typer.Option(min=1, help="top decoder layers that get a LoRA")] = 6,
     rank: Annotated[int, typer.Option(min=1)] = 8,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
@@ -60,9 +60,11 @@ def train_register_lora(
     the engine's continuation prompts (training/register.py has the data recipe)."""
     import torch
 
-    from emotional_engine.training.register import SHIPPED_PATH, RegisterConfig, train_on_brown
+    from emotional_engine.training.register import RegisterConfig, default_out, train_on_brown
 
     torch.set_num_threads(threads)
     cfg = RegisterConfig(layers=layers, rank=rank, batch_size=batch_size, steps=steps, lr=lr)
-    result = train_on_brown(cfg, out or SHIPPED_PATH, log=lambda m: typer.echo(m, err=True))
+    out = out or default_out()
+    result = train_on_brown(cfg, out, log=lambda m: typer.echo(m, err=True))
     typer.echo(" ".join(f"{k}={v:.3f}" for k, v in result.metrics.items() if k.startswith("heldout_")))
+    typer.echo(f"written to {out}; write stories with it: EE_REGISTER_LORA={out}")

