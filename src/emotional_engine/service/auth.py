@@ -44,35 +44,34 @@ def warn_if_open(auth_enabled: bool) -> None:
 
 async def authenticate(request: Request, service) -> str:
     """The caller's key id; 401 for a missing, unknown or revoked key, each counted against the client's
-    address (`auth_failures_per_min`, then 429 before any key is read)."""
+    address (`auth_failures_per_min`, then 429 before any key is read). A key verified in the last
+    `KEY_MEMO_TTL_S` seconds is answered from memory, with neither the store nor the limiter asked."""
     if not service.settings.auth_enabled:
         return service.local_key_id
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    memo = hashlib.sha256(token.encode()).hexdigest()  # never the plain key in memory longer than needed
+    if token and (key_id := service.verified_keys.get(memo)) is not None:
+        return key_id
     client = request.client.host if request.client else "unknown"
     per_min = service.settings.auth_failures_per_min
     if await service.limiter.auth_failures(client) >= per_min:
         await service.limiter.failed_authentication(client, per_min)  # raises the 429
     try:
-        return await _verified(request, service)
+        return await _verified(service, token, memo)
     except ApiError as e:
         if e.status == 401:
             await service.limiter.failed_authentication(client, per_min)
         raise
 
 
-async def _verified(request: Request, service) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+async def _verified(service, token: str, memo: str) -> str:
+    if not token:
         raise ApiError(
             401,
             "unauthorized",
             "send your API key as 'Authorization: Bearer <key>'; create one with `emotional-engine keys create NAME`",
         )
-    token = token.strip()
-    memo = hashlib.sha256(token.encode()).hexdigest()  # never the plain key in memory longer than needed
-    key_id = service.verified_keys.get(memo)
-    if key_id is not None:
-        return key_id
     try:
         info = await asyncio.to_thread(service.store.verify_key, token)
     except Exception as e:  # the database is down: say so rather than call the key bad

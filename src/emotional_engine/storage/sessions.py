@@ -95,9 +95,7 @@ class Sessions:
         only with the new one kept. False if the session has no turn."""
         with self._transaction() as db:
             self._playable(db, session_id, key_id)
-            turn = db.scalar(
-                select(TurnRow).where(TurnRow.session_id == session_id).order_by(TurnRow.index.desc()).limit(1)
-            )
+            turn = _last_turn(db, session_id)
             if turn is None:
                 return False
             turn.beat, turn.created_at = beat, self._now()
@@ -107,9 +105,7 @@ class Sessions:
         """Remove the last turn (undo) and return it as {index, action, beat}; None if there is none."""
         with self._transaction() as db:
             self._playable(db, session_id, key_id)
-            turn = db.scalar(
-                select(TurnRow).where(TurnRow.session_id == session_id).order_by(TurnRow.index.desc()).limit(1)
-            )
+            turn = _last_turn(db, session_id)
             if turn is None:
                 return None
             db.delete(turn)
@@ -157,3 +153,7 @@ class Sessions:
         with self._transaction() as db:
             done = db.execute(delete(SessionRow).where(SessionRow.id == session_id, SessionRow.key_id == key_id))
             return done.rowcount > 0
+
+
+def _last_turn(db: Session, session_id: str) -> TurnRow | None:
+    return db.scalar(select(TurnRow).where(TurnRow.session_id == session_id).order_by(TurnRow.index.desc()).limit(1))

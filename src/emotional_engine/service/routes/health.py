@@ -25,12 +25,13 @@ async def probe(service) -> list[str]:
     async with service.probe_lock:
         if "parts" not in service.probes:
             parts = []
-            if not await asyncio.to_thread(service.store.ping):
+            database_up = await asyncio.to_thread(service.store.ping)
+            if not database_up:
                 parts.append("database: unreachable (cached stories are served; sessions and jobs are refused)")
             l2 = service.cache.stats()["l2"]
             if l2["configured"] and (not l2["available"] or not await service.limiter.ping()):
                 parts.append("redis: unreachable (in-process cache and per-process rate limits meanwhile)")
-            if not parts or not parts[0].startswith("database"):
+            if database_up:
                 try:
                     sat = await asyncio.to_thread(service.store.satisfaction)
                     service.metrics.satisfaction.set(sat["mean"] or 0.0)
