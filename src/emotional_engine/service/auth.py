@@ -55,8 +55,7 @@ async def authenticate(request: Request, service) -> str:
         return key_id
     client = request.client.host if request.client else "unknown"
     per_min = service.settings.auth_failures_per_min
-    if await service.limiter.auth_failures(client) >= per_min:
-        await service.limiter.failed_authentication(client, per_min)  # raises the 429
+    await service.limiter.refuse_failing_client(client, per_min)
     try:
         return await _verified(service, token, memo)
     except ApiError as e:
