@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import tempfile
+from pathlib import Path
 
 import gguf as gguf_pkg
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from emotional_engine.lm import gguf as gg
 from emotional_engine.lm.gguf import ModelFileError, load_gguf, read_metadata
 from emotional_engine.lm.model import Llama
-from tiny_lm import gguf_tensors, make_model, qtype_for, tiny_config
+from tiny_lm import VOCAB_SIZE, gguf_tensors, make_model, make_tokenizer_data, qtype_for, tiny_config
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
@@ -332,3 +338,111 @@ def test_default_cache_dir_env(monkeypatch, tmp_path):
     monkeypatch.delenv("EE_CACHE_DIR")
     assert gg.default_cache_dir().name == "emotional-engine"
     assert os.fspath(gg.default_cache_dir()).startswith(os.path.expanduser("~"))
+
+
+# ---- any metadata values, any cut: read, or a ModelFileError naming the file -------------------
+
+# what read_metadata reads, each with a value of the right type (the tiny tokenizer's and a small llama's)
+GOOD_METADATA = {
+    "general.architecture": "llama",
+    "general.name": "tiny",
+    "llama.vocab_size": VOCAB_SIZE,
+    "llama.block_count": 2,
+    "llama.attention.head_count": 4,
+    "llama.attention.head_count_kv": 2,
+    "llama.embedding_length": 64,
+    "llama.feed_forward_length": 128,
+    "llama.context_length": 256,
+    "llama.rope.freq_base": 10000.0,
+    "llama.attention.layer_norm_rms_epsilon": 1e-5,
+    "llama.rope.dimension_count": 16,
+    "tokenizer.ggml.model": "gpt2",
+    "tokenizer.ggml.pre": "gpt2",
+    "tokenizer.ggml.tokens": make_tokenizer_data().tokens,
+    "tokenizer.ggml.token_type": make_tokenizer_data().token_types,
+    "tokenizer.ggml.merges": make_tokenizer_data().merges,
+    "tokenizer.ggml.bos_token_id": 256,
+    "tokenizer.ggml.eos_token_id": make_tokenizer_data().eos_id,
+    "tokenizer.ggml.eot_token_id": make_tokenizer_data().eos_id,
+    "tokenizer.ggml.eom_token_id": 1,
+    "tokenizer.ggml.add_bos_token": False,
+    "tokenizer.chat_template": "{% for m in messages %}{{ m['content'] }}{% endfor %}",
+}
+SCALAR_TYPES = {
+    bool: gguf_pkg.GGUFValueType.BOOL,
+    int: gguf_pkg.GGUFValueType.INT64,
+    float: gguf_pkg.GGUFValueType.FLOAT32,
+    str: gguf_pkg.GGUFValueType.STRING,
+}
+ANY_VALUE = st.one_of(
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(width=32),
+    st.text(min_size=1, max_size=12),
+    st.lists(st.integers(-(2**31), 2**31 - 1), min_size=1, max_size=6),
+    st.lists(st.text(min_size=1, max_size=6), min_size=1, max_size=6),
+)
+
+
+def write_metadata(path, values: dict) -> None:
+    """A GGUF file of metadata only, each value in the GGUF type of its Python type."""
+    w = gguf_pkg.GGUFWriter(str(path), "llama")  # which writes general.architecture = "llama"
+    for key, v in values.items():
+        if key == "general.architecture" and v == "llama":
+            continue
+        if isinstance(v, list):
+            w.add_array(key, v)
+        else:
+            w.add_key_value(key, v, SCALAR_TYPES[type(v)])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def test_the_good_metadata_reads(tmp_path):
+    """The base the next test changes is itself readable (otherwise every change would be refused)."""
+    write_metadata(tmp_path / "good.gguf", GOOD_METADATA)
+    cfg, tok, name = read_metadata(tmp_path / "good.gguf")
+    assert (cfg.n_head, cfg.head_dim, name, tok.bos_id, tok.extra_eos_ids) == (4, 16, "tiny", 256, [1])
+
+
+@given(changes=st.dictionaries(st.sampled_from(sorted(GOOD_METADATA)), st.none() | ANY_VALUE, min_size=1, max_size=4))
+@hsettings(max_examples=150, deadline=None)
+def test_any_metadata_values_are_read_or_refused_by_name(changes):
+    """Each changed key gets a value of any GGUF type, or is left out (None): read_metadata gives
+    well-typed data or a ModelFileError naming the file, never a TypeError or ZeroDivisionError."""
+    values = {k: v for k, v in {**GOOD_METADATA, **changes}.items() if v is not None}
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "meta.gguf"
+        write_metadata(path, values)
+        try:
+            cfg, tok, name = read_metadata(path)
+        except ModelFileError as e:
+            assert e.path == str(path) and e.problem
+            return
+    counts = [cfg.vocab_size, cfg.n_layer, cfg.n_head, cfg.n_kv_head, cfg.n_embd, cfg.intermediate_size]
+    counts += [cfg.context_length, cfg.head_dim]
+    assert all(type(n) is int and n > 0 for n in counts), cfg
+    assert all(type(x) is float and 0 < x < math.inf for x in (cfg.rope_theta, cfg.rms_eps)), cfg
+    assert isinstance(name, str) and isinstance(tok.pre, str) and isinstance(tok.chat_template, str | None)
+    assert all(isinstance(t, str) for t in tok.tokens + tok.merges) and type(tok.add_bos) is bool
+    assert len(tok.token_types) == len(tok.tokens) and all(type(t) is int for t in tok.token_types)
+    for i in [tok.bos_id, tok.eos_id, *tok.extra_eos_ids]:
+        assert i is None or (type(i) is int and 0 <= i < len(tok.tokens)), tok
+
+
+def test_any_cut_of_a_model_file_is_refused_by_name(gguf_writer, tmp_path, cache_dir):
+    full = gguf_writer(make_model(seed=15), "full.gguf", qtypes={"ffn_": "Q8_0"}).read_bytes()
+
+    @given(end=st.integers(0, len(full) - 1))
+    @hsettings(max_examples=60, deadline=None)
+    def cut(end):
+        path = tmp_path / "cut.gguf"
+        path.write_bytes(full[:end])
+        for read in (read_metadata, load_gguf):
+            with pytest.raises(ModelFileError) as ei:
+                read(path)
+            assert ei.value.path == str(path)
+
+    cut()

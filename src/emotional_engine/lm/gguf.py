@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 # Types we promise to read; gguf's numpy dequantiser covers them (and a few more).
 SUPPORTED_TYPES = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", "Q2_K", "Q3_K"}
 CACHE_FORMAT = 3  # bump when the cached state-dict layout changes
+_NEEDED = object()  # a metadata key without a default
 
 
 class ModelFileError(ValueError):
@@ -108,8 +110,25 @@ def _field(reader, key: str, default=None):
     return f.contents()
 
 
+def _count(v) -> bool:
+    return type(v) is int and v > 0
+
+
+def _positive(v) -> bool:
+    return type(v) in (int, float) and 0 < v < math.inf
+
+
+def _strings(v) -> bool:
+    return type(v) is list and all(type(x) is str for x in v)
+
+
+def _text(v) -> bool:
+    return type(v) is str
+
+
 def read_metadata(path: str | os.PathLike) -> tuple[LlamaConfig, TokenizerData, str]:
-    """Config and tokenizer data of a llama GGUF; refuses other architectures and tokenizers."""
+    """Config and tokenizer data of a llama GGUF; refuses other architectures and tokenizers, and
+    metadata of the wrong type or out of range (a ModelFileError naming the key and the value)."""
     path = Path(path)
     r = _reader(path)
     arch = _field(r, "general.architecture")
@@ -122,49 +141,65 @@ def read_metadata(path: str | os.PathLike) -> tuple[LlamaConfig, TokenizerData, 
             path, f"tokenizer {kind} is not supported (only byte-level BPE, tokenizer.ggml.model='gpt2')"
         )
 
-    def need(key):
+    def get(key, ok, want: str, default=_NEEDED):
         v = _field(r, key)
+        if v is None and default is not _NEEDED:
+            return default
         if v is None:
             raise ModelFileError(path, f"metadata key {key!r} is missing")
+        if not ok(v):
+            raise ModelFileError(path, f"metadata key {key!r} should be {want}, not {v!r:.80}")
         return v
 
-    n_embd = int(need("llama.embedding_length"))
-    n_head = int(need("llama.attention.head_count"))
-    tokens = list(need("tokenizer.ggml.tokens"))
+    def count(key, default=_NEEDED) -> int:
+        return get(key, _count, "a positive integer", default)
+
+    def number(key, default: float) -> float:
+        return float(get(key, _positive, "a positive number", default))
+
+    n_embd = count("llama.embedding_length")
+    n_head = count("llama.attention.head_count")
+    if n_embd < n_head:
+        raise ModelFileError(path, f"llama.embedding_length {n_embd} is less than its {n_head} attention heads")
+    tokens = get("tokenizer.ggml.tokens", _strings, "a list of strings")
+
+    def token(key) -> int | None:
+        return get(key, lambda v: type(v) is int and 0 <= v < len(tokens), f"a token id below {len(tokens)}", None)
+
     names = {t.name for t in r.tensors}
     cfg = LlamaConfig(
-        vocab_size=int(_field(r, "llama.vocab_size", len(tokens))),
-        n_layer=int(need("llama.block_count")),
+        vocab_size=count("llama.vocab_size", len(tokens)),
+        n_layer=count("llama.block_count"),
         n_head=n_head,
-        n_kv_head=int(_field(r, "llama.attention.head_count_kv", n_head)),
+        n_kv_head=count("llama.attention.head_count_kv", n_head),
         n_embd=n_embd,
-        intermediate_size=int(need("llama.feed_forward_length")),
-        context_length=int(_field(r, "llama.context_length", 2048)),
-        rope_theta=float(_field(r, "llama.rope.freq_base", 10000.0)),
-        rms_eps=float(_field(r, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
-        head_dim=int(_field(r, "llama.rope.dimension_count", n_embd // n_head)),
+        intermediate_size=count("llama.feed_forward_length"),
+        context_length=count("llama.context_length", 2048),
+        rope_theta=number("llama.rope.freq_base", 10000.0),
+        rms_eps=number("llama.attention.layer_norm_rms_epsilon", 1e-5),
+        head_dim=count("llama.rope.dimension_count", n_embd // n_head),
         tie_embeddings="output.weight" not in names,
         has_rope_freqs="rope_freqs.weight" in names,
     )
-    eos = _field(r, "tokenizer.ggml.eos_token_id")
-    extra_eos = [
-        int(x)
-        for x in (_field(r, "tokenizer.ggml.eot_token_id"), _field(r, "tokenizer.ggml.eom_token_id"))
-        if x is not None
-    ]
+    eos = token("tokenizer.ggml.eos_token_id")
+    extra_eos = [token("tokenizer.ggml.eot_token_id"), token("tokenizer.ggml.eom_token_id")]
+
+    def one_type_each(v) -> bool:
+        return type(v) is list and len(v) == len(tokens) and all(type(x) is int for x in v)
+
     tok = TokenizerData(
         model=tok_model,
-        pre=str(_field(r, "tokenizer.ggml.pre", "default")),
+        pre=get("tokenizer.ggml.pre", _text, "a string", "default"),
         tokens=tokens,
-        token_types=[int(x) for x in _field(r, "tokenizer.ggml.token_type", [1] * len(tokens))],
-        merges=list(need("tokenizer.ggml.merges")),
-        bos_id=_field(r, "tokenizer.ggml.bos_token_id"),
-        eos_id=None if eos is None else int(eos),
-        add_bos=bool(_field(r, "tokenizer.ggml.add_bos_token", False)),
-        chat_template=_field(r, "tokenizer.chat_template"),
-        extra_eos_ids=[x for x in extra_eos if x != eos],
+        token_types=get("tokenizer.ggml.token_type", one_type_each, f"{len(tokens)} integers", [1] * len(tokens)),
+        merges=get("tokenizer.ggml.merges", _strings, "a list of strings"),
+        bos_id=token("tokenizer.ggml.bos_token_id"),
+        eos_id=eos,
+        add_bos=get("tokenizer.ggml.add_bos_token", lambda v: type(v) is bool, "true or false", False),
+        chat_template=get("tokenizer.chat_template", _text, "a string", None),
+        extra_eos_ids=[x for x in extra_eos if x is not None and x != eos],
     )
-    return cfg, tok, str(_field(r, "general.name", path.stem))
+    return cfg, tok, get("general.name", _text, "a string", path.stem)
 
 
 def _reverse_permute(w: np.ndarray, n_head: int) -> np.ndarray:
