@@ -73,3 +73,68 @@ def test_targets_stay_within_the_points_range(vs, n):
 def test_all_named_arcs_are_valid_arcs():
     for name, pts in NAMED_ARCS.items():
         assert Arc(name=name, points=list(pts)).points == list(pts)
+
+
+# ---- any input: an arc, or ValueError (the documented error; pydantic's ValidationError is one) ----
+
+NEAR = st.floats(-1.5, 1.5)  # around the valid ranges
+NEAR_POINTS = st.lists(st.tuples(NEAR, NEAR), max_size=21).map(sorted)  # often an arc, or nearly one
+NUMBER = st.one_of(
+    st.floats().map(repr),
+    st.integers(-2, 2).map(str),
+    st.sampled_from(["nan", "-inf", "1e-400", "1e400", "-0", "1_0", " 0.5 ", "", "0x1", "½", "١"]),
+)
+POINTS_SPEC = (
+    NEAR_POINTS.map(lambda ps: [(repr(t), repr(v)) for t, v in ps]) | st.lists(st.tuples(NUMBER, NUMBER), max_size=22)
+).map(lambda ps: ";".join(map(",".join, ps)))
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+def _is_valid(arc: Arc) -> bool:
+    ts = [t for t, _ in arc.points]
+    return (
+        2 <= len(arc.points) <= 20
+        and all(0.0 <= t <= 1.0 and -1.0 <= v <= 1.0 for t, v in arc.points)
+        and all(a < b for a, b in zip(ts, ts[1:]))
+        and all(-1.0 <= v <= 1.0 for v in arc.targets(7))
+    )
+
+
+@given(POINTS_SPEC | st.text())
+def test_any_points_text_parses_to_a_valid_arc_or_raises_value_error(spec):
+    try:
+        arc = parse_arc_points(spec)
+    except ValueError as e:
+        assert str(e)
+        return
+    assert _is_valid(arc)
+
+
+@given(st.lists(st.tuples(st.floats(0, 1), st.floats(-1, 1)), min_size=2, max_size=20, unique_by=lambda p: p[0]))
+def test_valid_points_written_as_text_parse_back(points):
+    points = sorted(points)
+    arc = parse_arc_points(";".join(f"{t!r},{v!r}" for t, v in points))
+    assert arc.points == points and _is_valid(arc)
+
+
+@given(NEAR_POINTS | JSON)
+def test_any_json_as_points_is_a_valid_arc_or_a_validation_error(points):
+    try:
+        arc = Arc(points=points)
+    except ValidationError:
+        return
+    assert _is_valid(arc)
+
+
+@given(st.text() | st.sampled_from(list(NAMED_ARCS)).map(lambda n: f" {n.upper().replace('_', '-')} "))
+def test_any_name_is_a_named_arc_or_raises_value_error_naming_some(name):
+    try:
+        arc = get_arc(name)
+    except ValueError as e:
+        assert any(n in str(e) for n in NAMED_ARCS)
+        return
+    assert arc.name in NAMED_ARCS and arc.points == list(NAMED_ARCS[arc.name])
