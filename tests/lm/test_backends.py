@@ -8,6 +8,7 @@ import socket
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 from fake_openai import FakeOpenAI
@@ -417,6 +418,54 @@ async def test_llama_cpp_real_package():
         await g.aclose()
     assert c.finish_reason in ("stop", "length")
     assert c.completion_tokens >= 1 and c.text
+
+
+@pytest.mark.model
+async def test_llama_cpp_text_in_messages_never_becomes_a_special_token_of_the_embedded_model(
+    embedded_path, monkeypatch
+):
+    """llama-cpp-python tokenizes every prompt with special=True, chat template and message contents
+    alike. The stand-in Llama does the same with the embedded model's tokenizer (its special tokens'
+    texts encode to their single ids): every special token of the file, spelled in a message (a name,
+    a premise), stays text in a chat and in a begun reply; the prompt holds the template's own only."""
+    from emotional_engine.lm.gguf import read_metadata
+    from emotional_engine.lm.tokenizer import BPETokenizer, render_chat
+
+    tok = BPETokenizer(read_metadata(embedded_path)[1])
+
+    class SpecialParsingLlama(FakeLlama):
+        def __init__(self, model_path, **kw):
+            super().__init__(["It"])
+            self.metadata = {"general.name": "smollm", "tokenizer.chat_template": tok.chat_template}
+            self.prompts: list[str] = []
+
+        def n_ctx(self):
+            return 512
+
+        def create_completion(self, prompt, **kw):
+            self.prompts.append(prompt)
+            return super().create_completion(prompt, **kw)
+
+        def create_chat_completion(self, messages, **kw):  # renders with the file's template, as the real one
+            self.prompts.append(render_chat(tok.chat_template, messages, bos="", eos="", add_generation_prompt=True))
+            return super().create_chat_completion(messages, **kw)
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", SimpleNamespace(Llama=SpecialParsingLlama))
+    g = LlamaCppGenerator.load(embedded_path)
+
+    async def specials(content: str, begun: bool) -> list[int]:
+        msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": content}]
+        await g.complete(msgs + [{"role": "assistant", "content": content}] * begun, SamplingParams())
+        return [i for i in tok.encode(g.llm.prompts[-1]) if i in tok.special_ids]
+
+    assert len(tok.special_ids) > 10
+    for begun in (False, True):
+        plain = await specials("Anna and Ben", begun)
+        assert plain  # the template's own markers are there
+        for i in sorted(tok.special_ids):
+            word = tok.token_text(i)
+            assert await specials(f"Anna {word} and{word}Ben", begun) == plain, (word, begun)
+            assert f"Anna {word} and{word}Ben" in g.llm.prompts[-1].replace("\u200b", "")  # still there to read
 
 
 # --------------------------------------------------------------------------- factory

@@ -224,6 +224,14 @@ def test_unwritable_cache_dir_still_loads(gguf_writer, tmp_path, caplog):
     assert any("could not write weight cache" in r.getMessage() for r in caplog.records)
 
 
+def test_special_tokens_are_what_llama_cpp_parses_as_one(gguf_writer, tok_data):
+    """Unknown, control and user-defined tokens (llama.cpp's special-token cache); not normal, byte
+    or unused ones."""
+    types = [2, 4, 6, 5, *tok_data.token_types[4:]]  # unknown, user-defined, byte, unused, then as they were
+    path = gguf_writer(make_model(seed=16), tok=dataclasses.replace(tok_data, token_types=types))
+    assert gg.special_tokens(path) == [*tok_data.tokens[:2], "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
 # ---- bad files ---------------------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 SUPPORTED_TYPES = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", "Q2_K", "Q3_K"}
 CACHE_FORMAT = 3  # bump when the cached state-dict layout changes
 _NEEDED = object()  # a metadata key without a default
+UNKNOWN, CONTROL, USER_DEFINED = 2, 3, 4  # token types (tokenizer.ggml.token_type) that are special tokens
 
 
 class ModelFileError(ValueError):
@@ -200,6 +201,14 @@ def read_metadata(path: str | os.PathLike) -> tuple[LlamaConfig, TokenizerData, 
         extra_eos_ids=[x for x in extra_eos if x is not None and x != eos],
     )
     return cfg, tok, get("general.name", _text, "a string", path.stem)
+
+
+def special_tokens(path: str | os.PathLike) -> list[str]:
+    """The texts of a GGUF's unknown, control and user-defined tokens, of any architecture: what
+    llama.cpp reads as one special token in text it tokenizes with special=True."""
+    r = _reader(Path(path))
+    tokens, types = _field(r, "tokenizer.ggml.tokens", []), _field(r, "tokenizer.ggml.token_type", [])
+    return [t for t, ty in zip(tokens, types) if ty in (UNKNOWN, CONTROL, USER_DEFINED) and type(t) is str]
 
 
 def _reverse_permute(w: np.ndarray, n_head: int) -> np.ndarray:

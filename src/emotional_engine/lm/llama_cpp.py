@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 
 from emotional_engine.lm.generator import (
@@ -16,9 +16,10 @@ from emotional_engine.lm.generator import (
     begun_reply,
     complete_from_stream,
 )
+from emotional_engine.lm.gguf import special_tokens
 from emotional_engine.lm.openai_format import DeltaTally, check_no_processors
 from emotional_engine.lm.sampling import LogitsProcessor, SamplingParams
-from emotional_engine.lm.tokenizer import CHATML, render_chat
+from emotional_engine.lm.tokenizer import CHATML, Defuser, render_chat
 
 _END = object()
 
@@ -27,13 +28,15 @@ class LlamaCppGenerator:
     """llama-cpp-python's `Llama`, when it happens to be installed (it is not a dependency).
 
     Generation runs in a worker thread, one request at a time (a `Llama` is not thread-safe).
-    `Piece.logprob` stays None."""
+    `Piece.logprob` stays None. llama-cpp-python tokenizes every prompt with special=True, so the
+    contents of chat messages are defused with the file's `specials` (a text prompt passes as it is)."""
 
     supports_logits_processors = False
 
-    def __init__(self, llm, info: ModelInfo):
+    def __init__(self, llm, info: ModelInfo, specials: Iterable[str] = ()):
         self.llm = llm
         self.info = info
+        self.defuse = Defuser(specials)
         self._lock = threading.Lock()
 
     @classmethod
@@ -47,6 +50,7 @@ class LlamaCppGenerator:
         path = Path(path)
         if not path.is_file():
             raise BackendError(f"model file {path} does not exist")
+        specials = special_tokens(path)
         llama_kwargs.setdefault("verbose", False)
         try:
             llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, **llama_kwargs)
@@ -56,7 +60,7 @@ class LlamaCppGenerator:
         info = ModelInfo(
             "llama-cpp", meta.get("general.name") or path.stem, None, llm.n_ctx(), None, prompt_style="continuation"
         )
-        return cls(llm, info)
+        return cls(llm, info, specials)
 
     def render(self, messages: list[dict[str, str]]) -> str:
         """Messages ending with an assistant message, as text to continue: through the file's chat
@@ -64,6 +68,10 @@ class LlamaCppGenerator:
         meta = getattr(self.llm, "metadata", None) or {}
         return render_chat(meta.get("tokenizer.chat_template") or CHATML, messages, bos="", eos="",
                            add_generation_prompt=True)  # fmt: skip
+
+    def _defused(self, messages) -> list[dict[str, str]]:
+        """Only the chat template's own markers may become special tokens, not the messages' text."""
+        return [{**m, "content": self.defuse(m["content"])} for m in messages]
 
     def count_tokens(self, text: str) -> int:
         """Exact, with the model's own tokenizer (as llama.cpp adds BOS, when the model wants one)."""
@@ -112,9 +120,9 @@ class LlamaCppGenerator:
                 if isinstance(prompt, str):
                     it = self.llm.create_completion(prompt=prompt, **kwargs)
                 elif begun_reply(prompt):
-                    it = self.llm.create_completion(prompt=self.render(list(prompt)), **kwargs)
+                    it = self.llm.create_completion(prompt=self.render(self._defused(prompt)), **kwargs)
                 else:
-                    it = self.llm.create_chat_completion(messages=list(prompt), **kwargs)
+                    it = self.llm.create_chat_completion(messages=self._defused(prompt), **kwargs)
                 try:
                     for chunk in it:
                         emit(chunk)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
-from emotional_engine.lm.gguf import TokenizerData
+from emotional_engine.lm.gguf import CONTROL, USER_DEFINED, TokenizerData
 
 log = logging.getLogger(__name__)
 
 # llama.cpp's pre-tokenizer names -> the `tokenizers` pre-tokenizer that reproduces them.
 _LLAMA3_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"  # noqa: E501 (the pattern as the tokenizer file gives it)
-CONTROL, USER_DEFINED = 3, 4
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"  # noqa: E501
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
@@ -31,6 +31,20 @@ def _pre_tokenizer(pre: str):
     if pre not in ("gpt2", "default", "gpt-2"):
         log.warning("pre-tokenizer %r is not known here; using GPT-2's split, text may tokenize differently", pre)
     return byte_level
+
+
+class Defuser:
+    """`defuse(text)`: `text` with every special token's text in it broken by a zero-width space
+    ("<|im_end|>" -> "<\u200b|im_end|>"), so text from users never encodes to a control token."""
+
+    def __init__(self, specials: Iterable[str]):
+        longest_first = sorted({s for s in specials if s}, key=len, reverse=True)  # one may contain another
+        self._special_text = re.compile("|".join(map(re.escape, longest_first))) if longest_first else None
+
+    def __call__(self, text: str) -> str:
+        if self._special_text is None:
+            return text
+        return self._special_text.sub(lambda m: m[0][0] + "\u200b" + m[0][1:], text)
 
 
 class BPETokenizer:
@@ -50,10 +64,7 @@ class BPETokenizer:
         self.eos_ids = {i for i in [data.eos_id, *data.extra_eos_ids] if i is not None}
         self.chat_template = data.chat_template or CHATML
         self._tokens = data.tokens
-        # any special token's text inside a message, longest first (one may contain another)
-        self._special_text = (
-            re.compile("|".join(map(re.escape, sorted(specials, key=len, reverse=True)))) if specials else None
-        )
+        self.defuse = Defuser(specials)
 
     def encode(self, text: str) -> list[int]:
         ids = self._tk.encode(text, add_special_tokens=False).ids
@@ -70,13 +81,6 @@ class BPETokenizer:
 
     def token_text(self, i: int) -> str:
         return self._tokens[i]
-
-    def defuse(self, text: str) -> str:
-        """`text` with every special token's text broken by a zero-width space ("<|im_end|>" ->
-        "<\u200b|im_end|>"), so text from users never encodes to a control token."""
-        if self._special_text is None:
-            return text
-        return self._special_text.sub(lambda m: m[0][0] + "\u200b" + m[0][1:], text)
 
     def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         """The messages through the chat template, their contents defused: only the template's own
