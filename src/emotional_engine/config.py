@@ -181,6 +181,9 @@ class Settings(BaseSettings):
         gt=0,
         description="a worker renews its hold on a job this often x3; a dead worker's job is taken over after it",
     )
+    agent_timeout_s: float = Field(
+        30.0, gt=0, description="an agent (character, technical, memory) taking longer is skipped and named degraded"
+    )
     session_turns: int = Field(12, ge=2, le=500, description="turns a session's arc is spread over")
 
     def model_catalog(self) -> ModelCatalog:

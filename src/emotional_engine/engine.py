@@ -32,11 +32,12 @@ class Engine:
         models: ModelManager | None = None,
         emotion=None,
         candidates: int = 4,
-        agent_timeout_s: float = 30.0,
+        agent_timeout_s: float | None = None,
         check_safety: bool = True,
     ):
         """`generator`: the one model to write with (tests); else `models`, else the configured ones.
-        `check_safety=False` leaves out the audience safety check (tests on fake models)."""
+        `check_safety=False` leaves out the audience safety check (tests on fake models). `agent_timeout_s`:
+        EE_AGENT_TIMEOUT_S unless given."""
         self.settings = settings or get_settings()
         self.check_safety = check_safety
         if models is None:
@@ -44,7 +45,7 @@ class Engine:
         self.models = models
         self._emotion = emotion
         self.candidates = candidates
-        self.agent_timeout_s = agent_timeout_s
+        self.agent_timeout_s = agent_timeout_s or self.settings.agent_timeout_s
         self._shared: dict | None = None
         self._deps: dict[str, Deps] = {}
 

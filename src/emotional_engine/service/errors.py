@@ -24,6 +24,17 @@ class ApiError(Exception):
         self.retry_after, self.incident = retry_after, incident
 
 
+class ModelFailedError(Exception):
+    """The language model (or its server) raised while generating: a fault on our side that may pass,
+    answered with 503 and Retry-After rather than 500, and retried by jobs."""
+
+
+def model_failed(incident: str) -> tuple[str, str]:
+    """(type, message) told to the client when the model failed."""
+    message = f"the language model failed on this request (incident {incident}); it is logged, retry shortly"
+    return "model_failed", message
+
+
 def not_found(what: str, id: str) -> ApiError:
     return ApiError(404, "not_found", f"no {what} {id!r} for this API key")
 
@@ -87,6 +98,14 @@ def install(app: FastAPI, on_error=lambda type: None) -> None:
         if e.status_code == 404 and message == "Not Found":
             message = f"no such endpoint: {request.method} {request.url.path}; see /docs for the API"
         return error_response(e.status_code, type, message)
+
+    @app.exception_handler(ModelFailedError)
+    async def model_error(request: Request, e: ModelFailedError):
+        incident = new_incident()
+        log.error("model failed (incident %s) on %s %s", incident, request.method, request.url.path, exc_info=e)
+        type, message = model_failed(incident)
+        on_error(type)
+        return error_response(503, type, message, retry_after=1, incident=incident)
 
     @app.exception_handler(Exception)
     async def internal(request: Request, e: Exception):

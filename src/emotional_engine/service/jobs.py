@@ -24,13 +24,15 @@ from contextlib import suppress
 from emotional_engine.agents.orchestrator import SceneOutcome
 from emotional_engine.agents.story import StoryPlan
 from emotional_engine.domain import StoryRequest
-from emotional_engine.service.errors import ApiError, new_incident
+from emotional_engine.service.errors import ApiError, ModelFailedError, new_incident
 from emotional_engine.service.protocol import ErrorDetail
 from emotional_engine.service.serving import account, begin, keep_story
 from emotional_engine.service.storecalls import call
 
 log = logging.getLogger(__name__)
 STORE_RETRY_S = 2.0  # how often a result that could not be stored is tried again
+MODEL_ATTEMPTS = 4  # a job whose model fails this often in a row fails
+MODEL_RETRY_S = 1.0  # waited after the first model failure, twice that after the second...
 
 
 class LeaseLost(Exception):
@@ -114,6 +116,7 @@ class JobRunner:
                     held = await asyncio.to_thread(self.service.store.claim_job, job_id, self.owner, self.lease_s)
                 except Exception as e:  # the database is down: the lease may run out, and then it is lost
                     log.warning("job %s: lease not renewed: %s", job_id, e)
+                    self.service.store_answered(False)
                     continue
                 if held is None:
                     log.info("job %s is no longer this worker's; stopping", job_id)
@@ -142,10 +145,12 @@ class JobRunner:
             elif e.kind == "checkpoint":  # committed before the next scene starts
                 saved["outcomes"].append(e.data.model_dump(mode="json"))
                 progress = {**saved, "scenes_done": len(saved["outcomes"])}
-                if not await asyncio.to_thread(svc.store.checkpoint_job, job_id, progress, owner):
+                # the job pauses while the database is down rather than failing; a lease taken over meanwhile stops it
+                if not await self._until_stored(svc.store.checkpoint_job, job_id, progress, owner):
                     raise LeaseLost(job_id)
 
         try:
+            failures = 0
             while True:
                 try:
                     async with svc.admission.slot(key_id):
@@ -157,6 +162,14 @@ class JobRunner:
                     break
                 except ApiError as e:  # no slot now: a job waits rather than fails
                     await asyncio.sleep(e.retry_after or 1.0)
+                except ModelFailedError as e:  # may pass: go on from the last checkpoint, a few times
+                    failures += 1
+                    if failures >= MODEL_ATTEMPTS:
+                        raise
+                    log.warning("job %s: the model failed (%s); resuming after scene %d", job_id, e, len(done))
+                    await asyncio.sleep(MODEL_RETRY_S * failures)
+                    done = [SceneOutcome.model_validate(o) for o in saved["outcomes"]]
+                    plan = StoryPlan.model_validate(saved["plan"]) if saved["plan"] else None
             story_id, _ = await keep_story(svc, key_id, request, story)
             await self._until_stored(svc.store.finish_job, job_id, story_id, owner)
         except (asyncio.CancelledError, LeaseLost):
@@ -169,12 +182,12 @@ class JobRunner:
             error = ErrorDetail(type="generation_failed", message=message, incident=incident)
             await self._until_stored(svc.store.fail_job, job_id, error.model_dump_json(), owner)
 
-    async def _until_stored(self, fn, *args) -> None:
-        """Call the store until it answers: a result is never dropped because the database was down."""
+    async def _until_stored(self, fn, *args):
+        """Call the store until it answers (its answer returned): nothing is dropped because the database was down."""
         while True:
             try:
-                await asyncio.to_thread(fn, *args)
-                return
+                return await asyncio.to_thread(fn, *args)
             except Exception as e:
                 log.warning("job result not stored yet (%s); retrying in %.0f s", e, STORE_RETRY_S)
+                self.service.store_answered(False)
                 await asyncio.sleep(STORE_RETRY_S)

@@ -12,6 +12,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from emotional_engine.lm.generator import Generator, ModelInfo
+from emotional_engine.service.errors import ModelFailedError
 from emotional_engine.service.metrics import Metrics
 
 
@@ -73,7 +74,7 @@ class MeteredGenerator:
         u = current_usage.get()
         n = 0
         try:
-            async for piece in self.inner.stream(prompt, params, kv_key=kv_key, processors=processors):
+            async for piece in _model_errors(self.inner.stream(prompt, params, kv_key=kv_key, processors=processors)):
                 if piece.text:
                     if n == 0:
                         self._first_token(u)
@@ -86,10 +87,24 @@ class MeteredGenerator:
 
     async def complete(self, prompt, params, *, kv_key=None, processors=()):
         u = current_usage.get()
-        done = await self.inner.complete(prompt, params, kv_key=kv_key, processors=processors)
+        try:
+            done = await self.inner.complete(prompt, params, kv_key=kv_key, processors=processors)
+        except Exception as e:
+            raise ModelFailedError(str(e)) from e
         self._first_token(u)  # the whole completion came back: its first token came no later
         self._count(u, done.completion_tokens)
         return done
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+async def _model_errors(pieces):
+    """The pieces of a stream, its failures raised as ModelFailedError."""
+    try:
+        async for piece in pieces:
+            yield piece
+    except Exception as e:
+        raise ModelFailedError(str(e)) from e
+    finally:
+        await pieces.aclose()

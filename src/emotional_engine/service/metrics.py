@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from emotional_engine.agents.base import FAILURES
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10)
 SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
 
 
+class AgentFailures(Collector):
+    """Agents that failed or timed out, counted the moment they do (agents/base.py), so a hanging agent
+    shows within its timeout rather than when its story ends (ee_degraded_agents)."""
+
+    def collect(self):
+        family = CounterMetricFamily("ee_agent_failures", "agent calls that failed or timed out", labels=["agent"])
+        for agent, n in sorted(FAILURES.items()):
+            family.add_metric([agent], n)
+        yield family
+
+
 class Metrics:
     def __init__(self):
         r = self.registry = CollectorRegistry()
+        r.register(AgentFailures())
         self.requests = Counter(
             "ee_http_requests", "HTTP requests by route, method and status", ["route", "method", "status"], registry=r
         )

@@ -56,7 +56,7 @@ class RateLimiter:
         requests_per_min: int,
         tokens_per_min: int,
         redis_url: str | None = None,
-        retry_s: float = 5.0,
+        retry_s: float = 1.0,
         on_limit=lambda limit: None,
         clock=time.time,
     ):

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 
 from pydantic_core import to_jsonable_python
 
 from emotional_engine.domain import Story, StoryRequest
 from emotional_engine.lm.models import UnknownModelError
 from emotional_engine.service import metering
-from emotional_engine.service.errors import ApiError
+from emotional_engine.service.errors import ApiError, ModelFailedError, model_failed, new_incident
 from emotional_engine.service.state import Service
 from emotional_engine.storage.cache import is_cacheable, request_cache_key
 from emotional_engine.version import __version__
@@ -76,7 +75,7 @@ async def save_story(service: Service, key_id: str, request: StoryRequest, story
         return await asyncio.to_thread(service.store.save_story, key_id, request.model_dump(mode="json"), story)
     except Exception as e:
         log.warning("story not saved, database unavailable: %s", e)
-        service.metrics.part_down.labels("database").set(1)
+        service.store_answered(False)
         return None
 
 
@@ -132,21 +131,16 @@ def error_event(e: ApiError | UnknownModelError) -> dict:
     return {"event": "error", "data": json.dumps({"error": {"type": kind, "message": message}})}
 
 
-def stream_failure(service: Service) -> dict:
-    """The SSE error event for an unexpected failure mid-stream (logged with an incident id)."""
-    incident = uuid.uuid4().hex[:12]
-    log.exception("stream failed (incident %s)", incident)
-    service.metrics.errors.labels("internal").inc()
-    return {
-        "event": "error",
-        "data": json.dumps(
-            {
-                "error": {
-                    "type": "internal",
-                    "message": (
-                        f"generation failed (incident {incident}); it is logged, try again or report the incident id"
-                    ),
-                }
-            }
-        ),
-    }
+def stream_failure(service: Service, e: Exception) -> dict:
+    """The SSE error event for an unexpected failure mid-stream (logged with an incident id): the model's
+    failure as `model_failed` (retry), anything else as `internal`."""
+    incident = new_incident()
+    if isinstance(e, ModelFailedError):
+        log.error("model failed mid-stream (incident %s)", incident, exc_info=e)
+        kind, message = model_failed(incident)
+    else:
+        log.error("stream failed (incident %s)", incident, exc_info=e)
+        kind = "internal"
+        message = f"generation failed (incident {incident}); it is logged, try again or report the incident id"
+    service.metrics.errors.labels(kind).inc()
+    return {"event": "error", "data": json.dumps({"error": {"type": kind, "message": message, "incident": incident}})}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 from cachetools import TTLCache
@@ -15,7 +16,8 @@ from emotional_engine.service.metrics import Metrics
 from emotional_engine.service.ratelimit import RateLimiter
 
 KEY_MEMO_TTL_S = 30  # verified keys are remembered this long (a revocation takes effect within it)
-PROBE_TTL_S = 2.0  # /readyz and /metrics read the database and Redis at most this often
+PROBE_TTL_S = 0.5  # /readyz and /metrics read the database and Redis at most this often
+STORE_FAILURE_HOLD_S = 1.0  # /readyz names the database for this long after a store call failed
 
 
 @dataclass
@@ -37,3 +39,15 @@ class Service:
     # the last readings of the database and Redis (see routes/health.py), shared by all callers
     probes: TTLCache = field(default_factory=lambda: TTLCache(maxsize=1, ttl=PROBE_TTL_S))
     probe_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    store_failed_at: float | None = None  # when a store call last failed (time.monotonic)
+
+    def store_answered(self, ok: bool) -> None:
+        """Note how a store call went: a failing one shows in /readyz and the metrics at once (writes can
+        fail while the probe's read still answers: a full disk)."""
+        if not ok:
+            self.store_failed_at = time.monotonic()
+        self.metrics.part_down.labels("database").set(0 if ok else 1)
+
+    @property
+    def store_failing(self) -> bool:
+        return self.store_failed_at is not None and time.monotonic() - self.store_failed_at < STORE_FAILURE_HOLD_S

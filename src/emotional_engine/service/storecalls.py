@@ -30,12 +30,12 @@ async def call(service, fn, *args):
         raise ApiError(409, "conflict", message, incident=incident) from None
     except SQLAlchemyError as e:
         log.warning("database unavailable: %s", e)
-        service.metrics.part_down.labels("database").set(1)
+        service.store_answered(False)
         raise ApiError(
             503,
             "database_unavailable",
             "the database is unreachable, so this cannot be done or kept now; retry shortly",
             retry_after=5,
         ) from None
-    service.metrics.part_down.labels("database").set(0)
+    service.store_answered(True)
     return out

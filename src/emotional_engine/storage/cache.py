@@ -84,7 +84,7 @@ class MultiLevelCache:
         l3_ttl_s: float = 86400,
         *,
         namespace: str = "ee:cache:",
-        retry_after_s: float = 5.0,
+        retry_after_s: float = 1.0,  # a failing level costs one failed try a second; recovery is seen within it
         on_event: Callable[[str, str], None] | None = None,
         timer: Callable[[], float] = time.monotonic,
     ):

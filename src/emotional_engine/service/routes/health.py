@@ -27,10 +27,10 @@ async def probe(service) -> list[str]:
             parts = []
             database_up = await asyncio.to_thread(service.store.ping)
             if not database_up:
-                parts.append("database: unreachable (cached stories are served; sessions and jobs are refused)")
+                parts.append(DATABASE_DOWN)
             l2 = service.cache.stats()["l2"]
             if l2["configured"] and (not l2["available"] or not await service.limiter.ping()):
-                parts.append("redis: unreachable (in-process cache and per-process rate limits meanwhile)")
+                parts.append(REDIS_DOWN)
             if database_up:
                 try:
                     sat = await asyncio.to_thread(service.store.satisfaction)
@@ -42,8 +42,19 @@ async def probe(service) -> list[str]:
         return service.probes["parts"]
 
 
+DATABASE_DOWN = "database: unreachable (cached stories are served; sessions and jobs are refused)"
+DATABASE_FAILING = "database: calls failing (a full disk, or it went down): sessions and jobs are refused"
+REDIS_DOWN = "redis: unreachable (in-process cache and per-process rate limits meanwhile)"
+
+
 async def degraded_parts(service) -> list[str]:
+    """The cached probe's reading, with what requests found since (no I/O): a failing store call, Redis
+    unreachable by the limiter."""
     parts = ([] if service.model_loaded else ["model: not loaded yet"]) + await probe(service)
+    if service.store_failing and DATABASE_DOWN not in parts:
+        parts.append(DATABASE_FAILING)
+    if service.limiter.degraded and REDIS_DOWN not in parts:
+        parts.append(REDIS_DOWN)
     m = service.metrics.part_down
     for part in ("model", "database", "redis"):
         m.labels(part).set(int(any(p.startswith(part) for p in parts)))

@@ -98,8 +98,8 @@ async def _stream(service, session_id, key_id, action, undo_first, usage, ticket
             yield {"event": kind, "data": data.model_dump_json() if kind == "beat" else json.dumps(data)}
     except (ApiError, UnknownModelError) as e:
         yield serving.error_event(e)
-    except Exception:
-        yield serving.stream_failure(service)
+    except Exception as e:
+        yield serving.stream_failure(service, e)
     finally:
         ticket.release()
 

@@ -88,8 +88,8 @@ async def _events(service, key_id: str, body: StoryRequest, usage, ticket):
             yield {"event": event.kind, "data": serving.event_json(event)}
     except (ApiError, UnknownModelError) as e:
         yield serving.error_event(e)
-    except Exception:
-        yield serving.stream_failure(service)
+    except Exception as e:
+        yield serving.stream_failure(service, e)
     finally:
         ticket.release()
         await asyncio.shield(serving.account(service, key_id, usage))
