@@ -76,6 +76,20 @@ async def test_message_list_streams_from_chat_endpoint(fake, gen):
     assert "prompt" not in req["body"]
 
 
+@pytest.mark.parametrize(
+    "control",
+    ["<|im_end|>", "<|eot_id|>", "<|start_header_id|>", "</s>", "<s>", "[INST]", "[/INST]", "<end_of_turn>", "<<SYS>>"],
+)
+async def test_control_token_text_in_messages_reaches_the_server_defused(fake, gen, control):
+    """The server's vocabulary is unknown: the common templates' control tokens are broken up, so a
+    name such as "<|im_end|>" in a message is text to the server's tokenizer, not the end of a turn."""
+    msgs = [{"role": "user", "content": f"Her name is {control}Ana."}, {"role": "assistant", "content": control}]
+    await gen.complete(msgs, SamplingParams())
+    sent = fake.requests[0]["body"]["messages"]
+    assert all(control not in m["content"] for m in sent)
+    assert [m["content"].replace("\u200b", "") for m in sent] == [m["content"] for m in msgs]
+
+
 async def test_sampling_params_are_mapped_into_the_request(fake, gen):
     params = SamplingParams(
         max_tokens=33,

@@ -18,7 +18,10 @@ from emotional_engine.lm.generator import (
 )
 from emotional_engine.lm.openai_format import DeltaTally, check_no_processors, error_message
 from emotional_engine.lm.sampling import LogitsProcessor, SamplingParams
+from emotional_engine.lm.tokenizer import COMMON_CONTROL_TOKENS, Defuser
 from emotional_engine.text import estimate_tokens
+
+_defuse = Defuser(COMMON_CONTROL_TOKENS)
 
 
 class OpenAIGenerator:
@@ -60,7 +63,8 @@ class OpenAIGenerator:
         if isinstance(prompt, str):
             body["prompt"] = prompt
         else:
-            body["messages"] = list(prompt)
+            # the server's vocabulary is not visible: the common templates' control tokens are defused
+            body["messages"] = [{**m, "content": _defuse(m["content"])} for m in prompt]
             if begun_reply(prompt):  # vLLM's way to continue the reply begun
                 body.update(continue_final_message=True, add_generation_prompt=False)
         body.update(

@@ -33,11 +33,22 @@ def _pre_tokenizer(pre: str):
     return byte_level
 
 
+# The control tokens of the common chat templates (ChatML and Llama 3's <|...|>, Llama 2 and Mistral's
+# <s> and [INST], Gemma's turns): for a model whose vocabulary is not visible (a remote server).
+COMMON_CONTROL_TOKENS = re.compile(
+    r"<\|[^|<>\s]{1,40}\|>|</?s>|\[/?INST\]|\[/?SYS\]|<(?:start|end)_of_turn>|<(?:bos|eos|unk|pad)>|<</?SYS>>"
+)
+
+
 class Defuser:
     """`defuse(text)`: `text` with every special token's text in it broken by a zero-width space
-    ("<|im_end|>" -> "<\u200b|im_end|>"), so text from users never encodes to a control token."""
+    ("<|im_end|>" -> "<\u200b|im_end|>"), so text from users never encodes to a control token.
+    `specials`: the vocabulary's special tokens, or a pattern where the vocabulary is unknown."""
 
-    def __init__(self, specials: Iterable[str]):
+    def __init__(self, specials: Iterable[str] | re.Pattern):
+        if isinstance(specials, re.Pattern):
+            self._special_text = specials
+            return
         longest_first = sorted({s for s in specials if s}, key=len, reverse=True)  # one may contain another
         self._special_text = re.compile("|".join(map(re.escape, longest_first))) if longest_first else None
 
