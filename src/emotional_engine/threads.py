@@ -21,11 +21,20 @@ import torch
 T = TypeVar("T")
 
 _models = ThreadPoolExecutor(max_workers=1, thread_name_prefix="models", initializer=lambda: torch.set_num_threads(1))
+# Agents' blocking checks. An agent past its timeout is skipped but its thread runs on (Python cannot
+# stop a thread), so agents get threads of their own: hung ones never take those that asyncio.to_thread
+# gives the store's calls.
+_agents = ThreadPoolExecutor(max_workers=4, thread_name_prefix="agents")
 
 
 async def run_model(fn: Callable[..., T], *args) -> T:
     """Run the emotion/embedding models' work off the event loop, in the single-threaded model worker."""
     return await asyncio.get_running_loop().run_in_executor(_models, partial(fn, *args))
+
+
+async def run_agent_work(fn: Callable[..., T], *args) -> T:
+    """Run an agent's blocking work off the event loop, on the agents' own threads."""
+    return await asyncio.get_running_loop().run_in_executor(_agents, partial(fn, *args))
 
 
 def run_in_passing_thread(fn: Callable[[], T]) -> T:

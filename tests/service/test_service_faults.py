@@ -5,6 +5,7 @@ an agent that hangs is counted in /metrics the moment it times out."""
 
 import asyncio
 import json
+import threading
 import time
 
 from sqlalchemy.exc import OperationalError
@@ -131,3 +132,35 @@ async def test_a_job_waits_for_the_database_at_a_checkpoint_instead_of_failing(a
             await asyncio.sleep(0.05)
         assert len(refused) == 2 and job["status"] == "done", job
         assert job["progress"]["scenes_done"] == job["progress"]["scenes_total"]
+
+
+async def test_hung_agents_never_take_the_threads_that_store_calls_need(app_client, settings, monkeypatch):
+    """A timed-out agent's thread runs on (Python cannot stop it); with agents on the shared pool that
+    asyncio.to_thread uses, a few hung agents left no thread for the database and every request froze."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from emotional_engine.agents.base import FAILURES
+
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=4))
+    release, check_text = threading.Event(), technical.check_text
+
+    def hangs(*a, **kw):
+        release.wait(60)
+        return check_text(*a, **kw)
+
+    before = FAILURES["technical"]
+    try:
+        async with app_client(settings.model_copy(update={"agent_timeout_s": 0.05, "max_concurrent_per_key": 8})) as c:
+            monkeypatch.setattr(technical, "check_text", hangs)  # once started (the start warms the agents up)
+            stories = [asyncio.ensure_future(c.post("/v1/stories", json={**STORY, "seed": i})) for i in range(8)]
+            for _ in range(400):  # until as many agents hang as the shared pool has threads
+                if FAILURES["technical"] - before >= 4:
+                    break
+                await asyncio.sleep(0.05)
+            assert FAILURES["technical"] - before >= 4
+            r = await asyncio.wait_for(c.post("/v1/sessions", json=STORY), 30)  # a liveness bound, not a speed one
+            assert r.status_code == 201
+            done = await asyncio.gather(*stories)
+            assert all(r.status_code == 200 for r in done), [(r.status_code, r.text[:200]) for r in done]
+    finally:
+        release.set()

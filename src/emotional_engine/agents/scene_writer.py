@@ -40,7 +40,7 @@ from emotional_engine.emotion.steering import LogitBias
 from emotional_engine.lm.generator import Prompt
 from emotional_engine.lm.sampling import LogitsProcessor, SamplingParams
 from emotional_engine.memory import remember_scene
-from emotional_engine.threads import run_model
+from emotional_engine.threads import run_agent_work, run_model
 
 SELECT_AFTER_SENTENCES = 2  # candidates race to this many sentences before one is chosen
 SENTENCE_TRIES = 2  # a rejected sentence is written again at most this many times...
@@ -306,12 +306,12 @@ async def _outcome(run: StoryRun, i: int, sp, text: str, report) -> SceneOutcome
     checker = await run.checker()
 
     async def technical():
-        return await asyncio.to_thread(technical_agent.check_text, text, run.request.audience, sp.words)
+        return await run_agent_work(technical_agent.check_text, text, run.request.audience, sp.words)
 
     async def character():
         """Consistency of the text as written (before the gate's repairs); states and facts from the final text."""
-        as_written = await asyncio.to_thread(checker.check, " ".join(report.raw))
-        final = await asyncio.to_thread(checker.check, text)
+        as_written = await run_agent_work(checker.check, " ".join(report.raw))
+        final = await run_agent_work(checker.check, text)
         checker.learn(final)
         states = await run_model(character_agent.scene_states, final, deps.emotion.score_passages)
         return _Checked(character_consistency=as_written.character_consistency, states=states)
