@@ -231,6 +231,20 @@ def test_redis_stopped_then_back_recovers_by_itself(private_redis):
     c.close()
 
 
+async def test_a_ping_finds_redis_back_without_waiting_for_a_request_to_use_it(private_redis):
+    """/readyz asks `aping`: a Redis that came back while no request used the cache is seen at once."""
+    url, start, stop = private_redis
+    c = MultiLevelCache(redis_url=url, timer=Timer(), retry_after_s=3600)
+    stop()
+    c.put("during", b"2")
+    assert c.available("l2") is False and await c.aping() is False
+    start()
+    assert await c.aping() is True and c.available("l2") is True
+    await c.aput("after", b"3")  # used again at once, not after the retry window
+    assert MultiLevelCache(redis_url=url).get("after") == (b"3", "l2")
+    await c.aclose()
+
+
 # ---- keys -----------------------------------------------------------------------------------------
 
 

@@ -231,6 +231,21 @@ class MultiLevelCache:
         else:
             self._succeeded(level)
 
+    async def aping(self) -> bool:
+        """Whether Redis (L2) answers now (True when none is configured). Asked by /readyz: without it a
+        level that failed would be reported down until a request happened to use it again."""
+        if self._aredis is None:
+            return True
+        try:
+            await self._aredis.ping()
+        except LEVEL_ERRORS["l2"] as e:
+            if not self._down["l2"]:
+                self._failed("l2", e)
+            return False
+        self._down_until["l2"] = 0.0
+        self._succeeded("l2")
+        return True
+
     # ---- public API -------------------------------------------------------------------------
 
     def get(self, key: str) -> tuple[bytes, str] | tuple[None, None]:

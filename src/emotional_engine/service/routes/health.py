@@ -28,8 +28,7 @@ async def probe(service) -> list[str]:
             database_up = await asyncio.to_thread(service.store.ping)
             if not database_up:
                 parts.append(DATABASE_DOWN)
-            l2 = service.cache.stats()["l2"]
-            if l2["configured"] and (not l2["available"] or not await service.limiter.ping()):
+            if not (await service.cache.aping() and await service.limiter.ping()):
                 parts.append(REDIS_DOWN)
             if database_up:
                 try:
