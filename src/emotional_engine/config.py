@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     generation_slots: int = Field(16, ge=1, description="generations running at once (the LM batches them)")
     generation_queue: int = Field(64, ge=0, description="generations waiting for a slot before 503s")
     generation_max_wait_s: float = Field(10.0, gt=0, description="a request waits this long for a slot, then 503")
+    job_slots: int | None = Field(
+        None, ge=1, description="generation slots jobs may hold at once (default: half); the rest stay free for beats"
+    )
     job_words_threshold: int = Field(1500, ge=50, description="stories longer than this run as jobs (202)")
     job_lease_s: float = Field(
         30.0,

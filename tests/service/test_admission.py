@@ -59,3 +59,32 @@ async def test_a_wait_past_the_limit_is_shed_and_the_queue_stays_consistent():
     assert e.value.status == 503 and admission.waiting == 0
     held.release()
     assert (await admission.acquire("b")).key_id == "b"
+
+
+async def test_jobs_never_hold_every_slot_so_a_beat_gets_one_at_once():
+    """A job holds its slot for a whole story: with a backlog of jobs in every slot, a player's beat
+    would wait for a story to finish. Background work gets at most `background_slots`."""
+    admission = Admission(slots=4, queue=100, per_key=100, background_slots=2)
+    release, running = asyncio.Event(), []
+
+    async def job():
+        async with admission.slot("a", background=True):
+            running.append(1)
+            await release.wait()
+
+    jobs = [asyncio.ensure_future(job()) for _ in range(10)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(running) == 2 and admission.running == 2
+    beat = asyncio.ensure_future(admission.acquire("b"))
+    await asyncio.sleep(0)
+    assert beat.done() and admission.running == 3  # granted at once, no job had to finish
+    beat.result().release()
+    release.set()
+    await asyncio.gather(*jobs)
+    assert len(running) == 10 and admission.running == 0
+
+
+def test_background_slots_default_to_half_the_slots():
+    assert Admission(slots=16, queue=0, per_key=4)._background._value == 8
+    assert Admission(slots=1, queue=0, per_key=4)._background._value == 1

@@ -78,6 +78,7 @@ def build_service(
         settings.max_concurrent_per_key,
         max_wait_s=settings.generation_max_wait_s,
         metrics=metrics,
+        background_slots=settings.job_slots,
     )
     service = Service(
         settings=settings,

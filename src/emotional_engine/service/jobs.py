@@ -153,7 +153,7 @@ class JobRunner:
             failures = 0
             while True:
                 try:
-                    async with svc.admission.slot(key_id):
+                    async with svc.admission.slot(key_id, background=True):
                         usage = await begin(svc, key_id, "story", request.words)  # 429: wait for budget
                         try:
                             story = await svc.engine.agenerate(request, on_event, done, plan)

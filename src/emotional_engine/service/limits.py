@@ -7,13 +7,16 @@ its maximum of concurrent generations, and 503 with Retry-After when the queue i
 did not free up within `max_wait_s`. Refusing early keeps the accepted requests fast instead of
 timing everyone out: an accepted request starts generating within `max_wait_s`. Waiting requests are
 served by key in turn, not first come first served, so one key's backlog does not delay the others.
+Background work (jobs) holds at most `background_slots` of the slots at once: a slot is held for a
+whole story, so a backlog of jobs would otherwise take every slot and a player's beat would wait for
+a job to finish; this way interactive requests always have the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 
 from emotional_engine.service.errors import ApiError
 
@@ -35,9 +38,17 @@ class Ticket:
 
 class Admission:
     def __init__(
-        self, slots: int, queue: int, per_key: int, max_wait_s: float = 10.0, retry_after_s: float = 2.0, metrics=None
+        self,
+        slots: int,
+        queue: int,
+        per_key: int,
+        max_wait_s: float = 10.0,
+        retry_after_s: float = 2.0,
+        metrics=None,
+        background_slots: int | None = None,
     ):
         self.slots, self.max_queue, self.per_key = slots, queue, per_key
+        self._background = asyncio.Semaphore(min(slots, background_slots or max(1, slots // 2)))
         self.max_wait_s, self.retry_after_s = max_wait_s, retry_after_s
         self.metrics = metrics
         self._free = slots
@@ -154,10 +165,12 @@ class Admission:
         self._publish()
 
     @asynccontextmanager
-    async def slot(self, key_id: str):
-        """Hold a generation slot (waiting in the queue for one) while the body runs."""
-        ticket = await self.acquire(key_id)
-        try:
-            yield ticket
-        finally:
-            ticket.release()
+    async def slot(self, key_id: str, background: bool = False):
+        """Hold a generation slot (waiting in the queue for one) while the body runs; `background` (a
+        job): first one of the background slots, waited for as long as it takes."""
+        async with self._background if background else nullcontext():
+            ticket = await self.acquire(key_id)
+            try:
+                yield ticket
+            finally:
+                ticket.release()
