@@ -18,8 +18,9 @@ server whose SQLite store is on a small tmpfs, the disk filling up then freed.
 For each: detection = from the fault to the first sign the server shows of it (its /readyz naming the
 part, /healthz not answering, or its error or agent-failure counters rising), polled every 100 ms;
 recovery = from the end of the fault (for the kill: the restart) until the server serves again: the
-later of the first /readyz naming nothing and the start of the first turn begun after the fault
-that succeeded; requests failed and their status codes, from the fault to recovery.
+later of the first /readyz naming nothing and the start of the first request begun after the fault
+that succeeded (a session created every 100 ms by a prober, or a turn; for the model: a turn);
+requests failed and their status codes, from the fault to recovery.
 At the end every acknowledged beat is looked up in the store and every accepted job waited for:
 lost = acknowledged beats missing + accepted jobs that never finished.
 
@@ -34,6 +35,7 @@ import collections
 import contextlib
 import glob
 import os
+import random
 import re
 import shutil
 import signal
@@ -273,7 +275,15 @@ async def player(c: httpx.AsyncClient, load: Load, reading_s: float, stop: async
                 load.turns_in_flight -= 1
             if r is not None and r.status_code == 200:
                 load.beats.append((sid, r.json()["text"]))
-        await asyncio.sleep(reading_s if sid else 0.5)
+        await asyncio.sleep(random.uniform(0.5, 1.5) * reading_s)  # players out of step with each other
+
+
+async def prober(c: httpx.AsyncClient, load: Load, stop: asyncio.Event) -> None:
+    """A session created every POLL_S: a cheap request that needs the database to write, so that
+    recovery is seen to the tenth of a second rather than when some player's next beat happens to start."""
+    while not stop.is_set():
+        await timed(load, "probe", c.post("/v1/sessions", json={"premise": PREMISE}))
+        await asyncio.sleep(POLL_S)
 
 
 async def submitter(c: httpx.AsyncClient, load: Load, every_s: float, stop: asyncio.Event) -> None:
@@ -347,23 +357,27 @@ class Scenario:
     begin: callable  # starts the fault
     end: callable  # ends it
     sign: callable  # (sample, counters before) -> whether the server shows the fault
+    served_by: tuple[str, ...] = ("probe", "turn")  # requests that show it serves again (the model: turns)
+    hold_s: float | None = None  # how long the fault lasts, if not --hold-s
 
 
 async def run_scenario(sc: Scenario, server: Server, load: Load, samples: list[Sample], hold_s: float) -> dict:
     t_fault = time.time()
     await asyncio.to_thread(sc.begin)
-    await asyncio.sleep(hold_s)
+    await asyncio.sleep(sc.hold_s or hold_s)
     t_end = time.time()
     await asyncio.to_thread(sc.end)
     recovered = None
     deadline = time.time() + 60
     while recovered is None and time.time() < deadline:
         await asyncio.sleep(POLL_S)
-        ok_turns = [r.started for r in load.requests if r.kind == "turn" and r.started >= t_end and r.status == 200]
+        ok = [r.started for r in load.requests if r.kind in sc.served_by and r.started >= t_end and r.status < 300]
         clean = [s.t for s in samples if s.t >= t_end and s.ready]
-        if ok_turns and clean:  # serving again: a turn begun then succeeded, and /readyz names nothing
-            recovered = max(min(ok_turns), min(clean))
+        if ok and clean:  # serving again: a request begun then succeeded, and /readyz names nothing
+            recovered = max(min(ok), min(clean))
     t_rec = recovered or time.time()
+    first_ok = min(ok, default=None)
+    first_ready = min(clean, default=None)
     window = [r for r in load.requests if r.ended >= t_fault and r.started <= t_rec]
     failed = [r for r in window if not 200 <= r.status < 300]
     codes = collections.Counter(r.status for r in window)
@@ -376,6 +390,9 @@ async def run_scenario(sc: Scenario, server: Server, load: Load, samples: list[S
         "sent": len(window),
         "codes": " ".join(f"{'none' if k == 0 else k}:{v}" for k, v in sorted(codes.items())),
         "500s": fivehundreds,
+        # the two parts of recovery: /readyz clean again, a turn begun after the fault that succeeded
+        "ready_after": None if first_ready is None else round(first_ready - t_end, 2),
+        "served_after": None if first_ok is None else round(first_ok - t_end, 2),
     }
 
 
@@ -419,6 +436,7 @@ async def with_load(server: Server, args, scenarios_for) -> tuple[list[dict], tu
     async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as c:
         tasks = [asyncio.create_task(player(c, load, args.reading_s, stop)) for _ in range(args.players)]
         tasks.append(asyncio.create_task(submitter(c, load, args.job_every_s, stop)))
+        tasks.append(asyncio.create_task(prober(c, load, stop)))
         tasks.append(asyncio.create_task(watcher(lambda: server.url, samples, stop)))
         await asyncio.sleep(args.warm_s)
         rows = []
@@ -484,6 +502,7 @@ async def main(args) -> None:
                         lambda: server.switch("model_raises", True),
                         lambda: server.switch("model_raises", False),
                         counter_rose("ee_errors_total"),
+                        served_by=("turn",),
                     ),
                     None,
                 ),
@@ -493,6 +512,7 @@ async def main(args) -> None:
                         lambda: server.switch("agent_hangs", True),
                         lambda: server.switch("agent_hangs", False),
                         counter_rose("ee_agent_failures_total"),
+                        hold_s=10.0,  # the technical agent is called as a job's scene ends: wait for one
                     ),
                     None,
                 ),

@@ -17,7 +17,7 @@ from emotional_engine.service.ratelimit import RateLimiter
 
 KEY_MEMO_TTL_S = 30  # verified keys are remembered this long (a revocation takes effect within it)
 PROBE_TTL_S = 0.5  # /readyz and /metrics read the database and Redis at most this often
-STORE_FAILURE_HOLD_S = 1.0  # /readyz names the database for this long after a store call failed
+STORE_FAILURE_HOLD_S = 0.5  # /readyz names the database for this long after a store call failed
 
 
 @dataclass
