@@ -223,3 +223,17 @@ def write_gguf(
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+FORMATS = ["fp32", "fp16", "native-Q4_0", "native-Q4_1", "native-Q8_0"]  # what batch invariance is tested in
+
+
+def formatted(model: Llama, fmt: str) -> Llama:
+    """A copy of `model` in weight format `fmt` (one of FORMATS; native ones quantised from its weights)."""
+    import copy
+
+    from emotional_engine.lm.quant import apply_weight_format, blocks_from_weights
+
+    if fmt.startswith("native-"):
+        return apply_weight_format(copy.deepcopy(model), "native", blocks_from_weights(model, fmt.split("-")[1]))
+    return apply_weight_format(copy.deepcopy(model), fmt)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import threading
 import time
@@ -13,9 +12,8 @@ import torch
 
 from emotional_engine.lm.batcher import ContextOverflowError, ContinuousBatcher
 from emotional_engine.lm.generator import Completion
-from emotional_engine.lm.quant import apply_weight_format
 from emotional_engine.lm.sampling import SamplingParams
-from tiny_lm import run_concurrently
+from tiny_lm import FORMATS, formatted, run_concurrently
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
@@ -402,9 +400,9 @@ def test_close_cancels_and_rejects_new_requests(make_batcher):
 # ---- batch invariance through the batcher ------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["fp32", "fp16"])
+@pytest.fixture(scope="module", params=FORMATS)
 def fmt_model(request, model):
-    return apply_weight_format(copy.deepcopy(model), request.param)
+    return formatted(model, request.param)
 
 
 class Recorder:

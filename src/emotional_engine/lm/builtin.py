@@ -8,10 +8,10 @@ import logging
 from pathlib import Path
 
 from emotional_engine.lm import emotion_attention as ea
-from emotional_engine.lm import lora
+from emotional_engine.lm import kernels, lora
 from emotional_engine.lm.batcher import ContinuousBatcher
 from emotional_engine.lm.generator import Completion, ModelInfo, complete_from_stream
-from emotional_engine.lm.gguf import embedded_model_path, load_gguf
+from emotional_engine.lm.gguf import embedded_model_path, load_gguf, native_blocks
 from emotional_engine.lm.model import Llama
 from emotional_engine.lm.quant import WEIGHT_FORMATS, apply_weight_format
 from emotional_engine.lm.sampling import bind_processors
@@ -58,7 +58,12 @@ class BuiltinGenerator:
         def build():
             g, sd = load_gguf(path or embedded_model_path(), cache_dir=cache_dir)
             merged = lora_path and lora.merge(sd := dict(sd), lora_path, g.sha256)
-            return g, apply_weight_format(Llama.from_state_dict(g.config, sd), weight_format), merged
+            # a merged LoRA changed the weights: the file's blocks no longer hold them
+            native = None
+            if weight_format == "native" and not merged:
+                native = native_blocks(g.path, g.config, kernels.GGML_TYPES)
+            model = apply_weight_format(Llama.from_state_dict(g.config, sd), weight_format, native)
+            return g, model, merged
 
         g, model, merged = run_in_passing_thread(build)
         adapter = _load_emotion_adapter(model, g.sha256, emotion_adapter)
@@ -74,7 +79,7 @@ class BuiltinGenerator:
             g.name,
             g.sha256,
             g.config.context_length,
-            weight_format,
+            model.weight_format,
             adapter=adapter and f"{adapter[0].name}@{adapter[1]}",
             prompt_style="continuation",
             lora=merged and f"{merged.name}@{ea.file_id(lora_path)}",

@@ -266,6 +266,42 @@ def dequantize_state_dict(path: Path, cfg: LlamaConfig) -> dict[str, torch.Tenso
     return sd
 
 
+def native_blocks(path: Path, cfg: LlamaConfig, kinds: dict[str, int]) -> dict[str, tuple[int, torch.Tensor]]:
+    """The projections' weights as the file stores them, for kernels that multiply from the blocks:
+    our linear's name (`layers.0.attn.qkv`, ..., `lm_head`) -> (GGML type number, uint8 [rows, row bytes]),
+    fused and Q/K-permuted like `dequantize_state_dict` (blocks run along a row, so rows move whole).
+    A linear whose parts are not all of one type in `kinds` (type name -> number) is left out."""
+    tensors = {t.name: t for t in _reader(path).tensors}
+
+    def fused(name: str, *parts: tuple[str, int | None]) -> None:
+        ts = [tensors.get(p) for p, _ in parts]
+        if any(t is None for t in ts) or len({t.tensor_type.name for t in ts}) != 1:
+            return
+        kind = ts[0].tensor_type.name
+        if kind not in kinds:
+            return
+        rows = [
+            np.asarray(t.data) if heads is None else _reverse_permute(np.asarray(t.data), heads)
+            for t, (_, heads) in zip(ts, parts)
+        ]
+        out[name] = (kinds[kind], torch.from_numpy(np.ascontiguousarray(np.concatenate(rows, axis=0))))
+
+    out: dict[str, tuple[int, torch.Tensor]] = {}
+    for i in range(cfg.n_layer):
+        p, o = f"blk.{i}.", f"layers.{i}."
+        fused(
+            o + "attn.qkv",
+            (p + "attn_q.weight", cfg.n_head),
+            (p + "attn_k.weight", cfg.n_kv_head),
+            (p + "attn_v.weight", None),
+        )
+        fused(o + "attn.proj", (p + "attn_output.weight", None))
+        fused(o + "mlp.gate_up", (p + "ffn_gate.weight", None), (p + "ffn_up.weight", None))
+        fused(o + "mlp.down", (p + "ffn_down.weight", None))
+    fused("lm_head", ("token_embd.weight" if cfg.tie_embeddings else "output.weight", None))
+    return out
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("EE_CACHE_DIR") or Path.home() / ".cache" / "emotional-engine")
 

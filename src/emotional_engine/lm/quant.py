@@ -1,5 +1,8 @@
 """Weight formats for CPU inference, and the row padding that keeps them batch invariant.
 
+- native: the projections stay in the GGUF file's own blocks (Q4_0, Q4_1, Q8_0) and are multiplied
+  from them by the C++ kernels (lm/kernels): a quarter to a half of fp16's bytes a token. A linear
+  whose blocks the kernels do not read, or every linear when the kernels could not be built, is fp16.
 - fp32: the reference.
 - fp16: weights stored in half precision and multiplied by fbgemm's packed fp16 GEMM with fp32
   activations and accumulation (`quantized::linear_dynamic_fp16`): half the memory traffic of
@@ -16,9 +19,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from emotional_engine.lm import kernels
 from emotional_engine.lm.model import Llama
 
-WEIGHT_FORMATS = ("fp32", "fp16")
+WEIGHT_FORMATS = ("native", "fp32", "fp16")
 
 
 class FP16Linear(nn.Module):
@@ -36,6 +40,23 @@ class FP16Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, fp16"
 
 
+class NativeLinear(nn.Module):
+    """A bias-free Linear multiplied straight from GGUF blocks ([out, row bytes] uint8) by `ops.qmatmul`."""
+
+    def __init__(self, ops, qtype: int, blocks: torch.Tensor, in_features: int):
+        super().__init__()
+        self.ops, self.qtype = ops, qtype
+        self.register_buffer("blocks", blocks, persistent=False)
+        self.in_features, self.out_features = in_features, blocks.shape[0]
+
+    def forward(self, x):
+        flat = x.reshape(-1, self.in_features).float()
+        return self.ops.qmatmul(flat, self.blocks, self.qtype).reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, ggml type {self.qtype}"
+
+
 def _linears(model: Llama) -> list[tuple[nn.Module, str]]:
     out = []
     for block in model.layers:
@@ -43,18 +64,54 @@ def _linears(model: Llama) -> list[tuple[nn.Module, str]]:
     return out + [(model, "lm_head")]
 
 
-def apply_weight_format(model: Llama, fmt: str) -> Llama:
-    """Swap every projection (and the output head, even when tied) to `fmt`, in place."""
+def apply_weight_format(model: Llama, fmt: str, native: dict[str, tuple[int, torch.Tensor]] | None = None) -> Llama:
+    """Swap every projection (and the output head, even when tied) to `fmt`, in place. For `native`,
+    `native` holds the file's blocks by linear name (gguf.native_blocks); the others become fp16."""
     if fmt not in WEIGHT_FORMATS:
         raise ValueError(f"weight format {fmt!r} is unknown; choose one of {', '.join(WEIGHT_FORMATS)}")
-    if fmt == "fp16":
+    ee = kernels.ops() if fmt == "native" else None
+    if fmt == "native" and ee is None:
+        fmt = "fp16"  # kernels.ops() has said why
+    if fmt in ("fp16", "native"):
         for parent, name in _linears(model):
             lin = getattr(parent, name)
-            if isinstance(lin, nn.Linear):
+            if not isinstance(lin, nn.Linear):
+                continue
+            key = "lm_head" if name == "lm_head" else _linear_name(model, parent, name)
+            if ee is not None and key in (native or {}):
+                qtype, blocks = native[key]
+                setattr(parent, name, NativeLinear(ee, qtype, blocks, lin.in_features))
+            else:
                 setattr(parent, name, FP16Linear(lin.weight))  # a tied head keeps the fp32 embedding
+        if not any(isinstance(getattr(p, n), NativeLinear) for p, n in _linears(model)):
+            fmt = "fp16"  # no block the kernels read (or a LoRA merged into the weights)
     model.weight_format = fmt
     model.row_multiple = batch_invariant_row_multiple(model)
     return model
+
+
+def blocks_from_weights(model: Llama, ggml_type: str) -> dict[str, tuple[int, torch.Tensor]]:
+    """The model's projections quantised to `ggml_type` (Q4_0, Q4_1, Q8_0) with gguf's quantiser, by
+    linear name, for `apply_weight_format(model, "native", ...)`: weights that came from no file."""
+    from gguf import GGMLQuantizationType, quants
+
+    out = {}
+    for parent, name in _linears(model):
+        key = "lm_head" if name == "lm_head" else _linear_name(model, parent, name)
+        w = getattr(parent, name).weight.detach().float().numpy()
+        blocks = quants.quantize(w, GGMLQuantizationType[ggml_type])
+        out[key] = (kernels.GGML_TYPES[ggml_type], torch.from_numpy(blocks))
+    return out
+
+
+def _linear_name(model: Llama, parent: nn.Module, name: str) -> str:
+    """`layers.{i}.attn.qkv` etc. for a projection found by `_linears`."""
+    for i, block in enumerate(model.layers):
+        if parent is block.attn:
+            return f"layers.{i}.attn.{name}"
+        if parent is block.mlp:
+            return f"layers.{i}.mlp.{name}"
+    raise KeyError(name)
 
 
 @torch.inference_mode()

@@ -101,56 +101,103 @@ float dot_row_portable(int64_t qtype, const uint8_t* w, const Q8Row& x, int64_t 
   return acc;
 }
 
-// ---- AVX2 ---------------------------------------------------------------------------------------
+// ---- AVX2 ----------------------------------------------------------------------------------------
 
 #ifdef EE_X86
-// 32 signed bytes a * 32 signed bytes b, summed into 8 int32 lanes, as floats.
-__attribute__((target("avx2,fma"))) inline __m256 dot_i8(__m256i a, __m256i b) {
-  const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
-  return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
-}
+#define EE_AVX2 __attribute__((target("avx2,fma,f16c")))
 
-// 32 unsigned bytes a (0..15) * 32 signed bytes b.
-__attribute__((target("avx2,fma"))) inline __m256 dot_u8_i8(__m256i a, __m256i b) {
-  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)));
+EE_AVX2 inline float half_f16c(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
 }
 
 // 16 bytes of nibbles -> 32 bytes: the low nibbles (weights 0..15), then the high ones (16..31).
-__attribute__((target("avx2,fma"))) inline __m256i unpack_nibbles(const uint8_t* qs) {
+EE_AVX2 inline __m256i unpack_nibbles(const uint8_t* qs) {
   const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
   const __m128i low = _mm_and_si128(bytes, _mm_set1_epi8(15));
   const __m128i high = _mm_and_si128(_mm_srli_epi16(bytes, 4), _mm_set1_epi8(15));
   return _mm256_set_m128i(high, low);
 }
 
-__attribute__((target("avx2,fma,f16c"))) inline float hsum(__m256 v) {
+// Pairs of u8 * s8 products summed to int32 lanes, as floats.
+EE_AVX2 inline __m256 madd_u8_i8(__m256i u, __m256i s) {
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+}
+
+EE_AVX2 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
 
-__attribute__((target("avx2,fma,f16c"))) float dot_row_avx2(int64_t qtype, const uint8_t* w, const Q8Row& x,
-                                                          int64_t nb) {
-  __m256 acc = _mm256_setzero_ps();
-  float min_terms = 0.f;
-  const int bb = block_bytes(qtype);
+// One weight row against NB activation rows: each weight block is unpacked once for the NB rows. Q4
+// weights are unsigned nibbles q: Q4_0's w = d * q - 8 d is Q4_1's w = d * q + m with m = -8 d, so both
+// multiply u8 weights by s8 activations (maddubs) and add m times the activation block's sum. Q8_0's
+// signed weights use the sign trick (|w| times x given w's sign). The minimum terms are summed with an
+// explicit fma: left to the compiler, instantiations for different NB contracted them differently and
+// a row's result depended on how many rows shared the call.
+template <int QT, int NB>
+EE_AVX2 void row_avx2(const uint8_t* w, const Q8Row* const* xs, int64_t nb, float* out) {
+  constexpr int bb = QT == Q4_0 ? 2 + QK / 2 : QT == Q4_1 ? 4 + QK / 2 : 2 + QK;
+  const int8_t* xq[NB];
+  const float* xd[NB];
+  const float* xsum[NB];
+  __m256 acc[NB];
+  float mins[NB];
+  for (int j = 0; j < NB; ++j) {  // raw pointers: the loop below reads no vector's internals
+    xq[j] = xs[j]->q.data();
+    xd[j] = xs[j]->d.data();
+    xsum[j] = xs[j]->dsum.data();
+    acc[j] = _mm256_setzero_ps();
+    mins[j] = 0.f;
+  }
   for (int64_t i = 0; i < nb; ++i) {
     const uint8_t* b = w + i * bb;
-    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q.data() + i * QK));
-    const __m256 scale = _mm256_set1_ps(half_to_float(b) * x.d[i]);
-    __m256 sums;
-    if (qtype == Q8_0) {
-      sums = dot_i8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2)), xq);
-    } else if (qtype == Q4_0) {
-      sums = dot_i8(_mm256_sub_epi8(unpack_nibbles(b + 2), _mm256_set1_epi8(8)), xq);
-    } else {  // Q4_1
-      sums = dot_u8_i8(unpack_nibbles(b + 4), xq);
-      min_terms += half_to_float(b + 2) * x.dsum[i];
+    const float dw = half_f16c(b);
+    __m256i wq;
+    float dm = 0.f;
+    if constexpr (QT == Q8_0) wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
+    if constexpr (QT == Q4_0) {
+      wq = unpack_nibbles(b + 2);
+      dm = -8.f * dw;
     }
-    acc = _mm256_fmadd_ps(scale, sums, acc);
+    if constexpr (QT == Q4_1) {
+      wq = unpack_nibbles(b + 4);
+      dm = half_f16c(b + 2);
+    }
+    const __m256i wabs = QT == Q8_0 ? _mm256_sign_epi8(wq, wq) : wq;
+    for (int j = 0; j < NB; ++j) {
+      __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[j] + i * QK));
+      if constexpr (QT == Q8_0) x = _mm256_sign_epi8(x, wq);
+      acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xd[j][i]), madd_u8_i8(wabs, x), acc[j]);
+      if constexpr (QT != Q8_0) mins[j] = std::fma(dm, xsum[j][i], mins[j]);
+    }
   }
-  return hsum(acc) + min_terms;
+  for (int j = 0; j < NB; ++j) out[j] = hsum(acc[j]) + mins[j];
+}
+
+template <int QT>
+EE_AVX2 void rows_avx2(const uint8_t* w, int64_t row_bytes, int64_t o0, int64_t o1, const std::vector<Q8Row>& rows,
+                       int64_t nb, float* y, int64_t n) {
+  const int64_t batch = static_cast<int64_t>(rows.size());
+  float out[4];
+  for (int64_t o = o0; o < o1; ++o) {
+    const uint8_t* wr = w + o * row_bytes;
+    for (int64_t b0 = 0; b0 < batch; b0 += 4) {
+      const Q8Row* xs[4];
+      const int m = static_cast<int>(std::min<int64_t>(4, batch - b0));
+      for (int j = 0; j < m; ++j) xs[j] = &rows[b0 + j];
+      switch (m) {
+        case 1: row_avx2<QT, 1>(wr, xs, nb, out); break;
+        case 2: row_avx2<QT, 2>(wr, xs, nb, out); break;
+        case 3: row_avx2<QT, 3>(wr, xs, nb, out); break;
+        default: row_avx2<QT, 4>(wr, xs, nb, out); break;
+      }
+      for (int j = 0; j < m; ++j) y[(b0 + j) * n + o] = out[j];
+    }
+  }
 }
 
 bool cpu_has_avx2() {
@@ -159,15 +206,6 @@ bool cpu_has_avx2() {
   return has;
 }
 #endif
-
-using DotRow = float (*)(int64_t, const uint8_t*, const Q8Row&, int64_t);
-
-DotRow choose_dot(bool portable) {
-#ifdef EE_X86
-  if (!portable && cpu_has_avx2()) return dot_row_avx2;
-#endif
-  return dot_row_portable;
-}
 
 // x: [B, K] float32; w: [N, K / 32 * block_bytes] uint8 -> [B, N] float32
 at::Tensor qmatmul(const at::Tensor& x, const at::Tensor& w, int64_t qtype, bool portable) {
@@ -187,10 +225,18 @@ at::Tensor qmatmul(const at::Tensor& x, const at::Tensor& w, int64_t qtype, bool
   float* yp = y.data_ptr<float>();
   const uint8_t* wp = wc.data_ptr<uint8_t>();
   const int64_t row_bytes = wc.size(1);
-  const DotRow dot = choose_dot(portable);
-  at::parallel_for(0, n, 16, [&](int64_t start, int64_t end) {
+  at::parallel_for(0, n, 32, [&](int64_t start, int64_t end) {
+#ifdef EE_X86
+    if (!portable && cpu_has_avx2()) {
+      switch (qtype) {
+        case Q4_0: return rows_avx2<Q4_0>(wp, row_bytes, start, end, rows, nb, yp, n);
+        case Q4_1: return rows_avx2<Q4_1>(wp, row_bytes, start, end, rows, nb, yp, n);
+        default: return rows_avx2<Q8_0>(wp, row_bytes, start, end, rows, nb, yp, n);
+      }
+    }
+#endif
     for (int64_t o = start; o < end; ++o) {
-      for (int64_t b = 0; b < batch; ++b) yp[b * n + o] = dot(qtype, wp + o * row_bytes, rows[b], nb);
+      for (int64_t b = 0; b < batch; ++b) yp[b * n + o] = dot_row_portable(qtype, wp + o * row_bytes, rows[b], nb);
     }
   });
   return y;
