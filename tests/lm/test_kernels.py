@@ -49,6 +49,8 @@ def test_every_format_matches_dequantise_then_matmul(ee, fmt, batch, n, k, threa
     try:
         fast = ee.qmatmul(x, blocks, GGML_TYPES[fmt])
         portable = ee.qmatmul_portable(x, blocks, GGML_TYPES[fmt])
+        # the VNNI and AVX2 paths sum the same integers in the same lanes: equal to the bit
+        assert torch.equal(ee.qmatmul_avx2(x, blocks, GGML_TYPES[fmt]), fast)
     finally:
         torch.set_num_threads(before)
     exact = (q8_activations(x) @ w.double().T).float()  # the same sums in double precision

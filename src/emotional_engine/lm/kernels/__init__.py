@@ -9,6 +9,7 @@ path.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sysconfig
@@ -19,6 +20,7 @@ import torch
 
 log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("qmatmul.cpp")
+INCLUDED = Path(__file__).with_name("qmatmul_x86.inc")  # compiled into SOURCE twice (AVX2, VNNI)
 GGML_TYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8}  # the block formats the kernels read, by GGML type number
 
 
@@ -34,7 +36,8 @@ def ops():
         cpp_extension.load(
             name="emotional_engine_kernels",
             sources=[str(SOURCE)],
-            extra_cflags=["-O3", "-fopenmp"],
+            # torch rebuilds when a source or a flag changes; the included body's hash is a flag for that
+            extra_cflags=["-O3", "-fopenmp", f"-DEE_INCLUDED_SHA={hashlib.sha256(INCLUDED.read_bytes()).hexdigest()}"],
             extra_ldflags=["-fopenmp"],
             is_python_module=False,
             verbose=False,

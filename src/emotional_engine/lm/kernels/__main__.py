@@ -9,4 +9,4 @@ logging.basicConfig(level=logging.INFO)
 ee = ops()
 if ee is None:
     sys.exit("the kernels could not be built; the runtime will use its PyTorch path")
-print(f"kernels built and loaded; AVX2 path: {ee.has_avx2()}")
+print(f"kernels built and loaded; on this CPU they take the {ee.path()} path")

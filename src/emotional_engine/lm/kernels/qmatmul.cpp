@@ -10,7 +10,7 @@
 //   Q4_1  {d, m, qs[16]}   w = d * q + m
 //   Q8_0  {d, qs[32]}      w = d * qs[j] (int8)
 //
-// AVX2 (with FMA and F16C) is chosen at run time where the CPU has it; a portable path otherwise.
+// Chosen at run time by what the CPU has: AVX-512 VNNI, else AVX2 (with FMA and F16C), else a portable path.
 
 #include <torch/library.h>
 #include <ATen/ATen.h>
@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -101,114 +102,42 @@ float dot_row_portable(int64_t qtype, const uint8_t* w, const Q8Row& x, int64_t 
   return acc;
 }
 
-// ---- AVX2 ----------------------------------------------------------------------------------------
+// ---- x86: AVX2, and AVX-512 VNNI where the CPU has it ----------------------------------------------
 
 #ifdef EE_X86
-#define EE_AVX2 __attribute__((target("avx2,fma,f16c")))
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+namespace avx2 {
+#define EE_VNNI 0
+#include "qmatmul_x86.inc"
+#undef EE_VNNI
+}  // namespace avx2
+#pragma GCC pop_options
 
-EE_AVX2 inline float half_f16c(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
-
-// 16 bytes of nibbles -> 32 bytes: the low nibbles (weights 0..15), then the high ones (16..31).
-EE_AVX2 inline __m256i unpack_nibbles(const uint8_t* qs) {
-  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m128i low = _mm_and_si128(bytes, _mm_set1_epi8(15));
-  const __m128i high = _mm_and_si128(_mm_srli_epi16(bytes, 4), _mm_set1_epi8(15));
-  return _mm256_set_m128i(high, low);
-}
-
-// Pairs of u8 * s8 products summed to int32 lanes, as floats.
-EE_AVX2 inline __m256 madd_u8_i8(__m256i u, __m256i s) {
-  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
-}
-
-EE_AVX2 inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-// One weight row against NB activation rows: each weight block is unpacked once for the NB rows. Q4
-// weights are unsigned nibbles q: Q4_0's w = d * q - 8 d is Q4_1's w = d * q + m with m = -8 d, so both
-// multiply u8 weights by s8 activations (maddubs) and add m times the activation block's sum. Q8_0's
-// signed weights use the sign trick (|w| times x given w's sign). The minimum terms are summed with an
-// explicit fma: left to the compiler, instantiations for different NB contracted them differently and
-// a row's result depended on how many rows shared the call.
-template <int QT, int NB>
-EE_AVX2 void row_avx2(const uint8_t* w, const Q8Row* const* xs, int64_t nb, float* out) {
-  constexpr int bb = QT == Q4_0 ? 2 + QK / 2 : QT == Q4_1 ? 4 + QK / 2 : 2 + QK;
-  const int8_t* xq[NB];
-  const float* xd[NB];
-  const float* xsum[NB];
-  __m256 acc[NB];
-  float mins[NB];
-  for (int j = 0; j < NB; ++j) {  // raw pointers: the loop below reads no vector's internals
-    xq[j] = xs[j]->q.data();
-    xd[j] = xs[j]->d.data();
-    xsum[j] = xs[j]->dsum.data();
-    acc[j] = _mm256_setzero_ps();
-    mins[j] = 0.f;
-  }
-  for (int64_t i = 0; i < nb; ++i) {
-    const uint8_t* b = w + i * bb;
-    const float dw = half_f16c(b);
-    __m256i wq;
-    float dm = 0.f;
-    if constexpr (QT == Q8_0) wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
-    if constexpr (QT == Q4_0) {
-      wq = unpack_nibbles(b + 2);
-      dm = -8.f * dw;
-    }
-    if constexpr (QT == Q4_1) {
-      wq = unpack_nibbles(b + 4);
-      dm = half_f16c(b + 2);
-    }
-    const __m256i wabs = QT == Q8_0 ? _mm256_sign_epi8(wq, wq) : wq;
-    for (int j = 0; j < NB; ++j) {
-      __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[j] + i * QK));
-      if constexpr (QT == Q8_0) x = _mm256_sign_epi8(x, wq);
-      acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xd[j][i]), madd_u8_i8(wabs, x), acc[j]);
-      if constexpr (QT != Q8_0) mins[j] = std::fma(dm, xsum[j][i], mins[j]);
-    }
-  }
-  for (int j = 0; j < NB; ++j) out[j] = hsum(acc[j]) + mins[j];
-}
-
-template <int QT>
-EE_AVX2 void rows_avx2(const uint8_t* w, int64_t row_bytes, int64_t o0, int64_t o1, const std::vector<Q8Row>& rows,
-                       int64_t nb, float* y, int64_t n) {
-  const int64_t batch = static_cast<int64_t>(rows.size());
-  float out[4];
-  for (int64_t o = o0; o < o1; ++o) {
-    const uint8_t* wr = w + o * row_bytes;
-    for (int64_t b0 = 0; b0 < batch; b0 += 4) {
-      const Q8Row* xs[4];
-      const int m = static_cast<int>(std::min<int64_t>(4, batch - b0));
-      for (int j = 0; j < m; ++j) xs[j] = &rows[b0 + j];
-      switch (m) {
-        case 1: row_avx2<QT, 1>(wr, xs, nb, out); break;
-        case 2: row_avx2<QT, 2>(wr, xs, nb, out); break;
-        case 3: row_avx2<QT, 3>(wr, xs, nb, out); break;
-        default: row_avx2<QT, 4>(wr, xs, nb, out); break;
-      }
-      for (int j = 0; j < m; ++j) y[(b0 + j) * n + o] = out[j];
-    }
-  }
-}
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni")
+namespace vnni {
+#define EE_VNNI 1
+#include "qmatmul_x86.inc"
+#undef EE_VNNI
+}  // namespace vnni
+#pragma GCC pop_options
 
 bool cpu_has_avx2() {
   static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                           __builtin_cpu_supports("f16c");
   return has;
 }
+
+bool cpu_has_vnni() {
+  static const bool has = cpu_has_avx2() && __builtin_cpu_supports("avx512vl") &&
+                          __builtin_cpu_supports("avx512vnni");
+  return has;
+}
 #endif
 
 // x: [B, K] float32; w: [N, K / 32 * block_bytes] uint8 -> [B, N] float32
-at::Tensor qmatmul(const at::Tensor& x, const at::Tensor& w, int64_t qtype, bool portable) {
+at::Tensor qmatmul(const at::Tensor& x, const at::Tensor& w, int64_t qtype, bool portable, bool vnni_allowed = true) {
   TORCH_CHECK(block_bytes(qtype) > 0, "qmatmul: unsupported block type ", qtype);
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat, "qmatmul: x must be [B, K] float32");
   TORCH_CHECK(w.dim() == 2 && w.scalar_type() == at::kByte, "qmatmul: w must be [N, row_bytes] uint8");
@@ -227,11 +156,18 @@ at::Tensor qmatmul(const at::Tensor& x, const at::Tensor& w, int64_t qtype, bool
   const int64_t row_bytes = wc.size(1);
   at::parallel_for(0, n, 32, [&](int64_t start, int64_t end) {
 #ifdef EE_X86
+    if (!portable && vnni_allowed && cpu_has_vnni()) {
+      switch (qtype) {
+        case Q4_0: return vnni::rows_avx2<Q4_0>(wp, row_bytes, start, end, rows, nb, yp, n);
+        case Q4_1: return vnni::rows_avx2<Q4_1>(wp, row_bytes, start, end, rows, nb, yp, n);
+        default: return vnni::rows_avx2<Q8_0>(wp, row_bytes, start, end, rows, nb, yp, n);
+      }
+    }
     if (!portable && cpu_has_avx2()) {
       switch (qtype) {
-        case Q4_0: return rows_avx2<Q4_0>(wp, row_bytes, start, end, rows, nb, yp, n);
-        case Q4_1: return rows_avx2<Q4_1>(wp, row_bytes, start, end, rows, nb, yp, n);
-        default: return rows_avx2<Q8_0>(wp, row_bytes, start, end, rows, nb, yp, n);
+        case Q4_0: return avx2::rows_avx2<Q4_0>(wp, row_bytes, start, end, rows, nb, yp, n);
+        case Q4_1: return avx2::rows_avx2<Q4_1>(wp, row_bytes, start, end, rows, nb, yp, n);
+        default: return avx2::rows_avx2<Q8_0>(wp, row_bytes, start, end, rows, nb, yp, n);
       }
     }
 #endif
@@ -248,12 +184,16 @@ at::Tensor qmatmul_portable_op(const at::Tensor& x, const at::Tensor& w, int64_t
   return qmatmul(x, w, qtype, true);
 }
 
-bool has_avx2_op() {
+at::Tensor qmatmul_avx2_op(const at::Tensor& x, const at::Tensor& w, int64_t qtype) {
+  return qmatmul(x, w, qtype, false, false);
+}
+
+std::string path_op() {  // the path qmatmul takes on this CPU
 #ifdef EE_X86
-  return cpu_has_avx2();
-#else
-  return false;
+  if (cpu_has_vnni()) return "avx512-vnni";
+  if (cpu_has_avx2()) return "avx2";
 #endif
+  return "portable";
 }
 
 }  // namespace
@@ -261,10 +201,12 @@ bool has_avx2_op() {
 TORCH_LIBRARY(ee, m) {
   m.def("qmatmul(Tensor x, Tensor w, int qtype) -> Tensor");
   m.def("qmatmul_portable(Tensor x, Tensor w, int qtype) -> Tensor");
-  m.def("has_avx2() -> bool", has_avx2_op);
+  m.def("qmatmul_avx2(Tensor x, Tensor w, int qtype) -> Tensor");  // AVX2 even where VNNI is there
+  m.def("path() -> str", path_op);
 }
 
 TORCH_LIBRARY_IMPL(ee, CPU, m) {
   m.impl("qmatmul", qmatmul_op);
   m.impl("qmatmul_portable", qmatmul_portable_op);
+  m.impl("qmatmul_avx2", qmatmul_avx2_op);
 }
