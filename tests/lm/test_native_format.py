@@ -32,20 +32,34 @@ def test_the_files_blocks_hold_exactly_the_weights_the_model_is_built_from(embed
         assert np.array_equal(back, weight.numpy()), name
 
 
-async def test_the_embedded_model_runs_native_and_writes_like_fp16(embedded_path):
+async def test_the_embedded_model_runs_native_and_predicts_like_fp32(embedded_path, fp32_generator):
+    """Greedy text is too sensitive to compare (a near tie flips with the last bit), so: next-token
+    predictions along a real sentence, teacher-forced, against the fp32 weights of the same file."""
     native = BuiltinGenerator.load(embedded_path, weight_format="native", emotion_adapter=False)
-    fp16 = BuiltinGenerator.load(embedded_path, weight_format="fp16", emotion_adapter=False)
     try:
-        model = native.batcher.model
+        model, reference = native.batcher.model, fp32_generator.batcher.model
         assert native.info.weight_format == "native"
         assert all(isinstance(getattr(p, n), NativeLinear) for p, n in _linears(model))
-        messages = [{"role": "user", "content": "Write one sentence about a lighthouse keeper who finds a letter."}]
-        greedy = SamplingParams(max_tokens=24, temperature=0.0)
-        a, b = await native.complete(messages, greedy), await fp16.complete(messages, greedy)
-        assert a.completion_tokens == 24 and a.text.split()[:8] == b.text.split()[:8]
+        text = (
+            "The lighthouse keeper climbed the stairs at dusk, as she had every evening for twenty years, "
+            "and found on the lamp room table a letter in her brother's hand, dated the week he vanished."
+        )
+        idx = torch.tensor([native.batcher.tok.encode(text)])
+        with torch.inference_mode():
+            got, want = model(idx)[0][0], reference(idx)[0][0]
+        # the same weights: what differs is the kernels' 8-bit activations (about +0.3% perplexity on
+        # held-out text); measured here KL 0.003 nats a token, 35 of 39 predictions the same (the rest
+        # near ties), where a wrong nibble order or scale gives KL over 1
+        kl = (want.log_softmax(-1).exp() * (want.log_softmax(-1) - got.log_softmax(-1))).sum(-1).mean().item()
+        agree = (got.argmax(-1) == want.argmax(-1)).float().mean().item()
+        assert kl < 0.01 and agree >= 0.85, (kl, agree)
+        done = await native.complete(
+            [{"role": "user", "content": "Write one sentence about a lighthouse keeper."}],
+            SamplingParams(max_tokens=24, temperature=0.0),
+        )
+        assert done.completion_tokens == 24 and len(done.text.split()) >= 12
     finally:
         await native.aclose()
-        await fp16.aclose()
 
 
 def test_without_the_kernels_native_is_the_fp16_path(embedded, monkeypatch):

@@ -41,17 +41,25 @@ class FP16Linear(nn.Module):
 
 
 class NativeLinear(nn.Module):
-    """A bias-free Linear multiplied straight from GGUF blocks ([out, row bytes] uint8) by `ops.qmatmul`."""
+    """A bias-free Linear multiplied straight from GGUF blocks ([out, row bytes] uint8) by the kernels:
+    Q4 blocks repacked eight rows at a time (`ops.qmatmul_x8`, 2-3x faster) where the CPU has AVX2,
+    the rows one by one (`ops.qmatmul`) otherwise."""
 
     def __init__(self, ops, qtype: int, blocks: torch.Tensor, in_features: int):
         super().__init__()
         self.ops, self.qtype = ops, qtype
         self.register_buffer("blocks", blocks, persistent=False)
         self.in_features, self.out_features = in_features, blocks.shape[0]
+        grouped = qtype in (kernels.GGML_TYPES["Q4_0"], kernels.GGML_TYPES["Q4_1"]) and ops.path() != "portable"
+        self.packed = ops.repack_x8(blocks, qtype) if grouped else None
 
     def forward(self, x):
         flat = x.reshape(-1, self.in_features).float()
-        return self.ops.qmatmul(flat, self.blocks, self.qtype).reshape(*x.shape[:-1], self.out_features)
+        if self.packed is not None:
+            y = self.ops.qmatmul_x8(flat, self.packed, self.out_features)
+        else:
+            y = self.ops.qmatmul(flat, self.blocks, self.qtype)
+        return y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, ggml type {self.qtype}"

@@ -178,6 +178,77 @@ at::Tensor qmatmul(const at::Tensor& x, const at::Tensor& w, int64_t qtype, bool
   return y;
 }
 
+// Q4_0 / Q4_1 blocks [N, row_bytes] -> [ceil(N / 8), K / 32, 160]: groups of 8 rows for qmatmul_x8
+// (see qmatmul_x86.inc; missing rows of the last group are zeros). Q4_0's m is -8 d.
+at::Tensor repack_x8(const at::Tensor& w, int64_t qtype) {
+  TORCH_CHECK(qtype == Q4_0 || qtype == Q4_1, "repack_x8: Q4_0 or Q4_1 blocks only, not type ", qtype);
+  TORCH_CHECK(w.dim() == 2 && w.scalar_type() == at::kByte && w.size(1) % block_bytes(qtype) == 0,
+              "repack_x8: w must be [N, row_bytes] uint8 of whole blocks");
+  const at::Tensor wc = w.contiguous();
+  const int64_t n = wc.size(0), nb = wc.size(1) / block_bytes(qtype), groups = (n + 7) / 8, bb = block_bytes(qtype);
+  at::Tensor out = at::zeros({groups, nb, 160}, wc.options());
+  const uint8_t* src = wc.data_ptr<uint8_t>();
+  uint8_t* dst = out.data_ptr<uint8_t>();
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t i = 0; i < nb; ++i) {
+      uint8_t* o = dst + (g * nb + i) * 160;
+      for (int r = 0; r < 8 && g * 8 + r < n; ++r) {
+        const uint8_t* b = src + (g * 8 + r) * wc.size(1) + i * bb;
+        const float d = half_to_float(b);
+        const uint16_t hd = c10::detail::fp16_ieee_from_fp32_value(d);
+        const uint16_t hm = qtype == Q4_1 ? [&] { uint16_t h; std::memcpy(&h, b + 2, 2); return h; }()
+                                          : c10::detail::fp16_ieee_from_fp32_value(-8.f * d);
+        std::memcpy(o + 2 * r, &hd, 2);
+        std::memcpy(o + 16 + 2 * r, &hm, 2);
+        const uint8_t* qs = b + (qtype == Q4_1 ? 4 : 2);
+        uint8_t q[QK];  // the row's 32 weights, 0..15
+        for (int j = 0; j < QK / 2; ++j) {
+          q[j] = qs[j] & 15;
+          q[j + QK / 2] = qs[j] >> 4;
+        }
+        for (int t = 0; t < 4; ++t)
+          for (int c = 0; c < 4; ++c)
+            o[32 + 32 * t + 4 * r + c] = static_cast<uint8_t>(q[4 * t + c] | (q[4 * (t + 4) + c] << 4));
+      }
+    }
+  }
+  return out;
+}
+
+// x: [B, K] float32; packed: repack_x8's [G, K / 32, 160] -> [B, n] float32
+at::Tensor qmatmul_x8(const at::Tensor& x, const at::Tensor& packed, int64_t n, bool vnni_allowed) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat, "qmatmul_x8: x must be [B, K] float32");
+  TORCH_CHECK(packed.dim() == 3 && packed.size(2) == 160 && packed.size(1) * QK == x.size(1) &&
+                  n <= 8 * packed.size(0) && n > 8 * (packed.size(0) - 1),
+              "qmatmul_x8: packed does not fit x's K or n");
+#ifdef EE_X86
+  TORCH_CHECK(cpu_has_avx2(), "qmatmul_x8 needs AVX2");
+  const int64_t k = x.size(1), nb = k / QK, batch = x.size(0), groups = packed.size(0), padded = 8 * groups;
+  const at::Tensor xc = x.contiguous(), pc = packed.contiguous();
+  std::vector<Q8Row> rows(batch);
+  for (int64_t b = 0; b < batch; ++b) quantise_row(xc.data_ptr<float>() + b * k, k, rows[b]);
+  at::Tensor y = at::empty({batch, padded}, x.options());
+  float* yp = y.data_ptr<float>();
+  const uint8_t* pp = pc.data_ptr<uint8_t>();
+  const bool vnni = vnni_allowed && cpu_has_vnni();
+  at::parallel_for(0, groups, 4, [&](int64_t start, int64_t end) {
+    if (vnni) return vnni::groups_x8(pp, start, end, rows, nb, yp, padded);
+    avx2::groups_x8(pp, start, end, rows, nb, yp, padded);
+  });
+  return padded == n ? y : y.narrow(1, 0, n).contiguous();
+#else
+  TORCH_CHECK(false, "qmatmul_x8 needs an x86 CPU with AVX2");
+#endif
+}
+
+at::Tensor qmatmul_x8_op(const at::Tensor& x, const at::Tensor& packed, int64_t n) {
+  return qmatmul_x8(x, packed, n, true);
+}
+
+at::Tensor qmatmul_x8_avx2_op(const at::Tensor& x, const at::Tensor& packed, int64_t n) {
+  return qmatmul_x8(x, packed, n, false);
+}
+
 at::Tensor qmatmul_op(const at::Tensor& x, const at::Tensor& w, int64_t qtype) { return qmatmul(x, w, qtype, false); }
 
 at::Tensor qmatmul_portable_op(const at::Tensor& x, const at::Tensor& w, int64_t qtype) {
@@ -203,10 +274,16 @@ TORCH_LIBRARY(ee, m) {
   m.def("qmatmul_portable(Tensor x, Tensor w, int qtype) -> Tensor");
   m.def("qmatmul_avx2(Tensor x, Tensor w, int qtype) -> Tensor");  // AVX2 even where VNNI is there
   m.def("path() -> str", path_op);
+  m.def("repack_x8(Tensor w, int qtype) -> Tensor");
+  m.def("qmatmul_x8(Tensor x, Tensor packed, int n) -> Tensor");
+  m.def("qmatmul_x8_avx2(Tensor x, Tensor packed, int n) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(ee, CPU, m) {
   m.impl("qmatmul", qmatmul_op);
   m.impl("qmatmul_portable", qmatmul_portable_op);
   m.impl("qmatmul_avx2", qmatmul_avx2_op);
+  m.impl("repack_x8", repack_x8);
+  m.impl("qmatmul_x8", qmatmul_x8_op);
+  m.impl("qmatmul_x8_avx2", qmatmul_x8_avx2_op);
 }
