@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     # Language model
     model_path: Path | None = Field(None, description="GGUF file; default: the embedded SmolLM2-135M-Instruct")
     weight_format: Literal["native", "fp32", "fp16"] = Field(
-        "fp16", description="CPU weight format of the builtin decoder (native: the file's blocks, C++ kernels)"
+        "native", description="CPU weight format of the builtin decoder (native: the file's blocks, C++ kernels)"
     )
     max_batch: int = Field(16, ge=1, le=256, description="sequences decoded together per step")
     kv_cache_budget_mb: int = Field(512, ge=1, description="memory for all KV caches, running and kept")

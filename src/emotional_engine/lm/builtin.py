@@ -41,7 +41,7 @@ class BuiltinGenerator:
         cls,
         path: str | Path | None = None,
         *,
-        weight_format: str = "fp16",
+        weight_format: str = "native",
         max_batch: int = 16,
         cache_budget_mb: int = 512,
         overflow: str = "truncate",
