@@ -51,10 +51,10 @@ def test_every_format_matches_dequantise_then_matmul(ee, fmt, batch, n, k, threa
         portable = ee.qmatmul_portable(x, blocks, GGML_TYPES[fmt])
         # the VNNI and AVX2 paths sum the same integers in the same lanes: equal to the bit
         assert torch.equal(ee.qmatmul_avx2(x, blocks, GGML_TYPES[fmt]), fast)
-        if fmt.startswith("Q4"):  # eight rows at once from repacked blocks (last group padded with zeros)
-            packed = ee.repack_x8(blocks, GGML_TYPES[fmt])
-            grouped = ee.qmatmul_x8(x, packed, n)
-            assert torch.equal(ee.qmatmul_x8_avx2(x, packed, n), grouped)
+        # eight rows at once from repacked blocks (last group padded with zeros)
+        packed = ee.repack_x8(blocks, GGML_TYPES[fmt])
+        grouped = ee.qmatmul_x8(x, packed, n)
+        assert torch.equal(ee.qmatmul_x8_avx2(x, packed, n), grouped)
     finally:
         torch.set_num_threads(before)
     exact = (q8_activations(x) @ w.double().T).float()  # the same sums in double precision
@@ -62,8 +62,7 @@ def test_every_format_matches_dequantise_then_matmul(ee, fmt, batch, n, k, threa
     assert fast.shape == (batch, n) and fast.dtype == torch.float32
     assert ((fast - exact).abs() / scale).max() < 1e-5
     assert ((portable - exact).abs() / scale).max() < 1e-5
-    if fmt.startswith("Q4"):
-        assert grouped.shape == (batch, n) and ((grouped - exact).abs() / scale).max() < 1e-5
+    assert grouped.shape == (batch, n) and ((grouped - exact).abs() / scale).max() < 1e-5
     # and the activations' quantisation costs little against the float product
     assert ((fast - x @ w.T).abs() / scale).max() < 0.02
 
@@ -77,12 +76,11 @@ def test_a_rows_result_does_not_depend_on_its_batch_mates(ee, fmt):
     for i in range(9):
         assert torch.equal(ee.qmatmul(x[i : i + 1], blocks, GGML_TYPES[fmt])[0], together[i])
         assert torch.equal(ee.qmatmul(x[i:], blocks, GGML_TYPES[fmt])[0], together[i])
-    if fmt.startswith("Q4"):
-        packed = ee.repack_x8(blocks, GGML_TYPES[fmt])
-        together = ee.qmatmul_x8(x, packed, 67)
-        for i in range(9):
-            assert torch.equal(ee.qmatmul_x8(x[i : i + 1], packed, 67)[0], together[i])
-            assert torch.equal(ee.qmatmul_x8(x[i:], packed, 67)[0], together[i])
+    packed = ee.repack_x8(blocks, GGML_TYPES[fmt])
+    together = ee.qmatmul_x8(x, packed, 67)
+    for i in range(9):
+        assert torch.equal(ee.qmatmul_x8(x[i : i + 1], packed, 67)[0], together[i])
+        assert torch.equal(ee.qmatmul_x8(x[i:], packed, 67)[0], together[i])
 
 
 def test_bad_shapes_and_types_are_refused_with_the_reason(ee):

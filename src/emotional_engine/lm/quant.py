@@ -42,16 +42,15 @@ class FP16Linear(nn.Module):
 
 class NativeLinear(nn.Module):
     """A bias-free Linear multiplied straight from GGUF blocks ([out, row bytes] uint8) by the kernels:
-    Q4 blocks repacked eight rows at a time (`ops.qmatmul_x8`, 2-3x faster) where the CPU has AVX2,
-    the rows one by one (`ops.qmatmul`) otherwise."""
+    blocks repacked eight rows at a time (`ops.qmatmul_x8`, 2-3x faster) where the CPU has AVX2, the
+    rows one by one (`ops.qmatmul`) otherwise."""
 
     def __init__(self, ops, qtype: int, blocks: torch.Tensor, in_features: int):
         super().__init__()
         self.ops, self.qtype = ops, qtype
         self.register_buffer("blocks", blocks, persistent=False)
         self.in_features, self.out_features = in_features, blocks.shape[0]
-        grouped = qtype in (kernels.GGML_TYPES["Q4_0"], kernels.GGML_TYPES["Q4_1"]) and ops.path() != "portable"
-        self.packed = ops.repack_x8(blocks, qtype) if grouped else None
+        self.packed = ops.repack_x8(blocks, qtype) if ops.path() != "portable" else None
 
     def forward(self, x):
         flat = x.reshape(-1, self.in_features).float()

@@ -178,27 +178,30 @@ at::Tensor qmatmul(const at::Tensor& x, const at::Tensor& w, int64_t qtype, bool
   return y;
 }
 
-// Q4_0 / Q4_1 blocks [N, row_bytes] -> [ceil(N / 8), K / 32, 160]: groups of 8 rows for qmatmul_x8
-// (see qmatmul_x86.inc; missing rows of the last group are zeros). Q4_0's m is -8 d.
+// Blocks [N, row_bytes] -> [ceil(N / 8), K / 32, 160 for Q4 or 288 for Q8_0]: groups of 8 rows for
+// qmatmul_x8 (layouts in qmatmul_x86.inc; missing rows of the last group are zeros). Q4_0's m is -8 d.
 at::Tensor repack_x8(const at::Tensor& w, int64_t qtype) {
-  TORCH_CHECK(qtype == Q4_0 || qtype == Q4_1, "repack_x8: Q4_0 or Q4_1 blocks only, not type ", qtype);
+  TORCH_CHECK(block_bytes(qtype) > 0, "repack_x8: unsupported block type ", qtype);
   TORCH_CHECK(w.dim() == 2 && w.scalar_type() == at::kByte && w.size(1) % block_bytes(qtype) == 0,
               "repack_x8: w must be [N, row_bytes] uint8 of whole blocks");
   const at::Tensor wc = w.contiguous();
-  const int64_t n = wc.size(0), nb = wc.size(1) / block_bytes(qtype), groups = (n + 7) / 8, bb = block_bytes(qtype);
-  at::Tensor out = at::zeros({groups, nb, 160}, wc.options());
+  const int64_t n = wc.size(0), bb = block_bytes(qtype), nb = wc.size(1) / bb, groups = (n + 7) / 8;
+  const int64_t bytes = qtype == Q8_0 ? 288 : 160;
+  at::Tensor out = at::zeros({groups, nb, bytes}, wc.options());
   const uint8_t* src = wc.data_ptr<uint8_t>();
   uint8_t* dst = out.data_ptr<uint8_t>();
   for (int64_t g = 0; g < groups; ++g) {
     for (int64_t i = 0; i < nb; ++i) {
-      uint8_t* o = dst + (g * nb + i) * 160;
+      uint8_t* o = dst + (g * nb + i) * bytes;
       for (int r = 0; r < 8 && g * 8 + r < n; ++r) {
         const uint8_t* b = src + (g * 8 + r) * wc.size(1) + i * bb;
-        const float d = half_to_float(b);
-        const uint16_t hd = c10::detail::fp16_ieee_from_fp32_value(d);
+        std::memcpy(o + 2 * r, b, 2);  // d, as the file has it
+        if (qtype == Q8_0) {
+          for (int t = 0; t < 8; ++t) std::memcpy(o + 32 + 32 * t + 4 * r, b + 2 + 4 * t, 4);
+          continue;
+        }
         const uint16_t hm = qtype == Q4_1 ? [&] { uint16_t h; std::memcpy(&h, b + 2, 2); return h; }()
-                                          : c10::detail::fp16_ieee_from_fp32_value(-8.f * d);
-        std::memcpy(o + 2 * r, &hd, 2);
+                                          : c10::detail::fp16_ieee_from_fp32_value(-8.f * half_to_float(b));
         std::memcpy(o + 16 + 2 * r, &hm, 2);
         const uint8_t* qs = b + (qtype == Q4_1 ? 4 : 2);
         uint8_t q[QK];  // the row's 32 weights, 0..15
@@ -218,7 +221,7 @@ at::Tensor repack_x8(const at::Tensor& w, int64_t qtype) {
 // x: [B, K] float32; packed: repack_x8's [G, K / 32, 160] -> [B, n] float32
 at::Tensor qmatmul_x8(const at::Tensor& x, const at::Tensor& packed, int64_t n, bool vnni_allowed) {
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat, "qmatmul_x8: x must be [B, K] float32");
-  TORCH_CHECK(packed.dim() == 3 && packed.size(2) == 160 && packed.size(1) * QK == x.size(1) &&
+  TORCH_CHECK(packed.dim() == 3 && (packed.size(2) == 160 || packed.size(2) == 288) && packed.size(1) * QK == x.size(1) &&
                   n <= 8 * packed.size(0) && n > 8 * (packed.size(0) - 1),
               "qmatmul_x8: packed does not fit x's K or n");
 #ifdef EE_X86
@@ -232,8 +235,11 @@ at::Tensor qmatmul_x8(const at::Tensor& x, const at::Tensor& packed, int64_t n, 
   const uint8_t* pp = pc.data_ptr<uint8_t>();
   const bool vnni = vnni_allowed && cpu_has_vnni();
   at::parallel_for(0, groups, 4, [&](int64_t start, int64_t end) {
-    if (vnni) return vnni::groups_x8(pp, start, end, rows, nb, yp, padded);
-    avx2::groups_x8(pp, start, end, rows, nb, yp, padded);
+    const bool q8 = pc.size(2) == 288;
+    if (vnni) return q8 ? vnni::groups_x8<true>(pp, start, end, rows, nb, yp, padded)
+                        : vnni::groups_x8<false>(pp, start, end, rows, nb, yp, padded);
+    q8 ? avx2::groups_x8<true>(pp, start, end, rows, nb, yp, padded)
+       : avx2::groups_x8<false>(pp, start, end, rows, nb, yp, padded);
   });
   return padded == n ? y : y.narrow(1, 0, n).contiguous();
 #else
