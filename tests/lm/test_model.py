@@ -213,9 +213,10 @@ def test_every_format_is_close_to_fp32_on_the_same_weights(model, formatted_mode
     if formatted_model.weight_format == "native":
         reference = copy.deepcopy(model)
         for parent, name in _linears(formatted_model):
-            lin = getattr(parent, name)
-            w = quants.dequantize(lin.blocks.numpy(), GGMLQuantizationType(lin.qtype))
-            _module_like(reference, formatted_model, parent, name).weight = torch.nn.Parameter(torch.from_numpy(w))
+            kind = GGMLQuantizationType(getattr(parent, name).qtype)
+            mine = _module_like(reference, formatted_model, parent, name)
+            w = quants.dequantize(quants.quantize(mine.weight.detach().numpy(), kind), kind)  # as formatted did
+            mine.weight = torch.nn.Parameter(torch.from_numpy(w))
     ref = reference(idx[None])[0]
     got = formatted_model(idx[None])[0]
     scale = ref.abs().max().item()
@@ -227,8 +228,9 @@ def test_every_format_is_close_to_fp32_on_the_same_weights(model, formatted_mode
 
 def _module_like(model, other, parent, name):
     """The linear of `model` at the place `parent.name` has in `other` (same architecture)."""
-    if name == "lm_head":
-        model.lm_head = torch.nn.Linear(model.config.n_embd, model.config.vocab_size, bias=False)  # untied
+    if name == "lm_head":  # untied, so that its weight can change alone
+        model.lm_head = torch.nn.Linear(model.config.n_embd, model.config.vocab_size, bias=False)
+        model.lm_head.weight = torch.nn.Parameter(model.tok_embeddings.weight.detach().clone())
         return model.lm_head
     for mine, theirs in zip(model.layers, other.layers):
         for part in ("attn", "mlp"):

@@ -48,9 +48,9 @@ class NativeLinear(nn.Module):
     def __init__(self, ops, qtype: int, blocks: torch.Tensor, in_features: int):
         super().__init__()
         self.ops, self.qtype = ops, qtype
-        self.register_buffer("blocks", blocks, persistent=False)
         self.in_features, self.out_features = in_features, blocks.shape[0]
         self.packed = ops.repack_x8(blocks, qtype) if ops.path() != "portable" else None
+        self.blocks = blocks if self.packed is None else None  # one copy of the weights, not two
 
     def forward(self, x):
         flat = x.reshape(-1, self.in_features).float()
