@@ -8,6 +8,7 @@ import json
 import threading
 import time
 
+from service_helpers import wait_for_job
 from sqlalchemy.exc import OperationalError
 
 from emotional_engine.agents import technical
@@ -57,11 +58,7 @@ async def test_a_job_goes_on_from_its_last_scene_when_the_model_fails_once(app_c
     gen = harbour_generator(write=fails_once_in_scene_two)
     async with app_client(generator=gen) as c:
         job_id = (await c.post("/v1/jobs", json=LONG)).json()["id"]
-        for _ in range(400):
-            job = (await c.get(f"/v1/jobs/{job_id}")).json()
-            if job["status"] in ("done", "failed"):
-                break
-            await asyncio.sleep(0.05)
+        job = await wait_for_job(c, job_id, lambda j: j["status"] in ("done", "failed"))
         assert failed and job["status"] == "done", job
         total = job["progress"]["scenes_total"]
         assert total == len(job["story"]["scenes"])
@@ -125,11 +122,7 @@ async def test_a_job_waits_for_the_database_at_a_checkpoint_instead_of_failing(a
 
         monkeypatch.setattr(store, "checkpoint_job", down_twice)
         job_id = (await c.post("/v1/jobs", json=LONG)).json()["id"]
-        for _ in range(400):
-            job = (await c.get(f"/v1/jobs/{job_id}")).json()
-            if job["status"] in ("done", "failed"):
-                break
-            await asyncio.sleep(0.05)
+        job = await wait_for_job(c, job_id, lambda j: j["status"] in ("done", "failed"))
         assert len(refused) == 2 and job["status"] == "done", job
         assert job["progress"]["scenes_done"] == job["progress"]["scenes_total"]
 

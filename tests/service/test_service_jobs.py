@@ -4,6 +4,7 @@ failures told by a code and an incident id rather than the exception's words."""
 import asyncio
 
 import pytest
+from service_helpers import wait_for_job
 from sqlalchemy.exc import IntegrityError
 
 from emotional_engine.service.errors import ApiError
@@ -14,20 +15,11 @@ from fakes import harbour_generator
 LONG = {"premise": "A lighthouse keeper finds a letter.", "words": 600, "seed": 11}
 
 
-async def _wait(c, job_id, until, timeout=20.0):
-    for _ in range(int(timeout / 0.05)):
-        job = (await c.get(f"/v1/jobs/{job_id}")).json()
-        if until(job):
-            return job
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"job never got there: {job}")
-
-
 async def test_a_job_reports_progress_and_gives_the_story(app_client):
     async with app_client() as c:
         r = await c.post("/v1/jobs", json=LONG)
         assert r.status_code == 202
-        job = await _wait(c, r.json()["id"], lambda j: j["status"] == "done")
+        job = await wait_for_job(c, r.json()["id"], lambda j: j["status"] == "done")
         assert job["progress"]["scenes_done"] == job["progress"]["scenes_total"] == len(job["story"]["scenes"])
         assert (await c.get(f"/v1/stories/{job['story_id']}")).status_code == 200
 
@@ -47,11 +39,11 @@ async def test_a_job_resumes_after_a_restart_from_its_last_finished_scene(app_cl
     key = make_key()
     async with app_client(key=key, generator=harbour_generator(delay=0.3)) as c:
         job_id = (await c.post("/v1/jobs", json=LONG)).json()["id"]
-        before = await _wait(c, job_id, lambda j: j["progress"]["scenes_done"] >= 1)
+        before = await wait_for_job(c, job_id, lambda j: j["progress"]["scenes_done"] >= 1)
     # the server stopped mid-story; a new one on the same database picks the job up
     gen = harbour_generator()
     async with app_client(key=key, generator=gen) as c:
-        job = await _wait(c, job_id, lambda j: j["status"] == "done")
+        job = await wait_for_job(c, job_id, lambda j: j["status"] == "done")
         total, done_before = job["progress"]["scenes_total"], before["progress"]["scenes_done"]
         assert done_before < total == len(job["story"]["scenes"])
         assert len(gen.streams) == 2 * (total - done_before)  # only the unfinished scenes were written (2 candidates)
@@ -63,7 +55,7 @@ async def test_a_resumed_job_keeps_the_plan_its_first_scenes_were_written_to(app
     key = make_key()
     async with app_client(key=key, generator=harbour_generator(delay=0.3)) as c:
         job_id = (await c.post("/v1/jobs", json=LONG)).json()["id"]
-        await _wait(c, job_id, lambda j: j["progress"]["scenes_done"] >= 1)
+        await wait_for_job(c, job_id, lambda j: j["progress"]["scenes_done"] >= 1)
     store = Store.from_settings(settings)
     job = store.unfinished_jobs()[0]
     done = len(job.progress["outcomes"])
@@ -73,7 +65,7 @@ async def test_a_resumed_job_keeps_the_plan_its_first_scenes_were_written_to(app
     store.checkpoint_job(job_id, job.progress)
     store.close()
     async with app_client(key=key, generator=harbour_generator()) as c:
-        scenes = (await _wait(c, job_id, lambda j: j["status"] == "done"))["story"]["scenes"]
+        scenes = (await wait_for_job(c, job_id, lambda j: j["status"] == "done"))["story"]["scenes"]
     assert [sc["outline"] for sc in scenes[done:]] == [planted] * (len(scenes) - done)
     assert all(sc["outline"] is None for sc in scenes[:done])  # the first scenes were written to the rule plan
 
@@ -84,7 +76,7 @@ async def test_a_failed_job_gives_a_code_and_an_incident_id_and_keeps_the_detail
 
     async with app_client(generator=harbour_generator(write=broken, reply=broken)) as c:
         job_id = (await c.post("/v1/jobs", json=LONG)).json()["id"]
-        job = await _wait(c, job_id, lambda j: j["status"] == "failed")
+        job = await wait_for_job(c, job_id, lambda j: j["status"] == "failed")
     error = job["error"]
     assert error["type"] == "generation_failed" and len(error["incident"]) == 12
     assert error["incident"] in error["message"] and "hunter2" not in str(job)
@@ -110,7 +102,7 @@ async def test_two_workers_on_one_database_run_a_job_once(app_client, make_key):
     async with app_client(key=key, generator=a_gen) as a, app_client(key=key, generator=b_gen) as b:
         job_id = (await a.post("/v1/jobs", json=LONG)).json()["id"]
         await b.app.state.service.jobs.take_over()  # b looks while a holds the lease
-        job = await _wait(b, job_id, lambda j: j["status"] == "done")
+        job = await wait_for_job(b, job_id, lambda j: j["status"] == "done")
     assert job["progress"]["scenes_done"] == len(job["story"]["scenes"])
     assert a_gen.streams and not b_gen.streams  # written by a alone
 
@@ -121,7 +113,7 @@ async def test_a_dead_workers_job_is_taken_over_when_its_lease_runs_out(app_clie
     async with app_client(s, key=key, generator=harbour_generator(delay=0.3)) as a:
         runner = a.app.state.service.jobs
         job_id = (await a.post("/v1/jobs", json=LONG)).json()["id"]
-        before = await _wait(a, job_id, lambda j: j["progress"]["scenes_done"] >= 1)
+        before = await wait_for_job(a, job_id, lambda j: j["progress"]["scenes_done"] >= 1)
 
         async def die():  # as if killed: the work stops and the lease is never released
             for task in list(runner.tasks.values()):
@@ -131,7 +123,7 @@ async def test_a_dead_workers_job_is_taken_over_when_its_lease_runs_out(app_clie
     gen = harbour_generator()
     async with app_client(s, key=key, generator=gen) as b:
         assert await b.app.state.service.jobs.take_over() == 0  # the dead worker's lease still holds
-        job = await _wait(b, job_id, lambda j: j["status"] == "done")
+        job = await wait_for_job(b, job_id, lambda j: j["status"] == "done")
     total = job["progress"]["scenes_total"]
     assert len(gen.streams) == 2 * (total - before["progress"]["scenes_done"])  # resumed, not restarted
 
@@ -156,5 +148,5 @@ async def test_a_job_that_fails_while_the_database_is_down_is_failed_when_it_ret
 
         store.fail_job = down_twice
         job_id = (await c.post("/v1/jobs", json=LONG)).json()["id"]
-        job = await _wait(c, job_id, lambda j: j["status"] == "failed")
+        job = await wait_for_job(c, job_id, lambda j: j["status"] == "failed")
     assert len(tries) == 3 and job["error"]["type"] == "generation_failed"

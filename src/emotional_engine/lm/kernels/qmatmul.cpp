@@ -10,7 +10,8 @@
 //   Q4_1  {d, m, qs[16]}   w = d * q + m
 //   Q8_0  {d, qs[32]}      w = d * qs[j] (int8)
 //
-// Chosen at run time by what the CPU has: AVX-512 VNNI, else AVX2 (with FMA and F16C), else a portable path.
+// The fast kernels take W repacked eight rows at a time (repack_x8, qmatmul_x8), chosen at run time by
+// what the CPU has: AVX-512 VNNI, else AVX2 (with FMA and F16C); elsewhere qmatmul goes row by row.
 
 #include <torch/library.h>
 #include <ATen/ATen.h>
@@ -136,8 +137,9 @@ bool cpu_has_vnni() {
 }
 #endif
 
-// x: [B, K] float32; w: [N, K / 32 * block_bytes] uint8 -> [B, N] float32
-at::Tensor qmatmul(const at::Tensor& x, const at::Tensor& w, int64_t qtype, bool portable, bool vnni_allowed = true) {
+// x: [B, K] float32; w: [N, K / 32 * block_bytes] uint8 -> [B, N] float32, row by row on the portable
+// path: the reference the repacked kernels are tested against, and the path where they cannot run.
+at::Tensor qmatmul(const at::Tensor& x, const at::Tensor& w, int64_t qtype) {
   TORCH_CHECK(block_bytes(qtype) > 0, "qmatmul: unsupported block type ", qtype);
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat, "qmatmul: x must be [B, K] float32");
   TORCH_CHECK(w.dim() == 2 && w.scalar_type() == at::kByte, "qmatmul: w must be [N, row_bytes] uint8");
@@ -155,22 +157,6 @@ at::Tensor qmatmul(const at::Tensor& x, const at::Tensor& w, int64_t qtype, bool
   const uint8_t* wp = wc.data_ptr<uint8_t>();
   const int64_t row_bytes = wc.size(1);
   at::parallel_for(0, n, 32, [&](int64_t start, int64_t end) {
-#ifdef EE_X86
-    if (!portable && vnni_allowed && cpu_has_vnni()) {
-      switch (qtype) {
-        case Q4_0: return vnni::rows_avx2<Q4_0>(wp, row_bytes, start, end, rows, nb, yp, n);
-        case Q4_1: return vnni::rows_avx2<Q4_1>(wp, row_bytes, start, end, rows, nb, yp, n);
-        default: return vnni::rows_avx2<Q8_0>(wp, row_bytes, start, end, rows, nb, yp, n);
-      }
-    }
-    if (!portable && cpu_has_avx2()) {
-      switch (qtype) {
-        case Q4_0: return avx2::rows_avx2<Q4_0>(wp, row_bytes, start, end, rows, nb, yp, n);
-        case Q4_1: return avx2::rows_avx2<Q4_1>(wp, row_bytes, start, end, rows, nb, yp, n);
-        default: return avx2::rows_avx2<Q8_0>(wp, row_bytes, start, end, rows, nb, yp, n);
-      }
-    }
-#endif
     for (int64_t o = start; o < end; ++o) {
       for (int64_t b = 0; b < batch; ++b) yp[b * n + o] = dot_row_portable(qtype, wp + o * row_bytes, rows[b], nb);
     }
@@ -255,16 +241,6 @@ at::Tensor qmatmul_x8_avx2_op(const at::Tensor& x, const at::Tensor& packed, int
   return qmatmul_x8(x, packed, n, false);
 }
 
-at::Tensor qmatmul_op(const at::Tensor& x, const at::Tensor& w, int64_t qtype) { return qmatmul(x, w, qtype, false); }
-
-at::Tensor qmatmul_portable_op(const at::Tensor& x, const at::Tensor& w, int64_t qtype) {
-  return qmatmul(x, w, qtype, true);
-}
-
-at::Tensor qmatmul_avx2_op(const at::Tensor& x, const at::Tensor& w, int64_t qtype) {
-  return qmatmul(x, w, qtype, false, false);
-}
-
 std::string path_op() {  // the path qmatmul takes on this CPU
 #ifdef EE_X86
   if (cpu_has_vnni()) return "avx512-vnni";
@@ -277,8 +253,6 @@ std::string path_op() {  // the path qmatmul takes on this CPU
 
 TORCH_LIBRARY(ee, m) {
   m.def("qmatmul(Tensor x, Tensor w, int qtype) -> Tensor");
-  m.def("qmatmul_portable(Tensor x, Tensor w, int qtype) -> Tensor");
-  m.def("qmatmul_avx2(Tensor x, Tensor w, int qtype) -> Tensor");  // AVX2 even where VNNI is there
   m.def("path() -> str", path_op);
   m.def("repack_x8(Tensor w, int qtype) -> Tensor");
   m.def("qmatmul_x8(Tensor x, Tensor packed, int n) -> Tensor");
@@ -286,9 +260,7 @@ TORCH_LIBRARY(ee, m) {
 }
 
 TORCH_LIBRARY_IMPL(ee, CPU, m) {
-  m.impl("qmatmul", qmatmul_op);
-  m.impl("qmatmul_portable", qmatmul_portable_op);
-  m.impl("qmatmul_avx2", qmatmul_avx2_op);
+  m.impl("qmatmul", qmatmul);
   m.impl("repack_x8", repack_x8);
   m.impl("qmatmul_x8", qmatmul_x8_op);
   m.impl("qmatmul_x8_avx2", qmatmul_x8_avx2_op);
