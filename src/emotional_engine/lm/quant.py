@@ -64,11 +64,17 @@ class NativeLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, ggml type {self.qtype}"
 
 
-def _linears(model: Llama) -> list[tuple[nn.Module, str]]:
+def _named_linears(model: Llama) -> list[tuple[str, nn.Module, str]]:
+    """(the linear's name in the state dict and in `native`, its parent module, its attribute)."""
     out = []
-    for block in model.layers:
-        out += [(block.attn, "qkv"), (block.attn, "proj"), (block.mlp, "gate_up"), (block.mlp, "down")]
-    return out + [(model, "lm_head")]
+    for i, block in enumerate(model.layers):
+        for part, attr in (("attn", "qkv"), ("attn", "proj"), ("mlp", "gate_up"), ("mlp", "down")):
+            out.append((f"layers.{i}.{part}.{attr}", getattr(block, part), attr))
+    return out + [("lm_head", model, "lm_head")]
+
+
+def _linears(model: Llama) -> list[tuple[nn.Module, str]]:
+    return [(parent, attr) for _, parent, attr in _named_linears(model)]
 
 
 def apply_weight_format(model: Llama, fmt: str, native: dict[str, tuple[int, torch.Tensor]] | None = None) -> Llama:
@@ -80,11 +86,10 @@ def apply_weight_format(model: Llama, fmt: str, native: dict[str, tuple[int, tor
     if fmt == "native" and ee is None:
         fmt = "fp16"  # kernels.ops() has said why
     if fmt in ("fp16", "native"):
-        for parent, name in _linears(model):
+        for key, parent, name in _named_linears(model):
             lin = getattr(parent, name)
             if not isinstance(lin, nn.Linear):
                 continue
-            key = "lm_head" if name == "lm_head" else _linear_name(model, parent, name)
             if ee is not None and key in (native or {}):
                 qtype, blocks = native[key]
                 setattr(parent, name, NativeLinear(ee, qtype, blocks, lin.in_features))
@@ -103,22 +108,11 @@ def blocks_from_weights(model: Llama, ggml_type: str) -> dict[str, tuple[int, to
     from gguf import GGMLQuantizationType, quants
 
     out = {}
-    for parent, name in _linears(model):
-        key = "lm_head" if name == "lm_head" else _linear_name(model, parent, name)
+    for key, parent, name in _named_linears(model):
         w = getattr(parent, name).weight.detach().float().numpy()
         blocks = quants.quantize(w, GGMLQuantizationType[ggml_type])
         out[key] = (kernels.GGML_TYPES[ggml_type], torch.from_numpy(blocks))
     return out
-
-
-def _linear_name(model: Llama, parent: nn.Module, name: str) -> str:
-    """`layers.{i}.attn.qkv` etc. for a projection found by `_linears`."""
-    for i, block in enumerate(model.layers):
-        if parent is block.attn:
-            return f"layers.{i}.attn.{name}"
-        if parent is block.mlp:
-            return f"layers.{i}.mlp.{name}"
-    raise KeyError(name)
 
 
 @torch.inference_mode()
