@@ -7,6 +7,7 @@ pytest puts tests/ on sys.path (the `pythonpath` option in pyproject.toml).
 
 from __future__ import annotations
 
+import functools
 import queue
 from collections.abc import Sequence
 from pathlib import Path
@@ -188,6 +189,8 @@ def write_gguf(
     Q4_0, ...); 1-D tensors always stay F32, as llama.cpp keeps them."""
     import gguf
 
+    from emotional_engine.lm.quant import quantise
+
     cfg = model.config
     w = gguf.GGUFWriter(str(path), arch)
     w.add_name(name)
@@ -217,7 +220,7 @@ def write_gguf(
             w.add_tensor(tname, arr)
         else:
             qt = gguf.GGMLQuantizationType[qname]
-            w.add_tensor(tname, gguf.quants.quantize(arr, qt), raw_dtype=qt)
+            w.add_tensor(tname, quantise(arr, qname), raw_dtype=qt)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -225,7 +228,18 @@ def write_gguf(
     return path
 
 
-FORMATS = ["fp32", "fp16", "native-Q4_0", "native-Q4_1", "native-Q8_0"]  # what batch invariance is tested in
+FORMATS = ["fp32", "fp16"] + [f"native-{t}" for t in ("Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K")]
+
+
+@functools.cache
+def _wide_model() -> Llama:
+    return make_model(tiny_config(n_embd=256, head_dim=64, intermediate_size=256), std=0.1)  # 0.3 at 64 wide
+
+
+def base_model(model: Llama, fmt: str) -> Llama:
+    """The model a format is tested on: `model`, or for the K-quants (rows of whole 256-weight
+    super-blocks) a tiny model 256 wide, its weights scaled down to keep the activations in range."""
+    return _wide_model() if fmt.endswith("_K") else model
 
 
 def formatted(model: Llama, fmt: str) -> Llama:

@@ -13,7 +13,7 @@ import torch
 from emotional_engine.lm.batcher import ContextOverflowError, ContinuousBatcher
 from emotional_engine.lm.generator import Completion
 from emotional_engine.lm.sampling import SamplingParams
-from tiny_lm import FORMATS, formatted, run_concurrently
+from tiny_lm import FORMATS, base_model, formatted, run_concurrently
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
@@ -402,7 +402,7 @@ def test_close_cancels_and_rejects_new_requests(make_batcher):
 
 @pytest.fixture(scope="module", params=FORMATS)
 def fmt_model(request, model):
-    return formatted(model, request.param)
+    return formatted(base_model(model, request.param), request.param)
 
 
 class Recorder:

@@ -22,12 +22,31 @@ def ee():
     return ee
 
 
+K_QUANT_HALVES = {"Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}  # where a super-block keeps d (and dmin)
+
+
+def width(k: int, fmt: str) -> int:
+    """k rounded up to whole blocks of the format: 32 weights, or a K-quant's super-block of 256."""
+    return -(-k // 256) * 256 if fmt in K_QUANT_HALVES else k
+
+
 def quantised(rng, n: int, k: int, fmt: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random weights [n, k] as the format's blocks (uint8 rows) and dequantised again (float32)."""
-    w = (rng.standard_normal((n, k)) * rng.uniform(0.01, 2.0, (n, 1))).astype(np.float32)
-    w[:, :32] += rng.uniform(-1, 1)  # an offset Q4_1's minimum has to carry
-    blocks = quants.quantize(w, GGMLQuantizationType[fmt])
-    return torch.from_numpy(blocks), torch.from_numpy(quants.dequantize(blocks, GGMLQuantizationType[fmt]))
+    """Random weights [n, k] as the format's blocks (uint8 rows) and dequantised again (float32) by the
+    gguf package. gguf cannot quantise to the K-quants, so their blocks are random bytes (every scale,
+    min and quant bit pattern occurs) with sane halves for d and dmin."""
+    qtype = GGMLQuantizationType[fmt]
+    if fmt in K_QUANT_HALVES:
+        row_bytes = k // 256 * quants.GGML_QUANT_SIZES[qtype][1]
+        blocks = rng.integers(0, 256, (n, row_bytes), dtype=np.uint8)
+        per_block = blocks.reshape(n, k // 256, -1)
+        for at in K_QUANT_HALVES[fmt]:
+            halves = rng.uniform(1e-4, 0.02, per_block.shape[:2]).astype(np.float16)
+            per_block[:, :, at : at + 2] = halves.view(np.uint8).reshape(*halves.shape, 2)
+    else:
+        w = (rng.standard_normal((n, k)) * rng.uniform(0.01, 2.0, (n, 1))).astype(np.float32)
+        w[:, :32] += rng.uniform(-1, 1)  # an offset Q4_1's minimum has to carry
+        blocks = quants.quantize(w, qtype)
+    return torch.from_numpy(blocks), torch.from_numpy(quants.dequantize(blocks, qtype))
 
 
 def q8_activations(x: torch.Tensor) -> torch.Tensor:
@@ -42,6 +61,7 @@ def q8_activations(x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize(("batch", "n", "k"), [(1, 1, 32), (3, 7, 64), (1, 33, 576), (16, 129, 96), (5, 64, 1536)])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_every_format_matches_dequantise_then_matmul(ee, fmt, batch, n, k, threads):
+    k = width(k, fmt)
     rng = np.random.default_rng(batch * 1000 + n + k)
     blocks, w = quantised(rng, n, k, fmt)
     x = torch.from_numpy(rng.standard_normal((batch, k)).astype(np.float32))
@@ -68,8 +88,8 @@ def test_every_format_matches_dequantise_then_matmul(ee, fmt, batch, n, k, threa
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_rows_result_does_not_depend_on_its_batch_mates(ee, fmt):
     rng = np.random.default_rng(7)
-    blocks, _ = quantised(rng, 67, 256, fmt)
-    x = torch.from_numpy(rng.standard_normal((9, 256)).astype(np.float32))
+    blocks, _ = quantised(rng, 67, 512, fmt)
+    x = torch.from_numpy(rng.standard_normal((9, 512)).astype(np.float32))
     together = ee.qmatmul(x, blocks, GGML_TYPES[fmt])
     for i in range(9):
         assert torch.equal(ee.qmatmul(x[i : i + 1], blocks, GGML_TYPES[fmt])[0], together[i])
@@ -87,6 +107,10 @@ def test_bad_shapes_and_types_are_refused_with_the_reason(ee):
         ee.qmatmul(torch.zeros(1, 33), blocks, GGML_TYPES["Q4_0"])
     with pytest.raises(RuntimeError, match="bytes a row"):
         ee.qmatmul(torch.zeros(1, 64), blocks, GGML_TYPES["Q4_0"])
+    with pytest.raises(RuntimeError, match="multiple of 256"):  # a K-quant's super-block
+        ee.qmatmul(torch.zeros(1, 32), torch.zeros(4, 144, dtype=torch.uint8), GGML_TYPES["Q4_K"])
+    with pytest.raises(RuntimeError, match="does not fit"):  # Q4_K repacked, x 32 wide
+        ee.qmatmul_x8(torch.zeros(1, 32), ee.repack_x8(torch.zeros(4, 144, dtype=torch.uint8), GGML_TYPES["Q4_K"]), 4)
     with pytest.raises(RuntimeError, match="unsupported block type"):
         ee.qmatmul(torch.zeros(1, 32), blocks, 99)
     with pytest.raises(RuntimeError, match="float32"):

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from gguf import GGMLQuantizationType, quants
 
 from emotional_engine.lm.kv_cache import KVCache, Segment
-from emotional_engine.lm.quant import _linears
-from tiny_lm import FORMATS, formatted, make_model, tiny_config
+from emotional_engine.lm.quant import _linears, quantise
+from tiny_lm import FORMATS, base_model, formatted, make_model, tiny_config
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
@@ -172,8 +172,10 @@ def test_packed_segments_match_separate(model):
 
 
 @pytest.fixture(scope="module", params=FORMATS)
-def formatted_model(request, model):
-    return formatted(model, request.param)
+def formatted_pair(request, model):
+    """(the fp32 model, the same in one of FORMATS)"""
+    base = base_model(model, request.param)
+    return base, formatted(base, request.param)
 
 
 def _decode_run(model, target: torch.Tensor, others: list[torch.Tensor], steps: int = 6, position: int = 0):
@@ -193,8 +195,8 @@ def _decode_run(model, target: torch.Tensor, others: list[torch.Tensor], steps: 
 
 @pytest.mark.parametrize("n_others", [1, 3, 7])
 @torch.inference_mode()
-def test_batch_invariance_bitwise(formatted_model, n_others):
-    m = formatted_model
+def test_batch_invariance_bitwise(formatted_pair, n_others):
+    m = formatted_pair[1]
     V = m.config.vocab_size
     target = tokens(11, 100, V)
     alone = _decode_run(m, target, [])
@@ -205,17 +207,18 @@ def test_batch_invariance_bitwise(formatted_model, n_others):
 
 
 @torch.inference_mode()
-def test_every_format_is_close_to_fp32_on_the_same_weights(model, formatted_model):
+def test_every_format_is_close_to_fp32_on_the_same_weights(formatted_pair):
     """fp16 against the fp32 model; native against the fp32 model holding its blocks dequantised (what
     differs is then only the kernels' Q8 activations)."""
+    model, formatted_model = formatted_pair
     idx = tokens(12, 1, model.config.vocab_size)
     reference = model
     if formatted_model.weight_format == "native":
         reference = copy.deepcopy(model)
         for parent, name in _linears(formatted_model):
-            kind = GGMLQuantizationType(getattr(parent, name).qtype)
+            kind = GGMLQuantizationType(getattr(parent, name).qtypes[0])
             mine = _module_like(reference, formatted_model, parent, name)
-            w = quants.dequantize(quants.quantize(mine.weight.detach().numpy(), kind), kind)  # as formatted did
+            w = quants.dequantize(quantise(mine.weight.detach().numpy(), kind.name), kind)  # as formatted did
             mine.weight = torch.nn.Parameter(torch.from_numpy(w))
     ref = reference(idx[None])[0]
     got = formatted_model(idx[None])[0]

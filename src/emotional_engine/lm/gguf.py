@@ -266,27 +266,31 @@ def dequantize_state_dict(path: Path, cfg: LlamaConfig) -> dict[str, torch.Tenso
     return sd
 
 
-def native_blocks(path: Path, cfg: LlamaConfig, kinds: dict[str, int]) -> dict[str, tuple[int, torch.Tensor]]:
+Parts = list[tuple[int, torch.Tensor]]  # (GGML type number, uint8 blocks [rows, row bytes]), rows in order
+
+
+def native_blocks(path: Path, cfg: LlamaConfig, kinds: dict[str, int]) -> dict[str, Parts]:
     """The projections' weights as the file stores them, for kernels that multiply from the blocks:
-    our linear's name (`layers.0.attn.qkv`, ..., `lm_head`) -> (GGML type number, uint8 [rows, row bytes]),
+    our linear's name (`layers.0.attn.qkv`, ..., `lm_head`) -> its rows as parts of one block type each,
     fused and Q/K-permuted like `dequantize_state_dict` (blocks run along a row, so rows move whole).
-    A linear whose parts are not all of one type in `kinds` (type name -> number) is left out."""
+    Tensors of one type fuse into one part; a mixed file (Q4_K_M keeps some V and down projections in
+    Q6_K) gives several. A linear with any part whose type is not in `kinds` (name -> number) is left out."""
     tensors = {t.name: t for t in _reader(path).tensors}
 
     def fused(name: str, *parts: tuple[str, int | None]) -> None:
         ts = [tensors.get(p) for p, _ in parts]
-        if any(t is None for t in ts) or len({t.tensor_type.name for t in ts}) != 1:
+        if any(t is None or t.tensor_type.name not in kinds for t in ts):
             return
-        kind = ts[0].tensor_type.name
-        if kind not in kinds:
-            return
-        rows = [
-            np.asarray(t.data) if heads is None else _reverse_permute(np.asarray(t.data), heads)
-            for t, (_, heads) in zip(ts, parts)
-        ]
-        out[name] = (kinds[kind], torch.from_numpy(np.ascontiguousarray(np.concatenate(rows, axis=0))))
+        out[name] = []
+        for t, (_, heads) in zip(ts, parts):
+            rows = np.asarray(t.data) if heads is None else _reverse_permute(np.asarray(t.data), heads)
+            kind = kinds[t.tensor_type.name]
+            if out[name] and out[name][-1][0] == kind:
+                rows = np.concatenate([out[name][-1][1].numpy(), rows], axis=0)
+                out[name].pop()
+            out[name].append((kind, torch.from_numpy(np.array(rows))))  # a copy: the file is mapped read-only
 
-    out: dict[str, tuple[int, torch.Tensor]] = {}
+    out: dict[str, Parts] = {}
     for i in range(cfg.n_layer):
         p, o = f"blk.{i}.", f"layers.{i}."
         fused(

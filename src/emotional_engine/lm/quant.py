@@ -1,6 +1,6 @@
 """Weight formats for CPU inference, and the row padding that keeps them batch invariant.
 
-- native: the projections stay in the GGUF file's own blocks (Q4_0, Q4_1, Q8_0) and are multiplied
+- native: the projections stay in the GGUF file's own blocks (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K) and are multiplied
   from them by the C++ kernels (lm/kernels): a quarter to a half of fp16's bytes a token. A linear
   whose blocks the kernels do not read, or every linear when the kernels could not be built, is fp16.
 - fp32: the reference.
@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from emotional_engine.lm import kernels
+from emotional_engine.lm.gguf import Parts
 from emotional_engine.lm.model import Llama
 
 WEIGHT_FORMATS = ("native", "fp32", "fp16")
@@ -41,27 +42,32 @@ class FP16Linear(nn.Module):
 
 
 class NativeLinear(nn.Module):
-    """A bias-free Linear multiplied straight from GGUF blocks ([out, row bytes] uint8) by the kernels:
-    blocks repacked eight rows at a time (`ops.qmatmul_x8`, 2-3x faster) where the CPU has AVX2, the
-    rows one by one (`ops.qmatmul`) otherwise."""
+    """A bias-free Linear multiplied straight from GGUF blocks by the kernels. `parts` are its rows as
+    (GGML type, uint8 blocks [rows, row bytes]), one part unless the file mixed types in a fused
+    projection. Blocks are repacked eight rows at a time (`ops.qmatmul_x8`, 2-3x faster) where the CPU
+    has AVX2, multiplied row by row (`ops.qmatmul`) otherwise."""
 
-    def __init__(self, ops, qtype: int, blocks: torch.Tensor, in_features: int):
+    def __init__(self, ops, parts: Parts, in_features: int):
         super().__init__()
-        self.ops, self.qtype = ops, qtype
-        self.in_features, self.out_features = in_features, blocks.shape[0]
-        self.packed = ops.repack_x8(blocks, qtype) if ops.path() != "portable" else None
-        self.blocks = blocks if self.packed is None else None  # one copy of the weights, not two
+        self.ops, self.in_features = ops, in_features
+        self.qtypes = [qtype for qtype, _ in parts]
+        self.rows = [blocks.shape[0] for _, blocks in parts]
+        self.out_features = sum(self.rows)
+        self.grouped = ops.path() != "portable"
+        # one copy of the weights: repacked, or the file's blocks for the portable path
+        self.weights = [ops.repack_x8(b, q) if self.grouped else b for q, b in parts]
 
     def forward(self, x):
         flat = x.reshape(-1, self.in_features).float()
-        if self.packed is not None:
-            y = self.ops.qmatmul_x8(flat, self.packed, self.out_features)
+        if self.grouped:
+            ys = [self.ops.qmatmul_x8(flat, w, n) for w, n in zip(self.weights, self.rows)]
         else:
-            y = self.ops.qmatmul(flat, self.blocks, self.qtype)
+            ys = [self.ops.qmatmul(flat, w, q) for w, q in zip(self.weights, self.qtypes)]
+        y = ys[0] if len(ys) == 1 else torch.cat(ys, dim=1)
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, ggml type {self.qtype}"
+        return f"in_features={self.in_features}, out_features={self.out_features}, ggml types {self.qtypes}"
 
 
 def _named_linears(model: Llama) -> list[tuple[str, nn.Module, str]]:
@@ -77,7 +83,7 @@ def _linears(model: Llama) -> list[tuple[nn.Module, str]]:
     return [(parent, attr) for _, parent, attr in _named_linears(model)]
 
 
-def apply_weight_format(model: Llama, fmt: str, native: dict[str, tuple[int, torch.Tensor]] | None = None) -> Llama:
+def apply_weight_format(model: Llama, fmt: str, native: dict[str, Parts] | None = None) -> Llama:
     """Swap every projection (and the output head, even when tied) to `fmt`, in place. For `native`,
     `native` holds the file's blocks by linear name (gguf.native_blocks); the others become fp16."""
     if fmt not in WEIGHT_FORMATS:
@@ -91,8 +97,7 @@ def apply_weight_format(model: Llama, fmt: str, native: dict[str, tuple[int, tor
             if not isinstance(lin, nn.Linear):
                 continue
             if ee is not None and key in (native or {}):
-                qtype, blocks = native[key]
-                setattr(parent, name, NativeLinear(ee, qtype, blocks, lin.in_features))
+                setattr(parent, name, NativeLinear(ee, native[key], lin.in_features))
             else:
                 setattr(parent, name, FP16Linear(lin.weight))  # a tied head keeps the fp32 embedding
         if not any(isinstance(getattr(p, n), NativeLinear) for p, n in _linears(model)):
@@ -102,16 +107,25 @@ def apply_weight_format(model: Llama, fmt: str, native: dict[str, tuple[int, tor
     return model
 
 
-def blocks_from_weights(model: Llama, ggml_type: str) -> dict[str, tuple[int, torch.Tensor]]:
-    """The model's projections quantised to `ggml_type` (Q4_0, Q4_1, Q8_0) with gguf's quantiser, by
-    linear name, for `apply_weight_format(model, "native", ...)`: weights that came from no file."""
+def quantise(w, ggml_type: str):
+    """float32 [rows, k] numpy weights -> uint8 blocks of `ggml_type` (a name in kernels.GGML_TYPES):
+    gguf's quantiser for the 32-weight formats, ours (lm/kquants) for the K-quants gguf cannot write."""
     from gguf import GGMLQuantizationType, quants
 
+    from emotional_engine.lm.kquants import BLOCK_BYTES, quantize_k
+
+    if ggml_type in BLOCK_BYTES:
+        return quantize_k(w, ggml_type)
+    return quants.quantize(w, GGMLQuantizationType[ggml_type])
+
+
+def blocks_from_weights(model: Llama, ggml_type: str) -> dict[str, Parts]:
+    """The model's projections quantised to `ggml_type` (any of kernels.GGML_TYPES), by linear name, for
+    `apply_weight_format(model, "native", ...)`: weights that came from no file."""
     out = {}
     for key, parent, name in _named_linears(model):
         w = getattr(parent, name).weight.detach().float().numpy()
-        blocks = quants.quantize(w, GGMLQuantizationType[ggml_type])
-        out[key] = (kernels.GGML_TYPES[ggml_type], torch.from_numpy(blocks))
+        out[key] = [(kernels.GGML_TYPES[ggml_type], torch.from_numpy(quantise(w, ggml_type)))]
     return out
 
 

@@ -21,7 +21,7 @@ import torch
 log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("qmatmul.cpp")
 INCLUDED = Path(__file__).with_name("qmatmul_x86.inc")  # compiled into SOURCE twice (AVX2, VNNI)
-GGML_TYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8}  # the block formats the kernels read, by GGML type number
+GGML_TYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14}  # what the kernels read
 
 
 @cache

@@ -9,6 +9,10 @@
 //   Q4_0  {d, qs[16]}      w = d * (q - 8), q = qs[j] & 15 for weight j, qs[j] >> 4 for weight j + 16
 //   Q4_1  {d, m, qs[16]}   w = d * q + m
 //   Q8_0  {d, qs[32]}      w = d * qs[j] (int8)
+// and the K-quants, super-blocks of 256 weights with integer scales per sub-block (unpack_k):
+//   Q4_K  {d, dmin, scales[12], qs[128]}            w = d * sc * q - dmin * mn, 8 sub-blocks of 32
+//   Q5_K  {d, dmin, scales[12], qh[32], qs[128]}    the same with a fifth bit from qh
+//   Q6_K  {ql[128], qh[64], sc[16], d}              w = d * sc * (q - 32), 16 sub-blocks of 16
 //
 // The fast kernels take W repacked eight rows at a time (repack_x8, qmatmul_x8), chosen at run time by
 // what the CPU has: AVX-512 VNNI, else AVX2 (with FMA and F16C); elsewhere qmatmul goes row by row.
@@ -30,8 +34,27 @@
 
 namespace {
 
-constexpr int QK = 32;  // weights per block
-enum QType : int64_t { Q4_0 = 2, Q4_1 = 3, Q8_0 = 8 };  // GGML's type numbers
+constexpr int QK = 32;    // weights per block, and per block of the quantised activations
+constexpr int QKK = 256;  // weights per K-quant super-block
+enum QType : int64_t { Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, Q4_K = 12, Q5_K = 13, Q6_K = 14 };  // GGML's numbers
+
+bool is_k(int64_t qtype) { return qtype == Q4_K || qtype == Q5_K || qtype == Q6_K; }
+int block_weights(int64_t qtype) { return is_k(qtype) ? QKK : QK; }
+
+// The repacked layouts (qmatmul_x86.inc) and the bytes of one unit (a block of 32 rows x 8, or a
+// super-block of 256 x 8) in each.
+enum X8Layout : int { X8_Q4, X8_Q8, X8_K4, X8_K5, X8_K6 };
+constexpr int64_t X8_BYTES[] = {160, 288, 160 + 8 * 128, 160 + 8 * 160, 160 + 8 * 192};
+
+X8Layout x8_layout(int64_t qtype) {
+  switch (qtype) {
+    case Q8_0: return X8_Q8;
+    case Q4_K: return X8_K4;
+    case Q5_K: return X8_K5;
+    case Q6_K: return X8_K6;
+    default: return X8_Q4;
+  }
+}
 
 inline float half_to_float(const uint8_t* p) {
   uint16_t h;
@@ -44,6 +67,9 @@ int block_bytes(int64_t qtype) {
     case Q4_0: return 2 + QK / 2;
     case Q4_1: return 4 + QK / 2;
     case Q8_0: return 2 + QK;
+    case Q4_K: return 144;
+    case Q5_K: return 176;
+    case Q6_K: return 210;
     default: return 0;
   }
 }
@@ -74,6 +100,80 @@ void quantise_row(const float* x, int64_t k, Q8Row& out) {
     out.d[i] = d;
     out.dsum[i] = d * static_cast<float>(sum);
   }
+}
+
+// One K-quant super-block unpacked: its 256 weights as unsigned integers, the halves d and dmin as
+// stored, and the integer scales: sc and mn per sub-block of 32 (Q4_K, Q5_K), sc per 16 (Q6_K).
+struct KBlock {
+  uint16_t d = 0, dmin = 0;
+  uint8_t q[QKK];
+  int sc[16];
+  int mn[8];
+};
+
+void unpack_k(int64_t qtype, const uint8_t* b, KBlock& k) {
+  if (qtype == Q6_K) {
+    const uint8_t *ql = b, *qh = b + 128;
+    std::memcpy(&k.d, b + 208, 2);
+    for (int j = 0; j < 16; ++j) k.sc[j] = static_cast<int8_t>(b[192 + j]);
+    for (int half = 0; half < 2; ++half, ql += 64, qh += 32) {
+      uint8_t* q = k.q + 128 * half;
+      for (int l = 0; l < 32; ++l) {
+        q[l] = (ql[l] & 15) | (((qh[l] >> 0) & 3) << 4);
+        q[l + 32] = (ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4);
+        q[l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+        q[l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+      }
+    }
+    return;
+  }
+  std::memcpy(&k.d, b, 2);
+  std::memcpy(&k.dmin, b + 2, 2);
+  const uint8_t* s = b + 4;  // 8 six-bit scales and 8 six-bit mins in 12 bytes
+  for (int j = 0; j < 8; ++j) {
+    if (j < 4) {
+      k.sc[j] = s[j] & 63;
+      k.mn[j] = s[j + 4] & 63;
+    } else {
+      k.sc[j] = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
+      k.mn[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+  }
+  const uint8_t* qh = b + 16;
+  const uint8_t* qs = b + (qtype == Q5_K ? 48 : 16);
+  for (int sub = 0; sub < 8; ++sub)
+    for (int l = 0; l < 32; ++l) {
+      int q = (qs[32 * (sub / 2) + l] >> (4 * (sub % 2))) & 15;
+      if (qtype == Q5_K) q |= ((qh[l] >> sub) & 1) << 4;
+      k.q[32 * sub + l] = static_cast<uint8_t>(q);
+    }
+}
+
+float dot_k_portable(int64_t qtype, const uint8_t* w, const Q8Row& x, int64_t nsb) {
+  float acc = 0.f;
+  KBlock k;
+  for (int64_t S = 0; S < nsb; ++S) {
+    unpack_k(qtype, w + S * block_bytes(qtype), k);
+    const float d = c10::detail::fp16_ieee_to_fp32_value(k.d), dmin = c10::detail::fp16_ieee_to_fp32_value(k.dmin);
+    for (int s = 0; s < 8; ++s) {
+      const int64_t i = 8 * S + s;
+      const int8_t* xq = x.q.data() + i * QK;
+      const uint8_t* q = k.q + 32 * s;
+      if (qtype == Q6_K) {
+        int lo = 0, hi = 0;
+        for (int l = 0; l < 16; ++l) lo += (q[l] - 32) * xq[l];
+        for (int l = 16; l < 32; ++l) hi += (q[l] - 32) * xq[l];
+        acc += d * static_cast<float>(k.sc[2 * s]) * x.d[i] * static_cast<float>(lo);
+        acc += d * static_cast<float>(k.sc[2 * s + 1]) * x.d[i] * static_cast<float>(hi);
+      } else {
+        int sum = 0;
+        for (int l = 0; l < 32; ++l) sum += q[l] * xq[l];
+        acc += d * static_cast<float>(k.sc[s]) * x.d[i] * static_cast<float>(sum);
+        acc -= dmin * static_cast<float>(k.mn[s]) * x.dsum[i];
+      }
+    }
+  }
+  return acc;
 }
 
 // ---- the portable path --------------------------------------------------------------------------
@@ -144,8 +244,8 @@ at::Tensor qmatmul(const at::Tensor& x, const at::Tensor& w, int64_t qtype) {
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat, "qmatmul: x must be [B, K] float32");
   TORCH_CHECK(w.dim() == 2 && w.scalar_type() == at::kByte, "qmatmul: w must be [N, row_bytes] uint8");
   const int64_t k = x.size(1), n = w.size(0), batch = x.size(0);
-  TORCH_CHECK(k % QK == 0, "qmatmul: K (", k, ") must be a multiple of ", QK);
-  const int64_t nb = k / QK;
+  TORCH_CHECK(k % block_weights(qtype) == 0, "qmatmul: K (", k, ") must be a multiple of ", block_weights(qtype));
+  const int64_t nb = k / block_weights(qtype);
   TORCH_CHECK(w.size(1) == nb * block_bytes(qtype), "qmatmul: w has ", w.size(1), " bytes a row, K=", k,
               " needs ", nb * block_bytes(qtype));
   const at::Tensor xc = x.contiguous(), wc = w.contiguous();
@@ -158,21 +258,57 @@ at::Tensor qmatmul(const at::Tensor& x, const at::Tensor& w, int64_t qtype) {
   const int64_t row_bytes = wc.size(1);
   at::parallel_for(0, n, 32, [&](int64_t start, int64_t end) {
     for (int64_t o = start; o < end; ++o) {
-      for (int64_t b = 0; b < batch; ++b) yp[b * n + o] = dot_row_portable(qtype, wp + o * row_bytes, rows[b], nb);
+      for (int64_t b = 0; b < batch; ++b)
+        yp[b * n + o] = is_k(qtype) ? dot_k_portable(qtype, wp + o * row_bytes, rows[b], nb)
+                                    : dot_row_portable(qtype, wp + o * row_bytes, rows[b], nb);
     }
   });
   return y;
 }
 
-// Blocks [N, row_bytes] -> [ceil(N / 8), K / 32, 160 for Q4 or 288 for Q8_0]: groups of 8 rows for
-// qmatmul_x8 (layouts in qmatmul_x86.inc; missing rows of the last group are zeros). Q4_0's m is -8 d.
+// 32 unsigned weights (< 16) of row r into the 128 nibble bytes of a Q4 layout (qmatmul_x86.inc)
+void put_nibbles(uint8_t* o, int r, const uint8_t* q) {
+  for (int t = 0; t < 4; ++t)
+    for (int c = 0; c < 4; ++c) o[32 * t + 4 * r + c] = static_cast<uint8_t>((q[4 * t + c] & 15) | ((q[4 * (t + 4) + c] & 15) << 4));
+}
+
+// Row r's K-quant super-block b into the 8 rows' repacked super-block o (layout in qmatmul_x86.inc).
+void repack_k(int64_t qtype, const uint8_t* b, int r, uint8_t* o) {
+  KBlock k;
+  unpack_k(qtype, b, k);
+  std::memcpy(o + 2 * r, &k.d, 2);
+  std::memcpy(o + 16 + 2 * r, &k.dmin, 2);
+  const int64_t sub = X8_BYTES[x8_layout(qtype)] / 8 - 20;  // (total - 160 header) / 8 sub-blocks
+  for (int s = 0; s < 8; ++s) {
+    if (qtype == Q6_K) {
+      o[32 + 16 * s + r] = static_cast<uint8_t>(k.sc[2 * s]);
+      o[40 + 16 * s + r] = static_cast<uint8_t>(k.sc[2 * s + 1]);
+    } else {
+      o[32 + 8 * s + r] = static_cast<uint8_t>(k.sc[s]);
+      o[96 + 8 * s + r] = static_cast<uint8_t>(k.mn[s]);
+    }
+    uint8_t* so = o + 160 + s * sub;
+    const uint8_t* q = k.q + 32 * s;
+    put_nibbles(so, r, q);
+    for (int t = 0; t < 8; ++t)
+      for (int c = 0; c < 4; ++c) {
+        const int top = q[4 * t + c] >> 4;
+        if (qtype == Q5_K) so[128 + 4 * r + c] |= static_cast<uint8_t>(top << t);
+        if (qtype == Q6_K) so[128 + 32 * (t / 4) + 4 * r + c] |= static_cast<uint8_t>(top << (2 * (t % 4)));
+      }
+  }
+}
+
+// Blocks [N, row_bytes] -> [ceil(N / 8), units, X8_BYTES]: groups of 8 rows for qmatmul_x8, a unit
+// being a block of 32 (K / 32 of them) or a K-quant super-block (K / 256). Layouts in
+// qmatmul_x86.inc; missing rows of the last group are zeros. Q4_0's m is -8 d.
 at::Tensor repack_x8(const at::Tensor& w, int64_t qtype) {
   TORCH_CHECK(block_bytes(qtype) > 0, "repack_x8: unsupported block type ", qtype);
   TORCH_CHECK(w.dim() == 2 && w.scalar_type() == at::kByte && w.size(1) % block_bytes(qtype) == 0,
               "repack_x8: w must be [N, row_bytes] uint8 of whole blocks");
   const at::Tensor wc = w.contiguous();
   const int64_t n = wc.size(0), bb = block_bytes(qtype), nb = wc.size(1) / bb, groups = (n + 7) / 8;
-  const int64_t bytes = qtype == Q8_0 ? 288 : 160;
+  const int64_t bytes = X8_BYTES[x8_layout(qtype)];
   at::Tensor out = at::zeros({groups, nb, bytes}, wc.options());
   const uint8_t* src = wc.data_ptr<uint8_t>();
   uint8_t* dst = out.data_ptr<uint8_t>();
@@ -181,6 +317,10 @@ at::Tensor repack_x8(const at::Tensor& w, int64_t qtype) {
       uint8_t* o = dst + (g * nb + i) * bytes;
       for (int r = 0; r < 8 && g * 8 + r < n; ++r) {
         const uint8_t* b = src + (g * 8 + r) * wc.size(1) + i * bb;
+        if (is_k(qtype)) {
+          repack_k(qtype, b, r, o);
+          continue;
+        }
         std::memcpy(o + 2 * r, b, 2);  // d, as the file has it
         if (qtype == Q8_0) {
           for (int t = 0; t < 8; ++t) std::memcpy(o + 32 + 32 * t + 4 * r, b + 2 + 4 * t, 4);
@@ -195,24 +335,26 @@ at::Tensor repack_x8(const at::Tensor& w, int64_t qtype) {
           q[j] = qs[j] & 15;
           q[j + QK / 2] = qs[j] >> 4;
         }
-        for (int t = 0; t < 4; ++t)
-          for (int c = 0; c < 4; ++c)
-            o[32 + 32 * t + 4 * r + c] = static_cast<uint8_t>(q[4 * t + c] | (q[4 * (t + 4) + c] << 4));
+        put_nibbles(o + 32, r, q);
       }
     }
   }
   return out;
 }
 
-// x: [B, K] float32; packed: repack_x8's [G, K / 32, 160] -> [B, n] float32
+// x: [B, K] float32; packed: repack_x8's [G, units, bytes] (the layout known by its bytes) -> [B, n] float32
 at::Tensor qmatmul_x8(const at::Tensor& x, const at::Tensor& packed, int64_t n, bool vnni_allowed) {
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat, "qmatmul_x8: x must be [B, K] float32");
-  TORCH_CHECK(packed.dim() == 3 && (packed.size(2) == 160 || packed.size(2) == 288) && packed.size(1) * QK == x.size(1) &&
-                  n <= 8 * packed.size(0) && n > 8 * (packed.size(0) - 1),
+  TORCH_CHECK(packed.dim() == 3, "qmatmul_x8: packed must be repack_x8's [groups, units, bytes]");
+  int layout = -1;
+  for (int l = X8_Q4; l <= X8_K6; ++l)
+    if (packed.size(2) == X8_BYTES[l]) layout = l;
+  const int64_t unit = layout >= X8_K4 ? QKK : QK;  // weights a unit covers along K
+  TORCH_CHECK(layout >= 0 && packed.size(1) * unit == x.size(1) && n <= 8 * packed.size(0) && n > 8 * (packed.size(0) - 1),
               "qmatmul_x8: packed does not fit x's K or n");
 #ifdef EE_X86
   TORCH_CHECK(cpu_has_avx2(), "qmatmul_x8 needs AVX2");
-  const int64_t k = x.size(1), nb = k / QK, batch = x.size(0), groups = packed.size(0), padded = 8 * groups;
+  const int64_t k = x.size(1), units = packed.size(1), batch = x.size(0), groups = packed.size(0), padded = 8 * groups;
   const at::Tensor xc = x.contiguous(), pc = packed.contiguous();
   std::vector<Q8Row> rows(batch);
   for (int64_t b = 0; b < batch; ++b) quantise_row(xc.data_ptr<float>() + b * k, k, rows[b]);
@@ -221,11 +363,8 @@ at::Tensor qmatmul_x8(const at::Tensor& x, const at::Tensor& packed, int64_t n, 
   const uint8_t* pp = pc.data_ptr<uint8_t>();
   const bool vnni = vnni_allowed && cpu_has_vnni();
   at::parallel_for(0, groups, 4, [&](int64_t start, int64_t end) {
-    const bool q8 = pc.size(2) == 288;
-    if (vnni) return q8 ? vnni::groups_x8<true>(pp, start, end, rows, nb, yp, padded)
-                        : vnni::groups_x8<false>(pp, start, end, rows, nb, yp, padded);
-    q8 ? avx2::groups_x8<true>(pp, start, end, rows, nb, yp, padded)
-       : avx2::groups_x8<false>(pp, start, end, rows, nb, yp, padded);
+    if (vnni) return vnni::groups_x8_any(layout, pp, start, end, rows, units, X8_BYTES[layout], yp, padded);
+    avx2::groups_x8_any(layout, pp, start, end, rows, units, X8_BYTES[layout], yp, padded);
   });
   return padded == n ? y : y.narrow(1, 0, n).contiguous();
 #else
