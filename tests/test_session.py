@@ -201,3 +201,53 @@ async def test_in_the_continuation_style_a_beat_begins_with_the_protagonist():
     assert gen.streams[0].prompt[-1] == {"role": "assistant", "content": "Sarah"}
     assert beat.text == "Sarah walked to the railing. The fog closed in behind her."
     assert beat.request == gen.streams[0].prompt[-2]["content"]  # the action's message, replayed next turn as sent
+
+
+def grows_from(before: list[dict], after: list[dict]) -> bool:
+    """`after` is `before` with the beat and the next turn appended: the runtime's cached prefix holds."""
+    return after[: len(before)] == before and after[len(before)]["role"] == "assistant"
+
+
+async def test_the_prompt_grows_at_the_end_and_is_compacted_in_one_step_when_full():
+    from emotional_engine.session import REPLAY_KEPT, REPLAY_MAX
+
+    gen = turn_writer()  # the model's context (800 tokens) holds about five beats
+    gen.info = ModelInfo("fake", "fake", context_length=100_000)  # now: the beat count decides
+    s = StorySession(StoryRequest(premise="A girl explores a night market.", culture="ja-JP", seed=4), deps(gen))
+    turns = 3 * REPLAY_MAX
+    for t in range(turns):
+        await s.turn(f"I keep walking, turn {t}.")
+    prompts = [c.prompt for c in gen.streams[::BEAT_CANDIDATES]]
+    opening = {"role": "assistant", "content": s.beats[0].text}
+    assert all(p[0] == prompts[0][0] for p in prompts)  # the instructions and cast, byte for byte
+    assert all(opening in p for p in prompts[1:])  # the opening beat is always replayed
+    breaks = [t for t in range(1, turns) if not grows_from(prompts[t - 1], prompts[t])]
+    # a sliding window would break the prefix on every turn once full; this breaks it when the replay
+    # would pass REPLAY_MAX beats, then once per REPLAY_MAX - REPLAY_KEPT turns, keeping REPLAY_KEPT
+    assert breaks == list(range(REPLAY_MAX + 1, turns, REPLAY_MAX - REPLAY_KEPT))
+    for t in breaks:
+        replayed = [m["content"] for m in prompts[t] if m["role"] == "assistant"]
+        assert replayed == [b.text for b in (s.beats[0], *s.beats[t - REPLAY_KEPT : t])]
+    assert all(len([m for m in p if m["role"] == "assistant"]) <= REPLAY_MAX for p in prompts)
+    # a session rebuilt from its beats replays what the live one would
+    rebuilt = StorySession(s.request, deps(gen))
+    rebuilt.restore_beats(list(s.beats))
+    assert rebuilt._messages("Next.", s._target()) == s._messages("Next.", s._target())
+
+
+async def test_the_runtime_reuses_the_sessions_prompt_turn_after_turn(fp32_generator, monkeypatch):
+    """The real model through the real runtime: each beat's prompt is found in the runtime's kept cache
+    up to the new turn, and the beat records how much (the benchmarks print it per turn)."""
+    import emotional_engine.session as session_module
+
+    monkeypatch.setattr(session_module, "BEAT_WORDS", 16)  # short beats: the test is about prompts
+    d = Deps(generator=fp32_generator, emotion=FakeEmotion(), embed=bow_embed)
+    s = StorySession(StoryRequest(premise="A lighthouse keeper finds a letter.", culture="en-GB", seed=3), d)
+    for action in ("I open the letter.", "I climb the stairs.", "I call my brother's name."):
+        await s.turn(action)
+    first, *later = s.beats
+    assert first.reused_tokens == 0 and first.prompt_tokens > 100
+    for before, beat in zip(s.beats, later):
+        assert beat.prompt_tokens > before.prompt_tokens
+        assert beat.reused_tokens >= before.prompt_tokens  # all of the last prompt, and some of its beat
+        assert beat.prefix_reuse > 0.6

@@ -12,10 +12,15 @@ session's arc, compensating for misses.
 
 The session keeps a story memory: each beat is summarised and its facts stored. The summary (a
 model call as long as a beat) runs after the beat is out, while the player reads, so it adds
-nothing to the beat's latency; the next turn, `turn` and `settle` wait for it. The prompt
-replays as many recent beats as fit the model's context (at most RECENT_BEATS); older beats live
-on as summaries and facts, and those most relevant to the player's action are recalled into the
-last message (what changes goes last, so the cached prefix holds). A session round-trips through
+nothing to the beat's latency; the next turn, `turn` and `settle` wait for it.
+
+The prompt grows at the end only, so the runtime's kept cache holds all of it but the new turn: the
+instructions and cast, the opening beat, then every beat since the last compaction, each replayed
+exactly as it was sent. When the replay would pass REPLAY_MAX beats or the model's context, the
+oldest beats after the opening are dropped down to REPLAY_KEPT at once: the cached prefix breaks on
+that turn only, not on every turn as a sliding window would. Dropped beats live on as summaries and
+facts, and those most relevant to the player's action are recalled into the turn's own message.
+Each beat records how much of its prompt the runtime reused. A session round-trips through
 `to_dict` / `from_dict`, memory included.
 """
 
@@ -53,7 +58,8 @@ BEAT_WORDS = 80
 # candidates per beat, chosen on their first sentence (written together, so the first text waits for
 # one sentence of the slower): the same choice as a story's scenes, premise and action as references
 BEAT_CANDIDATES = 2
-RECENT_BEATS = 6  # beats of story carried in the prompt, at most
+REPLAY_MAX = 10  # beats replayed in the prompt, at most (the opening included)
+REPLAY_KEPT = 4  # beats after the opening that a compaction keeps
 RECALLED_FACTS = 6
 
 
@@ -64,6 +70,13 @@ class Beat(BaseModel):
     text: str
     target: SceneTarget
     measured: Measurement | None = None
+    prompt_tokens: int = 0  # the beat's prompt, as the runtime counted it (0: the backend does not say)
+    reused_tokens: int = 0  # of which the runtime's kept cache already held
+    replay_from: int = 1  # the prompt replayed the opening and the beats from this one on
+
+    @property
+    def prefix_reuse(self) -> float | None:
+        return self.reused_tokens / self.prompt_tokens if self.prompt_tokens else None
 
 
 class StorySession:
@@ -77,6 +90,7 @@ class StorySession:
         self.beats: list[Beat] = []
         self._learned = False  # the gate knows the beats written before it was built (a restored session)
         self._remembering: asyncio.Task | None = None  # the last beat's summary and facts, being stored
+        self.replay_from = 1  # the first beat after the opening that the prompt replays
 
     @property
     def cast(self):
@@ -89,6 +103,11 @@ class StorySession:
     @property
     def profile(self):
         return self.run.profile
+
+    def restore_beats(self, beats: list[Beat]) -> None:
+        """Take up the beats of a stored session, replaying them as the last one's prompt did."""
+        self.beats = beats
+        self.replay_from = beats[-1].replay_from if beats else 1
 
     async def settle(self) -> None:
         """Wait until the last beat is in the story memory. A failure there costs the memory that beat,
@@ -128,7 +147,7 @@ class StorySession:
             raise ValueError(f"unknown session format {data.get('version')!r}; expected 1")
         s = cls(StoryRequest(**data["request"]), deps, data["turns"])
         s.id = data["id"]
-        s.beats = [Beat(**b) for b in data["beats"]]
+        s.restore_beats([Beat(**b) for b in data["beats"]])
         s.run.memory = StoryMemory.from_dict(data["memory"], deps.embed)
         s.run.cast = s.run.memory.cast
         return s
@@ -176,14 +195,30 @@ class StorySession:
             f"{BEAT_WORDS} words. {guide.note}",
         }
         room = (budget if budget is not None else 10**9) - count(system) - count(last["content"])
-        replay: list[dict[str, str]] = []
-        for b in reversed(self.beats[-RECENT_BEATS:]):  # the most recent beats that fit
-            cost = count(b.request) + count(b.text) + TEMPLATE_TOKENS
-            if cost > room:
-                break
-            room -= cost
-            replay = [{"role": "user", "content": b.request}, {"role": "assistant", "content": b.text}] + replay
+        replay = [m for b in self._replayed(room) for m in ({"role": "user", "content": b.request},
+                                                            {"role": "assistant", "content": b.text})]  # fmt: skip
         return [{"role": "system", "content": system}, *replay, last]
+
+    def _replayed(self, room: int) -> list[Beat]:
+        """The beats the prompt replays within `room` tokens: the opening and those since `replay_from`,
+        which moves on (a compaction) only when they no longer fit."""
+        beats, count = self.beats, self.deps.generator.count_tokens
+        if not beats:
+            return []
+
+        def window(start: int) -> list[Beat]:
+            return [beats[0], *beats[start:]]
+
+        def fits(w: list[Beat]) -> bool:
+            return len(w) <= REPLAY_MAX and sum(count(b.request) + count(b.text) + TEMPLATE_TOKENS for b in w) <= room
+
+        if not fits(window(self.replay_from)):
+            start = max(self.replay_from, len(beats) - REPLAY_KEPT)
+            while start < len(beats) and not fits(window(start)):
+                start += 1
+            self.replay_from = start
+        w = window(self.replay_from)
+        return w if fits(w) else []  # not even the opening fits: the turn's message alone
 
     async def stream_turn(self, action: str) -> AsyncIterator[str]:
         """Sentences of the next beat as they pass the fast checks; the beat is recorded at the end."""
@@ -228,7 +263,7 @@ class StorySession:
             async for shown in shown_sentences:
                 yield shown.piece
         self.run.resampled += draft.resampled
-        text = draft.text
+        text, prefill = draft.text, draft.prefill or {}
         m = (await measure(self.run, text)) if text else None
         if text:
             self._remembering = asyncio.create_task(
@@ -242,6 +277,9 @@ class StorySession:
                 text=text,
                 target=target,
                 measured=m,
+                replay_from=self.replay_from,
+                prompt_tokens=prefill.get("prompt_tokens", 0),
+                reused_tokens=prefill.get("cached_tokens", 0),
             )
         )
 

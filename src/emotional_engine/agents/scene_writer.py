@@ -95,6 +95,7 @@ class Draft:
         self.text = ""
         self.chosen = 0  # which of the first write's candidates went on (a top-up goes on with its settings)
         self.resampled = 0  # sentences written again (all writes of this draft together)
+        self.prefill: dict | None = None  # the chosen first write's prompt and reused tokens (SentenceStream)
 
     async def write(
         self,
@@ -126,8 +127,11 @@ class Draft:
                 if k != chosen:
                     await s.aclose()
         go_on = _Resampler(params[chosen], processors[chosen], kv_key, resume) if resume is not None else None
-        async for shown in self._through_gate(streams[chosen], go_on):
-            yield shown
+        try:
+            async for shown in self._through_gate(streams[chosen], go_on):
+                yield shown
+        finally:
+            self.prefill = self.prefill or streams[chosen].prefill
 
     def full(self) -> bool:
         return self.words is not None and len(self.text.split()) >= self.words - emotion_agent.WORDS_PER_SENTENCE // 2

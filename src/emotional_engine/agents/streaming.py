@@ -42,6 +42,7 @@ class SentenceStream:
         self.finished = False
         self.finish_reason: str | None = None
         self.consumed: list[Sentence] = []  # what `next_sentence` has handed out
+        self.prefill: dict | None = None  # the runtime's prompt and reused token counts, where it says
 
     async def _pull(self) -> None:
         try:
@@ -55,6 +56,8 @@ class SentenceStream:
             return
         if piece.finish_reason:
             self.finish_reason = piece.finish_reason
+        if piece.prefill is not None:
+            self.prefill = piece.prefill
         self._pending += piece.text
         if piece.logprob is not None:
             self._logprobs.append(piece.logprob)

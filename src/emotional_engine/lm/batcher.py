@@ -242,6 +242,8 @@ class ContinuousBatcher:
                 r.cached_tokens = keep
             else:
                 cache = KVCache(self.cfg, self.cache_dtype)
+                if r.pooled:
+                    self.pool.hold(r.kv_key, cache)
             try:
                 self.arena.bind(cache)
             except Exception as e:  # e.g. out of memory: this request fails, the batcher goes on
@@ -342,6 +344,9 @@ class ContinuousBatcher:
         r.feed = [tok]
 
     def _emit(self, r: Request, piece: Piece) -> None:
+        if not r.announced:
+            r.announced = True
+            piece.prefill = {"prompt_tokens": len(r.prompt_ids), "cached_tokens": r.cached_tokens}
         try:
             r.emit(piece)
         except Exception:  # the consumer is gone (closed event loop, ...)

@@ -54,6 +54,8 @@ class Piece:
     error: str | None = None
     usage: dict | None = None
     logprob: float | None = None
+    # on a request's first piece (builtin only): its prompt's tokens and how many came from a kept cache
+    prefill: dict | None = None
 
 
 @dataclass

@@ -71,6 +71,15 @@ class KVCache:
         elif need > self.capacity:
             self._alloc(_round_up(int(need * 1.5), self.GROW))
 
+    def fork(self) -> KVCache:
+        """A standalone copy of what this cache holds (bound or not): a second request on the same
+        prompt starts from it instead of prefilling the prompt again."""
+        twin = KVCache(self.cfg, self.dtype, capacity=self.length)
+        twin.k[:, :, : self.length] = self.k[:, :, : self.length]
+        twin.v[:, :, : self.length] = self.v[:, :, : self.length]
+        twin.length, twin.tokens = self.length, list(self.tokens[: self.length])
+        return twin
+
     def truncate(self, n: int) -> None:
         self.length = min(self.length, n)
         del self.tokens[self.length :]
@@ -174,12 +183,19 @@ class CachePool:
         self.evictions = 0
 
     def checkout(self, kv_key: str) -> tuple[KVCache | None, bool]:
-        """(cache or None if evicted/new, whether this request owns the key's cache)."""
+        """(cache or None if evicted/new, whether this request owns the key's cache). A concurrent request
+        with the same key (the candidates of one beat) gets a private copy of what the owner holds."""
         if kv_key in self._busy:
-            return None, False  # a concurrent request with the same key gets a private cache
+            owner = self._busy[kv_key]
+            return (owner.fork() if owner is not None and owner.length else None), False
         cache = self._idle.pop(kv_key, None)
         self._busy[kv_key] = cache  # placeholder until checkin
         return cache, True
+
+    def hold(self, kv_key: str, cache: KVCache) -> None:
+        """The owner of a checked-out key started a new cache: later requests with the key copy it."""
+        if kv_key in self._busy:
+            self._busy[kv_key] = cache
 
     def checkin(self, kv_key: str, cache: KVCache) -> None:
         self._busy.pop(kv_key, None)

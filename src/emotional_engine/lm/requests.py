@@ -34,6 +34,7 @@ class Request:
     out_ids: list[int] = field(default_factory=list)
     held: str = ""  # text held back because it may be the start of a stop string
     cached_tokens: int = 0
+    announced: bool = False  # the first piece, which carries the prefill figures, has gone out
     cancelled: bool = False
     pooled: bool = False  # this request holds its key's place in the pool of kept caches
     t_submit: float = field(default_factory=time.perf_counter)

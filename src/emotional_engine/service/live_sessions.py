@@ -34,7 +34,7 @@ class LiveSessions:
         if s is None or len(s.beats) != len(beats):
             s = await self.engine.session(StoryRequest.model_validate(request), turns)
             s.id = session_id  # the runtime keys the session's KV cache by it
-            s.beats = [Beat.model_validate(b) for b in beats]
+            s.restore_beats([Beat.model_validate(b) for b in beats])
         self._live[session_id] = s
         return s
 
