@@ -173,6 +173,16 @@ class Result:
     status: int
     total_s: float
     first_s: float | None = None
+    words: int = 0  # the beat's words
+    turn: int | None = None  # the beat's index in its session
+    reuse: float | None = None  # the share of the beat's prompt the runtime found in its kept cache
+
+    @property
+    def words_per_s(self) -> float | None:
+        """How fast the beat's text streamed after its first sentence."""
+        if not self.words or self.first_s is None or self.total_s <= self.first_s:
+            return None
+        return self.words / (self.total_s - self.first_s)
 
 
 @dataclass
@@ -207,15 +217,21 @@ async def beat(c: httpx.AsyncClient, sid: str, action: str) -> Result:
             if r.status_code != 200:
                 await r.aread()
                 return Result(False, r.status_code, time.perf_counter() - t0)
-            ok = False
+            event, done = None, None
             async for line in r.aiter_lines():
-                if line.startswith("event: sentence") and first is None:
+                if line.startswith("event: "):
+                    event = line[len("event: ") :]
+                if event == "sentence" and first is None:
                     first = time.perf_counter() - t0
-                if line.startswith("event: beat"):
-                    ok = True
-                if line.startswith("event: error"):
+                if event == "beat" and line.startswith("data: "):
+                    done = json.loads(line[len("data: ") :])
+                if event == "error":
                     return Result(False, 599, time.perf_counter() - t0, first)
-            return Result(ok, 200, time.perf_counter() - t0, first)
+            if done is None:
+                return Result(False, 200, time.perf_counter() - t0, first)
+            prompt = done.get("prompt_tokens") or 0
+            reuse = done.get("reused_tokens", 0) / prompt if prompt else None
+            return Result(True, 200, time.perf_counter() - t0, first, len(done["text"].split()), done["index"], reuse)
     except httpx.HTTPError:
         return Result(False, 0, time.perf_counter() - t0, first)
 
@@ -286,7 +302,7 @@ def bucket_quantile(before: dict, after: dict, q: float) -> str:
     return "-"
 
 
-async def users_row(c: httpx.AsyncClient, users: int, reading_s: float, duration_s: float, server) -> str:
+async def users_row(c: httpx.AsyncClient, users: int, reading_s: float, duration_s: float, server) -> tuple[str, Tally]:
     tally = Tally()
     buckets0 = await ttft_buckets(c)
     cpu0 = server.cpu_times()
@@ -326,11 +342,22 @@ async def users_row(c: httpx.AsyncClient, users: int, reading_s: float, duration
     other = ", ".join(f"{n}x {STATUS.get(k, k)}" for k, n in sorted(other.items())) or "0"
     rate = len(ok) / max(1, len(tally.results)) * 100
     buckets1 = await ttft_buckets(c)
+    speeds = [r.words_per_s for r in ok if r.words_per_s is not None]
     return (
         f"| {users} | {rate:.1f}% | {shed} | {other} | {bucket_quantile(buckets0, buckets1, 0.5)} | "
         f"{bucket_quantile(buckets0, buckets1, 0.99)} | {pct(firsts, 50):.0f} | {pct(firsts, 99):.0f} | "
-        f"{pct(totals, 50):.0f} | {len(ok) / wall:.2f} | {cpu:.0f}% | {max(rss) / 2**20:.0f} |"
-    )
+        f"{pct(totals, 50):.0f} | {pct(speeds, 50):.1f} | {len(ok) / wall:.2f} | {cpu:.0f}% | {max(rss) / 2**20:.0f} |"
+    ), tally
+
+
+def reuse_table(results: list[Result]) -> str:
+    """The share of each beat's prompt the runtime reused, by the beat's place in its session."""
+    by_turn: dict[int, list[float]] = {}
+    for r in results:
+        if r.ok and r.turn is not None and r.reuse is not None:
+            by_turn.setdefault(r.turn, []).append(r.reuse)
+    rows = [f"| {t} | {len(v)} | {100 * pct(v, 50):.0f}% | {100 * min(v):.0f}% |" for t, v in sorted(by_turn.items())]
+    return "\n".join(["| beat of the session | beats | prompt reused P50 | min |", "|---|---|---|---|", *rows])
 
 
 async def run_client(args, server_pid: int) -> None:
@@ -358,11 +385,16 @@ async def run_client(args, server_pid: int) -> None:
             )
             print(
                 "| users | success | shed (503) | other failures | TTFT P50 ms | TTFT P99 ms | first text P50 ms | "
-                "P99 ms | beat P50 ms | beats/s | server CPU | server RSS MiB |\n"
-                "|---|---|---|---|---|---|---|---|---|---|---|---|"
+                "P99 ms | beat P50 ms | words/s P50 | beats/s | server CPU | server RSS MiB |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
             )
+            beats: list[Result] = []
             for u in args.users:
-                print(await users_row(c, u, args.reading_s, args.duration_s, server), flush=True)
+                row, tally = await users_row(c, u, args.reading_s, args.duration_s, server)
+                beats += tally.results
+                print(row, flush=True)
+            print("\nprefix reuse by turn (every row's beats; 0% on a session's first beat)\n")
+            print(reuse_table(beats), flush=True)
 
 
 def main() -> None:

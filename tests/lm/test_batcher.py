@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
 
@@ -234,6 +235,26 @@ def test_concurrent_requests_on_a_kept_cache_all_start_from_it(batcher, tokenize
     cached = [r.cached_tokens for r in res]
     assert len(set(cached)) == 1 and cached[0] >= len(history) - 1  # all of the history, for every one
     assert [r.text for r in res] == [batcher.generate(turn, p).text for p in seeded]
+
+
+def test_the_key_keeps_the_cache_of_the_candidate_that_went_on(batcher, tokenizer):
+    """Two candidates of a beat under the session's key; the caller turns the first down (cancels it)
+    and goes on with the second: the next turn, which replays the second's text, finds it cached."""
+    history = tokenizer.encode("the keeper climbed the stairs and read the letter twice.")
+    turned_down, gone_on = queue.Queue(), queue.Queue()
+    sample = [SamplingParams(temperature=1.0, max_tokens=12, ignore_eos=True, seed=s) for s in (5, 6)]
+    first = batcher.submit(history, sample[0], turned_down.put, kv_key="beat")
+    second = batcher.submit(history, sample[1], gone_on.put, kv_key="beat")
+    turned_down.get(timeout=30)  # both run: cancel the first mid-way
+    first.cancelled = True
+    pieces = [gone_on.get(timeout=30)]
+    while pieces[-1].finish_reason is None:
+        pieces.append(gone_on.get(timeout=30))
+    while turned_down.get(timeout=30).finish_reason is None:
+        pass
+    written = second.out_ids
+    next_turn = history + written + tokenizer.encode(" then")
+    assert batcher.generate(next_turn, GREEDY, kv_key="beat").cached_tokens == len(history) + len(written) - 1
 
 
 def test_a_dropped_cache_is_not_reused(batcher, tokenizer):

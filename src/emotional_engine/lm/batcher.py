@@ -235,22 +235,22 @@ class ContinuousBatcher:
             r = self._waiting.pop(0)
             cache = None
             if r.kv_key is not None:
-                cache, r.pooled = self.pool.checkout(r.kv_key)
+                cache = self.pool.checkout(r.kv_key)
             if cache is not None:
                 keep = min(common_prefix_len(cache.tokens, r.prompt_ids), len(r.prompt_ids) - 1)
                 cache.truncate(keep)
                 r.cached_tokens = keep
             else:
                 cache = KVCache(self.cfg, self.cache_dtype)
-                if r.pooled:
-                    self.pool.hold(r.kv_key, cache)
+            if r.kv_key is not None:
+                self.pool.hold(r.kv_key, cache)
+            r.cache = cache
             try:
                 self.arena.bind(cache)
             except Exception as e:  # e.g. out of memory: this request fails, the batcher goes on
                 log.exception("request %d could not be admitted", r.id)
                 self._finish(r, "error", error=f"{type(e).__name__}: {e}")
                 continue
-            r.cache = cache
             r.feed = r.prompt_ids[cache.length :]
             self._running.append(r)
 
@@ -363,11 +363,11 @@ class ContinuousBatcher:
             if not self.arena.caches:
                 self.arena.release()  # idle: give the working memory back
         with self._cv:  # settle the kept cache before the caller hears the request ended
-            if r.kv_key is not None and r.pooled:
-                if reason == "error" or r.cache is None:  # a cache of unknown state is not kept
-                    self.pool.release(r.kv_key)
-                else:
-                    self.pool.checkin(r.kv_key, r.cache)
+            if r.kv_key is not None and r.cache is not None:
+                # the key keeps the cache of the request the caller went on with: not one that failed,
+                # nor a candidate cancelled while another with the key still runs
+                passed_over = reason == "cancelled" and any(q.kv_key == r.kv_key for q in self._running)
+                self.pool.checkin(r.kv_key, r.cache, keep=reason != "error" and not passed_over)
             self.pool.enforce(self.arena.bound_bytes)
         self._emit(r, Piece(r.held, None, finish_reason=reason, error=error, usage=r.usage(now)))
         r.held = ""

@@ -179,31 +179,31 @@ class CachePool:
     def __init__(self, budget_bytes: int):
         self.budget = budget_bytes
         self._idle: OrderedDict[str, KVCache] = OrderedDict()
-        self._busy: dict[str, KVCache] = {}
+        self._busy: dict[str, list[KVCache]] = {}  # the caches of running requests, by key
         self.evictions = 0
 
-    def checkout(self, kv_key: str) -> tuple[KVCache | None, bool]:
-        """(cache or None if evicted/new, whether this request owns the key's cache). A concurrent request
-        with the same key (the candidates of one beat) gets a private copy of what the owner holds."""
-        if kv_key in self._busy:
-            owner = self._busy[kv_key]
-            return (owner.fork() if owner is not None and owner.length else None), False
-        cache = self._idle.pop(kv_key, None)
-        self._busy[kv_key] = cache  # placeholder until checkin
-        return cache, True
+    def checkout(self, kv_key: str) -> KVCache | None:
+        """The cache kept under `kv_key`, taken out of the pool (None: none kept, or evicted). While other
+        requests with the key run (the candidates of one beat), a copy of what the first of them holds."""
+        running = self._busy.get(kv_key)
+        if running:
+            return running[0].fork() if running[0].length else None
+        return self._idle.pop(kv_key, None)
 
     def hold(self, kv_key: str, cache: KVCache) -> None:
-        """The owner of a checked-out key started a new cache: later requests with the key copy it."""
-        if kv_key in self._busy:
-            self._busy[kv_key] = cache
+        """A request with the key runs on `cache`."""
+        self._busy.setdefault(kv_key, []).append(cache)
 
-    def checkin(self, kv_key: str, cache: KVCache) -> None:
-        self._busy.pop(kv_key, None)
-        self._idle[kv_key] = cache
-
-    def release(self, kv_key: str) -> None:
-        """End a checkout without keeping the cache (its state is unknown after an error)."""
-        self._busy.pop(kv_key, None)
+    def checkin(self, kv_key: str, cache: KVCache, keep: bool) -> None:
+        """A request with the key ended: keep its cache under the key (in place of any kept before) or
+        let it go (a cache of unknown state after an error, a candidate the caller turned down)."""
+        running = self._busy.get(kv_key, [])
+        running[:] = [c for c in running if c is not cache]
+        if not running:
+            self._busy.pop(kv_key, None)
+        if keep:
+            self._idle[kv_key] = cache
+            self._idle.move_to_end(kv_key)
 
     def drop(self, kv_key: str) -> None:
         self._idle.pop(kv_key, None)

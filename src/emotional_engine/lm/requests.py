@@ -36,7 +36,6 @@ class Request:
     cached_tokens: int = 0
     announced: bool = False  # the first piece, which carries the prefill figures, has gone out
     cancelled: bool = False
-    pooled: bool = False  # this request holds its key's place in the pool of kept caches
     t_submit: float = field(default_factory=time.perf_counter)
     t_first: float | None = None
     sentences: int = 0  # sentence ends generated so far: the index into `params.emotion_schedule`
