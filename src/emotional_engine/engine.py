@@ -20,7 +20,7 @@ from emotional_engine.lm.generator import Generator
 from emotional_engine.lm.models import ModelManager
 from emotional_engine.safety import SafetyChecker
 from emotional_engine.session import StorySession
-from emotional_engine.threads import run_model
+from emotional_engine.threads import one_openmp_thread, run_model
 
 
 class Engine:
@@ -39,6 +39,9 @@ class Engine:
         `check_safety=False` leaves out the audience safety check (tests on fake models). `agent_timeout_s`:
         EE_AGENT_TIMEOUT_S unless given."""
         self.settings = settings or get_settings()
+        # the thread that builds the engine runs its event loop, whose small torch work (steering
+        # biases, gate checks) must not start an OpenMP team beside the LM scheduler's (threads.py)
+        one_openmp_thread()
         self.check_safety = check_safety
         if models is None:
             models = ModelManager.from_settings(self.settings) if generator is None else ModelManager.single(generator)
