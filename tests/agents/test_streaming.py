@@ -24,12 +24,14 @@ async def test_sentences_come_whole_whatever_the_piece_boundaries():
         assert [s.new_paragraph for s in got] == [False, False, True]
 
 
-async def test_joined_sentences_rebuild_the_paragraphs():
-    got = await collect(SentenceStream(pieces("One. Two.\n\nThree.")))
+async def test_joined_sentences_rebuild_the_models_text():
+    """Paragraphs and line breaks as the model wrote them: a session replays the text, and the runtime
+    finds it in its cache only if it is the model's own."""
+    got = await collect(SentenceStream(pieces("One. Two.\n\nThree.\nFour.  Five.\n \n Six.")))
     text = ""
     for s in got:
         text += s.joined_to(text)
-    assert text == "One. Two.\n\nThree."
+    assert text == "One. Two.\n\nThree.\nFour. Five.\n\nSix."
 
 
 async def test_fill_reads_only_as_far_as_asked():

@@ -176,7 +176,7 @@ class Draft:
                 checked = await gate.check(sentence.text)
                 if checked is None:
                     continue
-                piece = Sentence(checked, sentence.new_paragraph).joined_to(self.text)
+                piece = Sentence(checked, sentence.separator).joined_to(self.text)
                 delta = "\n\n" + piece if not self.text and gate.shown else piece
                 self.text += piece
                 gate.shown_as(delta)

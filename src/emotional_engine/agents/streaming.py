@@ -2,8 +2,9 @@
 
 A sentence is complete when the splitter sees the start of the next one (or the stream ends with
 a sentence-final mark); an unfinished last sentence is dropped, as the technical agent's trim
-would. Each sentence comes with whether a blank line (a new paragraph) preceded it, so joining
-them rebuilds the paragraphs the model wrote, and with the mean log-probability of its tokens where
+would. Each sentence comes with the break the model wrote before it (a space, a line break, or a
+blank line: a new paragraph), so joining them rebuilds the model's own text (and a session that
+replays it finds it in the runtime's cache), and with the mean log-probability of its tokens where
 the backend gives them (a piece that straddles a sentence end counts for the sentence it ends).
 A stream may start with a `prefix`: words the prompt already began the reply with, which belong to
 its first sentence.
@@ -22,14 +23,22 @@ from emotional_engine.text import ends_a_sentence, sentence_breaks
 @dataclass(frozen=True)
 class Sentence:
     text: str  # whitespace inside collapsed to single spaces
-    new_paragraph: bool  # a blank line came before it
+    separator: str = " "  # the break before it: " ", "\n", or "\n\n" (a new paragraph)
     logprob: float | None = None  # the mean log-probability of its generated tokens, where known
+
+    @property
+    def new_paragraph(self) -> bool:
+        return self.separator == "\n\n"
 
     def joined_to(self, so_far: str) -> str:
         """The separator and the sentence, to append to `so_far`."""
-        if not so_far:
-            return self.text
-        return ("\n\n" if self.new_paragraph else " ") + self.text
+        return self.separator + self.text if so_far else self.text
+
+
+def separator(whitespace: str) -> str:
+    """The break a run of whitespace between two sentences makes."""
+    lines = whitespace.count("\n")
+    return "\n\n" if lines >= 2 else "\n" if lines else " "
 
 
 class SentenceStream:
@@ -37,7 +46,7 @@ class SentenceStream:
         self._pieces = pieces
         self._pending = prefix
         self._logprobs: list[float] = []  # of the pieces in `_pending`
-        self._paragraph_next = False  # the pending sentence follows a blank line
+        self._separator_next = " "  # the break before the pending sentence
         self._ready: deque[Sentence] = deque()
         self.finished = False
         self.finish_reason: str | None = None
@@ -51,7 +60,7 @@ class SentenceStream:
             self.finished = True
             tail = " ".join(self._pending.split())
             if tail and ends_a_sentence(tail):
-                self._ready.append(Sentence(tail, self._paragraph_next, self._mean_logprob()))
+                self._ready.append(Sentence(tail, self._separator_next, self._mean_logprob()))
             self._pending = ""
             return
         if piece.finish_reason:
@@ -66,8 +75,8 @@ class SentenceStream:
         for b in breaks:
             text = " ".join(self._pending[start : b.start()].split())
             if text:
-                self._ready.append(Sentence(text, self._paragraph_next, self._mean_logprob()))
-            self._paragraph_next = b.group().count("\n") >= 2
+                self._ready.append(Sentence(text, self._separator_next, self._mean_logprob()))
+            self._separator_next = separator(b.group())
             start = b.end()
         self._pending = self._pending[start:]
 

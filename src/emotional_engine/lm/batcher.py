@@ -231,8 +231,12 @@ class ContinuousBatcher:
                     self._finish(r, "error", error=f"{type(e).__name__}: {e}")
 
     def _admit(self) -> None:
+        later = []
         while self._waiting and len(self._running) < self.max_batch:
             r = self._waiting.pop(0)
+            if r.kv_key is not None and any(q.kv_key == r.kv_key and len(q.feed) > 1 for q in self._running):
+                later.append(r)  # another request with the key prefills: start from a copy of it afterwards
+                continue
             cache = None
             if r.kv_key is not None:
                 cache = self.pool.checkout(r.kv_key)
@@ -253,6 +257,7 @@ class ContinuousBatcher:
                 continue
             r.feed = r.prompt_ids[cache.length :]
             self._running.append(r)
+        self._waiting[:0] = later
 
     def _step(self) -> None:
         for r in [r for r in self._running if r.cancelled]:
