@@ -209,3 +209,43 @@ def test_logprob_is_of_the_drawn_token_under_the_distribution_drawn_from():
     s = Sampler(SamplingParams(temperature=1.0, top_p=0.5, seed=1))
     tok = s(logits, [], [])
     assert s.logprob <= 0.0 and s.logprob >= float(torch.log_softmax(logits, -1)[tok]) - 1e-6  # never below untruncated
+
+
+def nucleus(probs: torch.Tensor, top_p: float) -> dict[int, float]:
+    """The top-p distribution computed the slow, obvious way."""
+    order = sorted(range(len(probs)), key=lambda i: -float(probs[i]))
+    kept, mass = [], 0.0
+    for i in order:
+        if mass >= top_p:
+            break
+        kept.append(i)
+        mass += float(probs[i])
+    return {i: float(probs[i]) / mass for i in kept}
+
+
+@pytest.mark.parametrize(("peak", "inside"), [(12.0, True), (0.0, False)])
+def test_top_p_over_a_large_vocabulary_draws_the_nucleus_distribution(peak, inside):
+    """The cut is looked for among the most likely tokens first (a peaked distribution: a handful of
+    tokens) and over the sorted vocabulary when it reaches past them (a flat one): the same draws'
+    distribution either way."""
+    from emotional_engine.lm.sampling import TOP_CANDIDATES
+
+    logits = random_logits(5, n=5000, scale=1.0)
+    logits[:6] += peak
+    want = nucleus(torch.softmax(logits, -1), 0.8)
+    assert (len(want) < TOP_CANDIDATES) == inside
+    got = Counter(draws(SamplingParams(temperature=1.0, top_p=0.8), logits, 3000))
+    assert set(got) <= set(want)
+    for i, p in want.items():
+        if p > 0.05:
+            assert abs(got[i] / 3000 - p) < 0.03, (i, got[i] / 3000, p)
+
+
+def test_the_repetition_penalty_follows_the_output_step_by_step():
+    logits = torch.tensor([3.0, 2.9, 2.8, -1.0])
+    s = Sampler(SamplingParams(temperature=0.0, repetition_penalty=1.5))
+    prompt, out = [3], []
+    for _ in range(3):
+        out.append(s(logits, prompt, out))
+    assert out == [0, 1, 2]  # each token, once written, falls below the next
+    assert s(logits, [], [0, 1]) == 2  # a new request's ids (shorter output): the seen set starts again

@@ -73,6 +73,9 @@ class SamplingParams(BaseModel):
         return self
 
 
+TOP_CANDIDATES = 1024  # tokens the cuts are first looked for among
+
+
 class Sampler:
     def __init__(self, params: SamplingParams, processors: list[LogitsProcessor] | tuple = ()):
         self.p = params
@@ -83,6 +86,8 @@ class Sampler:
         else:
             self.gen.seed()
         self._counts: dict[int, int] = {}  # output token -> occurrences
+        self._seen: torch.Tensor | None = None  # ids in the prompt and output, for the repetition penalty
+        self._seen_upto = 0  # output tokens already in `_seen`
         # of the last token drawn, under the distribution it was drawn from: tempered and truncated
         # when sampling; when greedy, the untempered softmax of the processed logits
         self.logprob: float | None = None
@@ -96,10 +101,9 @@ class Sampler:
             for proc in self.processors:
                 logits = proc(ids, logits)
         if p.repetition_penalty != 1.0 and (prompt_ids or out_ids):
-            seen = torch.tensor(sorted(set(prompt_ids) | set(out_ids)), dtype=torch.long)
-            vals = logits[seen]
-            logits = logits.clone()
-            logits[seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
+            seen = self._seen_mask(logits.shape[0], prompt_ids, out_ids)
+            penalised = torch.where(logits > 0, logits / p.repetition_penalty, logits * p.repetition_penalty)
+            logits = torch.where(seen, penalised, logits)
         if (p.presence_penalty or p.frequency_penalty) and self._counts:
             idx = torch.tensor(list(self._counts), dtype=torch.long)
             cnt = torch.tensor(list(self._counts.values()), dtype=torch.float32)
@@ -113,22 +117,61 @@ class Sampler:
         self._counts[tok] = self._counts.get(tok, 0) + 1
         return tok
 
+    def _seen_mask(self, vocab: int, prompt_ids: list[int], out_ids: list[int]) -> torch.Tensor:
+        """(vocab,) bool: the ids in the prompt and the output so far, kept from step to step (the
+        prompt once, then each new output token) instead of rebuilt from a thousand ids every token."""
+        if self._seen is None or self._seen_upto > len(out_ids):
+            self._seen = torch.zeros(vocab, dtype=torch.bool)
+            self._seen[torch.tensor(prompt_ids, dtype=torch.long)] = True
+            self._seen_upto = 0
+        for tok in out_ids[self._seen_upto :]:
+            self._seen[tok] = True
+        self._seen_upto = len(out_ids)
+        return self._seen
+
     def _draw(self, logits: torch.Tensor) -> int:
+        """Sample from the tempered distribution cut by top_k, min_p and top_p. Those cuts keep a few
+        dozen tokens, so they are made among the TOP_CANDIDATES most likely (one topk, no sort of the
+        vocabulary); the whole vocabulary is sorted only when a cut reaches past them."""
+        p = self.p
+        n = logits.shape[0]
+        top_k = p.top_k if 0 < p.top_k < n else 0
+        if top_k or p.top_p < 1.0 or p.min_p > 0.0:
+            m = min(top_k or n, TOP_CANDIDATES)
+            vals, order = torch.topk(logits, m)  # descending
+            by_k = bool(top_k) and top_k <= m  # the top_k cut is exactly these candidates
+            lifted = torch.exp(vals - vals[0])  # as softmax computes it, so ties with top_p fall alike
+            probs = lifted / (lifted.sum() if by_k else torch.exp(logits - vals[0]).sum())
+            if p.min_p > 0.0:
+                probs = probs.masked_fill(probs < p.min_p * probs[0], 0.0)
+            if p.top_p < 1.0:
+                probs = probs.masked_fill(torch.cumsum(probs, 0) - probs >= p.top_p, 0.0)
+            if by_k or probs[-1] == 0.0:  # the cut ends among the candidates: exact
+                return self._pick(probs, order)
+            return self._draw_sorted(logits)
+        return self._pick(torch.softmax(logits, dim=-1), None)
+
+    def _draw_sorted(self, logits: torch.Tensor) -> int:
+        """The same cuts over the whole vocabulary, sorted."""
         p = self.p
         if p.top_k and p.top_k < logits.shape[0]:
             kth = torch.topk(logits, p.top_k).values[-1]
             logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs = torch.softmax(logits, dim=-1)
+        probs, order = torch.sort(torch.softmax(logits, dim=-1), descending=True)
         if p.min_p > 0.0:
-            probs = probs.masked_fill(probs < p.min_p * probs.max(), 0.0)
+            probs = probs.masked_fill(probs < p.min_p * probs[0], 0.0)
         if p.top_p < 1.0:
-            sorted_p, order = torch.sort(probs, descending=True)
-            cum = torch.cumsum(sorted_p, dim=-1)
-            drop = cum - sorted_p >= p.top_p  # keep the smallest prefix whose mass reaches top_p
-            sorted_p = sorted_p.masked_fill(drop, 0.0)
-            i = int(torch.multinomial(sorted_p, 1, generator=self.gen))
-            self.logprob = math.log(float(sorted_p[i]) / float(sorted_p.sum()))
-            return int(order[i])
-        tok = int(torch.multinomial(probs, 1, generator=self.gen))
-        self.logprob = math.log(float(probs[tok]) / float(probs.sum()))
-        return tok
+            probs = probs.masked_fill(torch.cumsum(probs, 0) - probs >= p.top_p, 0.0)  # the smallest prefix reaching p
+        return self._pick(probs, order)
+
+    def _pick(self, weights: torch.Tensor, order: torch.Tensor | None) -> int:
+        """Draw an index with probability proportional to `weights` (one uniform, inverted through the
+        cumulative sum: cheaper than multinomial over the vocabulary), mapped through `order`."""
+        cum = torch.cumsum(weights, 0)
+        total = cum[-1]
+        u = torch.rand(1, generator=self.gen) * total
+        i = min(int(torch.searchsorted(cum, u, right=True)), weights.shape[0] - 1)
+        while weights[i] == 0.0:  # rounding at the very top of the cumulative sum: the last token kept
+            i -= 1
+        self.logprob = math.log(float(weights[i]) / float(total))
+        return i if order is None else int(order[i])
