@@ -93,6 +93,7 @@ class Engine:
     def _shared_deps(self) -> dict:
         """The parts every language model's `Deps` shares; loaded once."""
         if self._shared is None:
+            from emotional_engine.agents import choice
             from emotional_engine.agents import technical as technical_agent
             from emotional_engine.culture.lexicon import name_index
 
@@ -106,6 +107,13 @@ class Engine:
                 embed=lambda texts: model.embedder.encode(texts, batch_size=32, normalize_embeddings=True),
                 safety=SafetyChecker.load() if self.check_safety else None,
             )
+            # a first call of each model costs 0.5-1 s more than the next (allocations, kernel choice):
+            # paid here, at load, rather than by the first beat's first sentence
+            sample = ["The keeper climbed the stairs.", "A letter lay on the table."]
+            model.score_passages(sample)
+            choice.candidates(self._shared["embed"], sample, [0.0, 0.0], [None, None], sample)  # MiniLM, lemmas
+            if self._shared["safety"] is not None:
+                self._shared["safety"].check_sentences(sample, "adult")
         return self._shared
 
     def _steering_table(self, generator: Generator, emotion):
