@@ -55,9 +55,12 @@ from emotional_engine.threads import run_model
 log = logging.getLogger(__name__)
 
 BEAT_WORDS = 80
-# candidates per beat, chosen on their first sentence (written together, so the first text waits for
-# one sentence of the slower): the same choice as a story's scenes, premise and action as references
+# candidates per beat, chosen on their first sentence (written together): the same choice as a story's
+# scenes, premise and action as references
 BEAT_CANDIDATES = 2
+# the choice waits for a candidate's first sentence at most half again the time the first one took:
+# a candidate with a long opening sentence is dropped rather than holding the beat's first text back
+BEAT_CHOICE_GRACE = 0.5
 REPLAY_MAX = 10  # beats replayed in the prompt, at most (the opening included)
 REPLAY_KEPT = 4  # beats after the opening that a compaction keeps
 RECALLED_FACTS = 6
@@ -257,7 +260,7 @@ class StorySession:
         begun = [*messages, {"role": "assistant", "content": opening}] if continues else messages
         write = draft.write(
             begun, params, bias, kv_key=self.id, opening=opening, resume=resume if continues else None,
-            select_after=1,
+            select_after=1, grace=BEAT_CHOICE_GRACE,
         )  # fmt: skip
         async with aclosing(write) as shown_sentences:
             async for shown in shown_sentences:

@@ -107,10 +107,13 @@ class Draft:
         opening: str = "",
         resume: Resume | None = None,
         select_after: int = SELECT_AFTER_SENTENCES,
+        grace: float | None = None,
     ) -> AsyncIterator[Shown]:
         """Write the candidates (`params[k]` with `processors[k]`; the prompt began the reply with
         `opening`), choose one on its first `select_after` sentences, and yield its sentences as the
-        gate lets them through. With `resume`, a sentence that `choice.sentence_problem` rejects is
+        gate lets them through. With `grace`, the choice waits for the others at most that share of the
+        time the first candidate took (a beat's first text waits for no long opening); those not ready
+        by then are dropped. With `resume`, a sentence that `choice.sentence_problem` rejects is
         written again from the same prefix. `kv_key` (a session's id, a story's scene) has the runtime
         keep the KV cache, so a resample prefills only what is new."""
         run, gen = self.run, self.run.deps.generator
@@ -121,8 +124,8 @@ class Draft:
         chosen = 0
         if len(streams) > 1:
             with run.timings.lm():
-                await asyncio.gather(*(s.fill(select_after) for s in streams))
-            chosen = self.chosen = await self._choose(streams)
+                ready = await _filled(streams, select_after, grace)
+            chosen = self.chosen = ready[await self._choose([streams[k] for k in ready])]
             for k, s in enumerate(streams):
                 if k != chosen:
                     await s.aclose()
@@ -185,6 +188,26 @@ class Draft:
                 yield Shown(piece, delta)
         finally:  # left early (the reader went away): the runtime stops writing now, not when collected
             await stream.aclose()
+
+
+async def _filled(streams: list[SentenceStream], n: int, grace: float | None) -> list[int]:
+    """Fill each stream to `n` sentences; the indices of those that got there (all, without `grace`)."""
+    if grace is None:
+        await asyncio.gather(*(s.fill(n) for s in streams))
+        return list(range(len(streams)))
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    tasks = {asyncio.ensure_future(s.fill(n)): k for k, s in enumerate(streams)}
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    if pending:
+        more, pending = await asyncio.wait(pending, timeout=grace * (loop.time() - t0))
+        done |= more
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for t in done:
+        t.result()  # a stream's error surfaces as it would without the grace
+    return sorted(tasks[t] for t in done)
 
 
 @dataclass
