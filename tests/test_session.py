@@ -246,7 +246,8 @@ async def test_the_runtime_reuses_the_sessions_prompt_turn_after_turn(fp32_gener
     for action in ("I open the letter.", "I climb the stairs.", "I call my brother's name."):
         await s.turn(action)
     first, *later = s.beats
-    assert first.reused_tokens == 0 and first.prompt_tokens > 100
+    # the first beat has no session to reuse: its first candidate prefills, the second copies that
+    assert first.reused_tokens in (0, first.prompt_tokens - 1) and first.prompt_tokens > 100
     for before, beat in zip(s.beats, later):
         assert beat.prompt_tokens > before.prompt_tokens
         assert beat.reused_tokens >= before.prompt_tokens  # all of the last prompt, and some of its beat
