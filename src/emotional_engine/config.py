@@ -122,8 +122,10 @@ class Settings(BaseSettings):
 
     # Language model
     model_path: Path | None = Field(None, description="GGUF file; default: the embedded SmolLM2-135M-Instruct")
-    weight_format: Literal["native", "fp32", "fp16"] = Field(
-        "native", description="CPU weight format of the builtin decoder (native: the file's blocks, C++ kernels)"
+    weight_format: Literal["native", "fp32", "fp16", "q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k"] = Field(
+        "native",
+        description="CPU weight format of the builtin decoder (native: the file's blocks, C++ kernels; q8_0 ... "
+        "q6_k: requantised to that block format at load, for comparing formats)",
     )
     max_batch: int = Field(16, ge=1, le=256, description="sequences decoded together per step")
     kv_cache_budget_mb: int = Field(512, ge=1, description="memory for all KV caches, running and kept")

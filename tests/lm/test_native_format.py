@@ -12,7 +12,7 @@ from emotional_engine.lm import kernels
 from emotional_engine.lm.builtin import BuiltinGenerator
 from emotional_engine.lm.gguf import load_gguf, native_blocks
 from emotional_engine.lm.model import Llama
-from emotional_engine.lm.quant import FP16Linear, NativeLinear, _linears, apply_weight_format
+from emotional_engine.lm.quant import FP16Linear, NativeLinear, _linears, apply_weight_format, blocks_from_weights
 from emotional_engine.lm.sampling import SamplingParams
 from tiny_lm import base_model
 
@@ -106,3 +106,49 @@ async def test_a_k_quant_file_runs_from_its_own_blocks(gguf_writer):
         assert done.completion_tokens == 8
     finally:
         await gen.aclose()
+
+
+@pytest.mark.parametrize("fmt", ["q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k"])
+def test_a_requantised_format_runs_every_projection_from_its_blocks(fmt, model):
+    """EE_WEIGHT_FORMAT=q4_k and the like: the weights quantised at load, every projection on the
+    kernels; a K-quant on rows that are not whole super-blocks (this tiny model is 64 wide) takes Q8_0."""
+    import copy
+
+    from emotional_engine.lm.quant import REQUANTISED
+
+    kind = REQUANTISED[fmt]
+    for base, wide in ((model, False), (base_model(model, "Q4_K"), True)):
+        formatted = apply_weight_format(copy.deepcopy(base), fmt)
+        assert formatted.weight_format == fmt
+        expected = kind if (wide or not kind.endswith("_K")) else "Q8_0"
+        for parent, name in _linears(formatted):
+            lin = getattr(parent, name)
+            assert isinstance(lin, NativeLinear) and lin.qtypes == [kernels.GGML_TYPES[expected]], (fmt, name)
+        # the same blocks as the native format holds them (whose kernels are tested against
+        # dequantise-then-matmul in test_kernels and test_model): the same logits to the bit
+        same = apply_weight_format(copy.deepcopy(base), "native", blocks_from_weights(base, kind))
+        idx = torch.randint(0, base.config.vocab_size, (1, 12), generator=torch.Generator().manual_seed(1))
+        with torch.inference_mode():
+            assert torch.equal(formatted(idx)[0], same(idx)[0]), fmt
+
+
+async def test_the_builtin_generator_loads_a_requantised_format(gguf_writer):
+    path = gguf_writer(base_model(None, "Q4_K"), "wide.gguf")
+    gen = BuiltinGenerator.load(path, weight_format="q4_k", emotion_adapter=False)
+    try:
+        assert gen.info.weight_format == "q4_k"
+        assert gen.batcher.model.layers[0].mlp.down.qtypes == [kernels.GGML_TYPES["Q4_K"]]
+        done = await gen.complete([{"role": "user", "content": "hi"}], SamplingParams(max_tokens=4, temperature=0))
+        assert done.completion_tokens == 4
+    finally:
+        await gen.aclose()
+
+
+def test_every_weight_format_can_be_configured():
+    import typing
+
+    from emotional_engine.config import Settings
+    from emotional_engine.lm.quant import WEIGHT_FORMATS
+
+    assert set(typing.get_args(Settings.model_fields["weight_format"].annotation)) == set(WEIGHT_FORMATS)
+    assert Settings(weight_format="q4_k").weight_format == "q4_k"

@@ -39,7 +39,9 @@ def lm(
     temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy")] = 0.7,
     top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.9,
     raw: Annotated[bool, typer.Option(help="complete the text as is, without the chat template")] = False,
-    weight_format: Annotated[str | None, typer.Option(help="fp32 or fp16 (default from EE_WEIGHT_FORMAT)")] = None,
+    weight_format: Annotated[
+        str | None, typer.Option(help="native, fp32, fp16, or q8_0 ... q6_k (default from EE_WEIGHT_FORMAT)")
+    ] = None,
     emotion: Annotated[str | None, typer.Option(help="condition the emotion-attention adapter on this emotion")] = None,
     emotion_adapter: Annotated[
         bool | None,

@@ -3,6 +3,10 @@
 - native: the projections stay in the GGUF file's own blocks (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K) and are multiplied
   from them by the C++ kernels (lm/kernels): a quarter to a half of fp16's bytes a token. A linear
   whose blocks the kernels do not read, or every linear when the kernels could not be built, is fp16.
+- q8_0, q4_0, q4_1, q4_k, q5_k, q6_k: the weights requantised at load to that block format (from the
+  file's weights as loaded; a K-quant row must be whole super-blocks of 256, so a projection whose
+  input is not takes Q8_0, as llama.cpp does) and multiplied by the same kernels: for comparing the
+  formats on one model. Requantising a 4-bit file to another format only adds error.
 - fp32: the reference.
 - fp16: weights stored in half precision and multiplied by fbgemm's packed fp16 GEMM with fp32
   activations and accumulation (`quantized::linear_dynamic_fp16`): half the memory traffic of
@@ -23,7 +27,8 @@ from emotional_engine.lm import kernels
 from emotional_engine.lm.gguf import Parts
 from emotional_engine.lm.model import Llama
 
-WEIGHT_FORMATS = ("native", "fp32", "fp16")
+REQUANTISED = {"q8_0": "Q8_0", "q4_0": "Q4_0", "q4_1": "Q4_1", "q4_k": "Q4_K", "q5_k": "Q5_K", "q6_k": "Q6_K"}
+WEIGHT_FORMATS = ("native", "fp32", "fp16", *REQUANTISED)
 
 
 class FP16Linear(nn.Module):
@@ -85,13 +90,17 @@ def _linears(model: Llama) -> list[tuple[nn.Module, str]]:
 
 def apply_weight_format(model: Llama, fmt: str, native: dict[str, Parts] | None = None) -> Llama:
     """Swap every projection (and the output head, even when tied) to `fmt`, in place. For `native`,
-    `native` holds the file's blocks by linear name (gguf.native_blocks); the others become fp16."""
+    `native` holds the file's blocks by linear name (gguf.native_blocks); the others become fp16. A
+    REQUANTISED format quantises the model's own weights to its blocks first."""
     if fmt not in WEIGHT_FORMATS:
         raise ValueError(f"weight format {fmt!r} is unknown; choose one of {', '.join(WEIGHT_FORMATS)}")
-    ee = kernels.ops() if fmt == "native" else None
-    if fmt == "native" and ee is None:
+    blocks = fmt == "native" or fmt in REQUANTISED
+    ee = kernels.ops() if blocks else None
+    if blocks and ee is None:
         fmt = "fp16"  # kernels.ops() has said why
-    if fmt in ("fp16", "native"):
+    elif fmt in REQUANTISED:
+        native = blocks_from_weights(model, REQUANTISED[fmt])
+    if fmt == "fp16" or ee is not None:
         for key, parent, name in _named_linears(model):
             lin = getattr(parent, name)
             if not isinstance(lin, nn.Linear):
@@ -121,11 +130,16 @@ def quantise(w, ggml_type: str):
 
 def blocks_from_weights(model: Llama, ggml_type: str) -> dict[str, Parts]:
     """The model's projections quantised to `ggml_type` (any of kernels.GGML_TYPES), by linear name, for
-    `apply_weight_format(model, "native", ...)`: weights that came from no file."""
+    `apply_weight_format(model, "native", ...)`: weights that came from no file. A K-quant needs rows of
+    whole 256-weight super-blocks; a projection whose input is not takes Q8_0."""
+    from emotional_engine.lm.kquants import BLOCK_BYTES, QK_K
+
     out = {}
     for key, parent, name in _named_linears(model):
-        w = getattr(parent, name).weight.detach().float().numpy()
-        out[key] = [(kernels.GGML_TYPES[ggml_type], torch.from_numpy(quantise(w, ggml_type)))]
+        lin = getattr(parent, name)
+        w = lin.weight.detach().float().numpy()
+        kind = "Q8_0" if ggml_type in BLOCK_BYTES and lin.in_features % QK_K else ggml_type
+        out[key] = [(kernels.GGML_TYPES[kind], torch.from_numpy(quantise(w, kind)))]
     return out
 
 
