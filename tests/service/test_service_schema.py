@@ -9,6 +9,11 @@ from collections import defaultdict
 
 import httpx
 import schemathesis
+
+# schemathesis.specs.openapi.adapter is imported here, at collection, not lazily inside the test: pytest
+# rewrites schemathesis's modules as they are imported, and Python 3.11's AST constructor can fail
+# there deep in a stack ("AST constructor recursion depth mismatch", pytest-dev/pytest#10763)
+import schemathesis.specs.openapi.adapter  # noqa: F401
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 

@@ -205,8 +205,9 @@ async def _filled(streams: list[SentenceStream], n: int, grace: float | None) ->
     for t in pending:
         t.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
-    for t in done:
-        t.result()  # a stream's error surfaces as it would without the grace
+    errors = [e for e in (t.exception() for t in done) if e is not None]  # every one read, none left unseen
+    if errors:
+        raise errors[0]  # a stream's error surfaces as it would without the grace
     return sorted(tasks[t] for t in done)
 
 
