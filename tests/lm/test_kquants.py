@@ -16,8 +16,8 @@ def weights(seed: int, rows: int = 16, k: int = 512) -> np.ndarray:
     return w
 
 
-@pytest.mark.parametrize(("kind", "rms"), [("Q4_K", 0.09), ("Q5_K", 0.045), ("Q6_K", 0.03)])
-def test_quantised_blocks_read_back_close_to_the_weights(kind, rms):
+@pytest.mark.parametrize(("kind", "rms", "peak"), [("Q4_K", 0.09, 0.08), ("Q5_K", 0.045, 0.04), ("Q6_K", 0.025, 0.02)])
+def test_quantised_blocks_read_back_close_to_the_weights(kind, rms, peak):
     w = weights(1)
     blocks = quantize_k(w, kind)
     assert blocks.dtype == np.uint8 and blocks.shape == (16, 2 * BLOCK_BYTES[kind])
@@ -25,6 +25,9 @@ def test_quantised_blocks_read_back_close_to_the_weights(kind, rms):
     # error relative to each row's size (rows differ 200x in scale): a wrong bit layout gives ~1
     err = np.sqrt(((back - w) ** 2).mean(1) / (w**2).mean(1))
     assert err.max() < rms, err.max()
+    # and no weight far off: Q6_K's largest weights go to -32, the side six signed bits can reach
+    worst = (np.abs(back - w).max(1) / np.abs(w).max(1)).max()
+    assert worst < peak, worst
 
 
 def test_more_bits_quantise_closer_than_fewer():

@@ -31,7 +31,7 @@ def _half(v: np.ndarray) -> np.ndarray:
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
 
 
 def _q45_k(x: np.ndarray, bits: int) -> np.ndarray:
@@ -64,9 +64,12 @@ def _q45_k(x: np.ndarray, bits: int) -> np.ndarray:
 def _q6_k(x: np.ndarray) -> np.ndarray:
     """w = d * sc * (q - 32): 16 sub-blocks of 16, int8 sc, q below 64."""
     sub = x.reshape(-1, 16, 16)
-    scales = np.abs(sub).max(-1) / 32
-    d = (scales.max(-1) / 127).astype(np.float16).astype(np.float32)
-    sc = np.clip(np.rint(_ratio(scales, d[:, None])), 0, 127).astype(np.int8)
+    # the signed scale that puts each sub-block's largest weight at q - 32 = -32, the side with room
+    # (a positive scale would put it at +32, past the 31 that six bits hold)
+    peak = np.take_along_axis(sub, np.abs(sub).argmax(-1)[..., None], -1)[..., 0]
+    scales = -peak / 32
+    d = (np.abs(scales).max(-1) / 127).astype(np.float16).astype(np.float32)
+    sc = np.clip(np.rint(_ratio(scales, d[:, None])), -127, 127).astype(np.int8)
     step = d[:, None] * sc
     q = (np.clip(np.rint(_ratio(sub, step[..., None])), -32, 31) + 32).astype(np.uint8).reshape(-1, 2, 4, 32)
     # each half of 128 weights: four runs of 32; ql holds runs 0|2 and 1|3 as nibbles, qh their top bits
