@@ -198,13 +198,15 @@ async def _filled(streams: list[SentenceStream], n: int, grace: float | None) ->
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     tasks = {asyncio.ensure_future(s.fill(n)): k for k, s in enumerate(streams)}
-    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    if pending:
-        more, pending = await asyncio.wait(pending, timeout=grace * (loop.time() - t0))
-        done |= more
-    for t in pending:
-        t.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if pending:
+            more, pending = await asyncio.wait(pending, timeout=grace * (loop.time() - t0))
+            done |= more
+    finally:  # past the grace, or the reader went away: no candidate reads on
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     errors = [e for e in (t.exception() for t in done) if e is not None]  # every one read, none left unseen
     if errors:
         raise errors[0]  # a stream's error surfaces as it would without the grace
