@@ -107,7 +107,7 @@ class Engine:
                 embed=lambda texts: model.embedder.encode(texts, batch_size=32, normalize_embeddings=True),
                 safety=SafetyChecker.load() if self.check_safety else None,
             )
-            # a first call of each model costs 0.5-1 s more than the next (allocations, kernel choice):
+            # a first call of each model costs much more than the next (allocations, kernel choice):
             # paid here, at load, rather than by the first beat's first sentence
             sample = ["The keeper climbed the stairs.", "A letter lay on the table."]
             model.score_passages(sample)

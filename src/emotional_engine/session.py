@@ -59,7 +59,8 @@ BEAT_WORDS = 80
 # scenes, premise and action as references
 BEAT_CANDIDATES = 2
 # the choice waits for a candidate's first sentence at most half again the time the first one took:
-# a candidate with a long opening sentence is dropped rather than holding the beat's first text back
+# a candidate with a long opening sentence is dropped rather than holding the beat's first text back.
+# Not with a seed: what is ready in time depends on the machine, and a seeded beat must come out the same
 BEAT_CHOICE_GRACE = 0.5
 REPLAY_MAX = 10  # beats replayed in the prompt, at most (the opening included)
 REPLAY_KEPT = 4  # beats after the opening that a compaction keeps
@@ -260,7 +261,7 @@ class StorySession:
         begun = [*messages, {"role": "assistant", "content": opening}] if continues else messages
         write = draft.write(
             begun, params, bias, kv_key=self.id, opening=opening, resume=resume if continues else None,
-            select_after=1, grace=BEAT_CHOICE_GRACE,
+            select_after=1, grace=None if self.request.seed is not None else BEAT_CHOICE_GRACE,
         )  # fmt: skip
         async with aclosing(write) as shown_sentences:
             async for shown in shown_sentences:

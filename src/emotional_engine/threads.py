@@ -8,7 +8,7 @@ the agents' work, run in worker threads limited to a single OpenMP thread (no te
 
 That limit must stay in its thread: `torch.set_num_threads(1)` also lowers torch's process-wide
 count, which every thread started later takes up, the LM scheduler's included (it then decoded on
-one core of two: 32 ms a step where 14 would do). So the worker sets its own OpenMP thread count.
+one core of two). So the worker sets its own OpenMP thread count.
 """
 
 from __future__ import annotations

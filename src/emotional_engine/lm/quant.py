@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from gguf import GGMLQuantizationType, quants
 
 from emotional_engine.lm import kernels
 from emotional_engine.lm.gguf import Parts
+from emotional_engine.lm.kquants import BLOCK_BYTES, QK_K, quantize_k
 from emotional_engine.lm.model import Llama
 
 REQUANTISED = {"q8_0": "Q8_0", "q4_0": "Q4_0", "q4_1": "Q4_1", "q4_k": "Q4_K", "q5_k": "Q5_K", "q6_k": "Q6_K"}
@@ -119,10 +121,6 @@ def apply_weight_format(model: Llama, fmt: str, native: dict[str, Parts] | None 
 def quantise(w, ggml_type: str):
     """float32 [rows, k] numpy weights -> uint8 blocks of `ggml_type` (a name in kernels.GGML_TYPES):
     gguf's quantiser for the 32-weight formats, ours (lm/kquants) for the K-quants gguf cannot write."""
-    from gguf import GGMLQuantizationType, quants
-
-    from emotional_engine.lm.kquants import BLOCK_BYTES, quantize_k
-
     if ggml_type in BLOCK_BYTES:
         return quantize_k(w, ggml_type)
     return quants.quantize(w, GGMLQuantizationType[ggml_type])
@@ -132,8 +130,6 @@ def blocks_from_weights(model: Llama, ggml_type: str) -> dict[str, Parts]:
     """The model's projections quantised to `ggml_type` (any of kernels.GGML_TYPES), by linear name, for
     `apply_weight_format(model, "native", ...)`: weights that came from no file. A K-quant needs rows of
     whole 256-weight super-blocks; a projection whose input is not takes Q8_0."""
-    from emotional_engine.lm.kquants import BLOCK_BYTES, QK_K
-
     out = {}
     for key, parent, name in _named_linears(model):
         lin = getattr(parent, name)
