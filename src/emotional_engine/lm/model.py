@@ -7,6 +7,10 @@ Two entry points:
   into one flat (N,) batch, vLLM style, so prefill chunks and decode tokens of different requests
   share every matrix multiply; attention runs per sequence against that sequence's own cache.
 
+Where the runtime's C++ kernels load (`Llama.use_kernels`, called by quant.apply_weight_format), the serving
+pass runs a layer's norms, residual adds, rotary, gated activation and decode attention as fused ops
+(lm/kernels/decode.cpp) instead of a hundred small PyTorch ops; without them, the same pass in PyTorch.
+
 Batch invariance: CPU GEMM kernels pick different blockings for different row counts, which
 changes float rounding; the packed rows are padded to `row_multiple` (measured for the weight
 format in use, see quant.py) so a row's result never depends on how many rows share the batch.
@@ -50,7 +54,7 @@ class DecodeBatch:
     slots: torch.Tensor  # (B,) arena slot of each
     pos: torch.Tensor  # (B,) position of the new token
     n_slots: int
-    bias: torch.Tensor  # (n_slots * nkv, g, cap) additive mask: 0 may attend, -inf may not
+    bias: torch.Tensor | None  # (n_slots * nkv, g, cap) additive mask: 0 may attend, -inf may not (PyTorch path)
     identity: bool  # segment i is row i and slot i, and every slot decodes: no gather/scatter needed
 
 
@@ -60,7 +64,8 @@ class PackedPlan:
     per_sequence: list[tuple[Segment, int]]  # (segment, first packed row) attended one by one
 
     @classmethod
-    def build(cls, segments: list[Segment], cfg: LlamaConfig) -> PackedPlan:
+    def build(cls, segments: list[Segment], cfg: LlamaConfig, masks: bool = True) -> PackedPlan:
+        """`masks`: build the decode batch's attention bias (the fused attention reads positions instead)."""
         dec, rest, row = [], [], 0
         arena = next((s.cache.arena for s in segments if s.n == 1 and s.cache.arena is not None), None)
         for s in segments:
@@ -71,14 +76,16 @@ class PackedPlan:
         n_slots = len(arena.caches)
         slots = torch.tensor([s.cache.slot for s, _ in dec])
         pos = torch.tensor([s.cache.length for s, _ in dec])
-        # slots not decoding this step get a dummy row that may see key 0 (a fully masked row is NaN)
-        limit = torch.zeros(n_slots, dtype=torch.long).index_copy_(0, slots, pos)
-        blocked = torch.arange(arena.cap)[None, :] > limit[:, None]  # (S, cap)
-        bias = torch.zeros(n_slots, cfg.n_kv_head, cfg.n_head // cfg.n_kv_head, arena.cap)
-        bias.masked_fill_(blocked[:, None, None, :], float("-inf"))
+        bias = None
+        if masks:
+            # slots not decoding this step get a dummy row that may see key 0 (a fully masked row is NaN)
+            limit = torch.zeros(n_slots, dtype=torch.long).index_copy_(0, slots, pos)
+            blocked = torch.arange(arena.cap)[None, :] > limit[:, None]  # (S, cap)
+            bias = torch.zeros(n_slots, cfg.n_kv_head, cfg.n_head // cfg.n_kv_head, arena.cap)
+            bias = bias.masked_fill_(blocked[:, None, None, :], float("-inf")).view(-1, *bias.shape[2:])
         rows = torch.tensor([r for _, r in dec])
         identity = len(dec) == len(segments) == n_slots and bool((slots == torch.arange(n_slots)).all())
-        return cls(DecodeBatch(arena, rows, slots, pos, n_slots, bias.view(-1, *bias.shape[2:]), identity), rest)
+        return cls(DecodeBatch(arena, rows, slots, pos, n_slots, bias, identity), rest)
 
 
 class RMSNorm(nn.Module):
@@ -138,7 +145,7 @@ class CausalSelfAttention(nn.Module):
         # the per-head output. None = the base model.
         self.adapter: nn.Module | None = None
 
-    def _project(self, x, cos, sin, ctx):
+    def _project(self, x, cos, sin, ctx, fused=None):
         """x: (N, C) -> q (N, nh, hs), k/v (N, nkv, hs), rotated."""
         c = self.cfg
         qkv = self.qkv(x)
@@ -146,7 +153,11 @@ class CausalSelfAttention(nn.Module):
         v = qkv[:, self.q_dim + self.kv_dim :].view(-1, c.n_kv_head, c.head_dim)
         if self.adapter is not None and ctx is not None:
             qk = self.adapter.adjust_qk(qk, ctx)
-        q, k = apply_rotary(qk, cos, sin).split([c.n_head, c.n_kv_head], dim=1)
+        if fused is not None:
+            fused.rope_(qk, cos, sin)
+        else:
+            qk = apply_rotary(qk, cos, sin)
+        q, k = qk.split([c.n_head, c.n_kv_head], dim=1)
         return q, k, v
 
     def _output(self, y, x, ctx):
@@ -166,12 +177,15 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(B * T, -1, self.cfg.head_dim)
         return self._output(y, x.reshape(B * T, C), ctx).view(B, T, C)
 
-    def forward_packed(self, x, cos, sin, layer: int, plan: PackedPlan, ctx=None):
-        """x: (N, C) packed tokens (rows past the segments are padding)."""
+    def forward_packed(self, x, cos, sin, layer: int, plan: PackedPlan, ctx=None, fused=None):
+        """x: (N, C) packed tokens (rows past the segments are padding). `fused`: the kernels' ops."""
         c = self.cfg
-        q, k, v = self._project(x, cos, sin, ctx)
-        y = torch.zeros_like(q)  # (N, nh, hs); padding rows stay zero
-        if plan.decode is not None:
+        q, k, v = self._project(x, cos, sin, ctx, fused)
+        y = q.new_zeros(q.shape)  # (N, nh, hs); padding rows stay zero
+        if plan.decode is not None and fused is not None:
+            d = plan.decode
+            fused.decode_attention_(y, q, k, v, d.arena.k[layer], d.arena.v[layer], d.rows, d.slots, d.pos, self.scale)
+        elif plan.decode is not None:
             d = plan.decode
             S, B = d.n_slots, d.rows.shape[0]
             kl, vl = d.arena.k[layer], d.arena.v[layer]  # (slots, nkv, cap, hs)
@@ -215,7 +229,9 @@ class MLP(nn.Module):
         self.gate_up = nn.Linear(cfg.n_embd, 2 * cfg.intermediate_size, bias=False)
         self.down = nn.Linear(cfg.intermediate_size, cfg.n_embd, bias=False)
 
-    def forward(self, x):
+    def forward(self, x, fused=None):
+        if fused is not None:
+            return self.down(fused.silu_mul(self.gate_up(x), self.hidden))
         gate, up = self.gate_up(x).split(self.hidden, dim=-1)
         return self.down(F.silu(gate) * up)
 
@@ -227,6 +243,9 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(cfg)
         self.mlp_norm = RMSNorm(cfg.n_embd, cfg.rms_eps)
         self.mlp = MLP(cfg)
+        # the four projections as the kernels' decode_layer_ takes them ((blocks, out features) each, see
+        # quant.NativeLinear.x8), or None where one of them is not in repacked blocks (Llama.use_kernels)
+        self.x8: list | None = None
 
     def forward(self, x, cos, sin, ctx=None):
         x = x + self.attn(self.attn_norm(x), cos, sin, ctx)
@@ -235,6 +254,27 @@ class Block(nn.Module):
     def forward_packed(self, x, cos, sin, layer, plan, ctx=None):
         x = x + self.attn.forward_packed(self.attn_norm(x), cos, sin, layer, plan, ctx)
         return x + self.mlp(self.mlp_norm(x))
+
+    def forward_fused(self, x, delta, cos, sin, layer, plan, ctx, fused):
+        """forward_packed on the kernels' fused ops, the residual stream `x` updated in place. `delta`: the
+        previous layer's MLP output, not yet added to `x` (its add is fused with this layer's norm), or None.
+        Returns (x, this layer's MLP output)."""
+        eps = self.attn_norm.eps
+        if self.x8 is not None and not plan.per_sequence and (self.attn.adapter is None or ctx is None):
+            d, c = plan.decode, self.attn.cfg
+            mlp_out = fused.decode_layer_(
+                x, delta, self.attn_norm.weight, self.mlp_norm.weight, eps, *self.x8, cos, sin, c.n_head,
+                c.n_kv_head, d.arena.k[layer], d.arena.v[layer], d.rows, d.slots, d.pos, self.attn.scale,
+            )  # fmt: skip
+            return x, mlp_out
+        h = (
+            fused.rms_norm(x, self.attn_norm.weight, eps)
+            if delta is None
+            else fused.add_rms_norm_(x, delta, self.attn_norm.weight, eps)
+        )
+        a = self.attn.forward_packed(h, cos, sin, layer, plan, ctx, fused)
+        h = fused.add_rms_norm_(x, a, self.mlp_norm.weight, eps)
+        return x, self.mlp(h, fused)
 
 
 class Llama(nn.Module):
@@ -250,6 +290,16 @@ class Llama(nn.Module):
         self.rotary = Rotary(cfg)
         self.weight_format = "fp32"
         self.row_multiple = 4  # batch-invariant row padding; quant.apply_weight_format measures it
+        self.fused = None  # the kernels' ops (lm/kernels) for the serving pass: see use_kernels
+
+    def use_kernels(self, ops) -> None:
+        """Run the serving pass on the kernels' fused ops (None: in PyTorch). Called once the projections
+        have their final form (quant.apply_weight_format)."""
+        self.fused = ops
+        for block in self.layers:
+            lins = (block.attn.qkv, block.attn.proj, block.mlp.gate_up, block.mlp.down)
+            x8 = [getattr(lin, "x8", None) for lin in lins]
+            block.x8 = None if ops is None or None in x8 else [t for pair in x8 for t in pair]
 
     @classmethod
     def from_state_dict(cls, cfg: LlamaConfig, sd: dict[str, torch.Tensor]) -> Llama:
@@ -307,14 +357,23 @@ class Llama(nn.Module):
             s.cache.reserve(s.n)
         cos, sin = self.rotary.tables(int(pos.max()) + 1)
         cos, sin = cos[pos][:, None], sin[pos][:, None]  # (N, 1, hs)
-        plan = PackedPlan.build(segments, self.config)
+        # the fused ops have no backward, and the fused attention reads float32 caches
+        fused = None if torch.is_grad_enabled() or any(s.cache.dtype != torch.float32 for s in segments) else self.fused
+        plan = PackedPlan.build(segments, self.config, masks=fused is None)
         x = self.tok_embeddings(tokens)
+        delta = None
         for i, block in enumerate(self.layers):
-            x = block.forward_packed(x, cos, sin, i, plan, ctx)
+            if fused is not None:
+                x, delta = block.forward_fused(x, delta, cos, sin, i, plan, ctx, fused)
+            else:
+                x = block.forward_packed(x, cos, sin, i, plan, ctx)
         last = torch.tensor(list(accumulate(s.n for s in segments))) - 1  # each segment's last row
         for s, t in zip(segments, tokens[:N].split([s.n for s in segments])):
             s.cache.length += s.n
             s.cache.tokens.extend(t.tolist())
-        h = self.norm(x[last])
+        if fused is not None:
+            h = fused.add_rms_norm_(x[last], delta[last], self.norm.weight, self.norm.eps)
+        else:
+            h = self.norm(x[last])
         pad = -h.shape[0] % self.row_multiple
         return self.lm_head(F.pad(h, (0, 0, 0, pad)))[: len(segments)]

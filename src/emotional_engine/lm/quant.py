@@ -73,6 +73,11 @@ class NativeLinear(nn.Module):
         y = ys[0] if len(ys) == 1 else torch.cat(ys, dim=1)
         return y.reshape(*x.shape[:-1], self.out_features)
 
+    @property
+    def x8(self) -> tuple[torch.Tensor, int] | None:
+        """(repacked blocks, out features) where one `qmatmul_x8` computes this linear (model.Block.x8)."""
+        return (self.weights[0], self.out_features) if self.grouped and len(self.weights) == 1 else None
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, ggml types {self.qtypes}"
 
@@ -114,6 +119,7 @@ def apply_weight_format(model: Llama, fmt: str, native: dict[str, Parts] | None 
         if not any(isinstance(getattr(p, n), NativeLinear) for p, n in _linears(model)):
             fmt = "fp16"  # no block the kernels read (or a LoRA merged into the weights)
     model.weight_format = fmt
+    model.use_kernels(ee or kernels.ops())
     model.row_multiple = batch_invariant_row_multiple(model)
     return model
 

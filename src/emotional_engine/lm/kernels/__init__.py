@@ -1,4 +1,5 @@
-"""The runtime's C++ kernels (qmatmul.cpp), registered as torch ops under `torch.ops.ee`.
+"""The runtime's C++ kernels (qmatmul.cpp: products from quantised blocks; decode.cpp: the decode pass's
+fused small steps), registered as torch ops under `torch.ops.ee`.
 
 They are compiled with the machine's compiler by torch's extension builder (ninja) the first time
 they are needed, and `make install` builds them ahead (`python -m emotional_engine.lm.kernels`); the
@@ -19,8 +20,8 @@ from pathlib import Path
 import torch
 
 log = logging.getLogger(__name__)
-SOURCE = Path(__file__).with_name("qmatmul.cpp")
-INCLUDED = Path(__file__).with_name("qmatmul_x86.inc")  # compiled into SOURCE twice (AVX2, VNNI)
+SOURCES = [Path(__file__).with_name(name) for name in ("qmatmul.cpp", "decode.cpp")]
+INCLUDED = Path(__file__).with_name("qmatmul_x86.inc")  # compiled into qmatmul.cpp twice (AVX2, VNNI)
 GGML_TYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14}  # what the kernels read
 
 
@@ -35,7 +36,7 @@ def ops():
     try:
         cpp_extension.load(
             name="emotional_engine_kernels",
-            sources=[str(SOURCE)],
+            sources=[str(p) for p in SOURCES],
             # torch rebuilds when a source or a flag changes; the included body's hash is a flag for that
             extra_cflags=["-O3", "-fopenmp", f"-DEE_INCLUDED_SHA={hashlib.sha256(INCLUDED.read_bytes()).hexdigest()}"],
             extra_ldflags=["-fopenmp"],

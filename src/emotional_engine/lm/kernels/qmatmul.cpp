@@ -390,6 +390,11 @@ std::string path_op() {  // the path qmatmul takes on this CPU
 
 }  // namespace
 
+namespace ee {
+// for decode.cpp's fused layer: the product qmatmul_x8 computes, called without the dispatcher
+at::Tensor qmatmul_x8(const at::Tensor& x, const at::Tensor& packed, int64_t n) { return qmatmul_x8_op(x, packed, n); }
+}  // namespace ee
+
 TORCH_LIBRARY(ee, m) {
   m.def("qmatmul(Tensor x, Tensor w, int qtype) -> Tensor");
   m.def("path() -> str", path_op);
