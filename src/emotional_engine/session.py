@@ -46,7 +46,7 @@ from emotional_engine.agents.prompts import (
 from emotional_engine.agents.run import Deps, StoryRun
 from emotional_engine.agents.scene_writer import Draft, measure, steering_bias, token_allowance
 from emotional_engine.agents.story import target_emotion
-from emotional_engine.domain import Measurement, SceneTarget, StoryRequest
+from emotional_engine.domain import Emotion, Measurement, SceneTarget, StoryRequest
 from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.memory import StoryMemory, remember_scene
 from emotional_engine.text import fence
@@ -95,6 +95,7 @@ class StorySession:
         self._learned = False  # the gate knows the beats written before it was built (a restored session)
         self._remembering: asyncio.Task | None = None  # the last beat's summary and facts, being stored
         self.replay_from = 1  # the first beat after the opening that the prompt replays
+        self.emotion: Emotion | None = None  # the emotion every beat aims at, instead of the arc's (a caller's choice)
 
     @property
     def cast(self):
@@ -112,6 +113,18 @@ class StorySession:
         """Take up the beats of a stored session, replaying them as the last one's prompt did."""
         self.beats = beats
         self.replay_from = beats[-1].replay_from if beats else 1
+
+    def restore_history(self, turns: list[tuple[str, str]]) -> None:
+        """Take up (action, beat text) turns written elsewhere (a chat client's conversation): each becomes a
+        beat with the target and the request this session would have given it, without recalled facts."""
+        self.beats = []
+        for action, text in turns:
+            target = self._target()
+            request = self._messages(action, target)[-1]["content"]  # moves replay_from on as a turn does
+            self.beats.append(
+                Beat(index=len(self.beats), action=action, request=request, text=text, target=target,
+                     replay_from=self.replay_from)
+            )  # fmt: skip
 
     async def settle(self) -> None:
         """Wait until the last beat is in the story memory. A failure there costs the memory that beat,
@@ -167,7 +180,7 @@ class StorySession:
         h = 0.5 / self.turns
         v = max(-1.0, min(1.0, float(self.arc.valence(t)) + self._correction()))
         slope = (float(self.arc.valence(min(1.0, t + h))) - float(self.arc.valence(max(0.0, t - h)))) / (2 * h)
-        return SceneTarget(valence=round(v, 4), emotion=target_emotion(v, slope, ""))
+        return SceneTarget(valence=round(v, 4), emotion=self.emotion or target_emotion(v, slope, ""))
 
     async def _recall(self, action: str) -> str:
         """The facts most relevant to the action (what keeps beats no longer replayed alive), and where

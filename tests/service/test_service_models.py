@@ -35,7 +35,7 @@ def models(settings):
 async def test_the_catalog_shows_each_model_loading_on_first_use(app_client, models):
     s, load, fakes, loads = models
     async with app_client(s, load_model=load) as c:
-        before = {m["name"]: m for m in (await c.get("/v1/models")).json()}
+        before = {m["id"]: m["engine"] for m in (await c.get("/v1/models")).json()["data"]}
         assert list(before) == ["plain", "kids", "ja"] and list(fakes) == ["plain"]  # the default loads at start
         assert before["plain"] | {"rules": None} == {
             "name": "plain",
@@ -69,7 +69,7 @@ async def test_the_catalog_shows_each_model_loading_on_first_use(app_client, mod
         assert {r.json()["provenance"]["model"] for r in rs} == {"kids-weights"}
         assert loads == {"plain": 1, "kids": 1} and fakes["kids"].streams and fakes["plain"].calls == []
 
-        after = {m["name"]: m for m in (await c.get("/v1/models")).json()}
+        after = {m["id"]: m["engine"] for m in (await c.get("/v1/models")).json()["data"]}
         assert after["kids"]["loaded"] and after["kids"]["sha256"] == "k" * 64 and not after["ja"]["loaded"]
         assert (await c.get("/readyz")).json() == {"status": "ready", "degraded": []}
 
@@ -93,6 +93,8 @@ async def test_an_unknown_model_is_a_422_naming_the_models(app_client, models, p
         assert r.status_code == 422
         assert r.json()["error"] == {
             "type": "unknown_model",
+            "code": "unknown_model",
+            "param": None,
             "message": ("model: no model 'huge' is configured; available: plain, kids, ja"),
         }
         assert set(fakes) == {"plain"}
@@ -173,7 +175,8 @@ async def test_a_session_whose_model_is_no_longer_configured_says_so(app_client,
     async with app_client(s, key=key, load_model=load) as c:
         sid = (await c.post("/v1/sessions", json={"premise": "A night market.", "model": "kids"})).json()["id"]
     fewer = s.model_copy(update={"models": ModelCatalog.model_validate({"models": CATALOG["models"][:1]})})
-    expected = {"type": "unknown_model", "message": "model: no model 'kids' is configured; available: plain"}
+    message = "model: no model 'kids' is configured; available: plain"
+    expected = {"type": "unknown_model", "message": message, "code": "unknown_model", "param": None}
     async with app_client(fewer, key=key, load_model=load) as c:  # restarted without the session's model
         if not streamed:
             r = await c.post(f"/v1/sessions/{sid}/turns", json={"action": "I run."})

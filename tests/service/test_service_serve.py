@@ -33,8 +33,8 @@ def test_serve_starts_with_the_embedded_defaults(tmp_path):
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        models = httpx.get(f"{url}/v1/models").json()
-        assert models[0]["backend"] == "builtin" and len(models[0]["sha256"]) == 64
+        model = httpx.get(f"{url}/v1/models").json()["data"][0]["engine"]
+        assert model["backend"] == "builtin" and len(model["sha256"]) == 64
         text = "We laughed together in the sun. " * 4 + "Then the war took everything we loved. " * 4
         arc = httpx.post(f"{url}/v1/analyze", json={"text": text, "windows": 2}, timeout=60).json()["windows"]
         assert arc[0]["valence"] > arc[1]["valence"]

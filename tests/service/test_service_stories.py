@@ -95,10 +95,10 @@ async def test_a_long_story_becomes_a_job(app_client):
 
 async def test_catalog_endpoints(app_client):
     async with app_client() as c:
-        models = (await c.get("/v1/models")).json()
-        assert [(m["name"], m["model"], m["loaded"], m["default"]) for m in models] == [
-            ("embedded", "fake-model", True, True)
-        ]
+        listed = (await c.get("/v1/models")).json()  # OpenAI's list shape, the engine's details under "engine"
+        assert listed["object"] == "list"
+        assert [(m["id"], m["object"], m["engine"]["model"], m["engine"]["loaded"], m["engine"]["default"])
+                for m in listed["data"]] == [("embedded", "model", "fake-model", True, True)]  # fmt: skip
         cultures = (await c.get("/v1/cultures")).json()
         assert {"tag": "ja-JP", "name": "Japan"} in cultures or any(x["tag"] == "ja-JP" for x in cultures)
         arcs = {a["name"] for a in (await c.get("/v1/arcs")).json()}

@@ -1,4 +1,5 @@
-"""Every error leaves as `{"error": {"type", "message"}}` with a message a person can act on; no stack traces."""
+"""Every error leaves as `{"error": {"type", "message", "code", "param"}}` (OpenAI's error shape, `code` the
+same as `type`), with a message a person can act on; no stack traces."""
 
 from __future__ import annotations
 
@@ -17,11 +18,17 @@ log = logging.getLogger(__name__)
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, type: str, message: str, retry_after: float | None = None, incident: str | None = None
+        self,
+        status: int,
+        type: str,
+        message: str,
+        retry_after: float | None = None,
+        incident: str | None = None,
+        param: str | None = None,
     ):
         super().__init__(message)
         self.status, self.type, self.message = status, type, message
-        self.retry_after, self.incident = retry_after, incident
+        self.retry_after, self.incident, self.param = retry_after, incident, param
 
 
 class ModelFailedError(Exception):
@@ -44,12 +51,21 @@ def new_incident() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def error_body(type: str, message: str, incident: str | None = None, param: str | None = None) -> dict:
+    error = {"type": type, "message": message, "code": type, "param": param}
+    return {"error": error | ({"incident": incident} if incident else {})}
+
+
 def error_response(
-    status: int, type: str, message: str, retry_after: float | None = None, incident: str | None = None
+    status: int,
+    type: str,
+    message: str,
+    retry_after: float | None = None,
+    incident: str | None = None,
+    param: str | None = None,
 ) -> JSONResponse:
     headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
-    error = {"type": type, "message": message} | ({"incident": incident} if incident else {})
-    return JSONResponse({"error": error}, status_code=status, headers=headers)
+    return JSONResponse(error_body(type, message, incident, param), status_code=status, headers=headers)
 
 
 def _validation_message(e: RequestValidationError) -> str:
@@ -59,6 +75,8 @@ def _validation_message(e: RequestValidationError) -> str:
         parts.append(f"{loc}: {err['msg']}")
     return "; ".join(parts)
 
+
+OPENAI_ROUTES = ("/v1/chat/completions", "/v1/completions")
 
 _STATUS_TYPES = {
     400: "bad_request",
@@ -78,7 +96,7 @@ def install(app: FastAPI, on_error=lambda type: None) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, e: ApiError):
         on_error(e.type)
-        return error_response(e.status, e.type, e.message, e.retry_after, e.incident)
+        return error_response(e.status, e.type, e.message, e.retry_after, e.incident, e.param)
 
     @app.exception_handler(UnknownModelError)  # named by a request, or by a stored session or job
     async def unknown_model(request: Request, e: UnknownModelError):
@@ -88,7 +106,10 @@ def install(app: FastAPI, on_error=lambda type: None) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError):
         on_error("invalid_request")
-        return error_response(422, "invalid_request", _validation_message(e))
+        # OpenAI's routes answer a malformed request with 400, as its clients expect
+        status = 400 if request.url.path in OPENAI_ROUTES else 422
+        first = next((str(x) for x in e.errors()[0]["loc"] if x != "body"), None) if e.errors() else None
+        return error_response(status, "invalid_request", _validation_message(e), param=first)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException):

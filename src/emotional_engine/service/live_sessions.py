@@ -38,5 +38,20 @@ class LiveSessions:
         self._live[session_id] = s
         return s
 
+    async def for_history(
+        self, session_id: str, request: StoryRequest, turns: int, history: list[tuple[str, str]]
+    ) -> StorySession:
+        """The live session whose beats are `history`'s (action, beat) turns (a chat's), else one rebuilt
+        from them under the same id (its KV cache kept). Taking up a turn the client rewrote, or dropped (a
+        regenerate), is a rebuild too: the session's memory must not hold beats the story no longer has."""
+        s = self._live.get(session_id)
+        if s is None or [(b.action, b.text) for b in s.beats] != history:
+            s = await self.engine.session(request, turns)
+            s.id = session_id
+            s.restore_history(history)
+        s.request = request  # the same story (the key says so); its seed and sampling may be this call's own
+        self._live[session_id] = s
+        return s
+
     def drop(self, session_id: str) -> None:
         self._live.pop(session_id, None)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import time
 
+from emotional_engine.service.errors import error_body
+
 _TOO_LARGE = "request_too_large"
 
 HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
@@ -54,12 +56,9 @@ class BodyLimitAndMetrics:
         status["code"] = 413
         self.metrics().errors.labels(_TOO_LARGE).inc()
         body = json.dumps(
-            {
-                "error": {
-                    "type": _TOO_LARGE,
-                    "message": f"the request body is over {self.max_body_bytes} bytes; send a shorter premise or text",
-                }
-            }
+            error_body(
+                _TOO_LARGE, f"the request body is over {self.max_body_bytes} bytes; send a shorter premise or text"
+            )
         ).encode()
         await send(
             {

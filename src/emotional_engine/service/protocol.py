@@ -14,6 +14,8 @@ from emotional_engine.session import Beat
 class ErrorDetail(BaseModel):
     type: str = Field(description="machine-readable kind, e.g. rate_limited, not_found, invalid_request")
     message: str = Field(description="what went wrong and what to do about it")
+    code: str | None = Field(None, description="the same as type (OpenAI's clients read it here)")
+    param: str | None = Field(None, description="the request field at fault, where one is")
     incident: str | None = Field(
         None, description="for a failure on our side: quote it in a report (the detail is logged)"
     )
@@ -108,6 +110,21 @@ class ModelOut(BaseModel):
     loaded: bool
     default: bool = Field(description="requests no rule routes and that name no model get this one")
     rules: list[RuleOut] = Field(default_factory=list, description="the routing rules that pick this model")
+
+
+class ModelEntry(BaseModel):
+    """A model in OpenAI's list shape (`openai.models.list()` reads it), the engine's details under `engine`."""
+
+    id: str = Field(description="what a request's `model` field names")
+    object: Literal["model"] = "model"
+    created: int = Field(0, description="unknown: 0")
+    owned_by: str = "emotional-engine"
+    engine: ModelOut
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelEntry]
 
 
 class CultureOut(BaseModel):

@@ -11,7 +11,7 @@ from pydantic_core import to_jsonable_python
 from emotional_engine.domain import Story, StoryRequest
 from emotional_engine.lm.models import UnknownModelError
 from emotional_engine.service import metering
-from emotional_engine.service.errors import ApiError, ModelFailedError, model_failed, new_incident
+from emotional_engine.service.errors import ApiError, ModelFailedError, error_body, model_failed, new_incident
 from emotional_engine.service.state import Service
 from emotional_engine.storage.cache import is_cacheable, request_cache_key
 from emotional_engine.version import __version__
@@ -128,7 +128,8 @@ def event_json(event) -> str:
 def error_event(e: ApiError | UnknownModelError) -> dict:
     """The SSE error event for a failure the client can act on: the same type and message as the JSON error."""
     kind, message = ("unknown_model", f"model: {e}") if isinstance(e, UnknownModelError) else (e.type, e.message)
-    return {"event": "error", "data": json.dumps({"error": {"type": kind, "message": message}})}
+    param = None if isinstance(e, UnknownModelError) else e.param
+    return {"event": "error", "data": json.dumps(error_body(kind, message, param=param))}
 
 
 def stream_failure(service: Service, e: Exception) -> dict:
@@ -143,4 +144,4 @@ def stream_failure(service: Service, e: Exception) -> dict:
         kind = "internal"
         message = f"generation failed (incident {incident}); it is logged, try again or report the incident id"
     service.metrics.errors.labels(kind).inc()
-    return {"event": "error", "data": json.dumps({"error": {"type": kind, "message": message, "incident": incident}})}
+    return {"event": "error", "data": json.dumps(error_body(kind, message, incident))}

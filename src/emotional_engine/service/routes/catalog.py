@@ -7,15 +7,16 @@ from fastapi import APIRouter
 from emotional_engine.arcs import NAMED_ARCS
 from emotional_engine.culture import supported_cultures
 from emotional_engine.service.deps import KeyId, ServiceDep
-from emotional_engine.service.protocol import ArcInfo, CultureOut, ModelOut
+from emotional_engine.service.protocol import ArcInfo, CultureOut, ModelEntry, ModelList, ModelOut
 from emotional_engine.service.routes.stories import ERRORS
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
 
 
-@router.get("/models", response_model=list[ModelOut], responses=ERRORS)
-async def models(key_id: KeyId, service: ServiceDep) -> list[ModelOut]:
-    """The configured language models; a model's file details are known once it has loaded."""
+@router.get("/models", response_model=ModelList, responses=ERRORS)
+async def models(key_id: KeyId, service: ServiceDep) -> ModelList:
+    """The configured language models in OpenAI's list shape; a model's file details are known once it has
+    loaded."""
     out = []
     for m in service.engine.models.describe():
         info, openai = m.info, m.spec.openai
@@ -32,7 +33,7 @@ async def models(key_id: KeyId, service: ServiceDep) -> list[ModelOut]:
                 rules=m.rules,
             )
         )
-    return out
+    return ModelList(data=[ModelEntry(id=m.name, engine=m) for m in out])
 
 
 @router.get("/cultures", response_model=list[CultureOut])
