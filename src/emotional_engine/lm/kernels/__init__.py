@@ -21,7 +21,8 @@ import torch
 
 log = logging.getLogger(__name__)
 SOURCES = [Path(__file__).with_name(name) for name in ("qmatmul.cpp", "decode.cpp")]
-INCLUDED = Path(__file__).with_name("qmatmul_x86.inc")  # compiled into qmatmul.cpp twice (AVX2, VNNI)
+# what the sources include (blocks.h, paths.h and the arch bodies): torch's builder hashes only the sources
+INCLUDED = sorted([*Path(__file__).parent.glob("*.h"), *Path(__file__).parent.glob("*.inc")])
 GGML_TYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14}  # what the kernels read
 
 
@@ -33,12 +34,13 @@ def ops():
     # the ninja that pip installs lives beside this interpreter, which need not be on PATH
     scripts = sysconfig.get_path("scripts")
     os.environ["PATH"] = os.pathsep.join([scripts, os.environ.get("PATH", "")])
+    included = hashlib.sha256(b"".join(p.read_bytes() for p in INCLUDED))
     try:
         cpp_extension.load(
             name="emotional_engine_kernels",
             sources=[str(p) for p in SOURCES],
             # torch rebuilds when a source or a flag changes; the included body's hash is a flag for that
-            extra_cflags=["-O3", "-fopenmp", f"-DEE_INCLUDED_SHA={hashlib.sha256(INCLUDED.read_bytes()).hexdigest()}"],
+            extra_cflags=["-O3", "-fopenmp", f"-DEE_INCLUDED_SHA={included.hexdigest()}"],
             extra_ldflags=["-fopenmp"],
             is_python_module=False,
             verbose=False,

@@ -1,241 +1,25 @@
-// Matrix products straight from GGUF quantised blocks: y[b, n] = sum_k x[b, k] * W[n, k].
+// Matrix products straight from GGUF quantised blocks, as torch ops: y[b, n] = sum_k x[b, k] * W[n, k].
 //
-// W stays in the file's block format, one row of blocks per output row ([N, row_bytes] uint8). The
-// activations are quantised per block of 32 to int8 with one scale (Q8, as llama.cpp does), so each
+// W stays in the file's block format (blocks.h), one row of blocks per output row ([N, row_bytes] uint8);
+// the activations are quantised per block of 32 to int8 with one scale (Q8, as llama.cpp does), so each
 // block's dot product is an integer dot product scaled once. Every (b, n) is computed alone, in the
 // same order whatever the batch: a row's result never depends on its batch mates.
 //
-// Block formats (32 weights a block, d and m are IEEE halves):
-//   Q4_0  {d, qs[16]}      w = d * (q - 8), q = qs[j] & 15 for weight j, qs[j] >> 4 for weight j + 16
-//   Q4_1  {d, m, qs[16]}   w = d * q + m
-//   Q8_0  {d, qs[32]}      w = d * qs[j] (int8)
-// and the K-quants, super-blocks of 256 weights with integer scales per sub-block (unpack_k):
-//   Q4_K  {d, dmin, scales[12], qs[128]}            w = d * sc * q - dmin * mn, 8 sub-blocks of 32
-//   Q5_K  {d, dmin, scales[12], qh[32], qs[128]}    the same with a fifth bit from qh
-//   Q6_K  {ql[128], qh[64], sc[16], d}              w = d * sc * (q - 32), 16 sub-blocks of 16
-//
-// The fast kernels take W repacked eight rows at a time (repack_x8, qmatmul_x8), chosen at run time by
-// what the CPU has: AVX-512 VNNI, else AVX2 (with FMA and F16C); elsewhere qmatmul goes row by row.
+// qmatmul goes row by row on the portable path (the reference, and the path where the others cannot
+// run); repack_x8 regroups W eight rows at a time for qmatmul_x8, which takes the fastest path this CPU
+// has (paths.h: AVX-512 VNNI, AVX2, or NEON with the dot product extension).
 
 #include <torch/library.h>
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <c10/util/Half.h>
 
-#include <cmath>
-#include <cstdint>
-#include <cstring>
 #include <string>
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define EE_X86 1
-#endif
+#include "paths.h"
 
 namespace {
 
-constexpr int QK = 32;    // weights per block, and per block of the quantised activations
-constexpr int QKK = 256;  // weights per K-quant super-block
-enum QType : int64_t { Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, Q4_K = 12, Q5_K = 13, Q6_K = 14 };  // GGML's numbers
-
-bool is_k(int64_t qtype) { return qtype == Q4_K || qtype == Q5_K || qtype == Q6_K; }
-int block_weights(int64_t qtype) { return is_k(qtype) ? QKK : QK; }
-
-// The repacked layouts (qmatmul_x86.inc) and the bytes of one unit (a block of 32 rows x 8, or a
-// super-block of 256 x 8) in each.
-enum X8Layout : int { X8_Q4, X8_Q8, X8_K4, X8_K5, X8_K6 };
-constexpr int64_t X8_BYTES[] = {160, 288, 160 + 8 * 128, 160 + 8 * 160, 160 + 8 * 192};
-
-X8Layout x8_layout(int64_t qtype) {
-  switch (qtype) {
-    case Q8_0: return X8_Q8;
-    case Q4_K: return X8_K4;
-    case Q5_K: return X8_K5;
-    case Q6_K: return X8_K6;
-    default: return X8_Q4;
-  }
-}
-
-inline float half_to_float(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return c10::detail::fp16_ieee_to_fp32_value(h);
-}
-
-int block_bytes(int64_t qtype) {
-  switch (qtype) {
-    case Q4_0: return 2 + QK / 2;
-    case Q4_1: return 4 + QK / 2;
-    case Q8_0: return 2 + QK;
-    case Q4_K: return 144;
-    case Q5_K: return 176;
-    case Q6_K: return 210;
-    default: return 0;
-  }
-}
-
-// One row of activations as Q8 blocks: scale d, int8 values, and d * sum(values) (Q4_1's min term).
-struct Q8Row {
-  std::vector<float> d, dsum;
-  std::vector<int8_t> q;
-};
-
-void quantise_row(const float* x, int64_t k, Q8Row& out) {
-  const int64_t nb = k / QK;
-  out.d.resize(nb);
-  out.dsum.resize(nb);
-  out.q.resize(k);
-  for (int64_t i = 0; i < nb; ++i) {
-    const float* xb = x + i * QK;
-    float amax = 0.f;
-    for (int j = 0; j < QK; ++j) amax = std::max(amax, std::fabs(xb[j]));
-    const float d = amax / 127.f;
-    const float inv = d > 0.f ? 1.f / d : 0.f;
-    int sum = 0;
-    for (int j = 0; j < QK; ++j) {
-      const int v = static_cast<int>(std::nearbyint(xb[j] * inv));
-      out.q[i * QK + j] = static_cast<int8_t>(v);
-      sum += v;
-    }
-    out.d[i] = d;
-    out.dsum[i] = d * static_cast<float>(sum);
-  }
-}
-
-// One K-quant super-block unpacked: its 256 weights as unsigned integers, the halves d and dmin as
-// stored, and the integer scales: sc and mn per sub-block of 32 (Q4_K, Q5_K), sc per 16 (Q6_K).
-struct KBlock {
-  uint16_t d = 0, dmin = 0;
-  uint8_t q[QKK];
-  int sc[16];
-  int mn[8];
-};
-
-void unpack_k(int64_t qtype, const uint8_t* b, KBlock& k) {
-  if (qtype == Q6_K) {
-    const uint8_t *ql = b, *qh = b + 128;
-    std::memcpy(&k.d, b + 208, 2);
-    for (int j = 0; j < 16; ++j) k.sc[j] = static_cast<int8_t>(b[192 + j]);
-    for (int half = 0; half < 2; ++half, ql += 64, qh += 32) {
-      uint8_t* q = k.q + 128 * half;
-      for (int l = 0; l < 32; ++l) {
-        q[l] = (ql[l] & 15) | (((qh[l] >> 0) & 3) << 4);
-        q[l + 32] = (ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4);
-        q[l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
-        q[l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
-      }
-    }
-    return;
-  }
-  std::memcpy(&k.d, b, 2);
-  std::memcpy(&k.dmin, b + 2, 2);
-  const uint8_t* s = b + 4;  // 8 six-bit scales and 8 six-bit mins in 12 bytes
-  for (int j = 0; j < 8; ++j) {
-    if (j < 4) {
-      k.sc[j] = s[j] & 63;
-      k.mn[j] = s[j + 4] & 63;
-    } else {
-      k.sc[j] = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
-      k.mn[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
-  }
-  const uint8_t* qh = b + 16;
-  const uint8_t* qs = b + (qtype == Q5_K ? 48 : 16);
-  for (int sub = 0; sub < 8; ++sub)
-    for (int l = 0; l < 32; ++l) {
-      int q = (qs[32 * (sub / 2) + l] >> (4 * (sub % 2))) & 15;
-      if (qtype == Q5_K) q |= ((qh[l] >> sub) & 1) << 4;
-      k.q[32 * sub + l] = static_cast<uint8_t>(q);
-    }
-}
-
-float dot_k_portable(int64_t qtype, const uint8_t* w, const Q8Row& x, int64_t nsb) {
-  float acc = 0.f;
-  KBlock k;
-  for (int64_t S = 0; S < nsb; ++S) {
-    unpack_k(qtype, w + S * block_bytes(qtype), k);
-    const float d = c10::detail::fp16_ieee_to_fp32_value(k.d), dmin = c10::detail::fp16_ieee_to_fp32_value(k.dmin);
-    for (int s = 0; s < 8; ++s) {
-      const int64_t i = 8 * S + s;
-      const int8_t* xq = x.q.data() + i * QK;
-      const uint8_t* q = k.q + 32 * s;
-      if (qtype == Q6_K) {
-        int lo = 0, hi = 0;
-        for (int l = 0; l < 16; ++l) lo += (q[l] - 32) * xq[l];
-        for (int l = 16; l < 32; ++l) hi += (q[l] - 32) * xq[l];
-        acc += d * static_cast<float>(k.sc[2 * s]) * x.d[i] * static_cast<float>(lo);
-        acc += d * static_cast<float>(k.sc[2 * s + 1]) * x.d[i] * static_cast<float>(hi);
-      } else {
-        int sum = 0;
-        for (int l = 0; l < 32; ++l) sum += q[l] * xq[l];
-        acc += d * static_cast<float>(k.sc[s]) * x.d[i] * static_cast<float>(sum);
-        acc -= dmin * static_cast<float>(k.mn[s]) * x.dsum[i];
-      }
-    }
-  }
-  return acc;
-}
-
-// ---- the portable path --------------------------------------------------------------------------
-
-float dot_row_portable(int64_t qtype, const uint8_t* w, const Q8Row& x, int64_t nb) {
-  float acc = 0.f;
-  const int bb = block_bytes(qtype);
-  for (int64_t i = 0; i < nb; ++i) {
-    const uint8_t* b = w + i * bb;
-    const int8_t* xq = x.q.data() + i * QK;
-    const float dw = half_to_float(b);
-    int sum = 0;
-    if (qtype == Q8_0) {
-      const int8_t* q = reinterpret_cast<const int8_t*>(b + 2);
-      for (int j = 0; j < QK; ++j) sum += q[j] * xq[j];
-      acc += dw * x.d[i] * static_cast<float>(sum);
-    } else {
-      const uint8_t* qs = b + (qtype == Q4_1 ? 4 : 2);
-      const int offset = qtype == Q4_0 ? 8 : 0;
-      for (int j = 0; j < QK / 2; ++j) {
-        sum += ((qs[j] & 15) - offset) * xq[j] + ((qs[j] >> 4) - offset) * xq[j + QK / 2];
-      }
-      acc += dw * x.d[i] * static_cast<float>(sum);
-      if (qtype == Q4_1) acc += half_to_float(b + 2) * x.dsum[i];
-    }
-  }
-  return acc;
-}
-
-// ---- x86: AVX2, and AVX-512 VNNI where the CPU has it ----------------------------------------------
-
-#ifdef EE_X86
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-namespace avx2 {
-#define EE_VNNI 0
-#include "qmatmul_x86.inc"
-#undef EE_VNNI
-}  // namespace avx2
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni")
-namespace vnni {
-#define EE_VNNI 1
-#include "qmatmul_x86.inc"
-#undef EE_VNNI
-}  // namespace vnni
-#pragma GCC pop_options
-
-bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
-  return has;
-}
-
-bool cpu_has_vnni() {
-  static const bool has = cpu_has_avx2() && __builtin_cpu_supports("avx512vl") &&
-                          __builtin_cpu_supports("avx512vnni");
-  return has;
-}
-#endif
+using namespace ee;
 
 // x: [B, K] float32; w: [N, K / 32 * block_bytes] uint8 -> [B, N] float32, row by row on the portable
 // path: the reference the repacked kernels are tested against, and the path where they cannot run.
@@ -266,42 +50,9 @@ at::Tensor qmatmul(const at::Tensor& x, const at::Tensor& w, int64_t qtype) {
   return y;
 }
 
-// 32 unsigned weights (< 16) of row r into the 128 nibble bytes of a Q4 layout (qmatmul_x86.inc)
-void put_nibbles(uint8_t* o, int r, const uint8_t* q) {
-  for (int t = 0; t < 4; ++t)
-    for (int c = 0; c < 4; ++c) o[32 * t + 4 * r + c] = static_cast<uint8_t>((q[4 * t + c] & 15) | ((q[4 * (t + 4) + c] & 15) << 4));
-}
-
-// Row r's K-quant super-block b into the 8 rows' repacked super-block o (layout in qmatmul_x86.inc).
-void repack_k(int64_t qtype, const uint8_t* b, int r, uint8_t* o) {
-  KBlock k;
-  unpack_k(qtype, b, k);
-  std::memcpy(o + 2 * r, &k.d, 2);
-  std::memcpy(o + 16 + 2 * r, &k.dmin, 2);
-  const int64_t sub = X8_BYTES[x8_layout(qtype)] / 8 - 20;  // (total - 160 header) / 8 sub-blocks
-  for (int s = 0; s < 8; ++s) {
-    if (qtype == Q6_K) {
-      o[32 + 16 * s + r] = static_cast<uint8_t>(k.sc[2 * s]);
-      o[40 + 16 * s + r] = static_cast<uint8_t>(k.sc[2 * s + 1]);
-    } else {
-      o[32 + 8 * s + r] = static_cast<uint8_t>(k.sc[s]);
-      o[96 + 8 * s + r] = static_cast<uint8_t>(k.mn[s]);
-    }
-    uint8_t* so = o + 160 + s * sub;
-    const uint8_t* q = k.q + 32 * s;
-    put_nibbles(so, r, q);
-    for (int t = 0; t < 8; ++t)
-      for (int c = 0; c < 4; ++c) {
-        const int top = q[4 * t + c] >> 4;
-        if (qtype == Q5_K) so[128 + 4 * r + c] |= static_cast<uint8_t>(top << t);
-        if (qtype == Q6_K) so[128 + 32 * (t / 4) + 4 * r + c] |= static_cast<uint8_t>(top << (2 * (t % 4)));
-      }
-  }
-}
-
 // Blocks [N, row_bytes] -> [ceil(N / 8), units, X8_BYTES]: groups of 8 rows for qmatmul_x8, a unit
-// being a block of 32 (K / 32 of them) or a K-quant super-block (K / 256). Layouts in
-// qmatmul_x86.inc; missing rows of the last group are zeros. Q4_0's m is -8 d.
+// being a block of 32 (K / 32 of them) or a K-quant super-block (K / 256). Layouts in x86.inc;
+// missing rows of the last group are zeros.
 at::Tensor repack_x8(const at::Tensor& w, int64_t qtype) {
   TORCH_CHECK(block_bytes(qtype) > 0, "repack_x8: unsupported block type ", qtype);
   TORCH_CHECK(w.dim() == 2 && w.scalar_type() == at::kByte && w.size(1) % block_bytes(qtype) == 0,
@@ -312,33 +63,10 @@ at::Tensor repack_x8(const at::Tensor& w, int64_t qtype) {
   at::Tensor out = at::zeros({groups, nb, bytes}, wc.options());
   const uint8_t* src = wc.data_ptr<uint8_t>();
   uint8_t* dst = out.data_ptr<uint8_t>();
-  for (int64_t g = 0; g < groups; ++g) {
-    for (int64_t i = 0; i < nb; ++i) {
-      uint8_t* o = dst + (g * nb + i) * bytes;
-      for (int r = 0; r < 8 && g * 8 + r < n; ++r) {
-        const uint8_t* b = src + (g * 8 + r) * wc.size(1) + i * bb;
-        if (is_k(qtype)) {
-          repack_k(qtype, b, r, o);
-          continue;
-        }
-        std::memcpy(o + 2 * r, b, 2);  // d, as the file has it
-        if (qtype == Q8_0) {
-          for (int t = 0; t < 8; ++t) std::memcpy(o + 32 + 32 * t + 4 * r, b + 2 + 4 * t, 4);
-          continue;
-        }
-        const uint16_t hm = qtype == Q4_1 ? [&] { uint16_t h; std::memcpy(&h, b + 2, 2); return h; }()
-                                          : c10::detail::fp16_ieee_from_fp32_value(-8.f * half_to_float(b));
-        std::memcpy(o + 16 + 2 * r, &hm, 2);
-        const uint8_t* qs = b + (qtype == Q4_1 ? 4 : 2);
-        uint8_t q[QK];  // the row's 32 weights, 0..15
-        for (int j = 0; j < QK / 2; ++j) {
-          q[j] = qs[j] & 15;
-          q[j + QK / 2] = qs[j] >> 4;
-        }
-        put_nibbles(o + 32, r, q);
-      }
-    }
-  }
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t i = 0; i < nb; ++i)
+      for (int r = 0; r < 8 && g * 8 + r < n; ++r)
+        repack_block(qtype, src + (g * 8 + r) * wc.size(1) + i * bb, r, dst + (g * nb + i) * bytes);
   return out;
 }
 
@@ -352,8 +80,8 @@ at::Tensor qmatmul_x8(const at::Tensor& x, const at::Tensor& packed, int64_t n, 
   const int64_t unit = layout >= X8_K4 ? QKK : QK;  // weights a unit covers along K
   TORCH_CHECK(layout >= 0 && packed.size(1) * unit == x.size(1) && n <= 8 * packed.size(0) && n > 8 * (packed.size(0) - 1),
               "qmatmul_x8: packed does not fit x's K or n");
-#ifdef EE_X86
-  TORCH_CHECK(cpu_has_avx2(), "qmatmul_x8 needs AVX2");
+  const Path path = vnni_allowed || cpu_path() != Path::vnni ? cpu_path() : Path::avx2;
+  TORCH_CHECK(path != Path::portable, "qmatmul_x8 needs AVX2 (x86) or the dot product extension (arm64)");
   const int64_t k = x.size(1), units = packed.size(1), batch = x.size(0), groups = packed.size(0), padded = 8 * groups;
   const at::Tensor xc = x.contiguous(), pc = packed.contiguous();
   std::vector<Q8Row> rows(batch);
@@ -361,15 +89,10 @@ at::Tensor qmatmul_x8(const at::Tensor& x, const at::Tensor& packed, int64_t n, 
   at::Tensor y = at::empty({batch, padded}, x.options());
   float* yp = y.data_ptr<float>();
   const uint8_t* pp = pc.data_ptr<uint8_t>();
-  const bool vnni = vnni_allowed && cpu_has_vnni();
   at::parallel_for(0, groups, 4, [&](int64_t start, int64_t end) {
-    if (vnni) return vnni::groups_x8_any(layout, pp, start, end, rows, units, X8_BYTES[layout], yp, padded);
-    avx2::groups_x8_any(layout, pp, start, end, rows, units, X8_BYTES[layout], yp, padded);
+    groups_on(path, layout, pp, start, end, rows, units, X8_BYTES[layout], yp, padded);
   });
   return padded == n ? y : y.narrow(1, 0, n).contiguous();
-#else
-  TORCH_CHECK(false, "qmatmul_x8 needs an x86 CPU with AVX2");
-#endif
 }
 
 at::Tensor qmatmul_x8_op(const at::Tensor& x, const at::Tensor& packed, int64_t n) {
@@ -380,13 +103,7 @@ at::Tensor qmatmul_x8_avx2_op(const at::Tensor& x, const at::Tensor& packed, int
   return qmatmul_x8(x, packed, n, false);
 }
 
-std::string path_op() {  // the path qmatmul takes on this CPU
-#ifdef EE_X86
-  if (cpu_has_vnni()) return "avx512-vnni";
-  if (cpu_has_avx2()) return "avx2";
-#endif
-  return "portable";
-}
+std::string path_op() { return path_name(cpu_path()); }  // the path qmatmul_x8 takes on this CPU
 
 }  // namespace
 
