@@ -12,7 +12,9 @@ session's arc, compensating for misses.
 
 The session keeps a story memory: each beat is summarised and its facts stored. The summary (a
 model call as long as a beat) runs after the beat is out, while the player reads, so it adds
-nothing to the beat's latency; the next turn, `turn` and `settle` wait for it.
+nothing to the beat's latency. The next turn does not wait for it either: that beat is replayed word
+for word in the next prompt, and recall takes what the memory holds so far (a lock keeps a recall
+from reading the memory while facts are added); the next beat's own summary, `turn` and `settle` wait.
 
 The prompt grows at the end only, so the runtime's kept cache holds all of it but the new turn: the
 instructions and cast, the opening beat, then every beat since the last compaction, each replayed
@@ -48,7 +50,8 @@ from emotional_engine.agents.scene_writer import Draft, measure, steering_bias, 
 from emotional_engine.agents.story import target_emotion
 from emotional_engine.domain import Emotion, Measurement, SceneTarget, StoryRequest
 from emotional_engine.lm.sampling import SamplingParams
-from emotional_engine.memory import StoryMemory, remember_scene
+from emotional_engine.memory import StoryMemory
+from emotional_engine.memory.scene import scene_facts
 from emotional_engine.text import fence
 from emotional_engine.threads import run_model
 
@@ -94,6 +97,7 @@ class StorySession:
         self.beats: list[Beat] = []
         self._learned = False  # the gate knows the beats written before it was built (a restored session)
         self._remembering: asyncio.Task | None = None  # the last beat's summary and facts, being stored
+        self._memory_lock = asyncio.Lock()  # a recall (in a worker thread) never reads facts being added
         self.replay_from = 1  # the first beat after the opening that the prompt replays
         self.emotion: Emotion | None = None  # the emotion every beat aims at, instead of the arc's (a caller's choice)
 
@@ -188,10 +192,16 @@ class StorySession:
         if not self.memory.facts:
             return ""
         query = f"{action} {self.beats[-1].text if self.beats else ''}"
-        facts = await run_model(
-            self.memory.relevant, query, RECALLED_FACTS, FACT_TOKENS, self.deps.generator.count_tokens
-        )
-        return memory_block([f.text for f in facts], self.memory.character_states())
+        async with self._memory_lock:
+            facts = await run_model(
+                self.memory.relevant, query, RECALLED_FACTS, FACT_TOKENS, self.deps.generator.count_tokens
+            )
+            return memory_block([f.text for f in facts], self.memory.character_states())
+
+    async def _remember(self, text: str, index: int) -> None:
+        facts, vectors = await scene_facts(text, index, self.memory.cast, self.memory, self.deps.generator, index)
+        async with self._memory_lock:
+            self.memory.add(facts, vectors)
 
     def _messages(
         self, action: str, target: SceneTarget, recalled: str = "", budget: int | None = None
@@ -242,7 +252,6 @@ class StorySession:
         action = action.strip()
         if not action:
             raise ValueError("the action is empty")
-        await self.settle()  # the previous beat's facts are recalled below
         target = self._target()
         guide = emotion_agent.guidance(target, self.request.sampling.temperature)
         seed = None if self.request.seed is None else self.request.seed + len(self.beats)
@@ -283,9 +292,8 @@ class StorySession:
         text, prefill = draft.text, draft.prefill or {}
         m = (await measure(self.run, text)) if text else None
         if text:
-            self._remembering = asyncio.create_task(
-                remember_scene(self.memory, text, len(self.beats), self.deps.generator, len(self.beats))
-            )
+            await self.settle()  # one summary at a time: the previous beat's is stored first
+            self._remembering = asyncio.create_task(self._remember(text, len(self.beats)))
         self.beats.append(
             Beat(
                 index=len(self.beats),
