@@ -519,3 +519,24 @@ def test_arena_grown_during_a_step_serves_the_next_request(make_batcher, tokeniz
     assert eng.arena.k.numel() == 0  # released once idle
     again = eng.generate("the end", GREEDY.model_copy(update={"max_tokens": 4}))
     assert again.finish_reason == "length" and again.completion_tokens == 4
+
+
+def test_a_background_request_steps_now_and_then_beside_others_and_writes_the_same(batcher):
+    from emotional_engine.lm.batcher import BACKGROUND_EVERY
+
+    fg = SamplingParams(temperature=0.0, max_tokens=40, ignore_eos=True)
+    bg = fg.model_copy(update={"background": True})
+    finished, seen = threading.Event(), {}
+    background = batcher.submit(batcher.encode_prompt("abc def ghi"), bg, lambda p: p.finish_reason and finished.set())
+
+    def on_foreground(piece):
+        if piece.finish_reason:
+            seen["background tokens"] = len(background.out_ids)
+
+    batcher.submit(batcher.encode_prompt("hello"), fg, on_foreground)
+    assert finished.wait(30)
+    # while the foreground request ran (40 steps, and its prefill), the background one got about one step in
+    # BACKGROUND_EVERY: not starved, not keeping pace
+    assert 1 <= seen["background tokens"] <= 40 // BACKGROUND_EVERY + 2
+    alone = batcher.generate("abc def ghi", fg)
+    assert background.out_ids == alone.token_ids  # what it writes does not depend on when it stepped

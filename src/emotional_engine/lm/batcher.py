@@ -35,6 +35,7 @@ from emotional_engine.lm.sampling import LogitsProcessor, Sampler, SamplingParam
 from emotional_engine.lm.tokenizer import BPETokenizer, StreamDecoder
 
 log = logging.getLogger(__name__)
+BACKGROUND_EVERY = 4  # a background request (SamplingParams.background) steps once in this many while others run
 
 
 class ContextOverflowError(ValueError):
@@ -266,7 +267,11 @@ class ContinuousBatcher:
             return
         batch: list[tuple[Request, int]] = []  # (request, tokens fed this step)
         prefill_budget = self.prefill_chunk
+        # background requests wait while others run, but step every BACKGROUND_EVERY steps: never starved
+        waiting = any(not r.params.background for r in self._running) and self.steps % BACKGROUND_EVERY
         for r in sorted(self._running, key=lambda r: r.cache.slot):  # rows in slot order: no reshuffle
+            if waiting and r.params.background:
+                continue
             if len(r.feed) == 1:
                 batch.append((r, 1))
             elif prefill_budget > 0:
@@ -274,8 +279,10 @@ class ContinuousBatcher:
                 n = min(len(r.feed), self.prefill_chunk)
                 batch.append((r, n))
                 prefill_budget -= n
-        logits = self._forward(batch)
         self.steps += 1
+        if not batch:
+            return
+        logits = self._forward(batch)
         for (r, n), row in zip(batch, logits):
             if r not in self._running:
                 continue  # failed in isolation

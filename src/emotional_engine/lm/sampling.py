@@ -38,6 +38,11 @@ class SamplingParams(BaseModel):
     stop: list[str] = Field(default_factory=list, max_length=16)
     seed: int | None = None
     ignore_eos: bool = False
+    background: bool = Field(
+        False,
+        description="work no reader waits on (a story memory's summary): the builtin runtime steps it only "
+        "every few steps while other requests run, so it does not slow what is being read",
+    )
     emotion_context: list[float] | None = Field(
         None,
         min_length=11,

@@ -56,7 +56,7 @@ def salient_sentences(text: str, embed: Embed, k: int = 2) -> list[str]:
 async def summarize(text: str, generator: Generator, embed: Embed, seed: int = 0) -> tuple[list[str], str]:
     """(sentences, source): source is "model" or "salient" (the fallback)."""
     done = await generator.complete(
-        summary_messages(text), SamplingParams(max_tokens=SUMMARY_TOKENS, temperature=0.0, seed=seed)
+        summary_messages(text), SamplingParams(max_tokens=SUMMARY_TOKENS, temperature=0.0, seed=seed, background=True)
     )
     sentences = clean_summary(done.text)
     if sentences:
