@@ -280,3 +280,23 @@ async def test_a_candidate_with_a_long_opening_does_not_hold_the_beat_back(monke
         assert "hid the silver key" in beat.text and "night market" not in beat.text
     else:
         assert "night market went on" in beat.text  # waited for it, and chose it
+
+
+async def test_lorebook_entries_are_recalled_when_their_keys_come_up_and_not_otherwise():
+    from emotional_engine.domain import LoreEntry
+
+    book = [
+        LoreEntry(keys=["silver key"], content="The silver key opens the shrine's lower door."),
+        LoreEntry(content="Lanterns here are lit only after the temple bell.", constant=True),
+        LoreEntry(keys=["river"], content="The river floods every ninth night.", enabled=False),
+    ]
+    gen = streaming("Mei walked on. The lanterns swayed.")
+    s = StorySession(
+        StoryRequest(premise="A night market in Osaka.", culture="ja-JP", seed=1, lorebook=book), deps(gen)
+    )
+    await s.turn("I follow the river.")
+    message = gen.streams[-1].user
+    assert "lit only after the temple bell" in message  # constant
+    assert "silver key opens" not in message and "floods every ninth night" not in message  # no key; disabled
+    await s.turn("I look for the silver key.")
+    assert "The silver key opens the shrine's lower door." in gen.streams[-1].user

@@ -40,6 +40,26 @@ class CastMember(BaseModel):
     )
 
 
+class LoreEntry(BaseModel):
+    """World info (a lorebook entry, as character cards carry them): `content` is recalled into the story
+    whenever one of `keys` appears in what is being written about, or always when `constant`."""
+
+    id: int | None = Field(None, description="assigned when the entry joins a session's lorebook")
+    keys: list[Annotated[NonBlank, Field(max_length=100)]] = Field(default_factory=list, max_length=32)
+    content: NonBlank = Field(max_length=2000)
+    insertion_order: int = Field(100, description="lower first, among the entries recalled together")
+    constant: bool = Field(False, description="always recalled, keys or not")
+    enabled: bool = True
+    case_sensitive: bool = False
+    name: str | None = Field(None, max_length=200)
+
+    @model_validator(mode="after")
+    def _reachable(self) -> LoreEntry:
+        if not self.keys and not self.constant:
+            raise ValueError("an entry needs keys, or constant: true (recalled always)")
+        return self
+
+
 class StorySampling(BaseModel):
     """The sampler settings a story request may set; the rest are the engine's."""
 
@@ -58,6 +78,9 @@ class StoryRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="same seed, same story (a 32-bit unsigned int)")
     language: str | None = Field(None, description="passed to backends that can write other languages")
     sampling: StorySampling = Field(default_factory=StorySampling)
+    lorebook: list[LoreEntry] = Field(
+        default_factory=list, max_length=200, description="world info recalled when its keys come up (sessions)"
+    )
     model: str | None = Field(
         None,
         max_length=64,

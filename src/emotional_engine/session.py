@@ -51,6 +51,7 @@ from emotional_engine.agents.story import target_emotion
 from emotional_engine.domain import Emotion, Measurement, SceneTarget, StoryRequest
 from emotional_engine.lm.sampling import SamplingParams
 from emotional_engine.memory import StoryMemory
+from emotional_engine.memory.lorebook import triggered
 from emotional_engine.memory.scene import scene_facts
 from emotional_engine.text import fence
 from emotional_engine.threads import run_model
@@ -68,6 +69,7 @@ BEAT_CHOICE_GRACE = 0.5
 REPLAY_MAX = 10  # beats replayed in the prompt, at most (the opening included)
 REPLAY_KEPT = 4  # beats after the opening that a compaction keeps
 RECALLED_FACTS = 6
+LORE_TOKENS = 300  # of lorebook entries a turn's message carries, at most
 
 
 class Beat(BaseModel):
@@ -187,16 +189,16 @@ class StorySession:
         return SceneTarget(valence=round(v, 4), emotion=self.emotion or target_emotion(v, slope, ""))
 
     async def _recall(self, action: str) -> str:
-        """The facts most relevant to the action (what keeps beats no longer replayed alive), and where
-        everyone is."""
-        if not self.memory.facts:
-            return ""
+        """The lorebook's entries whose keys the action or the last beat name, then the facts most
+        relevant to the action (what keeps beats no longer replayed alive), and where everyone is."""
         query = f"{action} {self.beats[-1].text if self.beats else ''}"
+        count = self.deps.generator.count_tokens
+        lore = [e.content for e in triggered(self.request.lorebook, query, LORE_TOKENS, count)]
+        if not self.memory.facts:
+            return memory_block(lore, [])
         async with self._memory_lock:
-            facts = await run_model(
-                self.memory.relevant, query, RECALLED_FACTS, FACT_TOKENS, self.deps.generator.count_tokens
-            )
-            return memory_block([f.text for f in facts], self.memory.character_states())
+            facts = await run_model(self.memory.relevant, query, RECALLED_FACTS, FACT_TOKENS, count)
+            return memory_block(lore + [f.text for f in facts], self.memory.character_states())
 
     async def _remember(self, text: str, index: int) -> None:
         facts, vectors = await scene_facts(text, index, self.memory.cast, self.memory, self.deps.generator, index)

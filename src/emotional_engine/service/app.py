@@ -27,7 +27,17 @@ from emotional_engine.service.metering import MeteredGenerator
 from emotional_engine.service.metrics import Metrics
 from emotional_engine.service.middleware import BodyLimitAndMetrics
 from emotional_engine.service.ratelimit import RateLimiter
-from emotional_engine.service.routes import analyze, catalog, feedback, health, jobs, openai, sessions, stories
+from emotional_engine.service.routes import (
+    analyze,
+    catalog,
+    feedback,
+    health,
+    jobs,
+    lorebook,
+    openai,
+    sessions,
+    stories,
+)
 from emotional_engine.service.state import Service
 from emotional_engine.storage.cache import MultiLevelCache
 from emotional_engine.storage.db import Store
@@ -147,7 +157,7 @@ def create_app(
     metrics_of = lambda: app.state.service.metrics  # noqa: E731  (the service exists once the app runs)
     errors.install(app, on_error=lambda type: metrics_of().errors.labels(type).inc())
     app.add_middleware(BodyLimitAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=metrics_of)
-    for r in (stories, jobs, sessions, analyze, feedback, catalog, openai, health):
+    for r in (stories, jobs, sessions, lorebook, analyze, feedback, catalog, openai, health):
         app.include_router(r.router)
     return app
 

@@ -53,5 +53,11 @@ class LiveSessions:
         self._live[session_id] = s
         return s
 
+    def take_request(self, session_id: str, request: StoryRequest) -> None:
+        """The stored request changed (its lorebook edited): the live session, if any, plays on with it."""
+        s = self._live.get(session_id)
+        if s is not None:
+            s.request = request
+
     def drop(self, session_id: str) -> None:
         self._live.pop(session_id, None)

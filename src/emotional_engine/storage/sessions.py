@@ -111,6 +111,14 @@ class Sessions:
             db.delete(turn)
             return {"index": turn.index, "action": turn.action, "beat": turn.beat}
 
+    def change_request(self, session_id: str, key_id: str, change: Callable[[dict], dict]) -> dict:
+        """Replace the session's request by `change(request)` (its lorebook edited), under the session's row
+        lock: two edits at once both land. Returns the new request."""
+        with self._transaction() as db:
+            row = self._playable(db, session_id, key_id)
+            row.request = change(dict(row.request))
+            return row.request
+
     def get(self, session_id: str, key_id: str) -> SessionRecord | None:
         with self._transaction() as db:
             row = db.scalar(select(SessionRow).where(SessionRow.id == session_id, SessionRow.key_id == key_id))
