@@ -29,6 +29,7 @@ from emotional_engine.service.middleware import BodyLimitAndMetrics
 from emotional_engine.service.ratelimit import RateLimiter
 from emotional_engine.service.routes import (
     analyze,
+    cards,
     catalog,
     feedback,
     health,
@@ -157,7 +158,7 @@ def create_app(
     metrics_of = lambda: app.state.service.metrics  # noqa: E731  (the service exists once the app runs)
     errors.install(app, on_error=lambda type: metrics_of().errors.labels(type).inc())
     app.add_middleware(BodyLimitAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=metrics_of)
-    for r in (stories, jobs, sessions, lorebook, analyze, feedback, catalog, openai, health):
+    for r in (stories, jobs, cards, sessions, lorebook, analyze, feedback, catalog, openai, health):
         app.include_router(r.router)
     return app
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from emotional_engine.cards import Card
 from emotional_engine.domain import Story, StoryRequest
 from emotional_engine.session import Beat
 
@@ -41,6 +42,7 @@ class JobOut(BaseModel):
 
 class SessionCreate(StoryRequest):
     turns: int | None = Field(None, ge=2, le=500, description="turns the arc is spread over")
+    card: Card | None = Field(None, description="the V2 character card the session was made from, kept for its export")
 
 
 class ActionIn(BaseModel):

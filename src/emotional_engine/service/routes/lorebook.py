@@ -62,9 +62,11 @@ async def delete_entry(session_id: str, entry_id: int, key_id: KeyId, service: S
 
 
 def _valid(request: dict) -> dict:
-    """The request as stored, checked whole (a book past its size limit is refused)."""
+    """The stored request, checked whole (a book past its size limit is refused) and kept as it is: a
+    session's request holds more than a story's (its turns, the card it came from)."""
     try:
-        return StoryRequest.model_validate(request).model_dump(mode="json")
+        StoryRequest.model_validate(request)
+        return request
     except ValidationError as e:
         err = e.errors()[0]
         raise ApiError(422, "invalid_request", f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
