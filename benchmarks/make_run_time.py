@@ -1,5 +1,6 @@
 """Wall time of `make run`'s story command (the README's first command, after install), optionally
-for another checkout of the project run with this venv: the before/after of a change.
+for another checkout of the project run with this venv: the before/after of a change; with `--long`,
+also a 600-word story written with 4 candidates a scene (the issue-15 measure of a longer story).
 
     .venv/bin/python benchmarks/make_run_time.py                       # this checkout
     .venv/bin/python benchmarks/make_run_time.py --src /tmp/before/src  # e.g. a `git worktree` of an older commit
@@ -34,13 +35,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--src", type=Path, help="another checkout's src folder to import the engine from")
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--long", action="store_true", help="also time a 600-word story with 4 candidates")
     args = ap.parse_args()
     env = dict(os.environ)
     if args.src:
         env["PYTHONPATH"] = str(args.src.resolve())
         env["TORCH_EXTENSIONS_DIR"] = str(args.src.resolve().parent / ".torch-extensions")
         subprocess.run([sys.executable, "-m", "emotional_engine.lm.kernels"], env=env, check=True)
-    cmd = run_command()
+    commands = [run_command()]
+    if args.long:
+        commands.append([*commands[0][:2], "--premise", LONG_PREMISE, "--arc", "man_in_a_hole", "--culture", "en-GB",
+                         "--words", "600", "--seed", "11", "--candidates", "4"])  # fmt: skip
+    for cmd in commands:
+        time_command(cmd, env, args)
+
+
+LONG_PREMISE = "A ferry pilot finds a stowaway who claims to be her daughter from a future that has not happened."
+
+
+def time_command(cmd: list[str], env: dict, args: argparse.Namespace) -> None:
     print("command:", " ".join(cmd[1:]), "| engine from", args.src or "this checkout")
     for i in range(args.runs):
         t0 = time.perf_counter()

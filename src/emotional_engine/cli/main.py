@@ -1,4 +1,4 @@
-"""The story commands of the command line (lm, generate, analyze, play, arcs, cultures, serve)."""
+"""The story commands of the command line (lm, generate, analyze, arcs, cultures, serve; play is in play.py)."""
 
 from __future__ import annotations
 
@@ -267,54 +267,6 @@ def analyze(
 
         plot_windows(arc, plot, title=f"emotional arc of {file.name}")
         typer.echo(f"wrote {plot}", err=True)
-
-
-@app.command()
-def play(
-    premise: Annotated[str, typer.Option(help="what the story is about")],
-    culture: Annotated[str, typer.Option(help="a BCP 47 tag")] = "en-US",
-    audience: Annotated[str, typer.Option(help="children, teen or adult")] = "adult",
-    arc: Annotated[str, typer.Option(help="the arc the beats follow")] = "man_in_a_hole",
-    turns: Annotated[int, typer.Option(min=2, max=500, help="turns the arc is spread over")] = 12,
-    seed: Annotated[int | None, typer.Option()] = None,
-    model_name: Annotated[
-        str | None, typer.Option(help="one of the configured models (default: their routing rules, then their default)")
-    ] = None,
-):
-    """An interactive story in the terminal: type what happens next, read the next beat (empty line ends)."""
-    import asyncio
-
-    from pydantic import ValidationError
-
-    from emotional_engine.domain import StoryRequest
-    from emotional_engine.engine import Engine
-
-    try:
-        request = StoryRequest(
-            premise=premise, culture=culture, audience=audience, arc=arc, seed=seed, model=model_name
-        )
-        engine = Engine()
-        request = engine.pin_model(request)  # an unknown --model-name fails now, before any model loads
-    except (ValidationError, ValueError) as e:
-        typer.echo(f"error: {_validation_message(e)}", err=True)
-        raise typer.Exit(2) from None
-
-    async def loop():
-        session = await engine.session(request, turns)
-        typer.echo(f"Characters: {', '.join(c.name + ' (' + c.role + ')' for c in session.cast)}")
-        while True:
-            try:
-                action = input("\n> ").strip()
-            except EOFError:
-                break
-            if not action:
-                break
-            async for sentence in session.stream_turn(action):
-                sys.stdout.write(sentence)
-                sys.stdout.flush()
-            sys.stdout.write("\n")
-
-    asyncio.run(loop())
 
 
 @app.command()
