@@ -22,7 +22,7 @@ from pathlib import Path
 LAYERS: list[set[str]] = [
     {"config", "domain", "arcs", "text", "threads", "culture_tags", "version"},  # basics
     {"lm", "storage"},
-    {"memory", "safety", "emotion", "culture"},
+    {"memory", "safety", "emotion", "culture", "cards"},
     {"agents"},
     {"engine", "session", "training"},
     {"service", "plotting"},

@@ -300,3 +300,46 @@ async def test_lorebook_entries_are_recalled_when_their_keys_come_up_and_not_oth
     assert "silver key opens" not in message and "floods every ninth night" not in message  # no key; disabled
     await s.turn("I look for the silver key.")
     assert "The silver key opens the shrine's lower door." in gen.streams[-1].user
+
+
+async def test_continue_writes_on_from_where_the_last_beat_stopped():
+    gen = streaming("Mei lifted the lantern. The bridge creaked.")
+    s = StorySession(StoryRequest(premise="A night market in Osaka.", culture="ja-JP", seed=1), deps(gen))
+    with pytest.raises(ValueError, match="no beat to continue"):
+        [p async for p in s.stream_continue()]
+    first = await s.turn("I cross the bridge.")
+    before = first.text
+    pieces = [p async for p in s.stream_continue()]
+    await s.settle()
+    assert pieces and pieces[0].startswith(" ") and s.beats[-1].text == before + "".join(pieces)
+    assert len(s.beats) == 1 and s.beats[0].measured is not None
+    prompt = gen.streams[-1].prompt
+    assert prompt[-1] == {"role": "assistant", "content": before}  # the model writes on from the beat
+    assert prompt[-2]["content"] == first.request  # its turn as it was sent: the cached prefix holds
+    assert {f.scene for f in s.memory.facts} == {0}
+
+
+async def test_swipes_are_alternatives_none_kept_until_one_is_chosen():
+    gen = streaming("Mei lifted the lantern. The bridge creaked.")
+    s = StorySession(StoryRequest(premise="A night market in Osaka.", culture="ja-JP", seed=1), deps(gen))
+    await s.turn("I cross the bridge.")
+    kept, summaries = s.beats[-1], len(gen.completions)
+    alternatives = await s.swipes(2)
+    assert [b.action for b in alternatives] == ["I cross the bridge."] * 2 and s.beats == [kept]
+    assert len(gen.completions) == summaries  # alternatives are not summarised into the memory
+    seeds = {c.params.seed for c in gen.streams[-2 * BEAT_CANDIDATES :]}
+    assert len(seeds) == 2 * BEAT_CANDIDATES  # each alternative another draw
+    with pytest.raises(IndexError, match="there is no swipe 5"):
+        await s.choose(5)
+    chosen = await s.choose(1)
+    await s.settle()
+    assert s.beats == [chosen] and chosen is alternatives[1] and s.swiped == []
+
+
+async def test_the_authors_note_rides_in_every_turns_message():
+    gen = streaming("Mei lifted the lantern.")
+    request = StoryRequest(premise="A night market.", culture="ja-JP", seed=1, author_note="Keep it quiet and slow.")
+    s = StorySession(request, deps(gen))
+    await s.turn("I wait.")
+    assert "Author's note: Keep it quiet and slow.\n" in gen.streams[-1].user
+    assert gen.streams[-1].user.index("Author's note") > gen.streams[-1].user.index("<action>")

@@ -60,12 +60,34 @@ class LoreEntry(BaseModel):
         return self
 
 
-class StorySampling(BaseModel):
-    """The sampler settings a story request may set; the rest are the engine's."""
+# named sampler settings: `"sampling": "creative"` or `{"preset": "creative", "temperature": 0.9}`
+SAMPLER_PRESETS: dict[str, dict[str, float]] = {
+    "precise": {"temperature": 0.55, "top_p": 0.85, "repetition_penalty": 1.15},
+    "balanced": {"temperature": 0.8, "top_p": 0.92, "repetition_penalty": 1.1},
+    "creative": {"temperature": 1.0, "top_p": 0.95, "repetition_penalty": 1.08},
+    "wild": {"temperature": 1.25, "top_p": 0.98, "repetition_penalty": 1.05},
+}
 
+
+class StorySampling(BaseModel):
+    """The sampler settings a story request may set; the rest are the engine's. A preset's name alone, or
+    a preset with some of its settings given (those win)."""
+
+    preset: Literal["precise", "balanced", "creative", "wild"] | None = Field(
+        None, description="named settings: precise, balanced (the defaults), creative, wild"
+    )
     temperature: float = Field(0.8, ge=0.0, le=2.0)
     top_p: float = Field(0.92, gt=0.0, le=1.0)
     repetition_penalty: float = Field(1.1, ge=1.0, le=2.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data):
+        if isinstance(data, str):
+            data = {"preset": data}
+        if isinstance(data, dict) and data.get("preset") in SAMPLER_PRESETS:
+            data = {**SAMPLER_PRESETS[data["preset"]], **data}
+        return data
 
 
 class StoryRequest(BaseModel):
@@ -78,6 +100,9 @@ class StoryRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="same seed, same story (a 32-bit unsigned int)")
     language: str | None = Field(None, description="passed to backends that can write other languages")
     sampling: StorySampling = Field(default_factory=StorySampling)
+    author_note: str | None = Field(
+        None, max_length=1000, description="the author's note (sessions): in every turn's message, after the action"
+    )
     lorebook: list[LoreEntry] = Field(
         default_factory=list, max_length=200, description="world info recalled when its keys come up (sessions)"
     )
@@ -105,6 +130,18 @@ class StoryRequest(BaseModel):
     @model_validator(mode="after")
     def _valid_arc(self) -> StoryRequest:
         self.arc_curve()  # raises ValueError with what is wrong
+        return self
+
+    @model_validator(mode="after")
+    def _lore_ids(self) -> StoryRequest:
+        """Every lorebook entry gets an id (the next free one), so it can be changed or deleted by it."""
+        ids = [e.id for e in self.lorebook if e.id is not None]
+        if len(ids) != len(set(ids)):
+            raise ValueError("lorebook: two entries have the same id")
+        next_id = 1 + max(ids, default=0)
+        for e in self.lorebook:
+            if e.id is None:
+                e.id, next_id = next_id, next_id + 1
         return self
 
     def arc_curve(self) -> Arc:

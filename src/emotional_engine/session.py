@@ -41,6 +41,7 @@ from emotional_engine.agents.prompts import (
     AUDIENCE_NOTE,
     FACT_TOKENS,
     TEMPLATE_TOKENS,
+    author_note,
     cast_line,
     memory_block,
     prompt_budget,
@@ -102,6 +103,7 @@ class StorySession:
         self._memory_lock = asyncio.Lock()  # a recall (in a worker thread) never reads facts being added
         self.replay_from = 1  # the first beat after the opening that the prompt replays
         self.emotion: Emotion | None = None  # the emotion every beat aims at, instead of the arc's (a caller's choice)
+        self.swiped: list[Beat] = []  # alternatives written for the last beat (`swipes`), none chosen yet
 
     @property
     def cast(self):
@@ -220,7 +222,7 @@ class StorySession:
         guide = emotion_agent.guidance(target, r.sampling.temperature)
         last = {
             "role": "user",
-            "content": f"{recalled}{fence('action', action)}\nWrite the next beat, about "
+            "content": f"{recalled}{fence('action', action)}\n{author_note(r)}Write the next beat, about "
             f"{BEAT_WORDS} words. {guide.note}",
         }
         room = (budget if budget is not None else 10**9) - count(system) - count(last["content"])
@@ -249,14 +251,16 @@ class StorySession:
         w = window(self.replay_from)
         return w if fits(w) else []  # not even the opening fits: the turn's message alone
 
-    async def stream_turn(self, action: str) -> AsyncIterator[str]:
-        """Sentences of the next beat as they pass the fast checks; the beat is recorded at the end."""
+    async def stream_turn(self, action: str, *, draw: int = 0, remember: bool = True) -> AsyncIterator[str]:
+        """Sentences of the next beat as they pass the fast checks; the beat is recorded at the end.
+        `draw`: another draw of the same beat (a swipe; with a seed, still the same every time); without
+        `remember` the beat is not summarised into the story memory (an alternative not yet chosen)."""
         action = action.strip()
         if not action:
             raise ValueError("the action is empty")
         target = self._target()
         guide = emotion_agent.guidance(target, self.request.sampling.temperature)
-        seed = None if self.request.seed is None else self.request.seed + len(self.beats)
+        seed = None if self.request.seed is None else self.request.seed + len(self.beats) + 7919 * draw
         params = [
             SamplingParams(
                 max_tokens=token_allowance(BEAT_WORDS),
@@ -293,9 +297,8 @@ class StorySession:
         self.run.resampled += draft.resampled
         text, prefill = draft.text, draft.prefill or {}
         m = (await measure(self.run, text)) if text else None
-        if text:
-            await self.settle()  # one summary at a time: the previous beat's is stored first
-            self._remembering = asyncio.create_task(self._remember(text, len(self.beats)))
+        if text and remember:
+            await self._remember_later(text, len(self.beats))
         self.beats.append(
             Beat(
                 index=len(self.beats),
@@ -309,6 +312,68 @@ class StorySession:
                 reused_tokens=prefill.get("cached_tokens", 0),
             )
         )
+
+    async def _remember_later(self, text: str, index: int) -> None:
+        await self.settle()  # one summary at a time: the previous beat's is stored first
+        self._remembering = asyncio.create_task(self._remember(text, index))
+
+    async def stream_continue(self, words: int = BEAT_WORDS // 2) -> AsyncIterator[str]:
+        """More of the last beat, written on from where it stopped (the first piece with the space that
+        joins it on); the beat's text grows by what is shown, and that is remembered."""
+        if not self.beats:
+            raise ValueError("there is no beat to continue")
+        last = self.beats.pop()  # the prompt replays the beats before it, then its own turn as sent
+        try:
+            guide = emotion_agent.guidance(last.target, self.request.sampling.temperature)
+            seed = None if self.request.seed is None else self.request.seed * 7 + 104729 * (len(last.text) + 1)
+            params = SamplingParams(
+                max_tokens=token_allowance(words), temperature=guide.temperature, top_p=self.request.sampling.top_p,
+                repetition_penalty=self.request.sampling.repetition_penalty, seed=seed,
+            )  # fmt: skip
+            messages = self._messages(
+                last.action, last.target, "", prompt_budget(self.deps.generator, params.max_tokens)
+            )
+        finally:
+            self.beats.append(last)
+        begun = [*messages[:-1], {"role": "user", "content": last.request}, {"role": "assistant", "content": last.text}]
+        draft = Draft(self.run, last.target, [self.request.premise, last.action], words=words)
+        bias = [steering_bias(self.run, last.target, emotion_agent.steering_strength(0, 1))]
+        write = draft.write(begun, [params], bias, kv_key=self.id)
+        async with aclosing(write) as shown_sentences:
+            async for shown in shown_sentences:
+                yield shown.piece if shown.piece != draft.text else " " + shown.piece
+        if draft.text:
+            last.text = f"{last.text} {draft.text}"
+            last.measured = await measure(self.run, last.text)
+            await self._remember_later(draft.text, last.index)
+
+    async def swipes(self, n: int) -> list[Beat]:
+        """`n` other beats for the last action (each another draw), not kept: `choose` puts one in place of
+        the last beat."""
+        if not self.beats:
+            raise ValueError("there is no beat to swipe")
+        last = self.beats.pop()
+        alternatives = []
+        try:
+            for k in range(n):
+                async for _ in self.stream_turn(last.action, draw=len(self.swiped) + k + 1, remember=False):
+                    pass
+                alternatives.append(self.beats.pop())
+        finally:
+            self.beats.append(last)
+        self.swiped += alternatives
+        return alternatives
+
+    async def choose(self, k: int) -> Beat:
+        """Swipe `k` (of those `swipes` wrote for this beat) in place of the last beat, and remembered."""
+        if not 0 <= k < len(self.swiped):
+            raise IndexError(f"there is no swipe {k}; {len(self.swiped)} were written for this beat")
+        beat = self.swiped[k]
+        self.beats[-1] = beat
+        self.swiped = []
+        if beat.text:
+            await self._remember_later(beat.text, beat.index)
+        return beat
 
     async def turn(self, action: str) -> Beat:
         """One beat, with the session settled (its memory holds the beat) when it returns."""

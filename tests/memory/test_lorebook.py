@@ -37,3 +37,12 @@ def test_an_entry_without_keys_must_be_constant():
     with pytest.raises(ValidationError, match="needs keys"):
         LoreEntry(content="floating")
     assert LoreEntry(content="always", constant=True).keys == []
+
+
+def test_a_requests_entries_get_ids_and_duplicates_are_refused():
+    from emotional_engine.domain import StoryRequest
+
+    book = [entry("a", "x", id=4), entry("b", "y"), entry("c", "z")]
+    assert [e.id for e in StoryRequest(premise="p", lorebook=book).lorebook] == [4, 5, 6]
+    with pytest.raises(ValidationError, match="same id"):
+        StoryRequest(premise="p", lorebook=[entry("a", "x", id=1), entry("b", "y", id=1)])

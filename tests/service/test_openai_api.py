@@ -157,3 +157,16 @@ def test_errors_come_in_openais_shape_with_what_to_fix(server, live_server):
     with pytest.raises(openai.UnprocessableEntityError) as e:
         client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
     assert "no-such-model" in e.value.message
+
+
+def test_an_authors_note_and_a_sampler_preset_ride_in_extra_fields(server):
+    client, app = server
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "I open the letter."}]
+    done = client.chat.completions.create(
+        model="embedded", messages=messages, extra_body={"author_note": "Keep it quiet.", "preset": "creative"}
+    )
+    request = live_session(app, done.model_extra["engine"]["session"]).request
+    assert request.author_note == "Keep it quiet." and request.sampling.temperature == 1.0
+    again = client.chat.completions.create(model="embedded", messages=messages, temperature=0.3)
+    assert again.model_extra["engine"]["session"] == done.model_extra["engine"]["session"]  # the same story
+    assert live_session(app, done.model_extra["engine"]["session"]).request.sampling.temperature == 0.3

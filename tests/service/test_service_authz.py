@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from fakes import harbour_generator
 
-BODIES = {"feedback": {"rating": 4}, "turns": {"action": "I open the door."}}
+ENTRY = {"keys": ["door"], "content": "The door sticks."}
+BODIES = {
+    "feedback": {"rating": 4},
+    "turns": {"action": "I open the door."},
+    "lorebook": ENTRY,
+    "{entry_id}": ENTRY,
+    "swipes": {"n": 1},
+    "{session_id}": {"author_note": "Quiet."},  # PATCH; GET and DELETE ignore it
+}
 
 
 async def test_another_keys_ids_are_not_found_on_every_route(app_client, settings, make_key):
@@ -16,7 +24,11 @@ async def test_another_keys_ids_are_not_found_on_every_route(app_client, setting
         ids = {
             "story_id": (await c.post("/v1/stories", json={"premise": "A kite festival.", "words": 80})).json()["id"],
             "job_id": (await c.post("/v1/jobs", json={"premise": "A kite.", "words": 600, "seed": 2})).json()["id"],
-            "session_id": (await c.post("/v1/sessions", json={"premise": "A night ferry."})).json()["id"],
+            "session_id": (
+                await c.post("/v1/sessions", json={"premise": "A night ferry.", "lorebook": [ENTRY]})
+            ).json()["id"],
+            "entry_id": 1,
+            "k": 0,
         }
         assert (await c.post(f"/v1/sessions/{ids['session_id']}/turns", json=BODIES["turns"])).status_code == 200
         paths = c.app.openapi()["paths"]

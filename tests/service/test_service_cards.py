@@ -1,16 +1,13 @@
 """Character cards over HTTP: a session made from a card (JSON or PNG), its card exported after a lorebook
 edit, and a card that fails validation refused with the field named."""
 
-import json
-
 from card_samples import card_blob, png_with
 from emotional_engine import cards
 
 
 async def test_a_session_is_made_from_a_card_and_gives_it_back_with_its_edits(app_client):
     async with app_client() as c:
-        r = await c.post("/v1/sessions/card?culture=en-GB&arc=icarus", content=json.dumps(card_blob()),
-                         headers={"Content-Type": "application/json"})  # fmt: skip
+        r = await c.post("/v1/sessions/card?culture=en-GB&arc=icarus", json=card_blob())
         assert r.status_code == 201, r.text
         s = r.json()
         assert s["characters"][0]["name"] == "Ines Varga" and s["request"]["arc"] == "icarus"
@@ -29,12 +26,16 @@ async def test_a_session_is_made_from_a_card_and_gives_it_back_with_its_edits(ap
 
 async def test_a_png_card_makes_a_session_and_a_bad_card_names_its_field(app_client):
     async with app_client() as c:
-        r = await c.post("/v1/sessions/card", content=png_with(card_blob()), headers={"Content-Type": "image/png"})
+        r = await c.post("/v1/sessions/card/png", content=png_with(card_blob()), headers={"Content-Type": "image/png"})
         assert r.status_code == 201 and r.json()["characters"][0]["name"] == "Ines Varga"
         bad = card_blob()
         bad["data"]["character_book"]["entries"][0]["keys"] = "Veil"
-        r = await c.post("/v1/sessions/card", content=json.dumps(bad))
+        r = await c.post("/v1/sessions/card", json=bad)
+        assert r.status_code == 422 and "data.character_book.entries.0.keys" in r.json()["error"]["message"]
+        r = await c.post("/v1/sessions/card/png", content=png_with(bad), headers={"Content-Type": "image/png"})
         assert r.status_code == 422 and r.json()["error"]["type"] == "invalid_card"
         assert "data.character_book.entries.0.keys" in r.json()["error"]["message"]
-        r = await c.post("/v1/sessions/card?culture=xx-XX", content=json.dumps(card_blob()))
+        r = await c.post("/v1/sessions/card/png", content=b"not a png")
+        assert r.status_code == 422 and "not JSON (nor a PNG" in r.json()["error"]["message"]
+        r = await c.post("/v1/sessions/card?culture=xx-XX", json=card_blob())
         assert r.status_code == 422 and r.json()["error"]["message"].startswith("culture")

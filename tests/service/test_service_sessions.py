@@ -122,3 +122,26 @@ async def test_a_regenerate_whose_new_beat_cannot_be_stored_keeps_the_old_one(ap
         assert r.status_code == 503
         beats = (await c.get(f"/v1/sessions/{sid}")).json()["beats"]
         assert [b["text"] for b in beats] == [old["text"]]  # popping it first lost it
+
+
+async def test_continue_swipes_and_the_players_settings(app_client):
+    async with app_client() as c:
+        sid = (await c.post("/v1/sessions", json=SESSION)).json()["id"]
+        assert (await c.post(f"/v1/sessions/{sid}/continue")).status_code == 409  # nothing to continue yet
+        first = (await c.post(f"/v1/sessions/{sid}/turns", json={"action": "I follow the lanterns."})).json()
+        grown = (await c.post(f"/v1/sessions/{sid}/continue")).json()
+        assert (
+            grown["index"] == 0 and grown["text"].startswith(first["text"]) and len(grown["text"]) > len(first["text"])
+        )
+        assert (await c.get(f"/v1/sessions/{sid}")).json()["beats"][0]["text"] == grown["text"]  # kept
+        alternatives = (await c.post(f"/v1/sessions/{sid}/swipes", json={"n": 2})).json()
+        assert len(alternatives) == 2 and all(b["action"] == "I follow the lanterns." for b in alternatives)
+        assert (await c.get(f"/v1/sessions/{sid}")).json()["beats"][0]["text"] == grown["text"]  # none kept yet
+        assert (await c.post(f"/v1/sessions/{sid}/swipes/7")).status_code == 404
+        chosen = (await c.post(f"/v1/sessions/{sid}/swipes/1")).json()
+        assert chosen == alternatives[1] and (await c.get(f"/v1/sessions/{sid}")).json()["beats"] == [chosen]
+        changed = await c.patch(f"/v1/sessions/{sid}", json={"author_note": "Quiet.", "sampling": "creative"})
+        assert changed.status_code == 200 and changed.json()["request"]["author_note"] == "Quiet."
+        assert changed.json()["request"]["sampling"]["temperature"] == 1.0
+        bad = await c.patch(f"/v1/sessions/{sid}", json={"sampling": "spicy"})
+        assert bad.status_code == 422 and "sampling" in bad.json()["error"]["message"]

@@ -255,6 +255,12 @@ def fit_memory_and_recent(
     return memory, tail_within(story_so_far, min(RECENT_TOKENS, room - count(memory) - 8), count)
 
 
+def author_note(request: StoryRequest) -> str:
+    """The author's note as a turn's message carries it (near the end of the prompt, where it weighs most)."""
+    note = (request.author_note or "").strip()
+    return f"Author's note: {note}\n" if note else ""
+
+
 def memory_block(facts: list[str], states: list[str]) -> str:
     block = ""
     if facts:

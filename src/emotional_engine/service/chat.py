@@ -101,11 +101,13 @@ def conversation(messages: list[dict]) -> Conversation:
     return Conversation(premise, [(a, b) for a, b in turns[:-1]], turns[-1][0], controls)
 
 
-def story_request(premise: str, controls: dict, model: str | None, seed: int | None, sampling: dict) -> StoryRequest:
+def story_request(
+    premise: str, controls: dict, model: str | None, seed: int | None, sampling: dict, author_note: str | None = None
+) -> StoryRequest:
     """The session's request; what fails validation is a 400 naming the field."""
     body = {k: v for k, v in controls.items() if k in ("arc", "culture", "audience")}
     try:
-        return StoryRequest(premise=premise, model=model, seed=seed, sampling=sampling, **body)
+        return StoryRequest(premise=premise, model=model, seed=seed, sampling=sampling, author_note=author_note, **body)
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(x) for x in err["loc"]) or "request"
@@ -119,7 +121,7 @@ def session_key(key_id: str, user: str | None, request: StoryRequest, controls: 
     ident = {
         "key": key_id,
         "user": user,
-        "request": request.model_dump(mode="json", exclude={"seed", "sampling"}),
+        "request": request.model_dump(mode="json", exclude={"seed", "sampling", "author_note"}),
         "controls": {k: controls.get(k) for k in ("emotion", "turns")},
     }
     return "chat-" + hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:32]

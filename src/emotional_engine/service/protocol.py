@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from emotional_engine.cards import Card
-from emotional_engine.domain import Story, StoryRequest
+from emotional_engine.domain import Story, StoryRequest, StorySampling
 from emotional_engine.session import Beat
 
 
@@ -43,6 +43,19 @@ class JobOut(BaseModel):
 class SessionCreate(StoryRequest):
     turns: int | None = Field(None, ge=2, le=500, description="turns the arc is spread over")
     card: Card | None = Field(None, description="the V2 character card the session was made from, kept for its export")
+
+
+class SessionChange(BaseModel):
+    """What a session's player may change as it goes (PATCH): taken by the next turn."""
+
+    author_note: str | None = Field(None, max_length=1000, description="style or focus for every turn; null clears it")
+    sampling: StorySampling | None = Field(
+        None, description="a preset's name (precise, balanced, creative, wild) or settings"
+    )
+
+
+class SwipesIn(BaseModel):
+    n: int = Field(2, ge=1, le=4, description="alternatives to write for the last beat")
 
 
 class ActionIn(BaseModel):

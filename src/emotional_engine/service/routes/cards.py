@@ -17,17 +17,33 @@ from emotional_engine.service.routes.sessions import MORE, _record, create_sessi
 from emotional_engine.service.routes.stories import ERRORS
 
 router = APIRouter(prefix="/v1/sessions", tags=["cards"])
-CARD_BODY = {
-    "content": {"application/json": {}, "image/png": {}},
-    "description": "a V2 character card: its JSON, or a PNG with it in the chara text chunk",
+PNG_BODY = {
+    "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+    "description": "a PNG with a V2 character card in its chara text chunk",
     "required": True,
 }
 
 
-@router.post(
-    "/card", response_model=SessionOut, status_code=201, responses=ERRORS, openapi_extra={"requestBody": CARD_BODY}
-)
+@router.post("/card", response_model=SessionOut, status_code=201, responses=ERRORS)
 async def session_from_card(
+    card: cards.Card,
+    key_id: KeyId,
+    service: ServiceDep,
+    culture: str = "en-US",
+    arc: str = "man_in_a_hole",
+    audience: Audience = "adult",
+    turns: int | None = Query(None, ge=2, le=500),
+    seed: int | None = Query(None, ge=0, le=2**32 - 1),
+    model: str | None = None,
+) -> SessionOut:
+    """A session whose protagonist, premise and lorebook come from a V2 card's JSON (see cards.py)."""
+    return await _from_card(service, key_id, card, culture, arc, audience, turns, seed, model)
+
+
+@router.post(
+    "/card/png", response_model=SessionOut, status_code=201, responses=ERRORS, openapi_extra={"requestBody": PNG_BODY}
+)
+async def session_from_png_card(
     request: Request,
     key_id: KeyId,
     service: ServiceDep,
@@ -38,13 +54,20 @@ async def session_from_card(
     seed: int | None = Query(None, ge=0, le=2**32 - 1),
     model: str | None = None,
 ) -> SessionOut:
-    """A session whose protagonist, premise and lorebook come from the card (see cards.py)."""
+    """The same from a PNG card (the image's chara text chunk)."""
     try:
         card = cards.read(await request.body())
+    except cards.CardError as e:
+        raise ApiError(422, "invalid_card", f"the card is not valid: {e}") from None
+    return await _from_card(service, key_id, card, culture, arc, audience, turns, seed, model)
+
+
+async def _from_card(service, key_id, card, culture, arc, audience, turns, seed, model) -> SessionOut:
+    try:
         fields = cards.session_fields(card)
         body = SessionCreate(**fields, culture=culture, arc=arc, audience=audience, turns=turns, seed=seed, model=model)
     except cards.CardError as e:
-        raise ApiError(422, "invalid_card", f"the card is not valid: {e}") from None
+        raise ApiError(422, "invalid_card", f"the card does not fit a session: {e}") from None
     except ValidationError as e:
         err = e.errors()[0]
         raise ApiError(422, "invalid_request", f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None

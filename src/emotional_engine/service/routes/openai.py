@@ -40,6 +40,10 @@ class EngineControls(BaseModel):
     audience: Literal["children", "teen", "adult"] | None = None
     emotion: Emotion | None = Field(None, description="the emotion every beat aims at, instead of the arc's")
     turns: int | None = Field(None, ge=2, le=500, description="turns the arc is spread over")
+    author_note: str | None = Field(None, max_length=1000, description="carried in every turn's message")
+    preset: Literal["precise", "balanced", "creative", "wild"] | None = Field(
+        None, description="named sampler settings; temperature and top_p, when given, win"
+    )
 
 
 class OpenAIRequest(EngineControls):
@@ -117,7 +121,9 @@ async def _answer(service, key_id: str, turn: Turn):
     name, controls = chat.split_model(body.model)
     controls = {**controls, **conv.controls, **body.controls()}  # the request's own fields win
     sampling = {k: v for k, v in (("temperature", body.temperature), ("top_p", body.top_p)) if v is not None}
-    story_request = chat.story_request(conv.premise, controls, name, body.seed, sampling)
+    if body.preset:
+        sampling["preset"] = body.preset
+    story_request = chat.story_request(conv.premise, controls, name, body.seed, sampling, body.author_note)
     story_request = serving.with_model(service, story_request)
     session_id = chat.session_key(key_id, body.user, story_request, controls)
     turns = str(controls.get("turns") or service.settings.session_turns)

@@ -1,4 +1,5 @@
-"""Interactive sessions: create, play a turn (streamable), regenerate or undo the last beat, read, delete."""
+"""Interactive sessions: create, play a turn (streamable), regenerate, continue, swipe or undo the last beat,
+change the author's note and sampler settings, read, delete."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ from emotional_engine.lm.models import UnknownModelError
 from emotional_engine.service import serving
 from emotional_engine.service.deps import KeyId, ServiceDep
 from emotional_engine.service.errors import ApiError, not_found
-from emotional_engine.service.protocol import ActionIn, CharacterOut, ErrorBody, SessionCreate, SessionOut
+from emotional_engine.service.protocol import (
+    ActionIn,
+    CharacterOut,
+    ErrorBody,
+    SessionChange,
+    SessionCreate,
+    SessionOut,
+    SwipesIn,
+)
 from emotional_engine.service.routes.stories import ERRORS
 from emotional_engine.service.storecalls import call
 from emotional_engine.session import BEAT_WORDS, Beat
@@ -61,13 +70,63 @@ async def play_turn(session_id: str, body: ActionIn, request: Request, key_id: K
     """One action in, one beat out; the turn is committed before the beat is returned."""
     if not body.action.strip():
         raise ApiError(422, "invalid_request", "action: the action is empty")
-    return await _turn(service, session_id, key_id, body.action, request, undo_first=False)
+    return await _turn(service, session_id, key_id, body.action, request, how="turn")
 
 
 @router.post("/{session_id}/regenerate", response_model=Beat, responses=MORE)
 async def regenerate(session_id: str, request: Request, key_id: KeyId, service: ServiceDep):
     """Write the last beat again from the same action (a new draw; with a seed, the same beat)."""
-    return await _turn(service, session_id, key_id, None, request, undo_first=True)
+    return await _turn(service, session_id, key_id, None, request, how="regenerate")
+
+
+@router.post("/{session_id}/continue", response_model=Beat, responses=MORE)
+async def continue_beat(session_id: str, request: Request, key_id: KeyId, service: ServiceDep):
+    """Write on from where the last beat stopped (streamable as a turn is); the beat grows."""
+    return await _turn(service, session_id, key_id, None, request, how="continue")
+
+
+@router.post("/{session_id}/swipes", response_model=list[Beat], responses=MORE)
+async def swipes(session_id: str, body: SwipesIn, key_id: KeyId, service: ServiceDep) -> list[Beat]:
+    """Other beats for the last action, none kept until one is chosen (`POST .../swipes/{k}`)."""
+    usage = await serving.begin(service, key_id, "beat", BEAT_WORDS * body.n)
+    async with service.admission.slot(key_id), service.sessions.lock(session_id):
+        live = await _live(service, session_id, key_id)
+        try:
+            return await live.swipes(body.n)
+        except ValueError as e:
+            raise ApiError(409, "conflict", f"the session has no beat to swipe: {e}") from None
+        finally:
+            await serving.account(service, key_id, usage)
+
+
+@router.post("/{session_id}/swipes/{k}", response_model=Beat, responses=MORE)
+async def choose_swipe(session_id: str, k: int, key_id: KeyId, service: ServiceDep) -> Beat:
+    """Swipe `k` in place of the last beat, kept."""
+    async with service.sessions.lock(session_id):
+        live = await _live(service, session_id, key_id)
+        try:
+            beat = await live.choose(k)
+        except IndexError as e:
+            raise ApiError(404, "not_found", str(e)) from None
+        await call(service, service.store.sessions.replace_last_turn, session_id, key_id, beat.model_dump(mode="json"))
+    return beat
+
+
+@router.patch("/{session_id}", response_model=SessionOut, responses=MORE)
+async def change_session(session_id: str, body: SessionChange, key_id: KeyId, service: ServiceDep) -> SessionOut:
+    """The author's note and the sampler settings (a preset's name, or settings); the next turn takes them."""
+    update = body.model_dump(exclude_unset=True, mode="json")
+    if update.get("sampling", {}) is None:
+        update.pop("sampling")  # null: unchanged (a preset's name sets them all)
+
+    def change(request: dict) -> dict:
+        StoryRequest.model_validate({**request, **update})  # refused before it is stored
+        return {**request, **update}
+
+    async with service.sessions.lock(session_id):
+        stored = await call(service, service.store.sessions.change_request, session_id, key_id, change)
+        service.sessions.take_request(session_id, StoryRequest.model_validate(stored))
+    return await _read(service, session_id, key_id)
 
 
 @router.post("/{session_id}/undo", response_model=SessionOut, responses=MORE)
@@ -79,22 +138,22 @@ async def undo(session_id: str, key_id: KeyId, service: ServiceDep) -> SessionOu
     return await _read(service, session_id, key_id)
 
 
-async def _turn(service, session_id: str, key_id: str, action: str | None, request: Request, undo_first: bool):
+async def _turn(service, session_id: str, key_id: str, action: str | None, request: Request, how: str):
     """A slot is taken first (429/503 as a status, before any stream starts), then the session's lock."""
     usage = await serving.begin(service, key_id, "beat", BEAT_WORDS)  # time to first token counts from here
     if "text/event-stream" in request.headers.get("accept", ""):
         await _record(service, session_id, key_id)  # 404 before the stream starts
         ticket = await service.admission.acquire(key_id)
-        return EventSourceResponse(_stream(service, session_id, key_id, action, undo_first, usage, ticket), ping=15)
+        return EventSourceResponse(_stream(service, session_id, key_id, action, how, usage, ticket), ping=15)
     async with service.admission.slot(key_id):
-        async for kind, data in _play(service, session_id, key_id, action, undo_first, usage):
+        async for kind, data in _play(service, session_id, key_id, action, how, usage):
             if kind == "beat":
                 return data
 
 
-async def _stream(service, session_id, key_id, action, undo_first, usage, ticket):
+async def _stream(service, session_id, key_id, action, how, usage, ticket):
     try:
-        async for kind, data in _play(service, session_id, key_id, action, undo_first, usage):
+        async for kind, data in _play(service, session_id, key_id, action, how, usage):
             yield {"event": kind, "data": data.model_dump_json() if kind == "beat" else json.dumps(data)}
     except (ApiError, UnknownModelError) as e:
         yield serving.error_event(e)
@@ -104,9 +163,10 @@ async def _stream(service, session_id, key_id, action, undo_first, usage, ticket
         ticket.release()
 
 
-async def _play(service, session_id: str, key_id: str, action: str | None, undo_first: bool, usage):
-    """("sentence", text) as the beat is written, then ("beat", Beat) once the turn is committed.
-    The caller holds a generation slot."""
+async def _play(service, session_id: str, key_id: str, action: str | None, how: str, usage):
+    """("sentence", text) as the beat is written, then ("beat", Beat) once the turn is committed. `how`:
+    a new `turn`, the last beat written again (`regenerate`) or written on (`continue`). The caller holds
+    a generation slot."""
     async with service.sessions.lock(session_id):
         record = await _record(service, session_id, key_id)
         if record.status != "active":
@@ -116,20 +176,21 @@ async def _play(service, session_id: str, key_id: str, action: str | None, undo_
                 f"session {session_id} expired after being idle; it can still be read, start a new session to play on",
             )
         beats = [t.beat for t in record.turns]
-        if undo_first:
-            if not beats:
-                raise ApiError(409, "conflict", "the session has no beat to regenerate")
+        if how != "turn" and not beats:
+            raise ApiError(409, "conflict", f"the session has no beat to {how}")
+        if how == "regenerate":
             action, beats = record.turns[-1].action, beats[:-1]
         live = await service.sessions.get(session_id, record.request, record.request.get("turns", 12), beats)
         try:
-            async for sentence in live.stream_turn(action):
+            writing = live.stream_continue() if how == "continue" else live.stream_turn(action)
+            async for sentence in writing:
                 yield "sentence", sentence
         finally:
             await serving.account(service, key_id, usage)
         beat = live.beats[-1]
         try:
             kept = beat.model_dump(mode="json")
-            if undo_first:  # the old beat goes in the same transaction that keeps its replacement
+            if how != "turn":  # the old beat goes in the same transaction that keeps its replacement
                 await call(service, service.store.sessions.replace_last_turn, session_id, key_id, kept)
             else:
                 await call(service, service.store.sessions.add_turn, session_id, key_id, action, kept)
@@ -138,6 +199,15 @@ async def _play(service, session_id: str, key_id: str, action: str | None, undo_
             raise
         service.metrics.generations.labels("beat").inc()
     yield "beat", beat
+
+
+async def _live(service, session_id: str, key_id: str):
+    """The live session of a stored one that can be played (410 once it expired)."""
+    record = await _record(service, session_id, key_id)
+    if record.status != "active":
+        raise ApiError(410, "session_expired", f"session {session_id} expired after being idle; start a new one")
+    beats = [t.beat for t in record.turns]
+    return await service.sessions.get(session_id, record.request, record.request.get("turns", 12), beats)
 
 
 async def _record(service, session_id: str, key_id: str):
