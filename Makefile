@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench clean promtool cross-arm64 lint format
+.PHONY: run test install bench clean promtool cross-arm64 chromium lint format
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -21,7 +21,7 @@ run: $(STAMP)
 	$(BIN)/emotional-engine generate --premise "A lighthouse keeper finds a letter from her lost brother." \
 		--arc man_in_a_hole --culture en-GB --words 450 --seed 7 --candidates 2
 
-test: $(STAMP) promtool cross-arm64 lint
+test: $(STAMP) promtool cross-arm64 chromium lint
 	$(BIN)/python -m pytest -q
 
 # ruff: the formatting and lint rules of pyproject.toml ([tool.ruff]); `make format` applies them
@@ -44,6 +44,12 @@ cross-arm64:
 	@(command -v aarch64-linux-gnu-g++ && command -v qemu-aarch64) >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends g++-aarch64-linux-gnu qemu-user \
 		|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends g++-aarch64-linux-gnu qemu-user) \
 		|| echo "the arm64 cross compiler or qemu is missing and could not be installed: the NEON kernel tests will fail"
+
+# Debian's Chromium, driven by Playwright in the playground's browser tests (Playwright downloads no browser)
+chromium:
+	@command -v chromium >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium \
+		|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium) \
+		|| echo "chromium is missing and could not be installed (apt-get install chromium): the playground tests will fail"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/lm_speed.py

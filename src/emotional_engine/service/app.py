@@ -12,8 +12,11 @@ import logging
 import time
 from contextlib import asynccontextmanager, suppress
 from functools import partial
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from emotional_engine.config import ModelCatalog, Settings, get_settings
 from emotional_engine.engine import Engine
@@ -46,6 +49,7 @@ from emotional_engine.version import __version__
 
 log = logging.getLogger(__name__)
 MAX_LIVE_SESSIONS = 1024
+PLAYGROUND = Path(__file__).parent / "playground"
 
 
 def build_service(
@@ -160,6 +164,9 @@ def create_app(
     app.add_middleware(BodyLimitAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=metrics_of)
     for r in (stories, jobs, cards, sessions, lorebook, analyze, feedback, catalog, openai, health):
         app.include_router(r.router)
+    # the web playground (playground/: plain HTML, CSS and JavaScript, no build step) at /
+    app.mount("/playground", StaticFiles(directory=PLAYGROUND), name="playground")
+    app.add_api_route("/", lambda: FileResponse(PLAYGROUND / "index.html"), include_in_schema=False)
     return app
 
 
