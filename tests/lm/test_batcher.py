@@ -526,17 +526,20 @@ def test_a_background_request_steps_now_and_then_beside_others_and_writes_the_sa
 
     fg = SamplingParams(temperature=0.0, max_tokens=40, ignore_eos=True)
     bg = fg.model_copy(update={"background": True})
-    finished, seen = threading.Event(), {}
-    background = batcher.submit(batcher.encode_prompt("abc def ghi"), bg, lambda p: p.finish_reason and finished.set())
+    finished, seen, requests = threading.Event(), {}, {}
 
     def on_foreground(piece):
         if piece.finish_reason:
-            seen["background tokens"] = len(background.out_ids)
+            seen["background tokens"] = len(requests["background"].out_ids)
 
-    batcher.submit(batcher.encode_prompt("hello"), fg, on_foreground)
+    # the foreground request first: the background one never has the runtime to itself before it
+    requests["foreground"] = batcher.submit(batcher.encode_prompt("hello"), fg, on_foreground)
+    requests["background"] = batcher.submit(
+        batcher.encode_prompt("abc def ghi"), bg, lambda p: p.finish_reason and finished.set()
+    )
     assert finished.wait(30)
     # while the foreground request ran (40 steps, and its prefill), the background one got about one step in
     # BACKGROUND_EVERY: not starved, not keeping pace
     assert 1 <= seen["background tokens"] <= 40 // BACKGROUND_EVERY + 2
     alone = batcher.generate("abc def ghi", fg)
-    assert background.out_ids == alone.token_ids  # what it writes does not depend on when it stepped
+    assert requests["background"].out_ids == alone.token_ids  # what it writes does not depend on when it stepped
