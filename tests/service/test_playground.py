@@ -150,13 +150,18 @@ def test_a_story_streams_from_the_embedded_model(page, settings, make_key, embed
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        page.wait_for_timeout(200)
+        for _ in range(1200):  # the lifespan loads the model first
+            if server.started or not thread.is_alive():
+                break
+            page.wait_for_timeout(100)
+        assert server.started, "the server with the embedded model did not start"
         open_with_key(page, f"http://127.0.0.1:{port}", make_key(real))
         page.select_option("#arc", "icarus")
         page.fill("#words", "60")
         page.click("#write")
         page.wait_for_function("document.querySelector('#chart').dataset.measured >= 1", timeout=240_000)
-        assert len(page.inner_text("#story").split()) >= 20
+        page.wait_for_function("!document.querySelector('#write').disabled", timeout=60_000)  # the story is done
+        assert len(page.inner_text("#story").split()) >= 20 and page.locator("#cast li").count() == 3
         shot(page, "playground-embedded")
     finally:
         server.should_exit = True
