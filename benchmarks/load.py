@@ -4,7 +4,10 @@ Prints the design document's tables:
 1. latency (P50/P95/P99) and throughput of a beat (a session turn, about 40 tokens) and of a 300-word
    story: one request at a time, concurrent without cache, concurrent with the cache warm;
 2. scalability: N simulated users playing sessions with reading time between a beat and their next
-   action: success rate, P50/P99 time to first text, P50 beat completion, beats/s, server CPU and memory.
+   action: success rate, P50/P99 time to first text, P50 beat completion, beats/s, server CPU and memory;
+3. with `--openai 1,8,32`: the OpenAI-compatible chat route (through the official `openai` client,
+   streamed, the conversation growing turn by turn) beside the native session route, the same number of
+   clients playing the same turns: P50 time to the first text and to the whole beat, and the difference.
 
 The server runs in its own process (`--serve`), with auth off and rate limits out of the way. Its
 language model is either the embedded one (`--lm embedded`: real numbers, slow on 2 cores) or a
@@ -360,6 +363,61 @@ def reuse_table(results: list[Result]) -> str:
     return "\n".join(["| beat of the session | beats | prompt reused P50 | min |", "|---|---|---|---|", *rows])
 
 
+async def openai_turns(base_url: str, clients: int, turns: int) -> tuple[list[float], list[float]]:
+    """Each client a chat of `turns` turns through the official `openai` client, streamed: the times to
+    the first content chunk and to the last, in ms."""
+    import openai
+
+    first, whole = [], []
+    api = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="load-test", max_retries=0, timeout=600)
+
+    async def chat(k: int) -> None:
+        messages = [{"role": "system", "content": PREMISE}]
+        for i in range(turns):
+            messages.append({"role": "user", "content": f"I walk on, step {i} of client {k}."})
+            t0, seen, text = time.perf_counter(), None, ""
+            async for chunk in await api.chat.completions.create(model="", messages=messages, stream=True):
+                delta = chunk.choices[0].delta.content if chunk.choices else None
+                if delta and seen is None:
+                    seen = time.perf_counter() - t0
+                text += delta or ""
+            first.append(1000 * (seen if seen is not None else time.perf_counter() - t0))
+            whole.append(1000 * (time.perf_counter() - t0))
+            messages.append({"role": "assistant", "content": text})
+
+    await asyncio.gather(*(chat(k) for k in range(clients)))
+    await api.close()
+    return first, whole
+
+
+async def native_turns(c: httpx.AsyncClient, clients: int, turns: int) -> tuple[list[float], list[float]]:
+    """The same through the native session route: a session a client, `turns` streamed turns."""
+    results: list[Result] = []
+
+    async def play(k: int) -> None:
+        r = await c.post("/v1/sessions", json={"premise": PREMISE})
+        sid = r.json()["id"]
+        for i in range(turns):
+            results.append(await beat(c, sid, f"I walk on, step {i} of client {k}."))
+
+    await asyncio.gather(*(play(k) for k in range(clients)))
+    ok = [r for r in results if r.ok]
+    return [1000 * (r.first_s or r.total_s) for r in ok], [1000 * r.total_s for r in ok]
+
+
+async def openai_table(c: httpx.AsyncClient, base_url: str, client_counts: list[int], turns: int) -> list[str]:
+    rows = []
+    for n in client_counts:
+        nf, nw = await native_turns(c, n, turns)
+        of, ow = await openai_turns(base_url, n, turns)
+        first, whole = (pct(nf, 50), pct(of, 50)), (pct(nw, 50), pct(ow, 50))
+        rows.append(
+            f"| {n} | {len(nw)} / {len(ow)} | {first[0]:.1f} | {first[1]:.1f} | {first[1] - first[0]:+.1f} | "
+            f"{whole[0]:.1f} | {whole[1]:.1f} | {whole[1] - whole[0]:+.1f} |"
+        )
+    return rows
+
+
 async def run_client(args, server_pid: int) -> None:
     server = psutil.Process(server_pid)
     limits = httpx.Limits(max_connections=5000, max_keepalive_connections=5000)
@@ -395,6 +453,15 @@ async def run_client(args, server_pid: int) -> None:
                 print(row, flush=True)
             print("\nprefix reuse by turn (every row's beats; 0% on a session's first beat)\n")
             print(reuse_table(beats), flush=True)
+        if args.openai:
+            print(
+                "\nthe OpenAI-compatible chat route (official openai client, streamed) beside the native session "
+                f"route, {args.openai_turns} turns a client; ms, P50\n\n"
+                "| clients | beats native / openai | first text native | openai | difference | whole beat native | "
+                "openai | difference |\n|---|---|---|---|---|---|---|---|"
+            )
+            for row in await openai_table(c, f"http://127.0.0.1:{args.port}", args.openai, args.openai_turns):
+                print(row, flush=True)
 
 
 def main() -> None:
@@ -415,6 +482,10 @@ def main() -> None:
     p.add_argument("--reading-s", type=float, default=20.0)
     p.add_argument("--duration-s", type=float, default=60.0)
     p.add_argument("--skip-latency", action="store_true")
+    p.add_argument(
+        "--openai", type=lambda s: [int(x) for x in s.split(",") if x], default=[], help="client counts, e.g. 1,8,32"
+    )
+    p.add_argument("--openai-turns", type=int, default=4, help="turns a client plays on each route")
     p.add_argument("--redis-url", default=None)
     p.add_argument("--port", type=int, default=8777)
     p.add_argument("--db", default=None)

@@ -21,7 +21,8 @@ def server(live_server, make_key):
 
 
 def live_session(app, session_id: str):
-    return app.state.service.sessions._live[session_id]
+    """The live session with that id, wherever its conversation keeps it."""
+    return next(s for s in app.state.service.sessions._live.values() if s.id == session_id)
 
 
 def test_models_are_listed_in_openais_shape(server):
@@ -46,7 +47,7 @@ def test_a_chat_is_a_session_the_last_user_message_its_action(server):
     messages += [{"role": "assistant", "content": reply.content}, {"role": "user", "content": "I climb the stairs."}]
     second = client.chat.completions.create(model="embedded", messages=messages, seed=5)
     assert second.model_extra["engine"]["session"] == session_id
-    assert live_session(app, session_id) is s  # found, not rebuilt
+    assert live_session(app, session_id) is s  # found, not rebuilt (the same session, its KV cache with it)
     assert [b.action for b in s.beats] == ["I open the letter.", "I climb the stairs."]
     assert s.beats[0].text == reply.content and s.beats[1].text == second.choices[0].message.content
 
@@ -167,6 +168,33 @@ def test_an_authors_note_and_a_sampler_preset_ride_in_extra_fields(server):
     )
     request = live_session(app, done.model_extra["engine"]["session"]).request
     assert request.author_note == "Keep it quiet." and request.sampling.temperature == 1.0
+    messages += [{"role": "assistant", "content": done.choices[0].message.content},
+                 {"role": "user", "content": "I read it aloud."}]  # fmt: skip
     again = client.chat.completions.create(model="embedded", messages=messages, temperature=0.3)
     assert again.model_extra["engine"]["session"] == done.model_extra["engine"]["session"]  # the same story
-    assert live_session(app, done.model_extra["engine"]["session"]).request.sampling.temperature == 0.3
+    request = live_session(app, done.model_extra["engine"]["session"]).request
+    assert request.sampling.temperature == 0.3 and request.author_note is None  # this call's own settings
+
+
+def test_two_clients_with_the_same_conversation_each_play_their_own(server):
+    """The same system message and first action from two clients: neither takes over the other's story."""
+    import threading
+
+    client, app = server
+    opening = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "I open the letter."}]
+    first = client.chat.completions.create(model="embedded", messages=opening, seed=1)
+    replies = {}
+
+    def go_on(name: str, action: str) -> None:
+        messages = [*opening, {"role": "assistant", "content": first.choices[0].message.content},
+                    {"role": "user", "content": action}]  # fmt: skip
+        replies[name] = client.chat.completions.create(model="embedded", messages=messages, seed=1)
+
+    threads = [threading.Thread(target=go_on, args=(n, a)) for n, a in (("a", "I burn it."), ("b", "I keep it."))]
+    [t.start() for t in threads]
+    [t.join(60) for t in threads]
+    sessions = {replies[n].model_extra["engine"]["session"] for n in "ab"}
+    assert len(sessions) == 2  # one went on with the first's session, the other was rebuilt beside it
+    for name, action in (("a", "I burn it."), ("b", "I keep it.")):
+        s = live_session(app, replies[name].model_extra["engine"]["session"])
+        assert [b.action for b in s.beats] == ["I open the letter.", action]

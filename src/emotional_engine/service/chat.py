@@ -116,12 +116,14 @@ def story_request(
         raise invalid(f"{where}: {err['msg']}", where.split()[0]) from None
 
 
-def session_key(key_id: str, user: str | None, request: StoryRequest, controls: dict) -> str:
-    """The same caller, end user, premise and controls: the same session (and KV cache)."""
+def session_key(key_id: str, user: str | None, request: StoryRequest, controls: dict, history: list) -> str:
+    """Where the live session of this conversation is kept: the same caller, end user, premise, controls and
+    turns so far. After a turn it is kept under the key of the conversation with that turn."""
     ident = {
         "key": key_id,
         "user": user,
         "request": request.model_dump(mode="json", exclude={"seed", "sampling", "author_note"}),
         "controls": {k: controls.get(k) for k in ("emotion", "turns")},
+        "history": [list(turn) for turn in history],
     }
     return "chat-" + hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:32]

@@ -38,20 +38,19 @@ class LiveSessions:
         self._live[session_id] = s
         return s
 
-    async def for_history(
-        self, session_id: str, request: StoryRequest, turns: int, history: list[tuple[str, str]]
-    ) -> StorySession:
-        """The live session whose beats are `history`'s (action, beat) turns (a chat's), else one rebuilt
-        from them under the same id (its KV cache kept). Taking up a turn the client rewrote, or dropped (a
-        regenerate), is a rebuild too: the session's memory must not hold beats the story no longer has."""
-        s = self._live.get(session_id)
+    async def take(self, key: str, request: StoryRequest, turns: int, history: list[tuple[str, str]]) -> StorySession:
+        """The live session kept under `key` whose beats are `history`'s (action, beat) turns (a chat's),
+        taken out: two requests never play one session object at once; else one rebuilt from the turns.
+        `keep` puts it back under the key of where it is then."""
+        s = self._live.pop(key, None)
         if s is None or [(b.action, b.text) for b in s.beats] != history:
             s = await self.engine.session(request, turns)
-            s.id = session_id
             s.restore_history(history)
         s.request = request  # the same story (the key says so); its seed and sampling may be this call's own
-        self._live[session_id] = s
         return s
+
+    def keep(self, key: str, session: StorySession) -> None:
+        self._live[key] = session
 
     def take_request(self, session_id: str, request: StoryRequest) -> None:
         """The stored request changed (its lorebook edited): the live session, if any, plays on with it."""

@@ -125,7 +125,10 @@ async def _answer(service, key_id: str, turn: Turn):
         sampling["preset"] = body.preset
     story_request = chat.story_request(conv.premise, controls, name, body.seed, sampling, body.author_note)
     story_request = serving.with_model(service, story_request)
-    session_id = chat.session_key(key_id, body.user, story_request, controls)
+
+    def key_of(history: list) -> str:
+        return chat.session_key(key_id, body.user, story_request, controls, history)
+
     turns = str(controls.get("turns") or service.settings.session_turns)
     if not turns.isdigit() or not 2 <= int(turns) <= 500:
         raise chat.invalid(f"turns: {turns!r} is not a whole number from 2 to 500", "turns")
@@ -133,7 +136,8 @@ async def _answer(service, key_id: str, turn: Turn):
     if emotion is not None and emotion not in Emotion.__args__:
         raise chat.invalid(f"emotion: {emotion!r} is not one of {', '.join(Emotion.__args__)}", "emotion")
     usage = await serving.begin(service, key_id, "beat", BEAT_WORDS * body.n)  # 429 before any stream starts
-    beats = _beats(service, key_id, session_id, story_request, int(turns), emotion, turn, usage)
+    played: dict[str, str] = {}  # the session's id, once found or made
+    beats = _beats(service, key_id, key_of, story_request, int(turns), emotion, turn, usage, played)
     if body.stream:
         ticket = await service.admission.acquire(key_id)
         return EventSourceResponse(_stream(service, turn, beats, ticket), ping=15)
@@ -150,7 +154,7 @@ async def _answer(service, key_id: str, turn: Turn):
         "model": body.model,
         "choices": [_choice(turn, i, t, f) for i, (t, f) in enumerate(zip(texts, finishes))],
         "usage": counts.usage(),
-        "engine": {"session": session_id, "controls": controls},
+        "engine": {"session": played.get("session"), "controls": controls},
     }
 
 
@@ -189,16 +193,18 @@ def _choice(turn: Turn, i: int, text: str, finish: str) -> dict:
 
 
 async def _beats(
-    service, key_id: str, session_id: str, request, turns: int, emotion, turn: Turn, usage
+    service, key_id: str, key_of, request, turns: int, emotion, turn: Turn, usage, played: dict
 ) -> AsyncIterator[Piece]:
     """Each choice's beat as it is written. Every choice answers the same conversation: the session is
-    taken back to it before each one."""
+    taken back to it before each one, and kept under the conversation with the last choice."""
     body, conv = turn.body, turn.conversation
+    key = key_of(conv.history)
     try:
-        async with service.sessions.lock(session_id):
+        async with service.sessions.lock(key):
+            live = await service.sessions.take(key, request, turns, conv.history)
+            live.emotion, played["session"] = emotion, live.id
             for i in range(body.n):
-                live = await service.sessions.for_history(session_id, request, turns, conv.history)
-                live.emotion = emotion
+                live.restore_beats(live.beats[: len(conv.history)])
                 text = ""
                 async for delta, finish in _cut(live, conv.action, body.token_limit(), body.stops()):
                     text += delta
@@ -207,10 +213,11 @@ async def _beats(
                         continue
                     written = len(live.beats) > len(conv.history)  # not when a cut left the beat unfinished
                     prompt = live.beats[-1].prompt_tokens if written else 0
+                    # the beat's summary goes on after the answer, as a native turn's does
                     yield Piece(i, delta, finish, prompt, live.deps.generator.count_tokens(text))
-                    if written:
-                        await live.settle()
                 service.metrics.generations.labels("beat").inc()
+            if len(live.beats) > len(conv.history):
+                service.sessions.keep(key_of([*conv.history, (conv.action, live.beats[-1].text)]), live)
     finally:
         await serving.account(service, key_id, usage)
 
