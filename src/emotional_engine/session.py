@@ -202,6 +202,23 @@ class StorySession:
             facts = await run_model(self.memory.relevant, query, RECALLED_FACTS, FACT_TOKENS, count)
             return memory_block(lore + [f.text for f in facts], self.memory.character_states())
 
+    async def facts(self) -> list:
+        """The story memory's facts, the last beat's in (it waits for its summary)."""
+        await self.settle()
+        return list(self.memory.facts)
+
+    async def revise_fact(self, i: int, text: str):
+        """A player's correction of fact `i`'s wording (IndexError when there is none)."""
+        await self.settle()
+        async with self._memory_lock:
+            self.memory.facts[i]  # noqa: B018  (IndexError before any embedding)
+            return await run_model(self.memory.revise, i, text)
+
+    async def forget_fact(self, i: int):
+        await self.settle()
+        async with self._memory_lock:
+            return self.memory.forget(i)
+
     async def _remember(self, text: str, index: int) -> None:
         facts, vectors = await scene_facts(text, index, self.memory.cast, self.memory, self.deps.generator, index)
         async with self._memory_lock:

@@ -145,3 +145,18 @@ def test_audit_counts_contradictions_across_a_finished_story():
     found = audit(scenes, CAST, bow_embed)
     assert sorted(c.new.kind for c in found) == ["action", "attribute"]
     assert audit([SCENE, "Ada lit the red lantern at the market."], CAST, bow_embed) == []
+
+
+def test_a_forgotten_fact_is_gone_from_recall_and_from_the_graph_and_a_revised_one_reads_anew():
+    m = StoryMemory(CAST, bow_embed)
+    m.add(extract_facts(SCENE, 0, CAST))
+    m.add(extract_facts("Ada ran to the harbour. Kofi died at the bridge.", 1, CAST))
+    death = next(i for i, f in enumerate(m.facts) if f.kind == "state" and f.value == "dead")
+    assert m.forget(death).value == "dead"
+    assert m.character("Kofi Mensah")["alive"] is True  # worked out again from the facts that remain
+    assert m.character("Ada Obi")["location"] == "harbour" and len(m.vectors) == len(m.facts)
+    market = next(i for i, f in enumerate(m.facts) if f.kind == "location" and f.value == "market")
+    m.revise(market, "Ada walked to the fish market at dawn.")
+    assert m.relevant("fish market dawn", k=1, budget_tokens=100)[0].text == "Ada walked to the fish market at dawn."
+    with pytest.raises(IndexError):
+        m.forget(len(m.facts))

@@ -14,6 +14,7 @@ BODIES = {
     "{entry_id}": ENTRY,
     "swipes": {"n": 1},
     "{session_id}": {"author_note": "Quiet."},  # PATCH; GET and DELETE ignore it
+    "{index}": {"text": "The door sticks."},
 }
 
 
@@ -29,6 +30,7 @@ async def test_another_keys_ids_are_not_found_on_every_route(app_client, setting
             ).json()["id"],
             "entry_id": 1,
             "k": 0,
+            "index": 0,
         }
         assert (await c.post(f"/v1/sessions/{ids['session_id']}/turns", json=BODIES["turns"])).status_code == 200
         paths = c.app.openapi()["paths"]

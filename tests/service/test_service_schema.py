@@ -74,6 +74,8 @@ def _make_ids(url: str, auth: dict) -> dict[str, dict[str, str]]:
         "DELETE /v1/sessions/{session_id}/lorebook/{entry_id}": {"session_id": unbooked, "entry_id": "1"},
         "PUT /v1/sessions/{session_id}/lorebook/{entry_id}": {"session_id": played, "entry_id": "1"},
         "POST /v1/sessions/{session_id}/swipes/{k}": {"session_id": swiped, "k": "0"},
+        "PUT /v1/sessions/{session_id}/memory/{index}": {"session_id": played, "index": "0"},
+        "DELETE /v1/sessions/{session_id}/memory/{index}": {"session_id": swiped, "index": "0"},
     }
 
 

@@ -145,3 +145,18 @@ async def test_continue_swipes_and_the_players_settings(app_client):
         assert changed.json()["request"]["sampling"]["temperature"] == 1.0
         bad = await c.patch(f"/v1/sessions/{sid}", json={"sampling": "spicy"})
         assert bad.status_code == 422 and "sampling" in bad.json()["error"]["message"]
+
+
+async def test_the_player_reads_rewords_and_forgets_the_sessions_memory(app_client):
+    async with app_client() as c:
+        sid = (await c.post("/v1/sessions", json=SESSION)).json()["id"]
+        await c.post(f"/v1/sessions/{sid}/turns", json={"action": "I follow the lanterns."})
+        facts = (await c.get(f"/v1/sessions/{sid}/memory")).json()
+        assert facts and all(f["scene"] == 0 for f in facts) and [f["index"] for f in facts] == list(range(len(facts)))
+        revised = await c.put(f"/v1/sessions/{sid}/memory/0", json={"text": "The lanterns were blue."})
+        assert revised.status_code == 200 and revised.json()["text"] == "The lanterns were blue."
+        assert (await c.delete(f"/v1/sessions/{sid}/memory/0")).status_code == 204
+        after = (await c.get(f"/v1/sessions/{sid}/memory")).json()
+        assert len(after) == len(facts) - 1 and "The lanterns were blue." not in [f["text"] for f in after]
+        missing = await c.delete(f"/v1/sessions/{sid}/memory/{len(after)}")
+        assert missing.status_code == 404 and "no fact" in missing.json()["error"]["message"]

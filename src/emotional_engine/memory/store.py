@@ -73,6 +73,24 @@ class StoryMemory:
             self.scene = max(self.scene, f.scene)
             self._apply(f)
 
+    def forget(self, i: int) -> Fact:
+        """Drop fact `i` (a reader's correction); the character graph is rebuilt from the facts that remain."""
+        gone = self.facts[i]
+        facts, vectors, scene = self.facts[:i] + self.facts[i + 1 :], np.delete(self.vectors, i, axis=0), self.scene
+        self.reset(self.cast)
+        self.facts, self.vectors, self.scene = facts, vectors, scene
+        for f in facts:
+            self._apply(f)
+        return gone
+
+    def revise(self, i: int, text: str) -> Fact:
+        """Fact `i` reads `text` now (re-embedded): what is recalled and shown in prompts. Its structured
+        parts (subject, value) stay; to undo one of those, forget the fact."""
+        revised = self.facts[i].model_copy(update={"text": text})
+        self.facts[i] = revised
+        self.vectors[i] = self.embed_facts([revised])[0]
+        return revised
+
     def _apply(self, f: Fact) -> None:
         if f.subject not in self.graph:
             return

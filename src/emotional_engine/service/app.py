@@ -38,6 +38,7 @@ from emotional_engine.service.routes import (
     health,
     jobs,
     lorebook,
+    memory,
     openai,
     sessions,
     stories,
@@ -162,7 +163,7 @@ def create_app(
     metrics_of = lambda: app.state.service.metrics  # noqa: E731  (the service exists once the app runs)
     errors.install(app, on_error=lambda type: metrics_of().errors.labels(type).inc())
     app.add_middleware(BodyLimitAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=metrics_of)
-    for r in (stories, jobs, cards, sessions, lorebook, analyze, feedback, catalog, openai, health):
+    for r in (stories, jobs, cards, sessions, lorebook, memory, analyze, feedback, catalog, openai, health):
         app.include_router(r.router)
     # the web playground (playground/: plain HTML, CSS and JavaScript, no build step) at /
     app.mount("/playground", StaticFiles(directory=PLAYGROUND), name="playground")
