@@ -199,25 +199,24 @@ async def _beats(
     taken back to it before each one, and kept under the conversation with the last choice."""
     body, conv = turn.body, turn.conversation
     key = key_of(conv.history)
-    try:
-        async with service.sessions.lock(key):
-            live = await service.sessions.take(key, request, turns, conv.history)
-            live.emotion, played["session"] = emotion, live.id
-            for i in range(body.n):
-                live.restore_beats(live.beats[: len(conv.history)])
-                text = ""
-                async for delta, finish in _cut(live, conv.action, body.token_limit(), body.stops()):
-                    text += delta
-                    if finish is None:
-                        yield Piece(i, delta)
-                        continue
-                    written = len(live.beats) > len(conv.history)  # not when a cut left the beat unfinished
-                    prompt = live.beats[-1].prompt_tokens if written else 0
-                    # the beat's summary goes on after the answer, as a native turn's does
-                    yield Piece(i, delta, finish, prompt, live.deps.generator.count_tokens(text))
-                service.metrics.generations.labels("beat").inc()
-            if len(live.beats) > len(conv.history):
-                service.sessions.keep(key_of([*conv.history, (conv.action, live.beats[-1].text)]), live)
+    try:  # no lock: `take` hands the session to one request, another with the same conversation gets its own
+        live = await service.sessions.take(key, request, turns, conv.history)
+        live.emotion, played["session"] = emotion, live.id
+        for i in range(body.n):
+            live.restore_beats(live.beats[: len(conv.history)])
+            text = ""
+            async for delta, finish in _cut(live, conv.action, body.token_limit(), body.stops()):
+                text += delta
+                if finish is None:
+                    yield Piece(i, delta)
+                    continue
+                written = len(live.beats) > len(conv.history)  # not when a cut left the beat unfinished
+                prompt = live.beats[-1].prompt_tokens if written else 0
+                # the beat's summary goes on after the answer, as a native turn's does
+                yield Piece(i, delta, finish, prompt, live.deps.generator.count_tokens(text))
+            service.metrics.generations.labels("beat").inc()
+        if len(live.beats) > len(conv.history):
+            service.sessions.keep(key_of([*conv.history, (conv.action, live.beats[-1].text)]), live)
     finally:
         await serving.account(service, key_id, usage)
 
