@@ -198,3 +198,18 @@ def test_two_clients_with_the_same_conversation_each_play_their_own(server):
     for name, action in (("a", "I burn it."), ("b", "I keep it.")):
         s = live_session(app, replies[name].model_extra["engine"]["session"])
         assert [b.action for b in s.beats] == ["I open the letter.", action]
+
+
+def test_the_metrics_count_chat_turns_by_whether_their_session_was_found(server):
+    client, app = server
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "I open the letter."}]
+    done = client.chat.completions.create(model="embedded", messages=messages)
+    messages += [
+        {"role": "assistant", "content": done.choices[0].message.content},
+        {"role": "user", "content": "I run."},
+    ]
+    client.chat.completions.create(model="embedded", messages=messages)
+    client.chat.completions.create(model="embedded", messages=messages[:2])  # re-sent: a regenerate elsewhere
+    counts = {s.labels["how"]: s.value for m in app.state.service.metrics.chat_sessions.collect() for s in m.samples
+              if s.name.endswith("_total")}  # fmt: skip
+    assert counts == {"found": 1.0, "made": 2.0}  # a new conversation, and the re-sent one

@@ -104,7 +104,7 @@ def build_service(
         limiter=limiter,
         admission=admission,
         metrics=metrics,
-        sessions=LiveSessions(engine, MAX_LIVE_SESSIONS, settings.session_idle_ttl_s),
+        sessions=LiveSessions(engine, MAX_LIVE_SESSIONS, settings.session_idle_ttl_s, metrics.chat_sessions),
     )
     service.jobs = JobRunner(service)
     return service

@@ -17,8 +17,9 @@ from emotional_engine.session import Beat, StorySession
 
 
 class LiveSessions:
-    def __init__(self, engine, max_live: int, idle_ttl_s: float):
+    def __init__(self, engine, max_live: int, idle_ttl_s: float, taken):
         self.engine = engine
+        self.taken = taken  # a counter of chat sessions by how `take` had them (metrics.chat_sessions)
         self._live: TTLCache[str, StorySession] = TTLCache(maxsize=max_live, ttl=idle_ttl_s)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -43,10 +44,12 @@ class LiveSessions:
         taken out: two requests never play one session object at once; else one rebuilt from the turns.
         `keep` puts it back under the key of where it is then."""
         s = self._live.pop(key, None)
-        if s is None or [(b.action, b.text) for b in s.beats] != history:
+        found = s is not None and [(b.action, b.text) for b in s.beats] == history
+        if not found:
             s = await self.engine.session(request, turns)
             s.restore_history(history)
         s.request = request  # the same story (the key says so); its seed and sampling may be this call's own
+        self.taken.labels("found" if found else "made").inc()
         return s
 
     def keep(self, key: str, session: StorySession) -> None:
