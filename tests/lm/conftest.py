@@ -1,4 +1,4 @@
-"""The fake OpenAI-compatible server the backend and model-manager tests talk to."""
+"""The fake OpenAI-compatible server the backend and model-manager tests talk to, and the runtime's kernels."""
 
 from __future__ import annotations
 
@@ -30,3 +30,14 @@ def fake(server, monkeypatch):
     server.reset()
     yield server
     server.release.set()
+
+
+@pytest.fixture(scope="module")
+def ee():
+    """The C++ kernels' ops (lm/kernels); a test that needs them fails, never skips, where they did not build."""
+    from emotional_engine.lm.kernels import ops
+
+    ee = ops()
+    if ee is None:
+        pytest.fail("the C++ kernels did not build (the log says why); `make install` builds them")
+    return ee

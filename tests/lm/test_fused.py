@@ -11,21 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from emotional_engine.lm import emotion_attention as ea
-from emotional_engine.lm.kernels import ops
 from emotional_engine.lm.kv_cache import KVArena, KVCache, Segment
 from emotional_engine.lm.model import Llama, Rotary, apply_rotary
 from emotional_engine.lm.quant import apply_weight_format
 from tiny_lm import FORMATS, base_model, formatted, make_model, tiny_config
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
-
-
-@pytest.fixture(scope="module")
-def ee():
-    ee = ops()
-    if ee is None:
-        pytest.fail("the C++ kernels did not build (the log says why); `make install` builds them")
-    return ee
 
 
 def randn(*shape, seed=0):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import asdict, dataclass
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
@@ -24,48 +25,42 @@ PNG_BODY = {
 }
 
 
+@dataclass
+class CardSession:
+    """The session settings a card does not carry, as query parameters of both card routes."""
+
+    culture: str = "en-US"
+    arc: str = "man_in_a_hole"
+    audience: Audience = "adult"
+    turns: int | None = Query(None, ge=2, le=500)
+    seed: int | None = Query(None, ge=0, le=2**32 - 1)
+    model: str | None = None
+
+
+Options = Annotated[CardSession, Depends()]
+
+
 @router.post("/card", response_model=SessionOut, status_code=201, responses=ERRORS)
-async def session_from_card(
-    card: cards.Card,
-    key_id: KeyId,
-    service: ServiceDep,
-    culture: str = "en-US",
-    arc: str = "man_in_a_hole",
-    audience: Audience = "adult",
-    turns: int | None = Query(None, ge=2, le=500),
-    seed: int | None = Query(None, ge=0, le=2**32 - 1),
-    model: str | None = None,
-) -> SessionOut:
+async def session_from_card(card: cards.Card, options: Options, key_id: KeyId, service: ServiceDep) -> SessionOut:
     """A session whose protagonist, premise and lorebook come from a V2 card's JSON (see cards.py)."""
-    return await _from_card(service, key_id, card, culture, arc, audience, turns, seed, model)
+    return await _from_card(service, key_id, card, options)
 
 
 @router.post(
     "/card/png", response_model=SessionOut, status_code=201, responses=ERRORS, openapi_extra={"requestBody": PNG_BODY}
 )
-async def session_from_png_card(
-    request: Request,
-    key_id: KeyId,
-    service: ServiceDep,
-    culture: str = "en-US",
-    arc: str = "man_in_a_hole",
-    audience: Audience = "adult",
-    turns: int | None = Query(None, ge=2, le=500),
-    seed: int | None = Query(None, ge=0, le=2**32 - 1),
-    model: str | None = None,
-) -> SessionOut:
+async def session_from_png_card(request: Request, options: Options, key_id: KeyId, service: ServiceDep) -> SessionOut:
     """The same from a PNG card (the image's chara text chunk)."""
     try:
         card = cards.read(await request.body())
     except cards.CardError as e:
         raise ApiError(422, "invalid_card", f"the card is not valid: {e}") from None
-    return await _from_card(service, key_id, card, culture, arc, audience, turns, seed, model)
+    return await _from_card(service, key_id, card, options)
 
 
-async def _from_card(service, key_id, card, culture, arc, audience, turns, seed, model) -> SessionOut:
+async def _from_card(service, key_id: str, card: cards.Card, options: CardSession) -> SessionOut:
     try:
-        fields = cards.session_fields(card)
-        body = SessionCreate(**fields, culture=culture, arc=arc, audience=audience, turns=turns, seed=seed, model=model)
+        body = SessionCreate(**cards.session_fields(card), **asdict(options))
     except cards.CardError as e:
         raise ApiError(422, "invalid_card", f"the card does not fit a session: {e}") from None
     except ValidationError as e:
