@@ -343,3 +343,34 @@ async def test_the_authors_note_rides_in_every_turns_message():
     await s.turn("I wait.")
     assert "Author's note: Keep it quiet and slow.\n" in gen.streams[-1].user
     assert gen.streams[-1].user.index("Author's note") > gen.streams[-1].user.index("<action>")
+
+
+async def test_a_rebuilt_session_takes_its_kept_memory_and_summarises_only_what_was_not_kept():
+    gen = turn_writer()
+    d = deps(gen)
+    request = StoryRequest(premise="A night market.", culture="ja-JP", seed=2)
+    s = StorySession(request, d, turns=10)
+    kept: dict[int, dict] = {}
+
+    async def keep(index, part):
+        kept[index] = part
+
+    s.kept = keep
+    for t in range(3):
+        await s.turn(f"Turn {t}.")
+    await s.revise_fact(0, "The lanterns were blue.")  # an edit is kept too
+    assert sorted(kept) == [0, 1, 2] and kept[0]["facts"][0]["text"] == "The lanterns were blue."
+
+    def rebuilt(parts):
+        back = StorySession(request, d, turns=10)
+        back.restore_beats(list(s.beats))
+        return back, parts
+
+    summaries = len(gen.completions)
+    back, parts = rebuilt([kept[0], None, kept[2] | {"text_sha256": "another text"}])
+    await back.restore_memory(parts)
+    assert len(gen.completions) == summaries + 2  # beat 1 (never kept) and beat 2 (kept for another text)
+    assert [f.text for f in back.memory.facts] == [f.text for f in s.memory.facts]
+    assert back.memory.facts[0].text == "The lanterns were blue."  # could only come from what was kept
+    with pytest.raises(ValueError):
+        await rebuilt([kept[0]])[0].restore_memory([kept[0]])  # one part per beat

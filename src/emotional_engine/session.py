@@ -23,15 +23,17 @@ oldest beats after the opening are dropped down to REPLAY_KEPT at once: the cach
 that turn only, not on every turn as a sliding window would. Dropped beats live on as summaries and
 facts, and those most relevant to the player's action are recalled into the turn's own message.
 Each beat records how much of its prompt the runtime reused. A session round-trips through
-`to_dict` / `from_dict`, memory included.
+`to_dict` / `from_dict`, memory included; a server keeps the memory beat by beat instead (`kept`, called
+whenever a beat's part of it changes, and `restore_memory`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 
 from pydantic import BaseModel
@@ -104,6 +106,8 @@ class StorySession:
         self.replay_from = 1  # the first beat after the opening that the prompt replays
         self.emotion: Emotion | None = None  # the emotion every beat aims at, instead of the arc's (a caller's choice)
         self.swiped: list[Beat] = []  # alternatives written for the last beat (`swipes`), none chosen yet
+        # kept(index, part): a beat's part of the memory changed (summarised, or a fact edited), for a store
+        self.kept: Callable[[int, dict], Awaitable[None]] | None = None
 
     @property
     def cast(self):
@@ -134,15 +138,35 @@ class StorySession:
                      replay_from=self.replay_from)
             )  # fmt: skip
 
+    async def restore_memory(self, parts: list[dict | None]) -> None:
+        """Take up the memory kept beat by beat (`kept`'s parts, one per restored beat). A beat whose part
+        is missing or was kept for another text of it (the server stopped before the summary of a
+        regenerated or continued beat was stored) is summarised again."""
+        lost = []
+        for beat, part in zip(self.beats, parts, strict=True):
+            if part is not None and part.get("text_sha256") == _digest(beat.text):
+                self.memory.add_part(part)
+            elif beat.text:
+                lost.append(beat)
+        for beat in lost:
+            await self._remember(beat.text, beat.index)
+
     async def settle(self) -> None:
         """Wait until the last beat is in the story memory. A failure there costs the memory that beat,
-        never the session."""
-        task, self._remembering = self._remembering, None
-        if task is not None:
-            try:
-                await task
-            except Exception:
+        never the session. Shielded: a waiter given up on (a client gone) does not cancel the summary."""
+        task = self._remembering
+        if task is None:
+            return
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # this waiter was cancelled, not the summary
+        except Exception:
+            if self._remembering is task:  # said once, by whoever sees it first
                 log.warning("session %s: beat %d was not remembered", self.id, len(self.beats) - 1, exc_info=True)
+        if self._remembering is task:
+            self._remembering = None
 
     async def _gate(self):
         """The sentence gate, knowing what earlier beats established (names taken, deaths, kinship)."""
@@ -212,17 +236,26 @@ class StorySession:
         await self.settle()
         async with self._memory_lock:
             self.memory.facts[i]  # noqa: B018  (IndexError before any embedding)
-            return await run_model(self.memory.revise, i, text)
+            fact = await run_model(self.memory.revise, i, text)
+        await self._keep(fact.scene)
+        return fact
 
     async def forget_fact(self, i: int):
         await self.settle()
         async with self._memory_lock:
-            return self.memory.forget(i)
+            fact = self.memory.forget(i)
+        await self._keep(fact.scene)
+        return fact
 
     async def _remember(self, text: str, index: int) -> None:
         facts, vectors = await scene_facts(text, index, self.memory.cast, self.memory, self.deps.generator, index)
         async with self._memory_lock:
             self.memory.add(facts, vectors)
+        await self._keep(index)
+
+    async def _keep(self, index: int) -> None:
+        if self.kept is not None and index < len(self.beats):
+            await self.kept(index, self.memory.part(index) | {"text_sha256": _digest(self.beats[index].text)})
 
     def _messages(
         self, action: str, target: SceneTarget, recalled: str = "", budget: int | None = None
@@ -386,6 +419,9 @@ class StorySession:
         if not 0 <= k < len(self.swiped):
             raise IndexError(f"there is no swipe {k}; {len(self.swiped)} were written for this beat")
         beat = self.swiped[k]
+        await self.settle()
+        async with self._memory_lock:
+            self.memory.forget_scene(beat.index)  # the beat it replaces
         self.beats[-1] = beat
         self.swiped = []
         if beat.text:
@@ -398,3 +434,8 @@ class StorySession:
             pass
         await self.settle()
         return self.beats[-1]
+
+
+def _digest(text: str) -> str:
+    """Which text of a beat a kept memory part is from."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -160,3 +160,18 @@ def test_a_forgotten_fact_is_gone_from_recall_and_from_the_graph_and_a_revised_o
     assert m.relevant("fish market dawn", k=1, budget_tokens=100)[0].text == "Ada walked to the fish market at dawn."
     with pytest.raises(IndexError):
         m.forget(len(m.facts))
+
+
+def test_a_scenes_part_round_trips_and_a_scene_can_be_forgotten_whole():
+    m = StoryMemory(CAST, bow_embed)
+    m.add(extract_facts(SCENE, 0, CAST))
+    m.add(extract_facts("Ada ran to the harbour. Kofi died at the bridge.", 1, CAST))
+    back = StoryMemory(CAST, bow_embed)
+    for scene in (0, 1):
+        back.add_part(json.loads(json.dumps(m.part(scene))))
+    assert back.facts == m.facts and np.allclose(back.vectors, m.vectors, atol=1e-6)
+    assert back.character("Kofi Mensah")["alive"] is False and back.scene == 1
+    assert m.part(7) == {"facts": [], "vectors": []}
+    m.forget_scene(1)
+    assert {f.scene for f in m.facts} == {0} and len(m.vectors) == len(m.facts)
+    assert m.character("Kofi Mensah")["alive"] is True and m.character("Ada Obi")["location"] != "harbour"

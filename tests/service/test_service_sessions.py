@@ -160,3 +160,26 @@ async def test_the_player_reads_rewords_and_forgets_the_sessions_memory(app_clie
         assert len(after) == len(facts) - 1 and "The lanterns were blue." not in [f["text"] for f in after]
         missing = await c.delete(f"/v1/sessions/{sid}/memory/{len(after)}")
         assert missing.status_code == 404 and "no fact" in missing.json()["error"]["message"]
+
+
+async def test_the_memory_and_the_players_edits_outlive_a_restart(app_client, make_key, settings):
+    key = make_key()
+    async with app_client(key=key) as c:
+        sid = (await c.post("/v1/sessions", json=SESSION)).json()["id"]
+        await c.post(f"/v1/sessions/{sid}/turns", json={"action": "I follow the lanterns."})
+        await c.post(f"/v1/sessions/{sid}/turns", json={"action": "I call out to Mira."})
+        before = (await c.get(f"/v1/sessions/{sid}/memory")).json()
+        await c.put(f"/v1/sessions/{sid}/memory/0", json={"text": "The lanterns were blue."})
+        await c.delete(f"/v1/sessions/{sid}/memory/1")
+    expected = [{**before[0], "text": "The lanterns were blue."}, *before[2:]]
+    async with app_client(key=key) as c:  # another server: the session is rebuilt from the store
+        after = (await c.get(f"/v1/sessions/{sid}/memory")).json()
+        assert [(f["scene"], f["kind"], f["text"]) for f in after] == [
+            (f["scene"], f["kind"], f["text"]) for f in expected
+        ]
+    store = Store.from_settings(settings)
+    try:
+        kept = [t.facts for t in store.sessions.get(sid, store.verify_key(key).id).turns]
+    finally:
+        store.close()
+    assert all(part and part["text_sha256"] for part in kept)

@@ -76,12 +76,20 @@ class StoryMemory:
     def forget(self, i: int) -> Fact:
         """Drop fact `i` (a reader's correction); the character graph is rebuilt from the facts that remain."""
         gone = self.facts[i]
-        facts, vectors, scene = self.facts[:i] + self.facts[i + 1 :], np.delete(self.vectors, i, axis=0), self.scene
+        self._keep_only([j != i for j in range(len(self.facts))])
+        return gone
+
+    def forget_scene(self, scene: int) -> None:
+        """Drop every fact from `scene` (its beat was written again)."""
+        self._keep_only([f.scene != scene for f in self.facts])
+
+    def _keep_only(self, keep: list[bool]) -> None:
+        facts = [f for f, k in zip(self.facts, keep, strict=True) if k]
+        vectors, scene = self.vectors[np.asarray(keep, dtype=bool)] if self.facts else self.vectors, self.scene
         self.reset(self.cast)
         self.facts, self.vectors, self.scene = facts, vectors, scene
         for f in facts:
             self._apply(f)
-        return gone
 
     def revise(self, i: int, text: str) -> Fact:
         """Fact `i` reads `text` now (re-embedded): what is recalled and shown in prompts. Its structured
@@ -174,9 +182,20 @@ class StoryMemory:
             "cast": [c.model_dump() for c in self.cast],
             "scene": self.scene,
             "facts": [f.model_dump() for f in self.facts],
-            "vectors": [[round(float(x), 6) for x in row] for row in self.vectors],
+            "vectors": _rows(self.vectors),
             "graph": nx.node_link_data(self.graph, edges="edges"),
         }
+
+    def part(self, scene: int) -> dict:
+        """The facts from one scene with their vectors (JSON-safe): what a store keeps beside that scene's
+        beat; `add_part` takes it back in."""
+        rows = [i for i, f in enumerate(self.facts) if f.scene == scene]
+        return {"facts": [self.facts[i].model_dump() for i in rows], "vectors": _rows(self.vectors[rows])}
+
+    def add_part(self, part: dict) -> None:
+        facts = [Fact(**f) for f in part["facts"]]
+        if facts:
+            self.add(facts, np.asarray(part["vectors"], dtype=np.float32).reshape(len(facts), -1))
 
     @classmethod
     def from_dict(cls, data: dict, embed: Embed | None = None) -> StoryMemory:
@@ -188,6 +207,10 @@ class StoryMemory:
         m.vectors = np.asarray(data["vectors"], dtype=np.float32).reshape(len(m.facts), -1)
         m.graph = nx.node_link_graph(data["graph"], edges="edges")
         return m
+
+
+def _rows(vectors: np.ndarray) -> list[list[float]]:
+    return [[round(float(x), 6) for x in row] for row in vectors]
 
 
 def _words(text: str) -> set[str]:

@@ -44,6 +44,7 @@ from emotional_engine.service.routes import (
     stories,
 )
 from emotional_engine.service.state import Service
+from emotional_engine.service.storecalls import call
 from emotional_engine.storage.cache import MultiLevelCache
 from emotional_engine.storage.db import Store
 from emotional_engine.version import __version__
@@ -107,6 +108,11 @@ def build_service(
         sessions=LiveSessions(engine, MAX_LIVE_SESSIONS, settings.session_idle_ttl_s, metrics.chat_sessions),
     )
     service.jobs = JobRunner(service)
+
+    async def keep_facts(session_id: str, index: int, part: dict) -> None:
+        await call(service, service.store.sessions.keep_facts, session_id, index, part)
+
+    service.sessions.keep_facts = keep_facts
     return service
 
 

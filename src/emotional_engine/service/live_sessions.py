@@ -1,13 +1,15 @@
 """Live interactive sessions: the in-memory `StorySession` objects behind the stored ones.
 
-The store holds every committed turn; this keeps the recent sessions' objects (and through their
-ids the LM runtime's KV caches) and rebuilds one from the store when it is not here (after a
-restart, or on another replica). One lock per session keeps its turns in order.
+The store holds every committed turn and, beside each, that beat's part of the story memory; this
+keeps the recent sessions' objects (and through their ids the LM runtime's KV caches) and rebuilds
+one from the store when it is not here (after a restart, or on another replica). One lock per
+session keeps its turns in order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import weakref
 
 from cachetools import TTLCache
@@ -17,9 +19,10 @@ from emotional_engine.session import Beat, StorySession
 
 
 class LiveSessions:
-    def __init__(self, engine, max_live: int, idle_ttl_s: float, taken):
+    def __init__(self, engine, max_live: int, idle_ttl_s: float, taken, keep_facts=None):
         self.engine = engine
         self.taken = taken  # a counter of chat sessions by how `take` had them (metrics.chat_sessions)
+        self.keep_facts = keep_facts  # async (session_id, index, part): stores a beat's part of the memory
         self._live: TTLCache[str, StorySession] = TTLCache(maxsize=max_live, ttl=idle_ttl_s)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -29,13 +32,19 @@ class LiveSessions:
             lock = self._locks[session_id] = asyncio.Lock()
         return lock
 
-    async def get(self, session_id: str, request: dict, turns: int, beats: list[dict]) -> StorySession:
-        """The live session, rebuilt from its stored request and beats when it is not in memory."""
+    async def get(
+        self, session_id: str, request: dict, turns: int, beats: list[dict], parts: list[dict | None]
+    ) -> StorySession:
+        """The live session, rebuilt when it is not in memory from its stored request, beats and the
+        parts of its story memory kept beside them (one per beat, None where none was kept)."""
         s = self._live.get(session_id)
         if s is None or len(s.beats) != len(beats):
             s = await self.engine.session(StoryRequest.model_validate(request), turns)
             s.id = session_id  # the runtime keys the session's KV cache by it
             s.restore_beats([Beat.model_validate(b) for b in beats])
+            if self.keep_facts is not None:
+                s.kept = functools.partial(self.keep_facts, session_id)
+            await s.restore_memory(parts)
         self._live[session_id] = s
         return s
 

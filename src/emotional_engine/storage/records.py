@@ -45,6 +45,7 @@ class TurnRecord(BaseModel):
     index: int
     action: str
     beat: dict[str, Any]
+    facts: dict[str, Any] | None = None  # StoryMemory.scene_part of the beat, once remembered
     created_at: datetime
 
 

@@ -92,6 +92,7 @@ class TurnRow(Base):
     index: Mapped[int]
     action: Mapped[str] = mapped_column(Text)
     beat: Mapped[dict[str, Any]]
+    facts: Mapped[dict[str, Any] | None]  # the story memory's facts from this beat (None: not yet stored)
     created_at: Mapped[datetime]
 
 

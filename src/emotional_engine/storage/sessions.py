@@ -98,7 +98,7 @@ class Sessions:
             turn = _last_turn(db, session_id)
             if turn is None:
                 return False
-            turn.beat, turn.created_at = beat, self._now()
+            turn.beat, turn.created_at = beat, self._now()  # its facts: `keep_facts` (kept ones name their beat)
             return True
 
     def pop_turn(self, session_id: str, key_id: str) -> dict | None:
@@ -110,6 +110,16 @@ class Sessions:
                 return None
             db.delete(turn)
             return {"index": turn.index, "action": turn.action, "beat": turn.beat}
+
+    def keep_facts(self, session_id: str, index: int, facts: dict) -> bool:
+        """Store what the story memory holds from turn `index`'s beat (after its summary, or a player's
+        edit), for the server that plays the session (its key was checked when the turn was played).
+        False if the turn is gone (undone meanwhile); it does not keep the session alive."""
+        with self._transaction() as db:
+            done = db.execute(
+                update(TurnRow).where(TurnRow.session_id == session_id, TurnRow.index == index).values(facts=facts)
+            )
+            return done.rowcount > 0
 
     def change_request(self, session_id: str, key_id: str, change: Callable[[dict], dict]) -> dict:
         """Replace the session's request by `change(request)` (its lorebook edited), under the session's row
@@ -134,7 +144,10 @@ class Sessions:
             created_at=row.created_at,
             last_active_at=row.last_active_at,
             expires_at=row.expires_at,
-            turns=[TurnRecord(index=t.index, action=t.action, beat=t.beat, created_at=t.created_at) for t in turns],
+            turns=[
+                TurnRecord(index=t.index, action=t.action, beat=t.beat, facts=t.facts, created_at=t.created_at)
+                for t in turns
+            ],
         )
 
     def touch(self, session_id: str, key_id: str) -> bool:

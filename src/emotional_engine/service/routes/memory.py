@@ -1,7 +1,7 @@
 """A live session's story memory, editable by its player: the facts (each beat's summary sentences and
-what was read out of it: places, states, relations) listed, reworded and forgotten. The memory lives
-with the session in this server's memory; a session rebuilt from the store (after a restart, on
-another replica) starts with an empty one."""
+what was read out of it: places, states, relations) listed, reworded and forgotten. Each beat's part
+of the memory is kept in the store beside the beat, edits included, so a session rebuilt from the store
+(after a restart, on another replica) recalls what it had."""
 
 from __future__ import annotations
 

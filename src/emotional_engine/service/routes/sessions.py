@@ -175,12 +175,12 @@ async def _play(service, session_id: str, key_id: str, action: str | None, how: 
                 "session_expired",
                 f"session {session_id} expired after being idle; it can still be read, start a new session to play on",
             )
-        beats = [t.beat for t in record.turns]
-        if how != "turn" and not beats:
+        turns = record.turns
+        if how != "turn" and not turns:
             raise ApiError(409, "conflict", f"the session has no beat to {how}")
         if how == "regenerate":
-            action, beats = record.turns[-1].action, beats[:-1]
-        live = await service.sessions.get(session_id, record.request, record.request.get("turns", 12), beats)
+            action, turns = turns[-1].action, turns[:-1]
+        live = await _rebuilt(service, session_id, record.request, turns)
         try:
             writing = live.stream_continue() if how == "continue" else live.stream_turn(action)
             async for sentence in writing:
@@ -206,8 +206,12 @@ async def _live(service, session_id: str, key_id: str):
     record = await _record(service, session_id, key_id)
     if record.status != "active":
         raise ApiError(410, "session_expired", f"session {session_id} expired after being idle; start a new one")
-    beats = [t.beat for t in record.turns]
-    return await service.sessions.get(session_id, record.request, record.request.get("turns", 12), beats)
+    return await _rebuilt(service, session_id, record.request, record.turns)
+
+
+async def _rebuilt(service, session_id: str, request: dict, turns: list):
+    beats, parts = [t.beat for t in turns], [t.facts for t in turns]
+    return await service.sessions.get(session_id, request, request.get("turns", 12), beats, parts)
 
 
 async def _record(service, session_id: str, key_id: str):
