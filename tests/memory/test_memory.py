@@ -175,3 +175,8 @@ def test_a_scenes_part_round_trips_and_a_scene_can_be_forgotten_whole():
     m.forget_scene(1)
     assert {f.scene for f in m.facts} == {0} and len(m.vectors) == len(m.facts)
     assert m.character("Kofi Mensah")["alive"] is True and m.character("Ada Obi")["location"] != "harbour"
+
+
+def test_a_verb_after_a_thing_is_not_taken_for_another_thing():
+    facts = extract_facts("Everyone watched as the boats went out. Later the boats went home.", 0, CAST)
+    assert {f.subject for f in facts if f.kind == "object"} == {"boats"}

@@ -106,6 +106,44 @@ def test_play_two_turns_regenerate_and_swipe(page, live_server, make_key):
     shot(page, "playground-play")
 
 
+def test_the_memory_panel_rewords_and_forgets_facts_and_the_lorebook_takes_an_entry(page, live_server, make_key):
+    import httpx
+
+    url, _ = live_server()
+    key = make_key()
+    open_with_key(page, url, key)
+    page.click("#mode-play")
+    page.click("#start")
+    page.wait_for_function("!document.querySelector('#action').disabled")
+    page.fill("#action", "I follow the lanterns.")
+    page.press("#action", "Enter")
+    page.wait_for_function("state.beats.length && state.beats.at(-1).index === 0")
+    page.click("#memory-panel summary")
+    page.wait_for_selector("#memory li input")
+    facts = page.locator("#memory li input")
+    shown = facts.count()
+    assert shown >= 2 and facts.first.get_attribute("aria-label").startswith("fact 1, from beat 1")
+    facts.first.fill("The lanterns were blue.")
+    page.click("#memory li:nth-child(1) button:text('Save')")
+    page.wait_for_function("document.querySelector('#memory li input').value === 'The lanterns were blue.'")
+    page.click("#memory li:nth-child(2) button:text('Forget')")
+    page.wait_for_function(f"document.querySelectorAll('#memory li').length === {shown - 1}")
+    page.fill("#lore-keys", "lantern, lamp")
+    page.fill("#lore-content", "The lanterns of the market are lit by the ferryman.")
+    page.click("#lore-add")
+    page.wait_for_function("document.querySelectorAll('#lore li').length === 1")
+    shot(page, "playground-memory")
+    sid = page.evaluate("state.session")
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as api:
+        memory = api.get(f"/v1/sessions/{sid}/memory").json()
+        lore = api.get(f"/v1/sessions/{sid}/lorebook").json()
+    assert memory[0]["text"] == "The lanterns were blue." and len(memory) == shown - 1
+    assert lore[0]["keys"] == ["lantern", "lamp"] and lore[0]["content"].startswith("The lanterns of the market")
+    page.fill("#lore-content", " ")
+    page.click("#lore-add")
+    assert "empty" in page.locator("#error").inner_text()
+
+
 def test_a_bad_key_shows_what_is_wrong(page, live_server):
     url, _ = live_server()
     open_with_key(page, url, "ee_not_a_real_key")

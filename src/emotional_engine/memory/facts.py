@@ -44,6 +44,7 @@ ACTION_VERBS = MOVE_VERBS + ("said", "smiled", "laughed", "spoke", "asked", "ans
                              "thought", "felt", "found", "kept", "brought", "caught", "fought", "sent", "built", "lit",
                              "led", "met", "paid", "put", "read", "threw", "won", "woke", "drew", "began", "broke",
                              "chose", "fell", "hid", "heard", "lost", "made", "knelt", "lay", "swam", "ate", "slept")
+VERBS = frozenset(ACTION_VERBS + STAY_VERBS)
 NOT_ACTIONS = {"died", "named", "called", "remembered", "mourned", "buried", "missed", "killed", "murdered"}
 REMEMBERING = re.compile(r"\b(remember\w*|memor\w*|mourn\w*|grave|funeral|ghost|dream\w*|late|photograph|"
                          r"once had|used to|in the past|years ago)\b", re.I)
@@ -239,7 +240,8 @@ def _introduced(text: str, scene: int, ci: CastIndex) -> list[Fact]:
         where = _clip(next((s for s in sentences if term in s), ""))
         out.append(Fact(scene=scene, kind="place", text=f"{term}: {where}", entities=[term], subject=term))
     # the word after an article, and the one after that (for "the red lantern"): recurring ones are things
-    counts = Counter(w for m in ARTICLE_NOUN.finditer(text) for w in m.groups() if w)
+    # (not a verb of the tables above: "the boats went out" is about boats)
+    counts = Counter(w for m in ARTICLE_NOUN.finditer(text) for w in m.groups() if w and w not in VERBS)
     for noun, c in sorted(counts.items()):
         if c >= 2 and noun not in COMMON and noun not in COLOURS:
             where = _clip(next((s for s in sentences if re.search(rf"\b{noun}\b", s)), ""))

@@ -216,7 +216,8 @@ function item(text) {
 // ---- a session -----------------------------------------------------------------------------------
 
 function setPlaying(on) {
-  for (const id of ["action", "send", "regenerate", "undo", "swipe"]) $(id).disabled = !on;
+  for (const id of ["action", "send", "regenerate", "undo", "swipe", "memory-refresh"]) $(id).disabled = !on;
+  if (on) showMemory();
 }
 
 function showBeats() {
@@ -243,7 +244,9 @@ async function startSession() {
     const s = await api("/v1/sessions", { method: "POST", body });
     state.session = s.id; state.beats = []; state.turns = s.request.turns || 12;
     $("cast").replaceChildren(...s.characters.map((c) => item(`${c.name} (${c.role})`)));
-    $("lore").replaceChildren(...(s.request.lorebook || []).map((e) => item(`${e.keys.join(", ") || "always"}: ${e.content}`)));
+    showLore(s.request.lorebook || []);
+    $("lore-form").hidden = false;
+    $("memory").replaceChildren();
     setPlaying(true);
     showBeats();
     $("action").focus();
@@ -299,6 +302,56 @@ async function swipes() {
   }
 }
 
+function showLore(entries) {
+  $("lore").replaceChildren(...entries.map((e) => item(`${e.keys.join(", ") || "always"}: ${e.content}`)));
+}
+
+async function addLore(event) {
+  event.preventDefault();
+  showError("");
+  const content = $("lore-content").value.trim();
+  if (!content) return showError("The lorebook entry is empty: write what the story should know.");
+  const keys = $("lore-keys").value.split(",").map((k) => k.trim()).filter(Boolean);
+  try {
+    await api(`/v1/sessions/${state.session}/lorebook`, { method: "POST", body: { keys, content, constant: !keys.length } });
+    showLore(await api(`/v1/sessions/${state.session}/lorebook`));
+    $("lore-keys").value = ""; $("lore-content").value = "";
+  } catch (e) { showError(e.message); }
+}
+
+// the story memory, fetched when the panel is open (the server waits for the last beat's summary)
+async function showMemory() {
+  if (!state.session || !$("memory-panel").open) return;
+  try {
+    const facts = await api(`/v1/sessions/${state.session}/memory`);
+    $("memory").replaceChildren(...facts.map(factItem));
+  } catch (e) { showError(e.message); }
+}
+
+function factItem(fact) {
+  const path = `/v1/sessions/${state.session}/memory/${fact.index}`;
+  const li = document.createElement("li");
+  const text = document.createElement("input");
+  text.value = fact.text;
+  text.setAttribute("aria-label", `fact ${fact.index + 1}, from beat ${fact.scene + 1} (${fact.kind})`);
+  const act = (label, run) => {
+    const b = document.createElement("button");
+    b.textContent = label;
+    b.setAttribute("aria-label", `${label} fact ${fact.index + 1}`);
+    b.addEventListener("click", async () => {
+      showError("");
+      try { await run(); await showMemory(); } catch (e) { showError(e.message); }
+    });
+    return b;
+  };
+  li.append(
+    text,
+    act("Save", () => api(path, { method: "PUT", body: { text: text.value } })),
+    act("Forget", () => api(path, { method: "DELETE" })),
+  );
+  return li;
+}
+
 // ---- the page ------------------------------------------------------------------------------------
 
 function setMode(play) {
@@ -343,6 +396,9 @@ async function load() {
     } catch (e) { showError(e.message); }
   });
   $("swipe").addEventListener("click", swipes);
+  $("lore-form").addEventListener("submit", addLore);
+  $("memory-panel").addEventListener("toggle", showMemory);
+  $("memory-refresh").addEventListener("click", showMemory);
   startDrawing();
   draw();
 }
