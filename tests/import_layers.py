@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"lm", "storage"},
     {"memory", "safety", "emotion", "culture", "cards"},
     {"agents"},
-    {"engine", "session", "training"},
+    {"engine", "session", "training", "optimize"},
     {"service", "plotting"},
     {"cli", "__init__", "deploy"},
 ]

@@ -130,6 +130,6 @@ def test_a_cycle_between_modules_of_any_package_is_caught(tmp_path):
 
 
 def test_a_package_in_no_layer_is_caught(tmp_path):
-    files = {**CLEAN, "optimize/prune.py": "from emotional_engine.lm import Llama\n"}
+    files = {**CLEAN, "federation/shard.py": "from emotional_engine.lm import Llama\n"}
     report = check(import_edges(_tree(tmp_path, files)))
-    assert report.unplaced == ["optimize"]
+    assert report.unplaced == ["federation"]

@@ -133,34 +133,12 @@ def run_concurrently(engine, jobs: Sequence[dict], timeout: float = 60.0):
 # ---- GGUF ------------------------------------------------------------------------------------
 
 
-def llama_cpp_permute(w: np.ndarray, n_head: int) -> np.ndarray:
-    """llama.cpp's convert_hf_to_gguf permutation of Q/K rows (the inverse of gguf._reverse_permute)."""
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
 def gguf_tensors(model: Llama) -> dict[str, np.ndarray]:
     """The model's weights under llama.cpp's tensor names, in the file's row layout."""
-    cfg = model.config
-    sd = {k: v.detach().float().numpy().copy() for k, v in model.state_dict().items()}
-    q_dim, kv_dim = cfg.n_head * cfg.head_dim, cfg.n_kv_head * cfg.head_dim
-    out = {"token_embd.weight": sd["tok_embeddings.weight"]}
-    for i in range(cfg.n_layer):
-        o, p = f"layers.{i}.", f"blk.{i}."
-        qkv = sd[o + "attn.qkv.weight"]
-        out[p + "attn_q.weight"] = llama_cpp_permute(qkv[:q_dim], cfg.n_head)
-        out[p + "attn_k.weight"] = llama_cpp_permute(qkv[q_dim : q_dim + kv_dim], cfg.n_kv_head)
-        out[p + "attn_v.weight"] = qkv[q_dim + kv_dim :]
-        out[p + "attn_output.weight"] = sd[o + "attn.proj.weight"]
-        gate_up = sd[o + "mlp.gate_up.weight"]
-        out[p + "ffn_gate.weight"] = gate_up[: cfg.intermediate_size]
-        out[p + "ffn_up.weight"] = gate_up[cfg.intermediate_size :]
-        out[p + "ffn_down.weight"] = sd[o + "mlp.down.weight"]
-        out[p + "attn_norm.weight"] = sd[o + "attn_norm.weight"]
-        out[p + "ffn_norm.weight"] = sd[o + "mlp_norm.weight"]
-    out["output_norm.weight"] = sd["norm.weight"]
-    if not cfg.tie_embeddings:
-        out["output.weight"] = sd["lm_head.weight"]
-    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
+    from emotional_engine.optimize.gguf_out import gguf_tensors as tensors
+    from emotional_engine.optimize.gguf_out import weights_of
+
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors(model.config, weights_of(model)).items()}
 
 
 def qtype_for(tensor_name: str, qtypes: dict[str, str] | None) -> str:

@@ -14,6 +14,7 @@ CATALOG = {
     "models": [{"name": "plain", "builtin": True}, {"name": "kids", "builtin": True}, {"name": "ja", "builtin": True}],
     "rules": [{"audience": "children", "model": "kids"}, {"culture": "ja", "model": "ja"}],
 }
+OPTIMIZED = {"parent": {"sha256": "p" * 64}, "steps": [{"step": "quantise", "recipe": "Q4_0"}]}
 STORY = {"premise": "A fisherman's daughter saves the harbour.", "words": 150, "seed": 5}
 
 
@@ -24,8 +25,9 @@ def models(settings):
 
     def load(spec):
         loads[spec.name] += 1
+        made = OPTIMIZED if spec.name == "kids" else None  # as `emotional-engine optimize` records it
         g = fakes[spec.name] = harbour_generator(
-            0.01, info=ModelInfo("fake", f"{spec.name}-weights", sha256=spec.name[0] * 64)
+            0.01, info=ModelInfo("fake", f"{spec.name}-weights", sha256=spec.name[0] * 64, optimized=made)
         )
         return g
 
@@ -44,6 +46,7 @@ async def test_the_catalog_shows_each_model_loading_on_first_use(app_client, mod
             "sha256": "p" * 64,
             "weight_format": None,
             "context_length": None,
+            "optimized": None,
             "loaded": True,
             "default": True,
             "rules": None,
@@ -55,6 +58,7 @@ async def test_the_catalog_shows_each_model_loading_on_first_use(app_client, mod
             "sha256": None,
             "weight_format": None,
             "context_length": None,
+            "optimized": None,
             "loaded": False,
             "default": False,
             "rules": [{"audience": "children", "culture": None}],
@@ -67,10 +71,12 @@ async def test_the_catalog_shows_each_model_loading_on_first_use(app_client, mod
         )
         assert [r.status_code for r in rs] == [200, 200]
         assert {r.json()["provenance"]["model"] for r in rs} == {"kids-weights"}
+        assert all(r.json()["provenance"]["model_optimized"] == OPTIMIZED for r in rs)
         assert loads == {"plain": 1, "kids": 1} and fakes["kids"].streams and fakes["plain"].calls == []
 
         after = {m["id"]: m["engine"] for m in (await c.get("/v1/models")).json()["data"]}
         assert after["kids"]["loaded"] and after["kids"]["sha256"] == "k" * 64 and not after["ja"]["loaded"]
+        assert after["kids"]["optimized"] == OPTIMIZED and after["plain"]["optimized"] is None
         assert (await c.get("/readyz")).json() == {"status": "ready", "degraded": []}
 
 

@@ -166,6 +166,7 @@ async def _finish(run: StoryRun, plan: StoryPlan, outcomes: list[SceneOutcome]) 
             "model": info.name,
             "model_sha256": info.sha256,
             "weight_format": info.weight_format,
+            "model_optimized": info.optimized,
             "seed": run.seed,
             "emotion_adapter": info.adapter,
             "candidates": deps.candidates,

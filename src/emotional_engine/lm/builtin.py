@@ -83,6 +83,7 @@ class BuiltinGenerator:
             adapter=adapter and f"{adapter[0].name}@{adapter[1]}",
             prompt_style="continuation",
             lora=merged and f"{merged.name}@{ea.file_id(lora_path)}",
+            optimized=g.optimized,
         )
         return cls(batcher, info, adapter[0].emotion_contexts if adapter else None)
 

@@ -38,6 +38,7 @@ class ModelInfo:
     adapter: str | None = None  # emotion-attention adapter in use: name and file hash
     lora: str | None = None  # LoRA merged into the weights (lm/lora.py): name and file hash
     prompt_style: str = "task"  # how stories prompt it (agents/prompts.py): "continuation" or "task"
+    optimized: dict | None = None  # what `emotional-engine optimize` did to make its file (optimize/pipeline.py)
 
 
 @dataclass

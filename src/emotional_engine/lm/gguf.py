@@ -9,6 +9,7 @@ Dequantising every tensor with numpy takes seconds, so the finished state dict i
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -24,7 +25,8 @@ log = logging.getLogger(__name__)
 
 # Types we promise to read; gguf's numpy dequantiser covers them (and a few more).
 SUPPORTED_TYPES = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", "Q2_K", "Q3_K"}
-CACHE_FORMAT = 3  # bump when the cached state-dict layout changes
+CACHE_FORMAT = 4  # bump when the cached state-dict layout changes
+OPTIMIZED_KEY = "emotional_engine.optimize"  # JSON: what `emotional-engine optimize` did to make the file
 _NEEDED = object()  # a metadata key without a default
 UNKNOWN, CONTROL, USER_DEFINED = 2, 3, 4  # token types (tokenizer.ggml.token_type) that are special tokens
 
@@ -61,6 +63,16 @@ class GGUFModel:
     config: LlamaConfig
     tokenizer: TokenizerData
     name: str
+    optimized: dict | None = None  # the file's OPTIMIZED_KEY: the steps, their settings, the parent's sha256
+
+
+def read_optimized(path: str | os.PathLike) -> dict | None:
+    """What `emotional-engine optimize` recorded in the file (None for a file it did not write)."""
+    text = _field(_reader(Path(path)), OPTIMIZED_KEY)
+    try:
+        return json.loads(text) if isinstance(text, str) else None
+    except json.JSONDecodeError:
+        raise ModelFileError(path, f"metadata key {OPTIMIZED_KEY!r} is not JSON") from None
 
 
 def embedded_model_path() -> Path:
@@ -325,16 +337,18 @@ def load_gguf(path: str | os.PathLike, cache_dir: Path | None = None) -> tuple[G
         try:
             blob = torch.load(cached, mmap=True, weights_only=True)
             cfg, tok = LlamaConfig(**blob["config"]), TokenizerData(**blob["tokenizer"])
-            return GGUFModel(path, sha, cfg, tok, blob["name"]), blob["weights"]
+            return GGUFModel(path, sha, cfg, tok, blob["name"], blob["optimized"]), blob["weights"]
         except Exception as e:  # a half-written or stale cache is rebuilt, never fatal
             log.warning("ignoring unreadable weight cache %s: %s", cached, e)
     cfg, tok, name = read_metadata(path)
+    optimized = read_optimized(path)
     sd = dequantize_state_dict(path, cfg)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"config": asdict(cfg), "tokenizer": asdict(tok), "name": name, "weights": sd}, tmp)
+        blob = {"config": asdict(cfg), "tokenizer": asdict(tok), "name": name, "optimized": optimized, "weights": sd}
+        torch.save(blob, tmp)
         os.replace(tmp, cached)  # atomic: readers never see a partial file
     except OSError as e:
         log.warning("could not write weight cache %s: %s", cached, e)
-    return GGUFModel(path=path, sha256=sha, config=cfg, tokenizer=tok, name=name), sd
+    return GGUFModel(path=path, sha256=sha, config=cfg, tokenizer=tok, name=name, optimized=optimized), sd

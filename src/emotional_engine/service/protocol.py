@@ -122,6 +122,9 @@ class ModelOut(BaseModel):
     sha256: str | None = Field(None, description="of the weights file; known once loaded")
     weight_format: str | None = None
     context_length: int | None = Field(None, description="known once loaded")
+    optimized: dict | None = Field(
+        None, description="what `emotional-engine optimize` did to make the file: its steps, settings and parent"
+    )
     loaded: bool
     default: bool = Field(description="requests no rule routes and that name no model get this one")
     rules: list[RuleOut] = Field(default_factory=list, description="the routing rules that pick this model")

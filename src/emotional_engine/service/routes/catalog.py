@@ -28,6 +28,7 @@ async def models(key_id: KeyId, service: ServiceDep) -> ModelList:
                 sha256=info and info.sha256,
                 weight_format=info and info.weight_format,
                 context_length=info and info.context_length,
+                optimized=info and info.optimized,
                 loaded=info is not None,
                 default=m.default,
                 rules=m.rules,

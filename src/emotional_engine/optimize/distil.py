@@ -1,0 +1,33 @@
+"""A student for distillation: fewer layers of the teacher, initialised from the teacher's own (the
+first and last kept, the rest evenly spaced between, as DistilBERT took every other layer); `fit`
+with the teacher then trains it on the teacher's next-token distributions."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from emotional_engine.lm.model import Llama
+from emotional_engine.optimize.gguf_out import weights_of
+
+
+class DistilError(ValueError):
+    pass
+
+
+def student_layers(n_teacher: int, n_student: int) -> list[int]:
+    if not 1 <= n_student < n_teacher:
+        raise DistilError(f"a student needs 1 to {n_teacher - 1} layers (the teacher has {n_teacher}), not {n_student}")
+    if n_student == 1:
+        return [n_teacher - 1]
+    return sorted({round(i * (n_teacher - 1) / (n_student - 1)) for i in range(n_student)})
+
+
+def student_from(teacher: Llama, n_layers: int) -> Llama:
+    """A new model with `n_layers` of the teacher's layers (copies), its embeddings, norm and head."""
+    keep = student_layers(teacher.config.n_layer, n_layers)
+    sd = weights_of(teacher)
+    out = {k: v.clone() for k, v in sd.items() if not k.startswith("layers.")}
+    for j, i in enumerate(keep):
+        prefix = f"layers.{i}."
+        out |= {f"layers.{j}.{k[len(prefix) :]}": v.clone() for k, v in sd.items() if k.startswith(prefix)}
+    return Llama.from_state_dict(replace(teacher.config, n_layer=len(keep)), out)
