@@ -14,6 +14,8 @@ held-out requests (the first --stories of them, --words each, two candidates): a
 emotion model's and VADER's reading against the target), emotion match, premise recall, and the
 engine's own quality score. Then llama.cpp's batch-1 decode and perplexity on the same file, in its own
 process, where llama-cpp-python is installed. Ratios are against the shipped file's row of the same run.
+Last, step 4 (compile): the shipped file's batch-1 decode with the runtime's fused ops, in plain
+PyTorch, and under torch.compile.
 
 Calibration, healing and distilling use Brown fiction (fetched once with npm) and, with
 --teacher-stories, stories the shipped model writes through the engine; never the held-out requests.
@@ -159,6 +161,42 @@ async def story_quality(path: Path, args) -> dict:
     }
 
 
+def compile_choices(path: Path, args) -> dict:
+    """Step 4, compile: batch-1 decode ms a token of one file with the serving pass as the runtime runs it
+    (the kernels' fused ops), in plain PyTorch, and in PyTorch under torch.compile (inductor, dynamic
+    shapes; warmed up first so compilation is not timed). The runtime keeps whichever wins."""
+    import asyncio
+
+    import torch
+
+    from emotional_engine.lm.builtin import BuiltinGenerator
+    from lm_speed import Prompts, bench_decode
+
+    torch.set_num_threads(args.threads)
+    gen = BuiltinGenerator.load(path, emotion_adapter=False)
+    engine, model = gen.batcher, gen.batcher.model
+    prompts = Prompts(engine, 64 + 64)
+    out, ops = {}, model.fused
+
+    def timed(label: str) -> None:
+        bench_decode(engine, prompts, 1, 8, 1, 60)  # warm-up (and compilation)
+        out[label] = 1000 / bench_decode(engine, prompts, 1, args.tokens, args.reps, 60)["decode_tok_s"]
+
+    timed("fused ops (the runtime's pass)")
+    model.use_kernels(None)
+    timed("PyTorch")
+    t0 = time.perf_counter()
+    try:
+        model.forward_packed = torch.compile(model.forward_packed, dynamic=True)
+        timed("PyTorch + torch.compile")
+        out["torch.compile warm-up s"] = time.perf_counter() - t0
+    except Exception as e:  # noqa: BLE001 - reported as the row's result
+        out["PyTorch + torch.compile"] = f"failed: {type(e).__name__}: {str(e)[:120]}"
+    model.use_kernels(ops)
+    asyncio.run(gen.aclose())
+    return out
+
+
 def llama_cpp(path: Path, args) -> dict:
     from emotional_engine.lm.gguf import read_metadata
     from emotional_engine.lm.tokenizer import BPETokenizer
@@ -233,10 +271,10 @@ def print_table(table: list[Row]) -> None:
 
 
 def main(args) -> int:
-    if args.measure or args.llama_cpp:
-        out = measure(Path(args.measure), args) if args.measure else llama_cpp(Path(args.llama_cpp), args)
-        print(json.dumps(out))
-        return 0
+    for flag, run in (("measure", measure), ("llama_cpp", llama_cpp), ("compile", compile_choices)):
+        if getattr(args, flag):
+            print(json.dumps(run(Path(getattr(args, flag)), args)))
+            return 0
     from emotional_engine.lm.gguf import embedded_model_path
 
     parent = embedded_model_path()
@@ -254,8 +292,13 @@ def main(args) -> int:
                  if k not in ("steps", "story_texts")}  # fmt: skip
         print(f"   {shown}", flush=True)
     print_table(table)
+    choices = in_subprocess("compile", parent, args)
+    print("\ncompile (step 4), batch-1 decode of the shipped file, ms a token:")
+    for label, value in choices.items():
+        print(f"  {label}: {value:.2f}" if isinstance(value, float) else f"  {label}: {value}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": [r.__dict__ for r in table]}, indent=1))
+        result = {"args": vars(args), "rows": [r.__dict__ for r in table], "compile": choices}
+        Path(args.json).write_text(json.dumps(result, indent=1))
     return 0
 
 
@@ -280,6 +323,7 @@ def parse_args(argv=None):
     ap.add_argument("--json")
     ap.add_argument("--measure", help=argparse.SUPPRESS)
     ap.add_argument("--llama-cpp", help=argparse.SUPPRESS)
+    ap.add_argument("--compile", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.quick:
         args.heal_steps, args.distil_steps, args.stories, args.calibration_words = 2, 2, 1, 5_000
