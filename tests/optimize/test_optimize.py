@@ -188,3 +188,13 @@ def test_the_heal_never_trains_on_the_windows_its_loss_is_reported_on(parent, tm
     every = windows(BPETokenizer(make_tokenizer_data()), TEXT, 8)
     held = max(1, len(every) // 10)
     assert len(every) > held and torch.equal(seen[0], every[:-held])  # the last tenth is held out
+
+
+def test_a_model_with_fewer_layers_than_the_shipped_adapter_loads_without_it(tmp_path):
+    """The shipped emotion adapter belongs to the embedded model: another model, even one with fewer
+    layers than the adapter's, loads without it instead of failing."""
+    from emotional_engine.lm.builtin import BuiltinGenerator
+
+    path = write_gguf(tmp_path / "p.gguf", make_model(tiny_config(n_layer=1)), make_tokenizer_data())
+    gen = BuiltinGenerator.load(path, cache_dir=tmp_path / "c")  # emotion_adapter=True: the shipped one
+    assert gen.info.adapter is None and gen.emotion_contexts == {}

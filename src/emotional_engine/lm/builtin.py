@@ -117,13 +117,13 @@ def _load_emotion_adapter(model: Llama, model_sha256: str, which: bool | Path):
     path = ea.SHIPPED_PATH if which is True else Path(which)
     if which is True and not path.exists():
         return None
-    config = ea.load(model, path)
-    if config.base_sha256 not in (None, model_sha256):
+    trained_on = ea.read_config(path).base_sha256
+    if trained_on not in (None, model_sha256):  # checked before attaching: the model may have fewer layers
         if which is not True:
-            raise ValueError(f"emotion adapter {path} was trained on another model ({config.base_sha256[:12]})")
-        ea.detach(model)  # the shipped adapter belongs to the embedded model, not this one
-        log.info("emotion adapter not used: trained on another model")
+            raise ValueError(f"emotion adapter {path} was trained on another model ({trained_on[:12]})")
+        log.info("emotion adapter not used: the shipped one was trained on another model")
         return None
+    config = ea.load(model, path)
     for p in ea.adapter_params(model):
         p.requires_grad_(False)
     return config, ea.file_id(path)

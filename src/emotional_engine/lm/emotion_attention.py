@@ -86,11 +86,6 @@ def attach(model: Llama, layers: Sequence[int], ctx_dim: int = CTX_DIM) -> nn.Mo
     return adapters
 
 
-def detach(model: Llama) -> None:
-    for block in model.layers:
-        block.attn.adapter = None
-
-
 def adapter_params(model: Llama) -> list[nn.Parameter]:
     return [p for b in model.layers if b.attn.adapter is not None for p in b.attn.adapter.parameters()]
 
@@ -105,14 +100,23 @@ def save(path: Path, adapters: nn.ModuleDict, config: AdapterConfig) -> None:
     tmp.replace(path)
 
 
-def load(model: Llama, path: Path = SHIPPED_PATH) -> AdapterConfig:
-    """Attach the adapters saved at `path` to `model` (in place) and return their config."""
+def _read(path: Path) -> tuple[AdapterConfig, dict]:
     if not Path(path).exists():
         raise FileNotFoundError(
             f"emotion adapter {path} is missing; train one with `emotional-engine train emotion-adapter`"
         )
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    config = AdapterConfig(**blob["config"])
+    return AdapterConfig(**blob["config"]), blob
+
+
+def read_config(path: Path = SHIPPED_PATH) -> AdapterConfig:
+    """The config of the adapters saved at `path` (which model they were trained on), nothing attached."""
+    return _read(path)[0]
+
+
+def load(model: Llama, path: Path = SHIPPED_PATH) -> AdapterConfig:
+    """Attach the adapters saved at `path` to `model` (in place) and return their config."""
+    config, blob = _read(path)
     if max(config.layers) >= model.config.n_layer:
         raise ValueError(f"adapter {path} needs {max(config.layers) + 1} layers, the model has {model.config.n_layer}")
     adapters = attach(model, config.layers, config.ctx_dim)
