@@ -163,6 +163,9 @@ async def test_an_optimised_file_is_a_model_like_any_other(parent, tmp_path):
         assert done.completion_tokens == 5 and gen.info.optimized["steps"][0]["heads"] == 0.5
     finally:
         await gen.aclose()
+    fields = gguf.GGUFReader(out).fields  # llama.cpp takes a head as embedding / heads wide unless told
+    assert fields["llama.attention.key_length"].contents() == fields["llama.attention.value_length"].contents() == 64
+    assert fields["llama.attention.head_count"].contents() == 2 and fields["llama.embedding_length"].contents() == 256
 
 
 def test_a_file_that_is_not_a_llama_gguf_is_refused_before_any_work(tmp_path):

@@ -33,6 +33,8 @@ CONFIG_KEYS = {  # written from the new config, never copied
     "llama.context_length",
     "llama.vocab_size",
     "llama.rope.dimension_count",
+    "llama.attention.key_length",
+    "llama.attention.value_length",
     "general.file_type",
     "general.quantization_version",
     OPTIMIZED_KEY,
@@ -124,6 +126,9 @@ def write_gguf(
         writer.add_context_length(cfg.context_length)
         writer.add_vocab_size(cfg.vocab_size)
         writer.add_rope_dimension_count(cfg.head_dim)
+        # llama.cpp takes a head's width as embedding / heads unless these say otherwise (pruned heads)
+        writer.add_key_length(cfg.head_dim)
+        writer.add_value_length(cfg.head_dim)
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         written = {}
         for name, w in gguf_tensors(cfg, sd).items():
