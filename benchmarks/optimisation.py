@@ -8,7 +8,8 @@ format, pruned 25% and 50%, distilled, and a combination, each written by `emoti
 
 Per row, in a process of its own (so its peak memory is its own): file size; decode ms a token at
 batch 1 and per token at batch 16 (greedy, the runtime's native format, lm_speed.py's timing); peak
-resident memory of that process after loading and decoding; held-out perplexity on
+resident memory of that process after loading and decoding (the weight cache built beforehand, as after
+a file's first load); held-out perplexity on
 benchmarks/data/heldout.txt (lm_speed.py's windows); then story quality on the story-quality benchmark's
 held-out requests (the first --stories of them, --words each, two candidates): arc correlation (the
 emotion model's and VADER's reading against the target), emotion match, premise recall, and the
@@ -235,7 +236,8 @@ def calibration_texts(args, parent: Path) -> list[str]:
 
     texts = calibration.brown_fiction(args.calibration_words)
     if args.teacher_stories:
-        texts += calibration.teacher_stories(parent, args.teacher_stories, words=args.words)
+        engine = calibration.teacher_engine(parent)
+        texts += calibration.teacher_stories(engine, args.teacher_stories, words=args.words)
     return texts
 
 
@@ -275,7 +277,7 @@ def main(args) -> int:
         if getattr(args, flag):
             print(json.dumps(run(Path(getattr(args, flag)), args)))
             return 0
-    from emotional_engine.lm.gguf import embedded_model_path
+    from emotional_engine.lm.gguf import embedded_model_path, load_gguf
 
     parent = embedded_model_path()
     work = Path(args.work)
@@ -286,6 +288,7 @@ def main(args) -> int:
     for row in table:
         print(f"== {row.name}", flush=True)
         path = build(row, parent, work, texts, args)
+        load_gguf(path)  # the weight cache is built here, so the row's process measures serving, not that
         row.result |= in_subprocess("measure", path, args)
         row.result["llama_cpp"] = in_subprocess("llama-cpp", path, args)
         shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.result.items()

@@ -201,3 +201,32 @@ def test_a_model_with_fewer_layers_than_the_shipped_adapter_loads_without_it(tmp
     path = write_gguf(tmp_path / "p.gguf", make_model(tiny_config(n_layer=1)), make_tokenizer_data())
     gen = BuiltinGenerator.load(path, cache_dir=tmp_path / "c")  # emotion_adapter=True: the shipped one
     assert gen.info.adapter is None and gen.emotion_contexts == {}
+
+
+def test_the_distillation_recipe_runs_end_to_end_on_brown_fiction_and_stories_the_teacher_writes(parent, tmp_path):
+    """At a tiny size: Brown fiction (a planted corpus folder in its tagged format) and stories written
+    through the engine's agents and prompts (a fake model stands in for the teacher there) make the text
+    a student is distilled on; its hash goes into the file."""
+    from emotional_engine.engine import Engine
+    from emotional_engine.optimize.calibration import brown_fiction, digest, teacher_stories
+    from fakes import FakeEmotion, harbour_generator
+
+    brown = tmp_path / "brown"
+    brown.mkdir()
+    tagged = "The/at ferry/nn left/vbd late/rb ./.\nShe/pps read/vbd the/at letter/nn twice/rb ./.\n"
+    (brown / "ck01").write_text(tagged * 20)
+    (brown / "ca01").write_text("News/nn of/in the/at day/nn ./.\n")  # not fiction: left out
+    fiction = brown_fiction(100, brown)
+    assert fiction[0].startswith("The ferry left late. She read the letter twice.") and "News" not in " ".join(fiction)
+    assert sum(len(p.split()) for p in fiction) >= 100
+    engine = Engine(generator=harbour_generator(), emotion=FakeEmotion(), candidates=2, check_safety=False)
+    done = []
+    stories = teacher_stories(engine, 2, words=80, progress=lambda d, t: done.append((d, t)))
+    assert len(stories) == 2 and all("harbour" in s for s in stories) and done == [(1, 2), (2, 2)]
+    path, _ = parent
+    out = tmp_path / "student.gguf"
+    plan = Plan(distil_layers=1, distil=FitSettings(steps=3, lr=1e-3), window=16)
+    report = optimize(path, out, plan, fiction + stories)
+    distil = report.steps[0]
+    assert distil["step"] == "distil" and distil["student_layers"] == 1 and distil["teacher_layers"] == 2
+    assert read_optimized(out)["calibration"]["sha256"] == digest(fiction + stories)

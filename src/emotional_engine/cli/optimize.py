@@ -78,7 +78,9 @@ def optimize(
                 raise fail(f"--calibration {source}: not 'brown' and not a file")
         if teacher_stories:
             texts += calib.teacher_stories(
-                model, teacher_stories, progress=lambda d, t: typer.echo(f"teacher wrote {d}/{t} stories", err=True)
+                calib.teacher_engine(model),
+                teacher_stories,
+                progress=lambda d, t: typer.echo(f"teacher wrote {d}/{t} stories", err=True),
             )
         report = run(model, out, plan, texts, lambda line: typer.echo(line, err=True))
     except (ModelFileError, PruneError, RecipeError, DistilError, ValueError) as e:

@@ -28,12 +28,13 @@ CALIBRATION_PREMISES = (
 )
 
 
-def brown_fiction(words: int) -> list[str]:
-    """Paragraphs of Brown fiction (eight sentences each), in reading order, `words` in all."""
+def brown_fiction(words: int, files: Path | None = None) -> list[str]:
+    """Paragraphs of Brown fiction (eight sentences each), in reading order, `words` in all; `files`: the
+    corpus's folder (default: fetched once into the cache)."""
     from emotional_engine.training.corpus import fetch_brown, fiction_sentences
 
     out, paragraph, total = [], [], 0
-    for s in fiction_sentences(fetch_brown()):
+    for s in fiction_sentences(files or fetch_brown()):
         paragraph.append(s.text)
         total += len(s.text.split())
         if len(paragraph) == 8:
@@ -44,15 +45,20 @@ def brown_fiction(words: int) -> list[str]:
     return out + ([" ".join(paragraph)] if paragraph else [])
 
 
-def teacher_stories(
-    model_path: Path, count: int, words: int = 300, progress: Callable[[int, int], None] = lambda d, t: None
-) -> list[str]:
-    """`count` stories the model at `model_path` writes with the engine (its agents and prompts)."""
+def teacher_engine(model_path: Path):
+    """The engine the teacher writes through: its agents and prompts, two candidates a scene."""
     from emotional_engine.config import Settings
-    from emotional_engine.domain import StoryRequest
     from emotional_engine.engine import Engine
 
-    engine = Engine(Settings(model_path=model_path), candidates=2)
+    return Engine(Settings(model_path=model_path), candidates=2)
+
+
+def teacher_stories(
+    engine, count: int, words: int = 300, progress: Callable[[int, int], None] = lambda d, t: None
+) -> list[str]:
+    """`count` stories `engine` (teacher_engine) writes for CALIBRATION_PREMISES, in turn."""
+    from emotional_engine.domain import StoryRequest
+
     out = []
     for i in range(count):
         premise = CALIBRATION_PREMISES[i % len(CALIBRATION_PREMISES)]
