@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -95,6 +94,33 @@ def build(row: Row, parent: Path, work: Path, texts: list[str], args) -> Path:
 # ---- measuring one file (a subprocess) ---------------------------------------------------------
 
 
+def peak_rss_bytes() -> int:
+    """This process's resident high-water mark since it started (VmHWM). Not getrusage's ru_maxrss: on
+    Linux a child inherits its parent's peak through fork and exec, so a child of a process that trained a
+    model would report that model's memory."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+
+def memory_only(path: Path, args) -> dict:
+    """The peak memory of a process that loads the file and decodes at batch 1 and 16, as `measure` does."""
+    import asyncio
+
+    import torch
+
+    from emotional_engine.lm.builtin import BuiltinGenerator
+    from lm_speed import Prompts, bench_decode
+
+    torch.set_num_threads(args.threads)
+    gen = BuiltinGenerator.load(path, emotion_adapter=False)
+    prompts = Prompts(gen.batcher, 64 + 11 * 16 + 64)
+    for batch in (1, 16):
+        bench_decode(gen.batcher, prompts, batch, args.tokens, 1, 60)
+    peak = peak_rss_bytes()
+    asyncio.run(gen.aclose())
+    return {"peak_rss_mb": peak / 2**20}
+
+
 def measure(path: Path, args) -> dict:
     """Speed, memory, perplexity and story quality of one file, in this process."""
     import asyncio
@@ -112,7 +138,7 @@ def measure(path: Path, args) -> dict:
     sixteen = bench_decode(engine, prompts, 16, args.tokens, max(1, args.reps // 2), 120)
     ids = engine.tok.encode(HELDOUT.read_text(encoding="utf-8"))
     ppl = perplexity(engine.model, ids, 512, 4)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss_bytes()
     asyncio.run(gen.aclose())
     out = {
         "file_mb": path.stat().st_size / 1e6,
@@ -273,7 +299,8 @@ def print_table(table: list[Row]) -> None:
 
 
 def main(args) -> int:
-    for flag, run in (("measure", measure), ("llama_cpp", llama_cpp), ("compile", compile_choices)):
+    for flag, run in (("measure", measure), ("llama_cpp", llama_cpp), ("compile", compile_choices),
+                      ("memory", memory_only)):  # fmt: skip
         if getattr(args, flag):
             print(json.dumps(run(Path(getattr(args, flag)), args)))
             return 0
@@ -282,6 +309,11 @@ def main(args) -> int:
     parent = embedded_model_path()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    if args.only_memory:
+        for row in rows(args):
+            path = build(row, parent, work, [], argparse.Namespace(**{**vars(args), "reuse": True}))
+            print(f"| {row.name} | {in_subprocess('memory', path, args).get('peak_rss_mb', 0):.0f} |", flush=True)
+        return 0
     texts = calibration_texts(args, parent)
     print(f"calibration: {len(texts)} texts, {sum(len(t.split()) for t in texts):,} words", flush=True)
     table = rows(args)
@@ -327,6 +359,8 @@ def parse_args(argv=None):
     ap.add_argument("--measure", help=argparse.SUPPRESS)
     ap.add_argument("--llama-cpp", help=argparse.SUPPRESS)
     ap.add_argument("--compile", help=argparse.SUPPRESS)
+    ap.add_argument("--memory", help=argparse.SUPPRESS)
+    ap.add_argument("--only-memory", action="store_true", help="peak memory of each file in --work, nothing else")
     args = ap.parse_args(argv)
     if args.quick:
         args.heal_steps, args.distil_steps, args.stories, args.calibration_words = 2, 2, 1, 5_000

@@ -125,6 +125,10 @@ def test_healing_and_distilling_lower_the_loss():
     student = student_from(teacher, 1)
     assert student.config.n_layer == 1
     assert torch.equal(weights_of(student)["layers.0.attn.qkv.weight"], weights_of(teacher)["layers.1.attn.qkv.weight"])
+    by_influence = student_from(teacher, 1, torch.tensor([0.9, 0.1]))  # the layer that turns the stream most
+    assert torch.equal(
+        weights_of(by_influence)["layers.0.mlp.down.weight"], weights_of(teacher)["layers.0.mlp.down.weight"]
+    )
     s = FitSettings(steps=30, lr=3e-3)
     before = loss_on(student, corpus, teacher, s)
     losses = fit(student, corpus, s, teacher)
@@ -229,4 +233,5 @@ def test_the_distillation_recipe_runs_end_to_end_on_brown_fiction_and_stories_th
     report = optimize(path, out, plan, fiction + stories)
     distil = report.steps[0]
     assert distil["step"] == "distil" and distil["student_layers"] == 1 and distil["teacher_layers"] == 2
+    assert distil["chosen_by"] == "block influence" and len(distil["kept_teacher_layers"]) == 1
     assert read_optimized(out)["calibration"]["sha256"] == digest(fiction + stories)

@@ -3,7 +3,8 @@ GGUF into a new one, each step optional and reported, the steps and their settin
 new file's metadata with the calibration text's hash and the parent file's sha256.
 
 Order: prune (measured on the calibration text) then heal on it; distil a student with fewer layers
-from the model so far (the parent, or the healed pruned model) as its teacher; then write every
+(the teacher's most influential ones) from the model so far (the parent, or the healed pruned model)
+as its teacher; then write every
 tensor in the recipe's format. A file written here is a model like any other: list it in
 EE_MODELS_FILE (or EE_MODEL_PATH) and it serves; `GET /v1/models` and `Story.provenance` show what
 was done to it.
@@ -22,7 +23,7 @@ from emotional_engine.lm.gguf import _reader, load_gguf, read_metadata
 from emotional_engine.lm.model import Llama
 from emotional_engine.lm.tokenizer import BPETokenizer
 from emotional_engine.optimize import calibration
-from emotional_engine.optimize.distil import student_from
+from emotional_engine.optimize.distil import student_from, student_layers
 from emotional_engine.optimize.fit import FitSettings, fit, loss_on
 from emotional_engine.optimize.gguf_out import weights_of, write_gguf
 from emotional_engine.optimize.prune import PruneSpec, measure, prune
@@ -85,9 +86,12 @@ def optimize(
 
     if plan.distil_layers is not None:
         teacher = net
-        student = student_from(teacher, plan.distil_layers)
+        influence = measure(teacher, data[: plan.importance_windows]).layers
+        student = student_from(teacher, plan.distil_layers, influence)
         step = _train("distil", student, data, plan.distil, teacher, progress)
-        steps.append(step | {"student_layers": plan.distil_layers, "teacher_layers": teacher.config.n_layer})
+        kept = student_layers(teacher.config.n_layer, plan.distil_layers, influence)
+        steps.append(step | {"student_layers": plan.distil_layers, "teacher_layers": teacher.config.n_layer,
+                             "kept_teacher_layers": kept, "chosen_by": "block influence"})  # fmt: skip
         net = student
 
     provenance = {
