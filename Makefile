@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench clean promtool cross-arm64 chromium lint format
+.PHONY: run test test-llama-cpp install bench clean promtool cross-arm64 chromium lint format
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,12 @@ run: $(STAMP)
 
 test: $(STAMP) promtool cross-arm64 chromium lint
 	$(BIN)/python -m pytest -q
+
+# the tests that need llama.cpp itself (llama-cpp-python, compiled for this CPU: about ten minutes once)
+test-llama-cpp: $(STAMP)
+	$(BIN)/python -c "import llama_cpp" 2>/dev/null || CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAMA_CURL=OFF" \
+		$(BIN)/pip install llama-cpp-python==0.3.36
+	$(BIN)/python -m pytest -q -m llama_cpp
 
 # ruff: the formatting and lint rules of pyproject.toml ([tool.ruff]); `make format` applies them
 lint: $(STAMP)

@@ -421,8 +421,8 @@ async def test_llama_cpp_errors_become_backend_error():
 
 
 @pytest.mark.model
+@pytest.mark.llama_cpp
 async def test_llama_cpp_real_package():
-    pytest.importorskip("llama_cpp")
     from emotional_engine.lm.gguf import embedded_model_path
 
     g = LlamaCppGenerator.load(embedded_model_path(), n_ctx=512)

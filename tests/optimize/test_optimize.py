@@ -235,3 +235,28 @@ def test_the_distillation_recipe_runs_end_to_end_on_brown_fiction_and_stories_th
     assert distil["step"] == "distil" and distil["student_layers"] == 1 and distil["teacher_layers"] == 2
     assert distil["chosen_by"] == "block influence" and len(distil["kept_teacher_layers"]) == 1
     assert read_optimized(out)["calibration"]["sha256"] == digest(fiction + stories)
+
+
+@pytest.mark.llama_cpp
+def test_llama_cpp_runs_a_pruned_quantised_file_as_our_runtime_does(parent, tmp_path):
+    """llama.cpp itself (`make test-llama-cpp`) loads a file whose heads and channels were pruned and
+    predicts the next token as our runtime does."""
+    import llama_cpp
+    import numpy as np
+
+    from emotional_engine.lm.tokenizer import BPETokenizer
+
+    _, model = parent
+    tok = replace(make_tokenizer_data(), pre="gpt-2")  # llama.cpp's name for GPT-2's split
+    path = write_gguf(tmp_path / "parent.gguf", model, tok)
+    out = tmp_path / "pruned.gguf"
+    optimize(path, out, Plan(prune=PruneSpec(heads=0.5, ffn=0.5), quant="q8_0", window=32), TEXT)
+    ids = BPETokenizer(tok).encode("the ferry left the harbour late and the gulls")
+    g, sd = load_gguf(out, cache_dir=tmp_path / "c")
+    with torch.no_grad():
+        ours = Llama.from_state_dict(g.config, sd)(torch.tensor([ids]))[0][0, -1].numpy()
+    llm = llama_cpp.Llama(model_path=str(out), n_ctx=64, n_threads=1, verbose=False, logits_all=True)
+    llm.eval(ids)
+    theirs = np.asarray(llm.scores[llm.n_tokens - 1])
+    cosine = float(ours @ theirs / np.linalg.norm(ours) / np.linalg.norm(theirs))
+    assert cosine > 0.99 and set(np.argsort(ours)[-5:]) & set(np.argsort(theirs)[-5:]), cosine
