@@ -15,7 +15,7 @@ from emotional_engine.lm.gguf import ModelFileError, load_gguf, read_optimized
 from emotional_engine.lm.model import Llama
 from emotional_engine.optimize.distil import DistilError, student_from
 from emotional_engine.optimize.fit import FitSettings, fit, loss_on
-from emotional_engine.optimize.gguf_out import weights_of
+from emotional_engine.optimize.gguf_out import FILE_TYPES, weights_of
 from emotional_engine.optimize.pipeline import Plan, optimize
 from emotional_engine.optimize.prune import PruneError, PruneSpec, kept_width, measure, prune
 from emotional_engine.optimize.recipe import Recipe, RecipeError
@@ -58,6 +58,7 @@ def test_a_quantised_file_loads_in_our_runtime_and_in_llama_cpps_reader(parent, 
     # the format's rounding (a row or a head out of place would be over 1)
     assert worst < {"q8_0": 0.01, "fp16": 0.001, "q6_k": 0.03, "q5_k": 0.06}.get(fmt, 0.15), worst
     assert g.optimized["steps"][-1] == {"step": "quantise", "recipe": want}
+    assert reader.fields["general.file_type"].contents() == FILE_TYPES[want]
 
 
 def test_a_recipe_keeps_named_tensors_in_their_own_format_and_k_quants_need_whole_super_blocks(tmp_path):
@@ -260,3 +261,16 @@ def test_llama_cpp_runs_a_pruned_quantised_file_as_our_runtime_does(parent, tmp_
     theirs = np.asarray(llm.scores[llm.n_tokens - 1])
     cosine = float(ours @ theirs / np.linalg.norm(ours) / np.linalg.norm(theirs))
     assert cosine > 0.99 and set(np.argsort(ours)[-5:]) & set(np.argsort(theirs)[-5:]), cosine
+
+
+def test_a_write_that_fails_leaves_no_file_behind(parent, tmp_path, monkeypatch):
+    import emotional_engine.optimize.gguf_out as gguf_out
+
+    def broken(w, kind):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(gguf_out, "quantise", broken)
+    path, _ = parent
+    with pytest.raises(OSError, match="disk full"):
+        optimize(path, tmp_path / "o.gguf", Plan(quant="q8_0", window=32), TEXT)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parent.gguf"]

@@ -68,7 +68,7 @@ class GGUFModel:
 
 def read_optimized(path: str | os.PathLike) -> dict | None:
     """What `emotional-engine optimize` recorded in the file (None for a file it did not write)."""
-    text = _field(_reader(Path(path)), OPTIMIZED_KEY)
+    text = _field(open_gguf(Path(path)), OPTIMIZED_KEY)
     try:
         return json.loads(text) if isinstance(text, str) else None
     except json.JSONDecodeError:
@@ -99,7 +99,8 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _reader(path: Path):
+def open_gguf(path: Path):
+    """gguf-py's reader of the file, after checking it is one (a ModelFileError names what is wrong)."""
     import gguf
 
     if not path.exists():
@@ -143,7 +144,7 @@ def read_metadata(path: str | os.PathLike) -> tuple[LlamaConfig, TokenizerData, 
     """Config and tokenizer data of a llama GGUF; refuses other architectures and tokenizers, and
     metadata of the wrong type or out of range (a ModelFileError naming the key and the value)."""
     path = Path(path)
-    r = _reader(path)
+    r = open_gguf(path)
     arch = _field(r, "general.architecture")
     if arch != "llama":
         raise ModelFileError(path, f"architecture {arch!r} is not supported (only 'llama' GGUF files run here)")
@@ -218,7 +219,7 @@ def read_metadata(path: str | os.PathLike) -> tuple[LlamaConfig, TokenizerData, 
 def special_tokens(path: str | os.PathLike) -> list[str]:
     """The texts of a GGUF's unknown, control and user-defined tokens, of any architecture: what
     llama.cpp reads as one special token in text it tokenizes with special=True."""
-    r = _reader(Path(path))
+    r = open_gguf(Path(path))
     tokens, types = _field(r, "tokenizer.ggml.tokens", []), _field(r, "tokenizer.ggml.token_type", [])
     return [t for t, ty in zip(tokens, types) if ty in (UNKNOWN, CONTROL, USER_DEFINED) and type(t) is str]
 
@@ -233,7 +234,7 @@ def dequantize_state_dict(path: Path, cfg: LlamaConfig) -> dict[str, torch.Tenso
     """All tensors as fp32, renamed to our module names, with Q|K|V and gate|up fused."""
     import gguf
 
-    r = _reader(path)
+    r = open_gguf(path)
     raw: dict[str, np.ndarray] = {}
     for t in r.tensors:
         qtype = t.tensor_type.name
@@ -287,7 +288,7 @@ def native_blocks(path: Path, cfg: LlamaConfig, kinds: dict[str, int]) -> dict[s
     fused and Q/K-permuted like `dequantize_state_dict` (blocks run along a row, so rows move whole).
     Tensors of one type fuse into one part; a mixed file (Q4_K_M keeps some V and down projections in
     Q6_K) gives several. A linear with any part whose type is not in `kinds` (name -> number) is left out."""
-    tensors = {t.name: t for t in _reader(path).tensors}
+    tensors = {t.name: t for t in open_gguf(path).tensors}
 
     def fused(name: str, *parts: tuple[str, int | None]) -> None:
         ts = [tensors.get(p) for p, _ in parts]
@@ -329,7 +330,7 @@ def load_gguf(path: str | os.PathLike, cache_dir: Path | None = None) -> tuple[G
     cache holds the parsed metadata too."""
     path = Path(path).expanduser()
     if not path.is_file():
-        _reader(path)  # raises the precise error
+        open_gguf(path)  # raises the precise error
     sha = file_sha256(path)
     cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
     cached = cache_dir / f"{sha[:32]}.v{CACHE_FORMAT}.pt"

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 import gguf
 import numpy as np
 import torch
 
-from emotional_engine.lm.gguf import OPTIMIZED_KEY, _reader
+from emotional_engine.lm.gguf import OPTIMIZED_KEY, open_gguf
 from emotional_engine.lm.kquants import BLOCK_BYTES, QK_K
 from emotional_engine.lm.model import Llama, LlamaConfig
 from emotional_engine.lm.quant import quantise
@@ -109,7 +110,7 @@ def write_gguf(
     """Write the model to `out` (atomically: a temporary file renamed into place) and return each
     tensor's written type."""
     out = Path(out)
-    reader = _reader(Path(parent))
+    reader = open_gguf(Path(parent))
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     writer = gguf.GGUFWriter(tmp, "llama")
     try:
@@ -136,12 +137,16 @@ def write_gguf(
             raw = None if kind in ("F32", "F16") else gguf.GGMLQuantizationType[kind]  # blocks: their type
             writer.add_tensor(name, data, raw_dtype=raw)
             written[name] = kind
-        writer.add_file_type(FILE_TYPES.get(recipe.main, 1))
+        matrices = Counter(kind for kind in written.values() if kind != "F32")
+        writer.add_file_type(FILE_TYPES[matrices.most_common(1)[0][0]] if matrices else 0)  # the main type
         writer.add_string(OPTIMIZED_KEY, json.dumps(provenance, sort_keys=True))
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
-    finally:
+    except BaseException:
         writer.close()
+        tmp.unlink(missing_ok=True)  # nothing half-written is left behind
+        raise
+    writer.close()
     os.replace(tmp, out)
     return written

@@ -4,10 +4,9 @@ new file's metadata with the calibration text's hash and the parent file's sha25
 
 Order: prune (measured on the calibration text) then heal on it; distil a student with fewer layers
 (the teacher's most influential ones) from the model so far (the parent, or the healed pruned model)
-as its teacher; then write every
-tensor in the recipe's format. A file written here is a model like any other: list it in
-EE_MODELS_FILE (or EE_MODEL_PATH) and it serves; `GET /v1/models` and `Story.provenance` show what
-was done to it.
+as its teacher; then write every tensor in the recipe's format. A file written here is a model like
+any other: list it in EE_MODELS_FILE (or EE_MODEL_PATH) and it serves; `GET /v1/models` and
+`Story.provenance` show what was done to it.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from emotional_engine.lm.gguf import _reader, load_gguf, read_metadata
+from emotional_engine.lm.gguf import load_gguf, open_gguf, read_metadata
 from emotional_engine.lm.model import Llama
 from emotional_engine.lm.tokenizer import BPETokenizer
 from emotional_engine.optimize import calibration
@@ -62,7 +61,7 @@ def optimize(
     read_metadata(model)  # a clear ModelFileError for what is not a llama GGUF, before any work
     if out.resolve() == model.resolve():
         raise ValueError(f"--out {out} is the model itself; write the optimised model to a new file")
-    parent_types = {t.name: t.tensor_type.name for t in _reader(model).tensors}
+    parent_types = {t.name: t.tensor_type.name for t in open_gguf(model).tensors}
     recipe = Recipe.parse(plan.quant or "keep", parent_types)  # refused before any work
     g, sd = load_gguf(model)
     net = Llama.from_state_dict(g.config, {k: v.float().clone() for k, v in sd.items()})
@@ -111,11 +110,17 @@ def _params(net: Llama) -> int:
 
 
 def _train(name: str, net: Llama, data: torch.Tensor, s: FitSettings, teacher: Llama | None, progress: Progress):
-    held = data[-max(1, len(data) // 10) :]  # the last tenth: the loss before and after, not trained on
+    # the last tenth, not trained on, gives the loss before and after (with a single window, it is trained on)
+    held = data[-max(1, len(data) // 10) :]
     train = data[: -len(held)] if len(data) > len(held) else data
     before = loss_on(net, held, teacher, s)
     every = max(1, s.steps // 10)
-    losses = fit(net, train, s, teacher, lambda i, loss: i % every == 0 and progress(f"{name} step {i}: {loss:.3f}"))
+
+    def report(step: int, loss: float) -> None:
+        if step % every == 0:
+            progress(f"{name} step {step}: {loss:.3f}")
+
+    losses = fit(net, train, s, teacher, report)
     after = loss_on(net, held, teacher, s)
     progress(f"{name}: held-out loss {before:.3f} -> {after:.3f}")
     return {"step": name, **asdict(s), "heldout_loss_before": round(before, 4), "heldout_loss_after": round(after, 4),
