@@ -374,3 +374,18 @@ async def test_a_rebuilt_session_takes_its_kept_memory_and_summarises_only_what_
     assert back.memory.facts[0].text == "The lanterns were blue."  # could only come from what was kept
     with pytest.raises(ValueError):
         await rebuilt([kept[0]])[0].restore_memory([kept[0]])  # one part per beat
+
+
+async def test_a_store_that_cannot_keep_the_memory_costs_only_the_copy(caplog):
+    gen = turn_writer()
+    s = StorySession(StoryRequest(premise="A night market.", culture="ja-JP", seed=2), deps(gen), turns=10)
+
+    async def down(index, part):
+        raise ConnectionError("the database is unreachable")
+
+    s.kept = down
+    await s.turn("Turn 0.")
+    await s.revise_fact(0, "The lanterns were blue.")
+    assert s.memory.facts[0].text == "The lanterns were blue." and len(s.beats) == 1
+    assert "beat 0's memory was not stored: the database is unreachable" in caplog.text
+    assert "was not remembered" not in caplog.text  # the summary itself was fine

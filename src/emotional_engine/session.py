@@ -254,8 +254,14 @@ class StorySession:
         await self._keep(index)
 
     async def _keep(self, index: int) -> None:
-        if self.kept is not None and index < len(self.beats):
+        """Hand beat `index`'s part of the memory to `kept`. A failure there (the store down) costs only
+        the copy: the live memory holds the facts, and a rebuild summarises the beat again."""
+        if self.kept is None or index >= len(self.beats):
+            return
+        try:
             await self.kept(index, self.memory.part(index) | {"text_sha256": _digest(self.beats[index].text)})
+        except Exception as e:
+            log.warning("session %s: beat %d's memory was not stored: %s", self.id, index, e)
 
     def _messages(
         self, action: str, target: SceneTarget, recalled: str = "", budget: int | None = None
