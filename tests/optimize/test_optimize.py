@@ -13,7 +13,7 @@ import torch
 
 from emotional_engine.lm.gguf import ModelFileError, load_gguf, read_optimized
 from emotional_engine.lm.model import Llama
-from emotional_engine.optimize.distil import DistilError, student_from
+from emotional_engine.optimize.distil import DistilError, student_from, student_layers
 from emotional_engine.optimize.fit import FitSettings, fit, loss_on
 from emotional_engine.optimize.gguf_out import FILE_TYPES, weights_of
 from emotional_engine.optimize.pipeline import Plan, optimize
@@ -123,10 +123,12 @@ def test_healing_and_distilling_lower_the_loss():
     corpus = torch.arange(40).repeat(8)[None].repeat(6, 1)[:, :41] % 37  # a repeating toy corpus
     teacher = make_model(tiny_config(n_layer=2), std=0.1)
     fit(teacher, corpus, FitSettings(steps=40, lr=3e-3))  # a teacher that knows the corpus
-    student = student_from(teacher, 1)
+    student = student_from(teacher, student_layers(2, 1))
     assert student.config.n_layer == 1
     assert torch.equal(weights_of(student)["layers.0.attn.qkv.weight"], weights_of(teacher)["layers.1.attn.qkv.weight"])
-    by_influence = student_from(teacher, 1, torch.tensor([0.9, 0.1]))  # the layer that turns the stream most
+    turns_most = student_layers(2, 1, torch.tensor([0.9, 0.1]))  # the layer that turns the stream most
+    assert turns_most == [0]
+    by_influence = student_from(teacher, turns_most)
     assert torch.equal(
         weights_of(by_influence)["layers.0.mlp.down.weight"], weights_of(teacher)["layers.0.mlp.down.weight"]
     )
@@ -135,7 +137,7 @@ def test_healing_and_distilling_lower_the_loss():
     losses = fit(student, corpus, s, teacher)
     assert loss_on(student, corpus, teacher, s) < 0.7 * before and losses[-1] < losses[0]
     with pytest.raises(DistilError, match="1 to 1 layers"):
-        student_from(teacher, 2)
+        student_layers(2, 2)
 
 
 def test_the_pipeline_records_its_steps_and_the_output_serves(parent, tmp_path):

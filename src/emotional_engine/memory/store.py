@@ -85,7 +85,8 @@ class StoryMemory:
 
     def _keep_only(self, keep: list[bool]) -> None:
         facts = [f for f, k in zip(self.facts, keep, strict=True) if k]
-        vectors, scene = self.vectors[np.asarray(keep, dtype=bool)] if self.facts else self.vectors, self.scene
+        vectors = self.vectors[np.asarray(keep, dtype=bool)] if self.facts else self.vectors
+        scene = self.scene
         self.reset(self.cast)
         self.facts, self.vectors, self.scene = facts, vectors, scene
         for f in facts:

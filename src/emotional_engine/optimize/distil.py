@@ -22,6 +22,7 @@ class DistilError(ValueError):
 
 
 def student_layers(n_teacher: int, n_student: int, influence: torch.Tensor | None = None) -> list[int]:
+    """`influence`: the teacher's block influence per layer (prune.Importance.layers)."""
     if not 1 <= n_student < n_teacher:
         raise DistilError(f"a student needs 1 to {n_teacher - 1} layers (the teacher has {n_teacher}), not {n_student}")
     if influence is not None:
@@ -31,10 +32,9 @@ def student_layers(n_teacher: int, n_student: int, influence: torch.Tensor | Non
     return sorted({round(i * (n_teacher - 1) / (n_student - 1)) for i in range(n_student)})
 
 
-def student_from(teacher: Llama, n_layers: int, influence: torch.Tensor | None = None) -> Llama:
-    """A new model with `n_layers` of the teacher's layers (copies), its embeddings, norm and head;
-    `influence`: the teacher's block influence per layer (prune.Importance.layers)."""
-    keep = student_layers(teacher.config.n_layer, n_layers, influence)
+def student_from(teacher: Llama, keep: list[int]) -> Llama:
+    """A new model with the teacher's layers `keep` (copies, in order; `student_layers` chooses them), its
+    embeddings, norm and head."""
     sd = weights_of(teacher)
     out = {k: v.clone() for k, v in sd.items() if not k.startswith("layers.")}
     for j, i in enumerate(keep):

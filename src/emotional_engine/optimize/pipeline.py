@@ -86,9 +86,9 @@ def optimize(
     if plan.distil_layers is not None:
         teacher = net
         influence = measure(teacher, data[: plan.importance_windows]).layers
-        student = student_from(teacher, plan.distil_layers, influence)
-        step = _train("distil", student, data, plan.distil, teacher, progress)
         kept = student_layers(teacher.config.n_layer, plan.distil_layers, influence)
+        student = student_from(teacher, kept)
+        step = _train("distil", student, data, plan.distil, teacher, progress)
         steps.append(step | {"student_layers": plan.distil_layers, "teacher_layers": teacher.config.n_layer,
                              "kept_teacher_layers": kept, "chosen_by": "block influence"})  # fmt: skip
         net = student

@@ -153,22 +153,23 @@ def prune(model: Llama, spec: PruneSpec, imp: Importance) -> tuple[LlamaConfig, 
         out[o + "mlp.gate_up.weight"] = torch.cat([gate_up[ffn], gate_up[cfg.intermediate_size + ffn]])
         out[o + "mlp.down.weight"] = sd[p + "mlp.down.weight"][:, ffn].contiguous()
         kv = imp.heads[i].topk(groups).indices.sort().values
-        q_heads = (kv[:, None] * group + torch.arange(group)).flatten()
+        q_heads = _members(kv, group)  # the query heads sharing those key/value heads
         q_rows, kv_rows = cfg.n_head * cfg.head_dim, cfg.n_kv_head * cfg.head_dim
         qkv = sd[p + "attn.qkv.weight"]
         out[o + "attn.qkv.weight"] = torch.cat(
             [
-                qkv[_rows(q_heads, cfg.head_dim)],
-                qkv[q_rows + _rows(kv, cfg.head_dim)],
-                qkv[q_rows + kv_rows + _rows(kv, cfg.head_dim)],
+                qkv[_members(q_heads, cfg.head_dim)],
+                qkv[q_rows + _members(kv, cfg.head_dim)],
+                qkv[q_rows + kv_rows + _members(kv, cfg.head_dim)],
             ]
         )
-        out[o + "attn.proj.weight"] = sd[p + "attn.proj.weight"][:, _rows(q_heads, cfg.head_dim)].contiguous()
+        out[o + "attn.proj.weight"] = sd[p + "attn.proj.weight"][:, _members(q_heads, cfg.head_dim)].contiguous()
         for norm in ("attn_norm.weight", "mlp_norm.weight"):
             out[o + norm] = sd[p + norm]
     return new, out
 
 
-def _rows(heads: torch.Tensor, head_dim: int) -> torch.Tensor:
-    """The weight rows of these heads (each head's head_dim rows are together in our layout)."""
-    return (heads[:, None] * head_dim + torch.arange(head_dim)).flatten()
+def _members(units: torch.Tensor, size: int) -> torch.Tensor:
+    """The indices of these units' members, each unit `size` consecutive ones: a head's weight rows in our
+    layout, or a key/value head's query heads."""
+    return (units[:, None] * size + torch.arange(size)).flatten()

@@ -97,6 +97,10 @@ def build_service(
         metrics=metrics,
         background_slots=settings.job_slots,
     )
+
+    async def keep_facts(session_id: str, index: int, part: dict) -> None:
+        await call(service, service.store.sessions.keep_facts, session_id, index, part)
+
     service = Service(
         settings=settings,
         engine=engine,
@@ -105,14 +109,11 @@ def build_service(
         limiter=limiter,
         admission=admission,
         metrics=metrics,
-        sessions=LiveSessions(engine, MAX_LIVE_SESSIONS, settings.session_idle_ttl_s, metrics.chat_sessions),
+        sessions=LiveSessions(
+            engine, MAX_LIVE_SESSIONS, settings.session_idle_ttl_s, metrics.chat_sessions, keep_facts
+        ),
     )
     service.jobs = JobRunner(service)
-
-    async def keep_facts(session_id: str, index: int, part: dict) -> None:
-        await call(service, service.store.sessions.keep_facts, session_id, index, part)
-
-    service.sessions.keep_facts = keep_facts
     return service
 
 
