@@ -147,6 +147,12 @@ class Settings(BaseSettings):
     # Several models (see ModelCatalog); either replaces the single model above
     models: ModelCatalog | None = Field(None, description="the model catalog as JSON")
     models_file: Path | None = Field(None, description="the model catalog as a YAML file")
+    max_loaded_models: int | None = Field(
+        None,
+        ge=1,
+        description="models a process holds at once; the least recently used other than the default "
+        "is unloaded for one more (default: all that are used)",
+    )
     # Storage and cache (the HTTP service)
     # URLs may carry a password: kept out of reprs (repr=False) and logged redacted (`redacted_url`)
     database_url: str | None = Field(

@@ -261,3 +261,32 @@ async def test_an_openai_entry_talks_to_its_server(fake, monkeypatch):
         assert m.identity("remote")["base_url"] == f"{fake.url}/v1"
     finally:
         await g.aclose()
+
+
+def test_with_a_cap_the_least_recently_used_model_other_than_the_default_is_unloaded_and_closed():
+    loads = []
+
+    def counting(spec):
+        loads.append(spec.name)
+        return named(spec)
+
+    m = ModelManager(ModelCatalog.model_validate(CATALOG), counting, max_loaded=2)
+    small, kids = m.get("small"), m.get("kids")
+    m.get("small")  # the default is used most recently: still never the one unloaded
+    japanese = m.get("japanese")
+    assert [n for n in ("small", "kids", "japanese") if m.is_loaded(n)] == ["small", "japanese"]
+    for _ in range(100):  # closed in a thread of its own
+        if getattr(kids, "aclosed", False):
+            break
+        time.sleep(0.01)
+    assert kids.aclosed and not getattr(small, "aclosed", False) and not getattr(japanese, "aclosed", False)
+    m.get("kids")  # used again: loaded again, and now japanese is the least recently used
+    assert loads == ["small", "kids", "japanese", "kids"]
+    assert not m.is_loaded("japanese") and m.is_loaded("kids") and m.is_loaded("small")
+
+
+def test_without_a_cap_every_used_model_stays_loaded():
+    m, loads = manager()
+    for name in ("small", "kids", "japanese", "kids"):
+        m.get(name)
+    assert loads == ["small", "kids", "japanese"]

@@ -2,13 +2,16 @@
 `make_generator`: the generator of one configured model.
 
 A request that names a model (`StoryRequest.model`) gets it; otherwise the first routing rule that
-matches its audience and culture picks one; otherwise the catalog's default does.
+matches its audience and culture picks one; otherwise the catalog's default does. With `max_loaded`,
+loading one more model unloads the least recently used other than the default.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from emotional_engine.config import Settings
 
 Loader = Callable[[ModelSpec], Generator]
+log = logging.getLogger(__name__)
 
 
 class Routed(Protocol):
@@ -75,16 +79,17 @@ class ModelStatus:
 
 
 class ModelManager:
-    def __init__(self, catalog: ModelCatalog, load: Loader):
+    def __init__(self, catalog: ModelCatalog, load: Loader, max_loaded: int | None = None):
         self.catalog = catalog
         self._load = load
+        self.max_loaded = max_loaded  # models held at once (None: all); the default is never unloaded
         self._specs = {m.name: m for m in catalog.models}
-        self._loaded: dict[str, Generator] = {}
+        self._loaded: OrderedDict[str, Generator] = OrderedDict()  # least recently used first
         self._locks = {name: threading.Lock() for name in self._specs}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelManager:
-        return cls(settings.model_catalog(), partial(make_generator, settings=settings))
+        return cls(settings.model_catalog(), partial(make_generator, settings=settings), settings.max_loaded_models)
 
     @classmethod
     def single(cls, generator: Generator) -> ModelManager:
@@ -120,13 +125,30 @@ class ModelManager:
             with self._locks[name]:
                 if name not in self._loaded:
                     self._loaded[name] = self._load(spec)
-        return self._loaded[name]
+                    self._unload_beyond_max(keep=name)
+        return self._used(name)
 
     async def aget(self, name: str) -> Generator:
         """`get` without blocking the event loop: a first use loads in a thread."""
         if name in self._loaded:
-            return self._loaded[name]
+            return self._used(name)
         return await asyncio.to_thread(self.get, name)
+
+    def _used(self, name: str) -> Generator:
+        generator = self._loaded[name]
+        self._loaded.move_to_end(name)
+        return generator
+
+    def _unload_beyond_max(self, keep: str) -> None:
+        """Unload the least recently used models beyond `max_loaded` (never `keep` or the default). A request
+        still writing with one fails as the model failing (503, retry), and loads it again."""
+        while self.max_loaded is not None and len(self._loaded) > max(self.max_loaded, 1):
+            name = next((n for n in self._loaded if n not in (keep, self.default)), None)
+            if name is None:
+                return
+            generator = self._loaded.pop(name)
+            log.info("model %s unloaded (least recently used of %d)", name, self.max_loaded)
+            threading.Thread(target=asyncio.run, args=(generator.aclose(),), name=f"unload-{name}").start()
 
     def identity(self, name: str) -> dict:
         """What tells a loaded model's output apart from another's (the cache key holds it)."""
