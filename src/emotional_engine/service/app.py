@@ -71,7 +71,7 @@ def build_service(
         models = ModelManager.single(MeteredGenerator(generator, metrics))
     else:
         load = load_model or partial(make_generator, settings=settings)
-        models = ModelManager(catalog, lambda spec: MeteredGenerator(load(spec), metrics))
+        models = ModelManager(catalog, lambda spec: MeteredGenerator(load(spec), metrics), settings.max_loaded_models)
     engine = Engine(settings, models=models, emotion=emotion, candidates=candidates, check_safety=check_safety)
     store = Store.from_settings(settings)
     cache = MultiLevelCache(
@@ -110,7 +110,12 @@ def build_service(
         admission=admission,
         metrics=metrics,
         sessions=LiveSessions(
-            engine, MAX_LIVE_SESSIONS, settings.session_idle_ttl_s, metrics.chat_sessions, keep_facts
+            engine,
+            MAX_LIVE_SESSIONS,
+            settings.session_idle_ttl_s,
+            metrics.chat_sessions,
+            metrics.session_lookups,
+            keep_facts,
         ),
     )
     service.jobs = JobRunner(service)

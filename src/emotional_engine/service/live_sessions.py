@@ -19,9 +19,10 @@ from emotional_engine.session import Beat, StorySession
 
 
 class LiveSessions:
-    def __init__(self, engine, max_live: int, idle_ttl_s: float, taken, keep_facts=None):
+    def __init__(self, engine, max_live: int, idle_ttl_s: float, taken, lookups, keep_facts=None):
         self.engine = engine
         self.taken = taken  # a counter of chat sessions by how `take` had them (metrics.chat_sessions)
+        self.lookups = lookups  # a counter of `get`s by whether the session was live (metrics.session_lookups)
         self.keep_facts = keep_facts  # async (session_id, index, part): stores a beat's part of the memory
         self._live: TTLCache[str, StorySession] = TTLCache(maxsize=max_live, ttl=idle_ttl_s)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -38,7 +39,9 @@ class LiveSessions:
         """The live session, rebuilt when it is not in memory from its stored request, beats and the
         parts of its story memory kept beside them (one per beat, None where none was kept)."""
         s = self._live.get(session_id)
-        if s is None or len(s.beats) != len(beats):
+        warm = s is not None and len(s.beats) == len(beats)
+        self.lookups.labels("warm" if warm else "rebuilt").inc()
+        if not warm:
             s = await self.engine.session(StoryRequest.model_validate(request), turns)
             s.id = session_id  # the runtime keys the session's KV cache by it
             s.restore_beats([Beat.model_validate(b) for b in beats])
