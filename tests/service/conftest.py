@@ -10,12 +10,12 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-from service_helpers import free_port
 
 from emotional_engine.config import Settings
 from emotional_engine.service import create_app
 from emotional_engine.storage import Store
 from fakes import FakeEmotion, harbour_generator
+from service_helpers import free_port
 
 
 @pytest.fixture

@@ -177,9 +177,9 @@ def test_a_story_streams_from_the_embedded_model(page, settings, make_key, embed
     import threading
 
     import uvicorn
-    from service_helpers import free_port
 
     from emotional_engine.service import create_app
+    from service_helpers import free_port
 
     real = settings.model_copy(update={"model_path": embedded_path})
     app = create_app(real, candidates=2)

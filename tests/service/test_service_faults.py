@@ -8,12 +8,12 @@ import json
 import threading
 import time
 
-from service_helpers import wait_for_job
 from sqlalchemy.exc import OperationalError
 
 from emotional_engine.agents import technical
 from emotional_engine.service import jobs
 from fakes import harbour, harbour_generator
+from service_helpers import wait_for_job
 
 STORY = {"premise": "A kite festival.", "words": 150}
 LONG = {"premise": "A lighthouse keeper finds a letter.", "words": 600, "seed": 11}

@@ -4,13 +4,13 @@ failures told by a code and an incident id rather than the exception's words."""
 import asyncio
 
 import pytest
-from service_helpers import wait_for_job
 from sqlalchemy.exc import IntegrityError
 
 from emotional_engine.service.errors import ApiError
 from emotional_engine.service.storecalls import call
 from emotional_engine.storage import Store
 from fakes import harbour_generator
+from service_helpers import wait_for_job
 
 LONG = {"premise": "A lighthouse keeper finds a letter.", "words": 600, "seed": 11}
 

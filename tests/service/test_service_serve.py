@@ -7,6 +7,7 @@ import time
 
 import httpx
 import pytest
+
 from service_helpers import free_port
 
 

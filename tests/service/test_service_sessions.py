@@ -4,9 +4,9 @@ import asyncio
 import json
 
 import httpx
-from service_helpers import parse_sse
 
 from emotional_engine.storage import Store
+from service_helpers import parse_sse
 
 SESSION = {"premise": "A night market in Osaka.", "culture": "ja-JP", "seed": 3}
 

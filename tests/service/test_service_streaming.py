@@ -6,9 +6,9 @@ import json
 
 import httpx
 import pytest
-from service_helpers import parse_sse
 
 from fakes import harbour_generator
+from service_helpers import parse_sse
 
 STORY = {"premise": "A fisherman's daughter saves the harbour.", "words": 300, "seed": 5}
 
