@@ -202,7 +202,10 @@ class EngineReplica:
             raise RuntimeError("the models are not loaded")
 
     async def __del__(self):
-        await self._lifespan.__aexit__(None, None, None)  # job leases released, connections closed
+        """Ray's shutdown of the replica: the app's own (job leases released, connections closed), once."""
+        lifespan, self._lifespan = getattr(self, "_lifespan", None), None
+        if lifespan is not None:
+            await lifespan.__aexit__(None, None, None)
 
 
 gateway = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)  # the replicas answer /docs
@@ -283,7 +286,9 @@ def autoscaling(min_replicas: int, max_replicas: int) -> dict:
             "min_replicas": min_replicas,
             "max_replicas": max_replicas,
             "target_ongoing_requests": TARGET_ONGOING_REQUESTS,
-            "look_back_period_s": 10,  # Ray's default, 30 s, leaves a load step queueing for half a minute
+            # Ray's default, 30 s, leaves a load step queueing for half a minute; it must exceed 10 s, how
+            # often a replica reports its load
+            "look_back_period_s": 15,
             "upscale_delay_s": 5,
             "downscale_delay_s": 120,
         }
