@@ -39,6 +39,8 @@ def test_a_request_is_tied_to_its_session_or_its_conversation_and_nothing_else()
     opening = [{"role": "system", "content": PREMISE}, {"role": "user", "content": "She opens it."}]
     later = opening + [{"role": "assistant", "content": "A beat."}, {"role": "user", "content": "She reads."}]
     assert chat(opening) == chat(later)  # every turn of one conversation
+    assert chat(opening[1:]) == chat(later[1:])  # without a system message too
+    assert chat(opening[1:]) != chat(opening)
     assert chat(opening) != chat(opening, auth="Bearer k2")  # another caller's
     assert chat(opening[:1] + [{"role": "user", "content": "She burns it."}]) != chat(opening)
     assert affinity_key("POST", "/v1/chat/completions", headers, b"not json") is None

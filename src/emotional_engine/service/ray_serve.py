@@ -34,6 +34,7 @@ from ray.serve.handle import DeploymentHandle
 from ray.serve.request_router import PendingRequest, RunningReplica
 from starlette.responses import Response
 
+from emotional_engine.lm.models import UnknownModelError
 from emotional_engine.service.errors import OPENAI_ROUTES, error_body, error_response
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,12 @@ def affinity_key(method: str, path: str, headers, body: bytes) -> str | None:
             messages = json.loads(body).get("messages") or []
         except (ValueError, AttributeError):
             return None
-        opening = [m for m in messages if isinstance(m, dict)][:2]
+        opening = []  # up to the first user message: what every later turn of the chat begins with
+        for m in messages:
+            if isinstance(m, dict):
+                opening.append(m)
+                if m.get("role") == "user":
+                    break
         ident = json.dumps([headers.get("authorization", ""), opening], sort_keys=True, default=str)
         return "chat:" + hashlib.sha256(ident.encode()).hexdigest()[:24]
     return None
@@ -192,8 +198,10 @@ class EngineReplica:
         if model := serve.get_multiplexed_model_id():
             try:
                 await self.model(model)
-            except Exception:  # an unknown model: the route answers it (422 listing the configured ones)
+            except UnknownModelError:  # the route answers it: 422 listing the configured ones
                 pass
+            except Exception as e:  # the route tries it again and answers the failure as it does without Ray
+                log.warning("model %s did not load ahead of its request: %s", model, e)
         async for part in asgi_call(self.app, request, self._header):
             yield part
 
