@@ -177,11 +177,20 @@ async def test_models_and_sessions_keep_to_a_replica_and_a_dead_replicas_job_is_
     async with httpx.AsyncClient(base_url=base, timeout=120) as c:
         # a model asked for by name is loaded by one replica, and the requests naming it go there
         served = set()
-        for seed in range(4):
+        for seed in range(8):
             r = await c.post("/v1/stories", json={"premise": PREMISE, "words": 150, "seed": seed, "model": "kids"})
             assert r.status_code == 200 and r.json()["provenance"]["model"] == "kids-weights", r.text
             served.add(r.headers["x-ee-replica"])
         assert len(served) == 1
+        # and the other replica never loaded it (GET /v1/models, which no model routes, reaches both)
+        kids_loaded = {}
+        for _ in range(60):
+            r = await c.get("/v1/models")
+            [kids] = [m for m in r.json()["data"] if m["id"] == "kids"]
+            kids_loaded[r.headers["x-ee-replica"]] = kids["engine"]["loaded"]
+            if len(kids_loaded) == 2:
+                break
+        assert kids_loaded == {name: name in served for name in kids_loaded} and len(kids_loaded) == 2
 
         # sessions: every turn of one session on one replica, the sessions spread over both
         homes = {}
