@@ -121,29 +121,31 @@ class ModelManager:
     def get(self, name: str) -> Generator:
         """Model `name`'s generator, loaded on first use (once, however many threads ask at once)."""
         spec = self.spec(name)
-        if name not in self._loaded:
+        while (generator := self._used(name)) is None:  # again if another load unloaded it meanwhile
             with self._locks[name]:
                 if name not in self._loaded:
                     self._loaded[name] = self._load(spec)
                     self._unload_beyond_max(keep=name)
-        return self._used(name)
+        return generator
 
     async def aget(self, name: str) -> Generator:
         """`get` without blocking the event loop: a first use loads in a thread."""
-        if name in self._loaded:
-            return self._used(name)
-        return await asyncio.to_thread(self.get, name)
+        generator = self._used(name)
+        return generator if generator is not None else await asyncio.to_thread(self.get, name)
 
-    def _used(self, name: str) -> Generator:
-        generator = self._loaded[name]
-        self._loaded.move_to_end(name)
-        return generator
+    def _used(self, name: str) -> Generator | None:
+        """The loaded generator, now the most recently used; None when it is not loaded."""
+        try:
+            self._loaded.move_to_end(name)
+            return self._loaded[name]
+        except KeyError:
+            return None
 
     def _unload_beyond_max(self, keep: str) -> None:
         """Unload the least recently used models beyond `max_loaded` (never `keep` or the default). A request
         still writing with one fails as the model failing (503, retry), and loads it again."""
         while self.max_loaded is not None and len(self._loaded) > max(self.max_loaded, 1):
-            name = next((n for n in self._loaded if n not in (keep, self.default)), None)
+            name = next((n for n in list(self._loaded) if n not in (keep, self.default)), None)
             if name is None:
                 return
             generator = self._loaded.pop(name)
