@@ -382,8 +382,6 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from emotional_engine.service.ray_serve import SessionAffinityRouter  # noqa: F401  (ray is installed)
-
     src = HERE.parent / "src"
     if args.metric_push_s is not None:  # read by Ray's processes at start, so set before Ray starts
         for what in ("REPLICA", "HANDLE"):

@@ -102,16 +102,27 @@ def kill_namespace(ns: str, wait_s: float = 15.0) -> None:
 
 
 def _remove_run(run_id: str) -> None:
+    """Kill every process of the run, delete its namespaces, veths, bridge and temp dir. Every process goes
+    while every link is up, and the sockets they leave are destroyed (`ss -K`): an orphaned socket still
+    sending its FIN would keep a deleted namespace alive for minutes."""
     namespaces = [n for n in sh("ip", "netns", "list").stdout.split() if n.startswith(f"{PREFIX}-{run_id}-")]
+    links = [link for link in _links() if link.startswith((f"{PREFIX}{run_id}", f"{PREFIX}br{run_id}"))]
+    for link in links:
+        sh("ip", "link", "set", link, "up", check=False)
+    errors = []
     for ns in namespaces:
-        kill_namespace(ns)
+        try:
+            kill_namespace(ns)
+        except RuntimeError as e:
+            errors.append(str(e))
     for ns in namespaces:
         sh("ip", "netns", "exec", ns, "ss", "-K", "-a", "-t", check=False)
         sh("ip", "netns", "delete", ns, check=False)
-    for link in _links():
-        if link.startswith((f"{PREFIX}{run_id}", f"{PREFIX}br{run_id}")):
-            sh("ip", "link", "delete", link, check=False)
+    for link in links:  # the veths go with their namespaces, unless one lingers
+        sh("ip", "link", "delete", link, check=False)
     shutil.rmtree(f"/tmp/{PREFIX}-{run_id}", ignore_errors=True)
+    if errors:
+        raise RuntimeError("; ".join(errors))
 
 
 def _links() -> list[str]:
@@ -309,26 +320,11 @@ class NetnsCluster:
         kill_namespace(host.ns)
 
     def down(self) -> None:
-        """Kill every process of the run, delete its namespaces, veths, bridge and temp dir, stop the
-        forwarders. Every process goes while every link is up, and the sockets they leave are destroyed
-        (`ss -K`): an orphaned socket still sending its FIN would keep a deleted namespace alive for minutes."""
-        errors = []
-        for h in self.hosts.values():
-            sh("ip", "link", "set", h.veth, "up", check=False)
-        for h in self.hosts.values():
-            try:
-                kill_namespace(h.ns)
-            except RuntimeError as e:
-                errors.append(str(e))
-        for h in self.hosts.values():
-            sh("ip", "netns", "exec", h.ns, "ss", "-K", "-a", "-t", check=False)
-            sh("ip", "netns", "delete", h.ns, check=False)
-            sh("ip", "link", "delete", h.veth, check=False)  # gone with its namespace, unless that lingers
-        sh("ip", "link", "delete", self.bridge, check=False)
-        self.forwarder.stop()
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
-        if errors:
-            raise RuntimeError("; ".join(errors))
+        """Remove everything of the run (`_remove_run`) and stop the forwarders."""
+        try:
+            _remove_run(self.id)
+        finally:
+            self.forwarder.stop()
 
     def leftovers(self) -> list[str]:
         """What of this run is still there (should be nothing after `down()`)."""

@@ -189,9 +189,11 @@ class EngineReplica:
         self._header = [(REPLICA_HEADER, self.name.encode())]
 
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
-    async def model(self, name: str):
-        """Load model `name` here (Ray then routes the requests naming it to this replica)."""
-        return await self.app.state.service.engine.models.aget(name)
+    async def model(self, name: str) -> str:
+        """Load model `name` here (Ray then routes the requests naming it to this replica). Ray keeps the
+        name, not the generator: what is loaded stays the ModelManager's to unload."""
+        await self.app.state.service.engine.models.aget(name)
+        return name
 
     async def handle(self, request: dict, affinity: str | None = None) -> AsyncIterator:
         """The answer to one forwarded HTTP request: its start, then its body's chunks."""
